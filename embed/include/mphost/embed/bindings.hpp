@@ -1,0 +1,17 @@
+#pragma once
+// The pieces of the `_mphost` module, one function per core noun. Each
+// lives in src/<noun>_binding.cpp; module.cpp calls them all.
+// Every binding that can block releases the GIL and turns EINTR into a
+// signal check (so Ctrl-C raises KeyboardInterrupt).
+
+#include <pybind11/pybind11.h>
+
+namespace mphost::embed {
+
+void bind_process(pybind11::module_& m);
+void bind_handshake(pybind11::module_& m);
+void bind_forkserver(pybind11::module_& m);
+
+}  // namespace mphost::embed
+
+extern "C" PyObject* PyInit__mphost();

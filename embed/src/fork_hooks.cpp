@@ -1,0 +1,27 @@
+#include "mphost/embed/fork_hooks.hpp"
+
+namespace mphost::embed {
+
+runtime::fork_hooks interpreter_fork_hooks() {
+  return {[] { PyOS_BeforeFork(); }, [] { PyOS_AfterFork_Parent(); }, [] { PyOS_AfterFork_Child(); }};
+}
+
+runtime::fork_hooks interpreter_fork_hooks_without_gil(PyThreadState*& released_state) {
+  PyThreadState** state = &released_state;
+  return {
+      [state] {
+        PyEval_RestoreThread(*state);
+        PyOS_BeforeFork();
+      },
+      [state] {
+        PyOS_AfterFork_Parent();
+        *state = PyEval_SaveThread();
+      },
+      [state] {
+        PyOS_AfterFork_Child();
+        *state = PyEval_SaveThread();
+      },
+  };
+}
+
+}  // namespace mphost::embed

@@ -1,0 +1,127 @@
+#include "mphost/embed/interpreter.hpp"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "mphost/embed/bindings.hpp"
+#include "mphost/embed/python.hpp"
+#include "mphost/runtime/launch.hpp"
+
+namespace mphost::embed {
+namespace {
+
+// The shim is found relative to the executable, in build trees and installed
+// trees alike: <prefix>/bin/mphost -> <prefix>/share/mphost/python.
+std::string shim_directory(const std::string& executable) {
+  const std::string bin = executable.substr(0, executable.rfind('/'));
+  return bin.substr(0, bin.rfind('/')) + "/share/mphost/python";
+}
+
+bool is_file(const std::string& path) {
+  struct stat st{};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// Fills `config` from argv with python3's own parser and makes sys.executable
+// the mphost binary. Returns the status of the first failing step.
+PyStatus configure(PyConfig& config, const std::string& executable, const std::vector<char*>& argv) {
+  PyStatus status = PyConfig_SetBytesArgv(&config, static_cast<Py_ssize_t>(argv.size()),
+                                          const_cast<char* const*>(argv.data()));
+  if (PyStatus_Exception(status)) return status;
+  return PyConfig_SetBytesString(&config, &config.executable, executable.c_str());
+}
+
+// Puts the shim first on sys.path (after the entry Py_RunMain adds for the
+// script) so that `import multiprocessing` is always mphost's.
+bool install_shim(const std::string& executable) {
+  const std::string shim = shim_directory(executable);
+  if (!is_file(shim + "/multiprocessing/__init__.py")) {
+    std::fprintf(stderr, "mphost: cannot find its multiprocessing package in %s\n", shim.c_str());
+    return false;
+  }
+  PyObject* path = PySys_GetObject("path");  // borrowed
+  PyObject* entry = PyUnicode_DecodeFSDefault(shim.c_str());
+  const bool ok = path != nullptr && entry != nullptr && PyList_Insert(path, 0, entry) == 0;
+  Py_XDECREF(entry);
+  if (!ok) PyErr_Print();
+  return ok;
+}
+
+int exit_with_status(PyStatus status) {
+  if (PyStatus_IsExit(status)) return status.exitcode;
+  Py_ExitStatusException(status);  // prints the error and exits
+}
+
+// The interpreter flags of a child come after `--mphost-child FD`.
+int child_main(int argc, char** argv, const std::string& executable) {
+  char* end = nullptr;
+  const long fd = std::strtol(argv[2], &end, 10);
+  if (end == argv[2] || *end != '\0' || fd < 0) {
+    std::fprintf(stderr, "mphost: %s needs a descriptor number\n", child_mode_flag);
+    return 2;
+  }
+  std::vector<char*> child_argv{argv[0]};
+  for (int i = 3; i < argc; ++i) child_argv.push_back(argv[i]);
+
+  PyConfig config;
+  PyConfig_InitPythonConfig(&config);
+  config.parse_argv = 1;
+  PyStatus status = configure(config, executable, child_argv);
+  if (!PyStatus_Exception(status)) status = Py_InitializeFromConfig(&config);
+  PyConfig_Clear(&config);
+  if (PyStatus_Exception(status)) return exit_with_status(status);
+  if (!install_shim(executable)) return 1;
+
+  int code = 1;
+  PyObject* spawn = PyImport_ImportModule("multiprocessing.spawn");
+  PyObject* result = spawn != nullptr ? PyObject_CallMethod(spawn, "_child_main", "l", fd) : nullptr;
+  Py_XDECREF(spawn);
+  if (result != nullptr) {
+    code = static_cast<int>(PyLong_AsLong(result));
+    Py_DECREF(result);
+  }
+  if (PyErr_Occurred() != nullptr) {
+    // SystemExit is handled like the interpreter does at top level.
+    code = 1;
+    PyErr_Print();
+  }
+  if (Py_FinalizeEx() < 0 && code == 0) code = 120;
+  return code;
+}
+
+}  // namespace
+
+int launcher_main(int argc, char** argv) {
+  if (PyImport_AppendInittab("_mphost", &PyInit__mphost) != 0) {
+    std::fprintf(stderr, "mphost: cannot register the _mphost module\n");
+    return 1;
+  }
+  std::string executable;
+  try {
+    executable = runtime::current_executable();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mphost: %s\n", e.what());
+    return 1;
+  }
+  if (argc >= 3 && std::strcmp(argv[1], child_mode_flag) == 0) return child_main(argc, argv, executable);
+
+  PyConfig config;
+  PyConfig_InitPythonConfig(&config);
+  config.parse_argv = 1;
+  PyStatus status = configure(config, executable, std::vector<char*>(argv, argv + argc));
+  if (!PyStatus_Exception(status)) status = Py_InitializeFromConfig(&config);
+  PyConfig_Clear(&config);
+  if (PyStatus_Exception(status)) return exit_with_status(status);
+  if (!install_shim(executable)) {
+    Py_FinalizeEx();
+    return 1;
+  }
+  return Py_RunMain();
+}
+
+}  // namespace mphost::embed

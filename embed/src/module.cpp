@@ -1,0 +1,14 @@
+// The `_mphost` extension module, built into the launcher and registered
+// before the interpreter starts.
+#include <pybind11/pybind11.h>
+
+#include "mphost/embed/bindings.hpp"
+#include "mphost/embed/errors.hpp"
+
+PYBIND11_MODULE(_mphost, m) {
+  m.doc() = "mphost's native runtime: process launch, fork, forkserver, IPC.";
+  mphost::embed::register_error_translation();
+  mphost::embed::bind_process(m);
+  mphost::embed::bind_handshake(m);
+  mphost::embed::bind_forkserver(m);
+}

@@ -1,0 +1,54 @@
+// Process-level bindings: launch, reap, sentinels, fork.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "mphost/embed/bindings.hpp"
+#include "mphost/embed/fork_hooks.hpp"
+#include "mphost/embed/gil.hpp"
+#include "mphost/runtime/exit_status.hpp"
+#include "mphost/runtime/fork.hpp"
+#include "mphost/runtime/launch.hpp"
+#include "mphost/runtime/sentinel.hpp"
+
+namespace py = pybind11;
+
+namespace mphost::embed {
+
+void bind_process(py::module_& m) {
+  m.def("current_executable", &runtime::current_executable,
+        "Absolute path of the running mphost executable.");
+
+  m.def(
+      "launch",
+      [](const std::string& executable, const std::vector<std::string>& args, const std::vector<int>& pass_fds) {
+        runtime::launch_request request{executable, args, pass_fds};
+        py::gil_scoped_release release;
+        return runtime::launch(request);
+      },
+      py::arg("executable"), py::arg("args"), py::arg("pass_fds"),
+      "Start `executable` with `args`, passing only `pass_fds` (and stdio). Returns the pid.");
+
+  m.def(
+      "wait_for_exit",
+      [](pid_t pid, bool block) {
+        std::optional<int> code;
+        {
+          py::gil_scoped_release release;
+          code = runtime::wait_for_exit(pid, block, &check_signals_without_gil);
+        }
+        throw_if_python_error();
+        return code;
+      },
+      py::arg("pid"), py::arg("block"),
+      "Reap `pid` if it ended: its exit code (0, n or -signum), or None while it runs.");
+
+  m.def("open_sentinel", &runtime::open_process_sentinel, py::arg("pid"),
+        "A pidfd for `pid`: readable once the process has ended.");
+  m.def("pidfd_supported", &runtime::pidfd_supported);
+
+  m.def(
+      "fork", [] { return runtime::fork_process(interpreter_fork_hooks()); },
+      "fork() with the interpreter's fork protocol: returns the child's pid, 0 in the child.");
+}
+
+}  // namespace mphost::embed

@@ -1,0 +1,262 @@
+#include "mphost/runtime/forkserver.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include "mphost/ipc/error.hpp"
+#include "mphost/runtime/exit_status.hpp"
+#include "mphost/runtime/handshake.hpp"
+#include "mphost/runtime/names.hpp"
+#include "mphost/runtime/sentinel.hpp"
+
+namespace mphost::runtime {
+namespace {
+
+constexpr char magic[4] = {'M', 'P', 'F', 'S'};
+constexpr std::size_t header_size = sizeof magic + 4 + forkserver_token_size;
+
+sockaddr_un socket_address(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) throw_errno(ENAMETOOLONG, "forkserver socket path");
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  return addr;
+}
+
+bool equal_in_constant_time(const char* a, const char* b, std::size_t n) noexcept {
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+void close_all(const std::vector<int>& fds) noexcept {
+  for (int fd : fds) ::close(fd);
+}
+
+// Receives one request header and its descriptors. Returns nullopt (having
+// closed whatever arrived) when the request is malformed or unauthenticated.
+std::optional<std::vector<int>> receive_request(int conn, const std::string& token) {
+  char header[header_size];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * forkserver_max_fds)];
+  iovec iov{header, sizeof header};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(conn, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+  } while (n < 0 && errno == EINTR);
+  std::vector<int> fds;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      const auto* data = reinterpret_cast<const int*>(CMSG_DATA(c));
+      for (std::size_t i = 0; i < count; ++i) fds.push_back(data[i]);
+    }
+  }
+  std::uint32_t declared = 0;
+  bool ok = n == static_cast<ssize_t>(header_size) && (msg.msg_flags & MSG_CTRUNC) == 0 &&
+            std::memcmp(header, magic, sizeof magic) == 0 && token.size() == forkserver_token_size;
+  if (ok) {
+    std::memcpy(&declared, header + sizeof magic, 4);
+    ok = declared == fds.size() &&
+         equal_in_constant_time(header + sizeof magic + 4, token.data(), forkserver_token_size);
+  }
+  if (!ok) {
+    close_all(fds);
+    return std::nullopt;
+  }
+  return fds;
+}
+
+bool send_quietly(int fd, const void* data, std::size_t size) noexcept {
+  const auto* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::send(fd, p, size, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+struct running_child {
+  pid_t pid;
+  int conn;
+};
+
+}  // namespace
+
+forkserver_listener open_forkserver_listener() {
+  forkserver_listener listener;
+  listener.directory = make_private_directory("mphost-fs-");
+  listener.path = listener.directory + "/forkserver.sock";
+  try {
+    listener.fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (listener.fd < 0) throw_errno("socket");
+    const sockaddr_un addr = socket_address(listener.path);
+    if (::bind(listener.fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) throw_errno("bind");
+    ::chmod(listener.path.c_str(), 0600);
+    if (::listen(listener.fd, 128) != 0) throw_errno("listen");
+  } catch (...) {
+    if (listener.fd >= 0) ::close(listener.fd);
+    remove_private_directory(listener.directory);
+    throw;
+  }
+  return listener;
+}
+
+std::string new_forkserver_token() { return random_hex(forkserver_token_size / 2); }
+
+std::optional<std::vector<int>> run_zygote(int listen_fd, int alive_fd, const std::string& token,
+                                           const fork_hooks& hooks) {
+  std::map<int, running_child> children;  // pidfd -> child
+  for (;;) {
+    std::vector<pollfd> watch;
+    watch.push_back({alive_fd, POLLIN, 0});
+    watch.push_back({listen_fd, POLLIN, 0});
+    for (const auto& [pidfd, child] : children) watch.push_back({pidfd, POLLIN, 0});
+    if (::poll(watch.data(), watch.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("poll");
+    }
+    if (watch[0].revents != 0) {
+      char byte;
+      const ssize_t n = ::read(alive_fd, &byte, 1);
+      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+        for (const auto& [pidfd, child] : children) {
+          ::close(pidfd);
+          ::close(child.conn);
+        }
+        return std::nullopt;
+      }
+    }
+    for (std::size_t i = 2; i < watch.size(); ++i) {
+      if (watch[i].revents == 0) continue;
+      const auto it = children.find(watch[i].fd);
+      const std::optional<int> code = wait_for_exit(it->second.pid, true);
+      const std::int32_t wire = code.value_or(255);
+      send_quietly(it->second.conn, &wire, sizeof wire);
+      ::close(it->second.conn);
+      ::close(it->first);
+      children.erase(it);
+    }
+    if (watch[1].revents == 0) continue;
+    const int conn = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (conn < 0) continue;  // EINTR, ECONNABORTED, EMFILE...: try again on the next round
+    // A client that connects and then says nothing must not stall the zygote.
+    const timeval limit{5, 0};
+    ::setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    std::optional<std::vector<int>> fds = receive_request(conn, token);
+    if (!fds) {
+      ::close(conn);
+      continue;
+    }
+    pid_t pid;
+    try {
+      pid = fork_process(hooks);
+    } catch (const std::system_error&) {
+      close_all(*fds);
+      ::close(conn);
+      continue;
+    }
+    if (pid == 0) {
+      ::close(listen_fd);
+      ::close(alive_fd);
+      ::close(conn);
+      for (const auto& [pidfd, child] : children) {
+        ::close(pidfd);
+        ::close(child.conn);
+      }
+      return fds;
+    }
+    close_all(*fds);
+    const std::int64_t wire_pid = pid;
+    send_quietly(conn, &wire_pid, sizeof wire_pid);
+    int pidfd = -1;
+    try {
+      pidfd = open_process_sentinel(pid);
+    } catch (const std::system_error&) {
+      // Without a pidfd, wait for this child now so that its client still gets a status.
+      const std::int32_t wire = wait_for_exit(pid, true).value_or(255);
+      send_quietly(conn, &wire, sizeof wire);
+      ::close(conn);
+      continue;
+    }
+    children.emplace(pidfd, running_child{pid, conn});
+  }
+}
+
+forked_child request_fork(const std::string& socket_path, const std::string& token,
+                          std::span<const int> fds) {
+  if (fds.size() > forkserver_max_fds) throw_errno(EINVAL, "too many descriptors for the forkserver");
+  if (token.size() != forkserver_token_size) throw std::system_error(errc::auth_failed, "bad forkserver token");
+  const int conn = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (conn < 0) throw_errno("socket");
+  try {
+    const sockaddr_un addr = socket_address(socket_path);
+    int rc;
+    do {
+      rc = ::connect(conn, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) throw_errno("connect to forkserver");
+    char header[header_size];
+    std::memcpy(header, magic, sizeof magic);
+    const std::uint32_t count = static_cast<std::uint32_t>(fds.size());
+    std::memcpy(header + sizeof magic, &count, 4);
+    std::memcpy(header + sizeof magic + 4, token.data(), forkserver_token_size);
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * forkserver_max_fds)] = {};
+    iovec iov{header, sizeof header};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (!fds.empty()) {
+      msg.msg_control = control;
+      msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    ssize_t n;
+    do {
+      n = ::sendmsg(conn, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n != static_cast<ssize_t>(header_size)) throw_errno(n < 0 ? errno : EIO, "send to forkserver");
+    std::int64_t pid = -1;
+    if (!read_all(conn, &pid, sizeof pid)) {
+      throw std::system_error(errc::auth_failed, "the forkserver refused the request");
+    }
+    return {static_cast<pid_t>(pid), conn};
+  } catch (...) {
+    ::close(conn);
+    throw;
+  }
+}
+
+std::optional<int> read_child_exit_code(int status_fd) {
+  std::int32_t code = 0;
+  try {
+    if (!read_all(status_fd, &code, sizeof code)) return std::nullopt;
+  } catch (const std::system_error& e) {
+    if (e.code() == errc::peer_closed) return std::nullopt;
+    throw;
+  }
+  return code;
+}
+
+}  // namespace mphost::runtime

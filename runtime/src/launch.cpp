@@ -1,0 +1,70 @@
+#include "mphost/runtime/launch.hpp"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <boost/process/child.hpp>
+#include <boost/process/args.hpp>
+#include <boost/process/exe.hpp>
+#include <boost/process/extend.hpp>
+#include <boost/process/error.hpp>
+#include <cerrno>
+#include <climits>
+#include <system_error>
+
+#include "mphost/ipc/error.hpp"
+
+namespace bp = boost::process;
+
+namespace mphost::runtime {
+namespace {
+
+// Runs in the child between fork and exec: marks every descriptor above
+// stderr close-on-exec, then clears the flag on the ones to pass. Only
+// async-signal-safe calls here.
+struct inherit_only {
+  const std::vector<int>* keep;
+
+  template <class Executor>
+  void operator()(Executor& exec) const {
+    if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+      // Kernels before 5.11: walk a generous range instead.
+      const long max_fd = ::sysconf(_SC_OPEN_MAX);
+      for (int fd = 3; fd < (max_fd > 0 ? max_fd : 1024); ++fd) {
+        const int flags = ::fcntl(fd, F_GETFD);
+        if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+      }
+    }
+    for (int fd : *keep) {
+      const int flags = ::fcntl(fd, F_GETFD);
+      if (flags < 0 || ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0) {
+        exec.set_error(std::error_code(errno, std::system_category()), "fcntl");
+        return;
+      }
+    }
+  }
+};
+
+}  // namespace
+
+pid_t launch(const launch_request& request) {
+  std::error_code ec;
+  bp::child child(bp::exe = request.executable, bp::args = request.args,
+                  bp::extend::on_exec_setup = inherit_only{&request.pass_fds}, ec);
+  if (ec) throw std::system_error(ec, "cannot start " + request.executable);
+  const pid_t pid = child.id();
+  // The caller reaps the child; Boost must neither wait for nor kill it.
+  child.detach();
+  return pid;
+}
+
+std::string current_executable() {
+  char buffer[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof buffer - 1);
+  if (n < 0) throw_errno("readlink /proc/self/exe");
+  return std::string(buffer, static_cast<std::size_t>(n));
+}
+
+}  // namespace mphost::runtime

@@ -1,0 +1,119 @@
+#include "mphost/runtime/forkserver.hpp"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mphost/ipc/error.hpp"
+#include "mphost/runtime/exit_status.hpp"
+#include "mphost/runtime/names.hpp"
+#include "mphost/testing/child_process.hpp"
+#include "mphost/testing/watchdog.hpp"
+
+namespace mphost::runtime {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A zygote in a forked process: each of its children writes its own pid to
+// the first descriptor it received and exits with the second byte it reads.
+struct zygote_fixture {
+  forkserver_listener listener = open_forkserver_listener();
+  std::string token = new_forkserver_token();
+  int alive[2] = {-1, -1};
+  pid_t zygote = -1;
+
+  zygote_fixture() {
+    EXPECT_EQ(::pipe(alive), 0);
+    zygote = testing::fork_child([this] {
+      ::close(alive[1]);
+      auto fds = run_zygote(listener.fd, alive[0], token, {});
+      if (!fds) return 0;  // the zygote ends
+      // In a forked child: fds[0] is a pipe to write to, fds[1] a pipe to read from.
+      const pid_t self = ::getpid();
+      if (::write((*fds)[0], &self, sizeof self) != sizeof self) ::_exit(90);
+      char code = 0;
+      if (::read((*fds)[1], &code, 1) != 1) ::_exit(91);
+      ::_exit(code);
+    });
+    ::close(alive[0]);
+  }
+  ~zygote_fixture() {
+    ::close(alive[1]);
+    EXPECT_EQ(wait_for_exit(zygote, true), 0);
+    ::close(listener.fd);
+    remove_private_directory(listener.directory);
+  }
+};
+
+TEST(ForkserverTest, SocketLivesInAPrivateDirectory) {
+  testing::watchdog dog(10s);
+  zygote_fixture z;
+  struct stat st{};
+  ASSERT_EQ(::stat(z.listener.directory.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  ASSERT_EQ(::stat(z.listener.path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+}
+
+TEST(ForkserverTest, ForksChildrenAndReportsTheirExitCodes) {
+  testing::watchdog dog(20s);
+  zygote_fixture z;
+  for (int code : {0, 3, 42}) {
+    int out[2], in[2];
+    ASSERT_EQ(::pipe(out), 0);
+    ASSERT_EQ(::pipe(in), 0);
+    const int send[] = {out[1], in[0]};
+    const forked_child child = request_fork(z.listener.path, z.token, send);
+    ::close(out[1]);
+    ::close(in[0]);
+    pid_t reported = 0;
+    ASSERT_EQ(::read(out[0], &reported, sizeof reported), static_cast<ssize_t>(sizeof reported));
+    EXPECT_EQ(reported, child.pid);
+    pollfd p{child.status_fd, POLLIN, 0};
+    EXPECT_EQ(::poll(&p, 1, 0), 0) << "status before the child ended";
+    const char byte = static_cast<char>(code);
+    ASSERT_EQ(::write(in[1], &byte, 1), 1);
+    EXPECT_EQ(read_child_exit_code(child.status_fd), code);
+    ::close(child.status_fd);
+    ::close(out[0]);
+    ::close(in[1]);
+  }
+}
+
+TEST(ForkserverTest, ChildKilledBySignalReportsMinusSignum) {
+  testing::watchdog dog(20s);
+  zygote_fixture z;
+  int out[2], in[2];
+  ASSERT_EQ(::pipe(out), 0);
+  ASSERT_EQ(::pipe(in), 0);
+  const int send[] = {out[1], in[0]};
+  const forked_child child = request_fork(z.listener.path, z.token, send);
+  ::close(out[1]);
+  ::close(in[0]);
+  pid_t reported = 0;
+  ASSERT_EQ(::read(out[0], &reported, sizeof reported), static_cast<ssize_t>(sizeof reported));
+  ::kill(child.pid, SIGKILL);
+  EXPECT_EQ(read_child_exit_code(child.status_fd), -SIGKILL);
+  ::close(child.status_fd);
+  ::close(out[0]);
+  ::close(in[1]);
+}
+
+TEST(ForkserverTest, WrongTokenIsRefused) {
+  testing::watchdog dog(20s);
+  zygote_fixture z;
+  std::string wrong = z.token;
+  wrong[0] = wrong[0] == 'a' ? 'b' : 'a';
+  try {
+    request_fork(z.listener.path, wrong, {});
+    FAIL() << "the zygote accepted a wrong token";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), errc::auth_failed);
+  }
+}
+
+}  // namespace
+}  // namespace mphost::runtime
