@@ -1,0 +1,64 @@
+"""The forkserver start method: children forked by the program's zygote."""
+
+import io
+import os
+
+from .context import reduction, set_spawning_popen
+from . import forkserver
+from . import popen_fork
+from . import popen_spawn_posix
+from . import util
+
+__all__ = ['Popen']
+
+
+class _DupFd(object):
+    """A descriptor sent to the zygote with the request; `ind` indexes the
+    list the child receives."""
+
+    def __init__(self, ind):
+        self.ind = ind
+
+    def detach(self):
+        return forkserver.get_inherited_fds()[self.ind]
+
+
+class Popen(popen_fork.Popen):
+    method = 'forkserver'
+    DupFd = _DupFd
+
+    def __init__(self, process_obj):
+        self._fds = []
+        super().__init__(process_obj)
+
+    def duplicate_for_child(self, fd):
+        self._fds.append(fd)
+        return len(self._fds) - 1
+
+    def _launch(self, process_obj):
+        import _mphost
+        payload = popen_spawn_posix._pickle_for_child(self, process_obj)
+        read_end, write_end = os.pipe()
+        try:
+            self.pid, self.sentinel = forkserver.connect_to_new_process([read_end] + self._fds)
+        finally:
+            os.close(read_end)
+        self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
+        try:
+            _mphost.write_message(write_end, payload)
+        except BrokenPipeError:
+            pass
+        finally:
+            os.close(write_end)
+
+    def poll(self, flag=os.WNOHANG):
+        if self.returncode is None:
+            from .connection import wait
+            timeout = 0 if flag == os.WNOHANG else None
+            if not wait([self.sentinel], timeout):
+                return None
+            import _mphost
+            code = _mphost.forkserver_read_exit_code(self.sentinel)
+            # No code means the zygote itself went away.
+            self.returncode = 255 if code is None else code
+        return self.returncode
