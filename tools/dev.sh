@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Set up, build, demo and test mphost on Debian 12 (run as root, or with sudo
+# available for the package step).
+#
+#   tools/dev.sh demo    install dependencies, build, run examples/demo.py under mphost
+#   tools/dev.sh test    install dependencies, build, run every test
+#   tools/dev.sh setup | build | install PREFIX
+#
+# Every step is idempotent: packages already installed are not fetched again
+# and the build is incremental.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build_dir=${MPHOST_BUILD_DIR:-$root/build}
+jobs=$(nproc 2>/dev/null || echo 2)
+
+packages=(
+  build-essential cmake git
+  python3.11 libpython3.11-dev libpython3.11-testsuite
+  libboost-dev pybind11-dev libgtest-dev
+  python3-pytest python3-numpy python3-psutil python3-matplotlib
+  python3-tqdm python3-joblib python3-dask
+)
+
+setup() {
+  local missing=() p
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "mphost: installing ${missing[*]}"
+    local sudo=
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+}
+
+build() {
+  cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$build_dir" -j"$jobs"
+}
+
+demo() {
+  setup
+  build
+  "$build_dir/bin/mphost" "$root/examples/demo.py"
+}
+
+run_tests() {
+  setup
+  build
+  local status=0
+  echo "== C++ unit tests (ctest)"
+  ctest --test-dir "$build_dir" --output-on-failure -j"$jobs" -E mphost_shim_tests || status=1
+  echo "== Python tests of the shim, under mphost"
+  (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/shim) || status=1
+  return $status
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  build) setup; build ;;
+  demo) demo ;;
+  test) run_tests ;;
+  install)
+    [ -n "${2:-}" ] || { echo "usage: tools/dev.sh install PREFIX" >&2; exit 2; }
+    setup; build; cmake --install "$build_dir" --prefix "$2" ;;
+  *) echo "usage: tools/dev.sh {demo|test|setup|build|install PREFIX}" >&2; exit 2 ;;
+esac
