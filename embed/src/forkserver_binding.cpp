@@ -23,6 +23,8 @@ void bind_forkserver(py::module_& m) {
   m.def("forkserver_token", &runtime::new_forkserver_token, "A fresh forkserver secret.");
 
   m.def("remove_private_directory", &runtime::remove_private_directory, py::arg("path"));
+  m.def("sweep_orphaned_directories", &runtime::sweep_orphaned_directories, py::arg("prefix"),
+        "Remove private directories whose creating process is gone; returns how many.");
 
   m.def(
       "run_zygote",

@@ -95,12 +95,15 @@ class ForkServer(object):
     def _start_zygote(self):
         import _mphost
         from . import reduction
+        # Directories of zygotes killed outright are removed by the next one.
+        _mphost.sweep_orphaned_directories('mphost-fs-')
         listen_fd, directory, address = _mphost.forkserver_listen()
         token = _mphost.forkserver_token()
         alive_r, alive_w = os.pipe()
         handshake_r, handshake_w = os.pipe()
         config = {
             'listen_fd': listen_fd,
+            'directory': directory,
             'alive_fd': alive_r,
             'token': token,
             'preload': self._preload_modules,
@@ -175,6 +178,8 @@ def _zygote_main(config):
     previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
     fds = _mphost.run_zygote(config['listen_fd'], config['alive_fd'], config['token'])
     if fds is None:
+        # The program closed its end (or died): nothing can connect any more.
+        _mphost.remove_private_directory(config['directory'])
         return 0
     # In a forked child from here on.
     signal.signal(signal.SIGINT, previous_sigint)

@@ -24,5 +24,18 @@ TEST(NamesTest, PrivateDirectoryIsOwnerOnly) {
   EXPECT_NE(::stat(dir.c_str(), &st), 0);
 }
 
+TEST(NamesTest, SweepRemovesOnlyDirectoriesOfDeadCreators) {
+  const std::string mine = make_private_directory("mphost-sweep-test-");
+  // A directory named after a pid that cannot exist stands for a dead creator.
+  const std::string root = mine.substr(0, mine.rfind('/'));
+  const std::string orphan = root + "/mphost-sweep-test-2147483600-deadbeef";
+  ASSERT_EQ(::mkdir(orphan.c_str(), 0700), 0);
+  EXPECT_EQ(sweep_orphaned_directories("mphost-sweep-test-"), 1);
+  struct stat st{};
+  EXPECT_NE(::stat(orphan.c_str(), &st), 0);
+  EXPECT_EQ(::stat(mine.c_str(), &st), 0);
+  remove_private_directory(mine);
+}
+
 }  // namespace
 }  // namespace mphost::runtime

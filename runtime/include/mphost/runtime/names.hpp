@@ -12,9 +12,15 @@ namespace mphost::runtime {
 // `bytes` random bytes from getrandom(2), hex-encoded (2*bytes characters).
 std::string random_hex(std::size_t bytes);
 
-// Creates a fresh 0700 directory named `<prefix><random>` under $TMPDIR
-// (or /tmp) and returns its absolute path. Throws std::system_error.
+// Creates a fresh 0700 directory named `<prefix><pid>-<random>` under
+// $TMPDIR (or /tmp), where pid is the creating process, and returns its
+// absolute path. Throws std::system_error.
 std::string make_private_directory(const std::string& prefix);
+
+// Removes the directories made by make_private_directory(prefix) whose
+// creating process no longer exists and which belong to this user: what a
+// program tree killed outright left behind. Returns how many it removed.
+int sweep_orphaned_directories(const std::string& prefix) noexcept;
 
 // Removes a directory created by make_private_directory and the files in it
 // (not recursive beyond one level). Errors are ignored: used on clean-up paths.
