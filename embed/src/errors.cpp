@@ -12,11 +12,13 @@ namespace mphost::embed {
 namespace {
 
 void set_os_error(int err, const std::string& what) {
-  // OSError(errno, strerror) picks the subclass (FileNotFoundError, ...).
-  PyObject* value = Py_BuildValue("(is)", err, what.c_str());
-  if (value == nullptr) return;
-  PyErr_SetObject(PyExc_OSError, value);
-  Py_DECREF(value);
+  // Calling OSError(errno, strerror) picks the subclass (FileNotFoundError,
+  // ...); raising the instance with its own type keeps that choice visible
+  // before normalization too.
+  PyObject* exc = PyObject_CallFunction(PyExc_OSError, "is", err, what.c_str());
+  if (exc == nullptr) return;
+  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc)), exc);
+  Py_DECREF(exc);
 }
 
 void set_multiprocessing_error(const char* name, const std::string& message) {

@@ -1,0 +1,24 @@
+// The embed tests' main owns the interpreter: one interpreter for the whole
+// executable, started before the first test and finalized after the last.
+#include <gtest/gtest.h>
+
+#include "mphost/embed/bindings.hpp"
+#include "mphost/embed/python.hpp"
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  PyImport_AppendInittab("_mphost", &PyInit__mphost);
+  PyConfig config;
+  PyConfig_InitIsolatedConfig(&config);
+  PyStatus status = Py_InitializeFromConfig(&config);
+  PyConfig_Clear(&config);
+  if (PyStatus_Exception(status)) Py_ExitStatusException(status);
+  // The shim's source tree stands in for the installed package.
+  PyObject* path = PySys_GetObject("path");
+  PyObject* shim = PyUnicode_FromString(MPHOST_SHIM_DIR);
+  PyList_Insert(path, 0, shim);
+  Py_DECREF(shim);
+  const int result = RUN_ALL_TESTS();
+  if (Py_FinalizeEx() < 0) return 120;
+  return result;
+}
