@@ -1,0 +1,374 @@
+"""Named POSIX shared memory: SharedMemory and ShareableList.
+
+A SharedMemory is a segment in /dev/shm, created owner-only (0600), mapped
+with mmap and exposed as a memoryview (``buf``). Any process that knows the
+name can attach, mphost or stock python3 alike: names, sizes and the
+ShareableList byte layout are the stdlib's. The program tree's resource
+tracker removes segments that are still there when the program ends.
+Segments are created through ``_posixshmem`` (shm_open/shm_unlink).
+
+Differences from the stdlib, all on failure paths or where it loses data:
+a failed attach never unlinks the segment it tried to attach to, and a
+ShareableList sizes a new string item by its UTF-8 length (the stdlib counts
+characters, and silently truncates multi-byte text).
+"""
+
+__all__ = ['SharedMemory', 'ShareableList']
+
+import functools
+import mmap
+import os
+import secrets
+import struct
+import types
+
+import _posixshmem
+
+from . import resource_tracker
+
+_USE_POSIX = True
+
+_O_CREX = os.O_CREAT | os.O_EXCL
+
+# Some systems (FreeBSD) limit names to 14 characters; the stdlib keeps
+# within that everywhere, and so do we.
+_SHM_SAFE_NAME_LENGTH = 14
+_SHM_NAME_PREFIX = '/psm_'
+
+
+def _make_filename():
+    """A fresh random segment name: '/psm_' and random hex digits."""
+    nbytes = (_SHM_SAFE_NAME_LENGTH - len(_SHM_NAME_PREFIX)) // 2
+    return _SHM_NAME_PREFIX + secrets.token_hex(nbytes)
+
+
+class SharedMemory:
+    """A shared memory segment: create one, or attach to one by name.
+
+    close() ends this object's access; unlink() destroys the segment (once,
+    in one process, when no process needs it any more).
+    """
+
+    # Class-level defaults: close() and unlink() work even on an object
+    # whose __init__ failed half-way. Subclasses may change _flags.
+    _name = None
+    _fd = -1
+    _mmap = None
+    _buf = None
+    _flags = os.O_RDWR
+    _mode = 0o600
+    _prepend_leading_slash = True
+
+    def __init__(self, name=None, create=False, size=0):
+        if not size >= 0:
+            raise ValueError("'size' must be a positive integer")
+        if create:
+            self._flags = _O_CREX | os.O_RDWR
+            if size == 0:
+                raise ValueError("'size' must be a positive number different from zero")
+        if name is None and not self._flags & os.O_EXCL:
+            raise ValueError("'name' can only be None if create=True")
+
+        if name is None:
+            while True:
+                candidate = _make_filename()
+                try:
+                    self._fd = _posixshmem.shm_open(candidate, self._flags, mode=self._mode)
+                except FileExistsError:
+                    continue
+                self._name = candidate
+                break
+        else:
+            if self._prepend_leading_slash:
+                name = '/' + name
+            self._fd = _posixshmem.shm_open(name, self._flags, mode=self._mode)
+            self._name = name
+
+        try:
+            if create and size:
+                os.ftruncate(self._fd, size)
+            size = os.fstat(self._fd).st_size
+            self._mmap = mmap.mmap(self._fd, size)
+        except BaseException:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+            if create:
+                # Ours and unusable: remove it. A segment we only tried to
+                # attach to belongs to someone else and stays.
+                try:
+                    _posixshmem.shm_unlink(self._name)
+                except OSError:
+                    pass
+            raise
+
+        resource_tracker.register(self._name, 'shared_memory')
+        self._size = size
+        self._buf = memoryview(self._mmap)
+
+    def __del__(self):
+        try:
+            self.close()
+        except OSError:
+            pass
+
+    def __reduce__(self):
+        return self.__class__, (self.name, False, self.size)
+
+    def __repr__(self):
+        return f'{self.__class__.__name__}({self.name!r}, size={self.size})'
+
+    @property
+    def buf(self):
+        """A memoryview of the segment's bytes."""
+        return self._buf
+
+    @property
+    def name(self):
+        """The segment's name, as other processes pass it to attach."""
+        if self._prepend_leading_slash and self._name.startswith('/'):
+            return self._name[1:]
+        return self._name
+
+    @property
+    def size(self):
+        """Size in bytes."""
+        return self._size
+
+    def close(self):
+        """End this object's access; the segment itself stays."""
+        if self._buf is not None:
+            self._buf.release()
+            self._buf = None
+        if self._mmap is not None:
+            self._mmap.close()
+            self._mmap = None
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def unlink(self):
+        """Destroy the segment's name; memory goes when the last mapping does.
+
+        Call it once, in one process: a second call raises FileNotFoundError.
+        """
+        if self._name:
+            _posixshmem.shm_unlink(self._name)
+            resource_tracker.unregister(self._name, 'shared_memory')
+
+
+#
+# ShareableList
+#
+# Layout of the segment, shared with the stdlib (so that stock python3 and
+# mphost processes can attach to each other's lists); every integer native
+# byte order:
+#
+#   8 bytes            n, the number of items (signed 64-bit)
+#   (n + 1) * 8 bytes  offset of each item's slot from the start of the
+#                      data area, then the data area's length
+#   data area          item slots: 8 bytes for int/float/bool/None, a
+#                      multiple of 8 bytes for str/bytes (zero-padded)
+#   n * 8 bytes        each item's struct format, zero-padded to 8 bytes
+#   n bytes            each item's kind: 0 number/bool, 1 str, 2 bytes, 3 None
+#
+
+_encoding = 'utf8'
+
+_KIND_AS_IS, _KIND_STR, _KIND_BYTES, _KIND_NONE = range(4)
+
+
+def _decode_str(raw):
+    return raw.rstrip(b'\x00').decode(_encoding)
+
+
+def _decode_bytes(raw):
+    return raw.rstrip(b'\x00')
+
+
+class ShareableList:
+    """A fixed-length list of int, float, bool, str, bytes and None items in
+    a shared memory segment. Items may be replaced (a str or bytes item
+    within the room its slot has), never added or removed."""
+
+    _types_mapping = {
+        int: 'q',
+        float: 'd',
+        bool: 'xxxxxxx?',
+        str: '%ds',
+        bytes: '%ds',
+        None.__class__: 'xxxxxx?x',
+    }
+    _alignment = 8
+    _back_transforms_mapping = {
+        _KIND_AS_IS: lambda value: value,
+        _KIND_STR: _decode_str,
+        _KIND_BYTES: _decode_bytes,
+        _KIND_NONE: lambda _value: None,
+    }
+
+    @staticmethod
+    def _extract_recreation_code(value):
+        """The kind byte stored for `value`."""
+        if isinstance(value, str):
+            return _KIND_STR
+        if isinstance(value, bytes):
+            return _KIND_BYTES
+        if value is None:
+            return _KIND_NONE
+        return _KIND_AS_IS
+
+    def __init__(self, sequence=None, *, name=None):
+        if name is None or sequence is not None:
+            items = list(sequence or ())
+            encoded = [item.encode(_encoding) if isinstance(item, str) else item for item in items]
+            formats = [self._slot_format(item) for item in encoded]
+            self._list_len = len(items)
+            self._allocated_offsets = [0]
+            for fmt in formats:
+                width = self._alignment if fmt[-1] != 's' else int(fmt[:-1])
+                self._allocated_offsets.append(self._allocated_offsets[-1] + width)
+            size = (8 * (self._list_len + 2) + self._allocated_offsets[-1]
+                    + 8 * self._list_len + self._list_len)
+            self.shm = SharedMemory(name, create=True, size=size)
+            buf = self.shm.buf
+            struct.pack_into('q' + self._format_size_metainfo, buf, 0,
+                             self._list_len, *self._allocated_offsets)
+            data_start = self._offset_data_start
+            for offset, fmt, value in zip(self._allocated_offsets, formats, encoded):
+                struct.pack_into(fmt, buf, data_start + offset, value)
+            struct.pack_into(self._format_packing_metainfo, buf, self._offset_packing_formats,
+                             *(fmt.encode(_encoding) for fmt in formats))
+            struct.pack_into(self._format_back_transform_codes, buf,
+                             self._offset_back_transform_codes,
+                             *(self._extract_recreation_code(item) for item in items))
+        else:
+            self.shm = SharedMemory(name)
+            self._list_len = len(self)
+            self._allocated_offsets = list(
+                struct.unpack_from(self._format_size_metainfo, self.shm.buf, 8))
+
+    def _slot_format(self, item):
+        # `item` is already encoded when it was a str.
+        try:
+            fmt = self._types_mapping[type(item)]
+        except KeyError:
+            raise KeyError(type(item)) from None
+        if isinstance(item, bytes):
+            # Room for the bytes and at least one zero, in 8-byte steps.
+            fmt = fmt % (self._alignment * (len(item) // self._alignment + 1),)
+        return fmt
+
+    def _check_position(self, position):
+        if position >= self._list_len or self._list_len < 0:
+            raise IndexError('Requested position out of range.')
+
+    def _get_packing_format(self, position):
+        """The struct format of the item at `position`."""
+        position = position if position >= 0 else position + self._list_len
+        self._check_position(position)
+        raw = struct.unpack_from('8s', self.shm.buf, self._offset_packing_formats + position * 8)[0]
+        return raw.rstrip(b'\x00').decode(_encoding)
+
+    def _get_back_transform(self, position):
+        """The function turning the unpacked item at `position` into its value."""
+        self._check_position(position)
+        code = struct.unpack_from('b', self.shm.buf, self._offset_back_transform_codes + position)[0]
+        return self._back_transforms_mapping[code]
+
+    def _set_packing_format_and_transform(self, position, fmt_as_str, value):
+        self._check_position(position)
+        struct.pack_into('8s', self.shm.buf, self._offset_packing_formats + position * 8,
+                         fmt_as_str.encode(_encoding))
+        struct.pack_into('b', self.shm.buf, self._offset_back_transform_codes + position,
+                         self._extract_recreation_code(value))
+
+    def _normalize(self, position):
+        if not isinstance(position, int):
+            raise TypeError('ShareableList indices must be integers, not %s'
+                            % type(position).__name__)
+        return position if position >= 0 else position + self._list_len
+
+    def __getitem__(self, position):
+        position = self._normalize(position)
+        if not 0 <= position < self._list_len:
+            raise IndexError('index out of range')
+        fmt = self._get_packing_format(position)
+        (value,) = struct.unpack_from(
+            fmt, self.shm.buf, self._offset_data_start + self._allocated_offsets[position])
+        return self._get_back_transform(position)(value)
+
+    def __setitem__(self, position, value):
+        position = self._normalize(position)
+        if not 0 <= position < self._list_len:
+            raise IndexError('assignment index out of range')
+        slot_start = self._allocated_offsets[position]
+        if isinstance(value, (str, bytes)):
+            room = self._allocated_offsets[position + 1] - slot_start
+            packed = value.encode(_encoding) if isinstance(value, str) else value
+            if len(packed) > room:
+                raise ValueError('bytes/str item exceeds available storage')
+            current = self._get_packing_format(position)
+            fmt = current if current[-1] == 's' else self._types_mapping[str] % (room,)
+        else:
+            try:
+                fmt = self._types_mapping[type(value)]
+            except KeyError:
+                raise KeyError(type(value)) from None
+            packed = value
+        self._set_packing_format_and_transform(position, fmt, value)
+        struct.pack_into(fmt, self.shm.buf, self._offset_data_start + slot_start, packed)
+
+    def __iter__(self):
+        for position in range(self._list_len):
+            yield self[position]
+
+    def __reduce__(self):
+        return functools.partial(self.__class__, name=self.shm.name), ()
+
+    def __len__(self):
+        return struct.unpack_from('q', self.shm.buf, 0)[0]
+
+    def __repr__(self):
+        return f'{self.__class__.__name__}({list(self)}, name={self.shm.name!r})'
+
+    @property
+    def format(self):
+        """The struct formats of all items, concatenated."""
+        return ''.join(self._get_packing_format(i) for i in range(self._list_len))
+
+    @property
+    def _format_size_metainfo(self):
+        return 'q' * (self._list_len + 1)
+
+    @property
+    def _format_packing_metainfo(self):
+        return '8s' * self._list_len
+
+    @property
+    def _format_back_transform_codes(self):
+        return 'b' * self._list_len
+
+    @property
+    def _offset_data_start(self):
+        return (self._list_len + 2) * 8
+
+    @property
+    def _offset_packing_formats(self):
+        return self._offset_data_start + self._allocated_offsets[-1]
+
+    @property
+    def _offset_back_transform_codes(self):
+        return self._offset_packing_formats + self._list_len * 8
+
+    def count(self, value):
+        """Number of items equal to `value`."""
+        return sum(value == item for item in self)
+
+    def index(self, value):
+        """Position of the first item equal to `value`; ValueError if none."""
+        for position, item in enumerate(self):
+            if value == item:
+                return position
+        raise ValueError(f'{value!r} not in this container')
+
+    __class_getitem__ = classmethod(types.GenericAlias)
