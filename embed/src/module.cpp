@@ -11,4 +11,5 @@ PYBIND11_MODULE(_mphost, m) {
   mphost::embed::bind_process(m);
   mphost::embed::bind_handshake(m);
   mphost::embed::bind_forkserver(m);
+  mphost::embed::bind_spawn(m);
 }

@@ -100,7 +100,6 @@ class ForkServer(object):
         listen_fd, directory, address = _mphost.forkserver_listen()
         token = _mphost.forkserver_token()
         alive_r, alive_w = os.pipe()
-        handshake_r, handshake_w = os.pipe()
         config = {
             'listen_fd': listen_fd,
             'directory': directory,
@@ -113,18 +112,16 @@ class ForkServer(object):
         reduction.dump('forkserver', stream)
         reduction.dump(config, stream)
         try:
-            pid = _mphost.launch(
-                spawn.get_executable(),
-                ['--mphost-child', str(handshake_r)] + util._args_from_interpreter_flags(),
-                [handshake_r, listen_fd, alive_r])
-            _mphost.write_message(handshake_w, stream.getvalue())
+            pid = _mphost.spawn_child(
+                spawn.get_executable(), util._args_from_interpreter_flags(), stream.getvalue(),
+                [(fd, fd) for fd in (0, 1, 2, listen_fd, alive_r)])
         except BaseException:
             os.close(alive_w)
             _mphost.remove_private_directory(directory)
             raise
         finally:
-            for fd in (handshake_r, handshake_w, listen_fd, alive_r):
-                os.close(fd)
+            os.close(listen_fd)
+            os.close(alive_r)
         self._forkserver_pid = pid
         self._forkserver_alive_fd = alive_w
         # The socket's directory goes when the program ends, however the

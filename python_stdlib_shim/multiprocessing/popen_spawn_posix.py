@@ -1,4 +1,15 @@
-"""The spawn start method: a fresh mphost process in child mode."""
+"""The spawn start method: a fresh mphost process in child mode.
+
+The child gets its work (preparation data, process object, descriptors)
+over a socket once it has started. So a child can be started before it is
+needed: after the first spawn, mphost keeps one spare child waiting (warm
+spawn), which takes interpreter start-up off Process.start(). A spare is
+used only if the executable, the interpreter flags, the environment
+variables that shape interpreter start-up (PYTHON*, LC_*, LANG) and the
+state a child inherits at exec (umask, signal mask and ignored signals,
+resource limits) are what they were when it started; the rest of the
+environment is applied in the child. MPHOST_WARM_SPAWN=0 turns it off.
+"""
 
 import io
 import os
@@ -21,13 +32,17 @@ class _DupFd(object):
         return self.fd
 
 
-def _pickle_for_child(popen, process_obj):
+def _pickle_for_child(popen, process_obj, environ=False):
     """The handshake message: kind, preparation data, process object.
 
     Pickling happens here, in the parent, so that an unpicklable target or
-    argument fails in start() with pickle's own error.
+    argument fails in start() with pickle's own error. With `environ`, the
+    parent's environment travels too (a spawned child sees the environment
+    of the moment it was started, even if it was started ahead of time).
     """
     prep_data = spawn.get_preparation_data(process_obj._name)
+    if environ:
+        prep_data['mphost_environ'] = dict(os.environb)
     stream = io.BytesIO()
     set_spawning_popen(popen)
     try:
@@ -37,6 +52,25 @@ def _pickle_for_child(popen, process_obj):
     finally:
         set_spawning_popen(None)
     return stream.getvalue()
+
+
+def _startup_key(executable, flags):
+    """What a waiting child must have been started with to be usable."""
+    shaping = sorted((k, v) for k, v in os.environb.items()
+                     if k.startswith((b'PYTHON', b'LC_', b'LANG')))
+    return repr((executable, flags, shaping))
+
+
+def _warm_spawn_enabled():
+    return os.environ.get('MPHOST_WARM_SPAWN', '1') != '0'
+
+
+def _forget_spare_after_fork():
+    import _mphost
+    _mphost.warm_pool_forget()
+
+
+os.register_at_fork(after_in_child=_forget_spare_after_fork)
 
 
 class Popen(popen_fork.Popen):
@@ -53,21 +87,20 @@ class Popen(popen_fork.Popen):
 
     def _launch(self, process_obj):
         import _mphost
-        payload = _pickle_for_child(self, process_obj)
-        read_end, write_end = os.pipe()
-        try:
-            self.pid = _mphost.launch(
-                spawn.get_executable(),
-                ['--mphost-child', str(read_end)] + util._args_from_interpreter_flags(),
-                [read_end] + self._fds)
-            self.sentinel = _mphost.open_sentinel(self.pid)
-            self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
-        finally:
-            os.close(read_end)
-        try:
-            _mphost.write_message(write_end, payload)
-        except BrokenPipeError:
-            # The child died before reading; its exit code tells the story.
-            pass
-        finally:
-            os.close(write_end)
+        payload = _pickle_for_child(self, process_obj, environ=True)
+        executable = spawn.get_executable()
+        flags = util._args_from_interpreter_flags()
+        # The child's standard streams are the parent's as they are now.
+        fds = [(fd, fd) for fd in (0, 1, 2) if _is_open(fd)] + [(fd, fd) for fd in self._fds]
+        self.pid = _mphost.spawn_child(executable, flags, payload, fds,
+                                       _startup_key(executable, flags), _warm_spawn_enabled())
+        self.sentinel = _mphost.open_sentinel(self.pid)
+        self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
+
+
+def _is_open(fd):
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True

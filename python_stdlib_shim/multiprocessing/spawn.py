@@ -74,9 +74,23 @@ def _child_main(fd):
     a process object to run, or the forkserver zygote.
     """
     import _mphost
+    import signal
     from . import reduction
-    payload = _mphost.read_message(fd)
-    os.close(fd)
+    # What prepare() will need anyway, loaded before the work arrives.
+    import pkgutil  # noqa: F401  (runpy imports it lazily)
+    # A child may wait here long before it has work (warm spawn): Ctrl-C
+    # aimed at the program must not make it print a traceback.
+    sigint = signal.getsignal(signal.SIGINT)
+    if sigint is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        payload = _mphost.receive_handover(fd)
+    except EOFError:
+        # The parent ended, or no longer needs this child.
+        return 0
+    finally:
+        if sigint is not None:
+            signal.signal(signal.SIGINT, sigint)
     stream = io.BytesIO(payload)
     kind = reduction.pickle.load(stream)
     if kind == 'forkserver':
@@ -193,6 +207,8 @@ def prepare(data):
         util.log_to_stderr()
     if 'log_level' in data:
         util.get_logger().setLevel(data['log_level'])
+    if 'mphost_environ' in data:
+        _apply_environ(data['mphost_environ'])
     if 'sys_path' in data:
         sys.path = _keep_shim_first(data['sys_path'])
     if 'sys_argv' in data:
@@ -208,6 +224,15 @@ def prepare(data):
         _fixup_main_from_name(data['init_main_from_name'])
     elif 'init_main_from_path' in data:
         _fixup_main_from_path(data['init_main_from_path'])
+
+
+def _apply_environ(environ):
+    for key in list(os.environb):
+        if key not in environ:
+            del os.environb[key]
+    for key, value in environ.items():
+        if os.environb.get(key) != value:
+            os.environb[key] = value
 
 
 def _keep_shim_first(sys_path):

@@ -11,6 +11,7 @@ namespace mphost::embed {
 void bind_process(pybind11::module_& m);
 void bind_handshake(pybind11::module_& m);
 void bind_forkserver(pybind11::module_& m);
+void bind_spawn(pybind11::module_& m);
 
 }  // namespace mphost::embed
 

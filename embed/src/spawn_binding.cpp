@@ -1,0 +1,82 @@
+// Spawn bindings: start a child in child mode and hand it its work, from the
+// warm pool when a matching spare is waiting.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "mphost/embed/bindings.hpp"
+#include "mphost/runtime/handover.hpp"
+#include "mphost/runtime/warm_pool.hpp"
+
+namespace py = pybind11;
+
+namespace mphost::embed {
+namespace {
+
+runtime::warm_pool& spare_children() {
+  // Never destroyed: spares must outlive every static that might start children at exit.
+  static auto* pool = new runtime::warm_pool();
+  return *pool;
+}
+
+runtime::launch_request child_request(const std::string& executable, const std::vector<std::string>& flags) {
+  runtime::launch_request request{executable, {"--mphost-child", "{fd}"}, {}};
+  request.args.insert(request.args.end(), flags.begin(), flags.end());
+  return request;
+}
+
+}  // namespace
+
+void bind_spawn(py::module_& m) {
+  m.def(
+      "spawn_child",
+      [](const std::string& executable, const std::vector<std::string>& flags, const py::bytes& payload,
+         const std::vector<std::pair<int, int>>& fds, const std::optional<std::string>& key,
+         bool keep_warm) {
+        std::string_view bytes = payload;
+        std::vector<runtime::fd_placement> placements;
+        for (const auto& [source, target] : fds) placements.push_back({source, target});
+        py::gil_scoped_release release;
+        const runtime::launch_request request = child_request(executable, flags);
+        std::optional<runtime::waiting_child> child;
+        if (key) child = spare_children().take(*key);
+        if (!child) child = runtime::launch_waiting_child(request);
+        try {
+          runtime::send_handover(child->sock, std::as_bytes(std::span(bytes.data(), bytes.size())), placements);
+        } catch (const std::system_error& e) {
+          // A child that died before reading reports itself through its exit code.
+          if (e.code() != std::errc::broken_pipe && e.code() != std::errc::connection_reset) {
+            ::close(child->sock);
+            throw;
+          }
+        }
+        ::close(child->sock);
+        if (key && keep_warm) spare_children().stock_in_background(request, *key);
+        return child->pid;
+      },
+      py::arg("executable"), py::arg("flags"), py::arg("payload"), py::arg("fds"), py::arg("key") = py::none(),
+      py::arg("keep_warm") = false,
+      "Start an mphost child (or take a waiting one started under `key`), hand it `payload` and "
+      "the (source, target) descriptors, and return its pid. Without a key the warm pool is not "
+      "used; with keep_warm, a spare is started for the next call with the same key.");
+
+  m.def(
+      "receive_handover",
+      [](int fd) {
+        std::vector<std::byte> payload;
+        {
+          py::gil_scoped_release release;
+          payload = runtime::receive_handover(fd);
+        }
+        ::close(fd);
+        return py::bytes(reinterpret_cast<const char*>(payload.data()), payload.size());
+      },
+      py::arg("fd"),
+      "In a child: wait for the parent's handover on socket `fd`, place its descriptors, close "
+      "the socket and return the payload. EOFError when the parent closed it instead.");
+
+  m.def("warm_pool_forget", [] { spare_children().forget(); },
+        "After fork, in the child: forget the parent's spare.");
+  m.def("warm_pool_has_spare", [] { return spare_children().has_spare(); });
+}
+
+}  // namespace mphost::embed

@@ -1,0 +1,147 @@
+#include "mphost/runtime/handover.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "mphost/ipc/error.hpp"
+#include "mphost/runtime/handshake.hpp"
+
+namespace mphost::runtime {
+namespace {
+
+constexpr char magic[4] = {'M', 'P', 'H', 'O'};
+
+std::size_t header_size(std::size_t count) { return sizeof magic + 4 + count * 4 + 8; }
+
+void close_all(const std::vector<int>& fds) noexcept {
+  for (int fd : fds) ::close(fd);
+}
+
+}  // namespace
+
+void send_handover(int sock, std::span<const std::byte> payload, std::span<const fd_placement> fds) {
+  if (fds.size() > handover_max_fds) throw_errno(EINVAL, "too many descriptors to hand over");
+  std::vector<char> header(header_size(fds.size()));
+  char* p = header.data();
+  std::memcpy(p, magic, sizeof magic);
+  p += sizeof magic;
+  const std::uint32_t count = static_cast<std::uint32_t>(fds.size());
+  std::memcpy(p, &count, 4);
+  p += 4;
+  std::vector<int> sources;
+  for (const fd_placement& f : fds) {
+    const std::int32_t target = f.target;
+    std::memcpy(p, &target, 4);
+    p += 4;
+    sources.push_back(f.source);
+  }
+  const std::uint64_t size = payload.size();
+  std::memcpy(p, &size, 8);
+
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * handover_max_fds)] = {};
+  iovec iov{header.data(), header.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (!sources.empty()) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * sources.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * sources.size());
+    std::memcpy(CMSG_DATA(c), sources.data(), sizeof(int) * sources.size());
+  }
+  ssize_t n;
+  do {
+    n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) throw_errno("sendmsg handover");
+  // A stream socket may take the header in parts; the descriptors went with the first.
+  if (static_cast<std::size_t>(n) < header.size()) write_all(sock, header.data() + n, header.size() - n);
+  write_all(sock, payload.data(), payload.size());
+}
+
+std::vector<std::byte> receive_handover(int& sock) {
+  // The header's size depends on the count: peek at the fixed part first.
+  char fixed[sizeof magic + 4];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * handover_max_fds)];
+  iovec iov{fixed, sizeof fixed};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) throw_errno("recvmsg handover");
+  std::vector<int> received;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      const std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      const auto* data = reinterpret_cast<const int*>(CMSG_DATA(c));
+      received.insert(received.end(), data, data + k);
+    }
+  }
+  if (n == 0) throw std::system_error(errc::peer_closed, "the parent closed the handover socket");
+  std::uint32_t count = 0;
+  if (n != static_cast<ssize_t>(sizeof fixed) || std::memcmp(fixed, magic, sizeof magic) != 0 ||
+      (std::memcpy(&count, fixed + sizeof magic, 4), count != received.size()) ||
+      (msg.msg_flags & MSG_CTRUNC) != 0) {
+    close_all(received);
+    throw std::system_error(errc::corrupt_frame, "malformed handover header");
+  }
+  std::vector<std::int32_t> targets(count);
+  std::uint64_t size = 0;
+  try {
+    if (count > 0 && !read_all(sock, targets.data(), count * 4)) throw std::system_error(errc::peer_closed, "handover");
+    if (!read_all(sock, &size, 8)) throw std::system_error(errc::peer_closed, "handover");
+  } catch (...) {
+    close_all(received);
+    throw;
+  }
+  if (size > default_handshake_limit) {
+    close_all(received);
+    throw std::system_error(errc::message_too_large, "handover payload too large");
+  }
+
+  // Place the descriptors: first lift everything above every target, so that
+  // no dup2 below can overwrite a descriptor still needed.
+  int top = 2;
+  for (std::int32_t t : targets) {
+    if (t < 0) {
+      close_all(received);
+      throw std::system_error(errc::corrupt_frame, "negative descriptor target");
+    }
+    top = std::max(top, static_cast<int>(t));
+  }
+  auto lift = [top](int fd) {
+    const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, top + 1);
+    if (high < 0) throw_errno("fcntl F_DUPFD_CLOEXEC");
+    ::close(fd);
+    return high;
+  };
+  if (sock <= top) sock = lift(sock);
+  for (int& fd : received) {
+    if (fd <= top) fd = lift(fd);
+  }
+  for (std::size_t i = 0; i < received.size(); ++i) {
+    if (::dup2(received[i], targets[i]) < 0) throw_errno("dup2");
+    ::close(received[i]);
+  }
+
+  std::vector<std::byte> payload(size);
+  if (size > 0 && !read_all(sock, payload.data(), payload.size())) {
+    throw std::system_error(errc::peer_closed, "handover payload truncated");
+  }
+  return payload;
+}
+
+}  // namespace mphost::runtime

@@ -1,0 +1,146 @@
+#include "mphost/runtime/warm_pool.hpp"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <new>
+#include <thread>
+
+#include "mphost/ipc/error.hpp"
+#include "mphost/runtime/exit_status.hpp"
+
+namespace mphost::runtime {
+
+waiting_child launch_waiting_child(launch_request request) {
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) throw_errno("socketpair");
+  const std::string child_fd = std::to_string(pair[1]);
+  for (std::string& arg : request.args) {
+    if (arg == "{fd}") arg = child_fd;
+  }
+  request.pass_fds.push_back(pair[1]);
+  pid_t pid;
+  try {
+    pid = launch(request);
+  } catch (...) {
+    ::close(pair[0]);
+    ::close(pair[1]);
+    throw;
+  }
+  ::close(pair[1]);
+  return {pid, pair[0]};
+}
+
+std::string inherited_state_fingerprint() {
+  std::string out;
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  out += "umask=" + std::to_string(mask);
+  sigset_t blocked;
+  ::pthread_sigmask(SIG_SETMASK, nullptr, &blocked);
+  out += ";blocked=";
+  for (int s = 1; s < NSIG; ++s) {
+    if (sigismember(&blocked, s) == 1) out += std::to_string(s) + ",";
+  }
+  out += ";ignored=";
+  for (int s = 1; s < NSIG; ++s) {
+    struct sigaction action{};
+    if (::sigaction(s, nullptr, &action) == 0 && action.sa_handler == SIG_IGN) out += std::to_string(s) + ",";
+  }
+  for (int resource : {RLIMIT_NOFILE, RLIMIT_CORE, RLIMIT_STACK, RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC}) {
+    rlimit limit{};
+    ::getrlimit(resource, &limit);
+    out += ";r" + std::to_string(resource) + "=" + std::to_string(limit.rlim_cur) + "/" + std::to_string(limit.rlim_max);
+  }
+  return out;
+}
+
+warm_pool::~warm_pool() {
+  std::lock_guard lock(mutex_);
+  // At exit the spare sees its socket close and ends by itself; no waiting here.
+  if (spare_) ::close(spare_->sock);
+  spare_.reset();
+}
+
+std::optional<waiting_child> warm_pool::take(const std::string& key) {
+  std::lock_guard lock(mutex_);
+  if (!spare_) return std::nullopt;
+  if (key_ != key + "|" + inherited_state_fingerprint()) {
+    discard_locked();
+    return std::nullopt;
+  }
+  std::optional<waiting_child> taken = spare_;
+  spare_.reset();
+  // A spare that died meanwhile (killed from outside) is no use.
+  if (::kill(taken->pid, 0) != 0) {
+    ::close(taken->sock);
+    wait_for_exit(taken->pid, true);
+    return std::nullopt;
+  }
+  return taken;
+}
+
+void warm_pool::stock(const launch_request& request, const std::string& key) {
+  std::lock_guard lock(mutex_);
+  if (spare_) return;
+  spare_ = launch_waiting_child(request);
+  key_ = key + "|" + inherited_state_fingerprint();
+}
+
+void warm_pool::stock_in_background(const launch_request& request, const std::string& key) {
+  {
+    std::lock_guard lock(mutex_);
+    if (spare_ || stocking_) return;
+    stocking_ = true;
+  }
+  // The key's fingerprint is taken now, on the caller's thread: signal masks are per thread.
+  std::string full_key = key + "|" + inherited_state_fingerprint();
+  std::thread([this, request, full_key = std::move(full_key)] {
+    std::optional<waiting_child> child;
+    try {
+      child = launch_waiting_child(request);
+    } catch (const std::system_error&) {
+    }
+    std::lock_guard lock(mutex_);
+    stocking_ = false;
+    if (!child) return;
+    if (spare_) {
+      ::close(child->sock);  // someone stocked meanwhile; this one ends on EOF
+      return;
+    }
+    spare_ = child;
+    key_ = full_key;
+  }).detach();
+}
+
+void warm_pool::forget() noexcept {
+  // Runs in a freshly forked child, where only the forking thread exists: a
+  // mutex held by another thread of the parent at fork time would never be
+  // released here, so it is made anew instead of locked.
+  new (&mutex_) std::mutex();
+  if (spare_) ::close(spare_->sock);
+  spare_.reset();
+  stocking_ = false;
+}
+
+bool warm_pool::has_spare() const {
+  std::lock_guard lock(mutex_);
+  return spare_.has_value();
+}
+
+void warm_pool::discard_locked() noexcept {
+  // Closing the socket tells the spare to end; it exits without output.
+  ::close(spare_->sock);
+  try {
+    wait_for_exit(spare_->pid, true);
+  } catch (const std::system_error&) {
+    // Already reaped by someone else (os.waitpid(-1) in user code).
+  }
+  spare_.reset();
+}
+
+}  // namespace mphost::runtime
