@@ -1,0 +1,201 @@
+"""The benchmark rows: which scenario program, with which arguments, against
+which target (DESIGN.md section 6) and which physical limit.
+
+Ratio convention used everywhere in the harness: ``ratio`` says how many
+times better mphost does than stock python3, so > 1 means mphost is better.
+For a throughput (higher is better) it is mphost / stock; for a latency, a
+duration or a memory size (lower is better) it is stock / mphost. A target
+such as "latency <= 1/5 of stock" is therefore written "ratio >= 5".
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    """What DESIGN.md asks of a row.
+
+    kind "ratio": the ratio (convention above) must reach ``value``.
+    kind "absolute": mphost's own measured value must reach ``value``
+    (the CPU-bound speedup, which is a property of mphost alone).
+    """
+    kind: str
+    value: float
+    text: str
+
+    def met(self, ratio, mphost_value):
+        if self.kind == "ratio":
+            return ratio is not None and ratio >= self.value
+        return mphost_value is not None and mphost_value >= self.value
+
+    def as_ratio(self, stock_value):
+        """The target expressed on the ratio axis (for the plot)."""
+        if self.kind == "ratio":
+            return self.value
+        if not stock_value:
+            return None
+        return self.value / stock_value
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    title: str
+    script: str
+    args: tuple = ()
+    target: Target = None
+    limit: str = ""          # key of a limit-describing function below
+
+
+def _ratio(v, text):
+    return Target("ratio", v, text)
+
+
+QUEUE_10X = _ratio(10, "≥ 10×")
+
+ROWS = (
+    Row("queue_1to1", "Queue, small msgs, 1→1", "bench_queue.py",
+        ("--producers", "1", "--consumers", "1"), QUEUE_10X, "pickling"),
+    Row("queue_2to1", "Queue, small msgs, 2→1", "bench_queue.py",
+        ("--producers", "2", "--consumers", "1"), QUEUE_10X, "pickling"),
+    Row("queue_4to2", "Queue, small msgs, 4→2", "bench_queue.py",
+        ("--producers", "4", "--consumers", "2"), QUEUE_10X, "pickling"),
+    Row("queue_10to1", "Queue, small msgs, 10→1", "bench_queue.py",
+        ("--producers", "10", "--consumers", "1"), QUEUE_10X, "pickling"),
+    Row("simplequeue_1to1", "SimpleQueue, small msgs, 1→1", "bench_queue.py",
+        ("--kind", "SimpleQueue"), None, "pickling"),
+    Row("queue_roundtrip", "Queue round trip, small object", "bench_queue_roundtrip.py",
+        (), None, "wakeup"),
+    Row("queue_1mib", "Queue, 1 MiB msgs", "bench_queue_bytes.py",
+        ("--size", str(1 << 20)), _ratio(5, "≥ 5×"), "memcpy"),
+    Row("pipe_roundtrip", "Pipe round trip, small object", "bench_pipe_roundtrip.py",
+        (), _ratio(5, "≤ 1/5 latency"), "wakeup"),
+    Row("pipe_1mib", "Pipe send_bytes, 1 MiB", "bench_pipe_bytes.py",
+        (), None, "memcpy"),
+    Row("pool_map_c1", "Pool.map, chunksize=1", "bench_pool_map.py",
+        ("--chunksize", "1"), _ratio(5, "≥ 5×"), "per_task"),
+    Row("pool_map_c10", "Pool.map, chunksize=10", "bench_pool_map.py",
+        ("--chunksize", "10"), None, "per_task"),
+    Row("pool_map_default", "Pool.map, default chunksize", "bench_pool_map.py",
+        ("--chunksize", "default"), _ratio(1, "≥ 1×"), "per_task"),
+    Row("pool_imap", "Pool.imap, default chunksize", "bench_pool_imap.py",
+        (), _ratio(3, "≥ 3×"), "per_task"),
+    Row("pool_imap_unordered", "Pool.imap_unordered, default chunksize", "bench_pool_imap.py",
+        ("--unordered",), None, "per_task"),
+    Row("pool_apply_async", "Pool.apply_async, one at a time", "bench_pool_apply.py",
+        (), _ratio(5, "≥ 5×"), "sync_task"),
+    Row("pool_cpu_speedup", "CPU-bound Pool speedup over serial", "bench_pool_cpu.py",
+        (), Target("absolute", 1.9, "speedup ≥ 1.9"), "cores"),
+    Row("futures_map", "ProcessPoolExecutor.map", "bench_futures.py",
+        ("--mode", "map"), None, "per_task"),
+    Row("futures_submit", "ProcessPoolExecutor.submit", "bench_futures.py",
+        ("--mode", "submit"), None, "per_task"),
+    Row("process_spawn", "Process start+join, spawn", "bench_process_start.py",
+        ("--method", "spawn"), _ratio(5, "≤ 1/5 time"), "spawn"),
+    Row("process_fork", "Process start+join, fork", "bench_process_start.py",
+        ("--method", "fork"), _ratio(1, "≤ stock"), "fork"),
+    Row("process_forkserver", "Process start+join, forkserver", "bench_process_start.py",
+        ("--method", "forkserver"), _ratio(1, "≤ stock"), "fork"),
+    Row("lock_uncontended", "Lock acquire+release, uncontended", "bench_lock.py",
+        (), _ratio(1, "≥ 1×"), "mutex"),
+    Row("value_2procs", "Value += 1 under its lock, 2 processes", "bench_value.py",
+        (), _ratio(2, "≥ 2×"), "mutex_2proc"),
+    Row("manager_dict", "Manager dict set+get round trip", "bench_manager_dict.py",
+        (), _ratio(5, "≥ 5×"), "manager"),
+    Row("shm_numpy", "shared_memory numpy hand-off (128 MiB)", "bench_shm_numpy.py",
+        (), None, "memread"),
+    Row("memory_spawn", "Idle child PSS, spawn", "bench_memory.py",
+        ("--method", "spawn"), _ratio(1, "≤ stock"), "memory_spawn"),
+    Row("memory_fork", "Idle child PSS, fork", "bench_memory.py",
+        ("--method", "fork"), _ratio(1, "≤ stock"), "memory_fork"),
+    Row("memory_forkserver", "Idle child PSS, forkserver", "bench_memory.py",
+        ("--method", "forkserver"), _ratio(1, "≤ stock"), "memory_spawn"),
+    Row("startup_pass", "Interpreter start-up, -c pass", "bench_startup.py",
+        ("--code", "pass"), None, "startup"),
+    Row("startup_import", "Start-up, -c \"import multiprocessing\"", "bench_startup.py",
+        ("--code", "import"), None, "startup_import"),
+)
+
+
+def _get(limits, key):
+    entry = limits.get(key)
+    if entry is None:
+        return None
+    return entry["value"] if isinstance(entry, dict) else entry
+
+
+def _fmt(v, digits=3):
+    return "?" if v is None else f"{v:.{digits}g}"
+
+
+def describe_limit(key, limits):
+    """One short sentence: the physical limit a row is bounded by, with the
+    figures measured on this machine (limits as returned by the runner)."""
+    g = lambda k: _get(limits, k)  # noqa: E731
+    if key == "pickling":
+        d, l = g("pickle_dumps_small_us"), g("pickle_loads_small_us")
+        bound = 2e6 / (d + l) if d and l else None
+        return (f"pickle dumps+loads of the message {_fmt(d)}+{_fmt(l)} µs "
+                f"→ ≤ {_fmt(bound)} msgs/s on 2 cores")
+    if key == "wakeup":
+        return (f"raw RTT between 2 processes: futex {_fmt(g('futex_rtt_us'))} µs "
+                f"(sleeping), {_fmt(g('futex_spin_rtt_us'))} µs (spinning), "
+                f"pipe {_fmt(g('pipe_rtt_us'))} µs, eventfd {_fmt(g('eventfd_rtt_us'))} µs")
+    if key == "memcpy":
+        return (f"one copy at memcpy speed: {_fmt(g('memcpy_1mib_hot_gbps'))} GB/s in cache, "
+                f"{_fmt(g('memcpy_1mib_stream_gbps'))} GB/s from memory")
+    if key == "memread":
+        return (f"zero-copy: bounded by reading memory (memcpy "
+                f"{_fmt(g('memcpy_1mib_stream_gbps'))} GB/s from memory) and page mapping")
+    if key == "per_task":
+        d, l = g("pickle_dumps_small_us"), g("pickle_loads_small_us")
+        bound = 1e6 / (d + l) if d and l else None
+        return (f"parent pickles each task and unpickles its result: "
+                f"~{_fmt((d or 0) + (l or 0))} µs → ≤ {_fmt(bound)} tasks/s per chunk of 1")
+    if key == "sync_task":
+        s, f = g("futex_spin_rtt_us"), g("futex_rtt_us")
+        return (f"one round trip per task: futex RTT {_fmt(f)} µs sleeping → ≤ "
+                f"{_fmt(1e6 / f if f else None)}/s; {_fmt(s)} µs spinning → ≤ "
+                f"{_fmt(1e6 / s if s else None)}/s")
+    if key == "cores":
+        return f"{_fmt(g('cores'))} cores → speedup ≤ {_fmt(g('cores'))}"
+    if key == "spawn":
+        return (f"posix_spawn of /bin/true {_fmt(_ms(g('posix_spawn_true_us')))} ms + "
+                f"python3 -S -c pass {_fmt(g('python_S_pass_ms'))} ms (a warm interpreter avoids both)")
+    if key == "fork":
+        return (f"fork+exit+wait {_fmt(_ms(g('fork_exit_wait_us')))} ms (small process), "
+                f"{_fmt(_ms(g('fork_exit_wait_64mib_us')))} ms (64 MiB resident)")
+    if key == "mutex":
+        return (f"process-shared pthread mutex lock+unlock: "
+                f"{_fmt(g('mutex_uncontended_pairs_per_s'))} pairs/s (C++)")
+    if key == "mutex_2proc":
+        return (f"2 C++ processes incrementing under one shared mutex: "
+                f"{_fmt(g('mutex_2proc_increments_per_s'))} increments/s")
+    if key == "manager":
+        f, s = g("futex_rtt_us"), g("futex_spin_rtt_us")
+        return (f"2 round trips to the server process: ≥ 2 × {_fmt(f)} µs sleeping, "
+                f"2 × {_fmt(s)} µs spinning")
+    if key == "memory_spawn":
+        return f"a fresh idle python3 -S: {_fmt(g('python_S_idle_pss_kib'))} KiB PSS"
+    if key == "memory_fork":
+        return "copy-on-write: only the pages the child writes after fork are its own"
+    if key == "startup":
+        return (f"python3 -S -c pass {_fmt(g('python_S_pass_ms'))} ms; "
+                f"posix_spawn of /bin/true {_fmt(_ms(g('posix_spawn_true_us')))} ms")
+    if key == "startup_import":
+        return (f"python3 -c \"import multiprocessing\" "
+                f"{_fmt(g('python_import_mp_ms'))} ms (stdlib modules from disk cache)")
+    return ""
+
+
+def _ms(us):
+    return None if us is None else us / 1e3
+
+
+def select(pattern):
+    """Rows whose id matches the regular expression (re.search), or all."""
+    import re
+    if not pattern:
+        return list(ROWS)
+    rx = re.compile(pattern)
+    return [r for r in ROWS if rx.search(r.id)]

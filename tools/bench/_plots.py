@@ -1,0 +1,123 @@
+"""The two figures of docs/PERFORMANCE.md, drawn with matplotlib (Agg).
+
+performance.png: one horizontal bar per row, its ratio (> 1: mphost better)
+on a log axis, with the row's target marked.
+performance_scaling.png: Pool.map time against task count and Queue
+throughput against message size, stock python3 and mphost.
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+STOCK, MPHOST = "stock", "mphost"
+COLOR_MET, COLOR_MISSED, COLOR_NONE = "#2a9d4a", "#d1495b", "#8d99ae"
+COLOR_STOCK, COLOR_MPHOST = "#3d5a80", "#e07a5f"
+
+
+def ratio_chart(data, path):
+    rows = data["rows"]
+    n = len(rows)
+    fig, ax = plt.subplots(figsize=(11, 0.36 * n + 1.8))
+    ys = list(range(n))[::-1]
+    values = [r["ratio"] for r in rows if r["ratio"]]
+    targets = [r["target_ratio"] for r in rows if r["target_ratio"]]
+    lo = min([0.5] + values + targets) / 1.5
+    hi = max([20.0] + values + targets) * 1.5
+    for y, r in zip(ys, rows):
+        if r["ratio"] is not None:
+            color = COLOR_NONE if r["target_met"] is None else (
+                COLOR_MET if r["target_met"] else COLOR_MISSED)
+            ax.barh(y, r["ratio"] - lo, left=lo, height=0.6, color=color)
+            ax.text(r["ratio"] * 1.05, y, f"{r['ratio']:.2f}×", va="center", fontsize=7)
+        else:
+            status = r[MPHOST]["status"] if r[MPHOST]["status"] != "ok" else r[STOCK]["status"]
+            label = "wrong result" if status == "wrong" else "mphost: not supported yet"
+            ax.text(lo * 1.1, y, label, va="center", fontsize=7, style="italic", color="#444")
+        if r["target_ratio"]:
+            ax.plot([r["target_ratio"]] * 2, [y - 0.4, y + 0.4], color="black", lw=2)
+    ax.axvline(1.0, color="#444", lw=1, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(-0.8, n - 0.2)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([_short(r["title"]) for r in rows], fontsize=8)
+    ax.set_xlabel("ratio, log scale (> 1: mphost better; dashed: equal to stock python3; "
+                  "black tick: target)")
+    title = "mphost against stock python3, median of %d runs" % data["runs"]
+    if data["machine"].get("mphost_is_stock"):
+        title += "\n(both columns are stock python3 here: a harness check, not mphost)"
+    ax.set_title(title, fontsize=10)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in (COLOR_MET, COLOR_MISSED, COLOR_NONE)]
+    ax.legend(handles, ["target met", "target missed", "no target"], loc="lower right", fontsize=7)
+    ax.grid(axis="x", which="both", alpha=0.25)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _short(title, width=44):
+    return title if len(title) <= width else title[:width - 1] + "…"
+
+
+def _series(points, which, xkey, ykey):
+    xs, ys = [], []
+    for pt in points:
+        s = pt[which]
+        if s["status"] == "ok" and s["median"]:
+            xs.append(pt[xkey])
+            ys.append(ykey(pt, s["median"]))
+    return xs, ys
+
+
+def scaling_chart(scaling, data, path):
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    pm = scaling.get("pool_map")
+    if pm:
+        for chunksize, style in (("default", "-"), ("1", ":")):
+            pts = [p for p in pm["points"] if p["chunksize"] == chunksize]
+            for which, color, name in ((STOCK, COLOR_STOCK, "stock python3"),
+                                       (MPHOST, COLOR_MPHOST, "mphost")):
+                xs, ys = _series(pts, which, "tasks", lambda p, v: v)
+                if xs:
+                    left.plot(xs, ys, style, marker="o", ms=3, color=color,
+                              label=f"{name}, chunksize={chunksize}")
+        left.set_xscale("log")
+        left.set_yscale("log")
+        left.set_xlabel("tasks")
+        left.set_ylabel("seconds for the whole Pool.map (lower is better)")
+        left.set_title("Pool.map(x -> 2*x) time against task count", fontsize=10)
+        left.grid(which="both", alpha=0.25)
+        left.legend(fontsize=7)
+    qs = scaling.get("queue_size")
+    if qs:
+        for which, color, name in ((STOCK, COLOR_STOCK, "stock python3"),
+                                   (MPHOST, COLOR_MPHOST, "mphost")):
+            xs, ys = _series(qs["points"], which, "size", lambda p, v: v)
+            if xs:
+                right.plot(xs, ys, marker="o", ms=3, color=color, label=name)
+        right.set_xscale("log", base=2)
+        right.set_yscale("log")
+        ticks = [p["size"] for p in qs["points"]]
+        right.set_xticks(ticks)
+        right.set_xticklabels([_size(t) for t in ticks], fontsize=7, rotation=45)
+        right.set_xlabel("message size")
+        right.set_ylabel("MB/s (higher is better)")
+        right.set_title("Queue 1→1 throughput against message size", fontsize=10)
+        right.grid(which="both", alpha=0.25)
+        right.legend(fontsize=7)
+    if data["machine"].get("mphost_is_stock"):
+        fig.suptitle("both implementations are stock python3 here (harness check)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _size(n):
+    if n >= 2**20:
+        return f"{n / 2**20:g}M"
+    if n >= 2**10:
+        return f"{n / 2**10:g}K"
+    return f"{n}"
+

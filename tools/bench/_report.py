@@ -1,0 +1,374 @@
+"""Results of a benchmark run: aggregation, the console table, the machine
+description, the JSON results file and docs/PERFORMANCE.md."""
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+from pathlib import Path
+
+import _catalog
+
+STOCK, MPHOST = "stock", "mphost"
+
+
+# ---- aggregation -----------------------------------------------------------
+
+def summarize(outcomes):
+    """One interpreter's runs of one row -> dict with status, values, median..."""
+    values = [o.value for o in outcomes if o.status == "ok"]
+    bad = next((o for o in outcomes if o.status != "ok"), None)
+    summary = {
+        "status": bad.status if bad else ("ok" if outcomes else "not run"),
+        "message": bad.message if bad else "",
+        "values": values,
+        "median": statistics.median(values) if values else None,
+        "min": min(values) if values else None,
+        "max": max(values) if values else None,
+        "outcomes": [o.to_json() for o in outcomes],
+    }
+    if bad and bad.status != "unsupported" and bad.stderr_tail:
+        summary["stderr_tail"] = bad.stderr_tail
+    return summary
+
+
+def ratio(higher_is_better, stock, mphost):
+    """How many times better mphost is (> 1: mphost better); None if unknown."""
+    if not stock or not mphost:
+        return None
+    return mphost / stock if higher_is_better else stock / mphost
+
+
+def row_result(row, stock_outcomes, mphost_outcomes, limits):
+    stock, mph = summarize(stock_outcomes), summarize(mphost_outcomes)
+    record = next((o.record for o in stock_outcomes + mphost_outcomes if o.record), None) or {}
+    higher = record.get("higher_is_better", True)
+    r = ratio(higher, stock["median"], mph["median"]) \
+        if stock["status"] == "ok" and mph["status"] == "ok" else None
+    target = row.target
+    return {
+        "id": row.id, "title": row.title, "script": row.script, "args": list(row.args),
+        "unit": record.get("unit", ""), "metric": record.get("metric", ""),
+        "higher_is_better": higher,
+        "target": None if target is None else
+        {"kind": target.kind, "value": target.value, "text": target.text},
+        "limit": _catalog.describe_limit(row.limit, limits),
+        STOCK: stock, MPHOST: mph, "ratio": r,
+        "target_ratio": None if target is None else target.as_ratio(stock["median"]),
+        "target_met": None if target is None or r is None else target.met(r, mph["median"]),
+    }
+
+
+# ---- formatting ------------------------------------------------------------
+
+def fmt(v):
+    """Three significant digits with k/M suffixes."""
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 1e9:
+        return f"{v / 1e9:.3g} G"
+    if a >= 1e6:
+        return f"{v / 1e6:.3g} M"
+    if a >= 1e4:
+        return f"{v / 1e3:.3g} k"
+    if a >= 1e3:
+        return f"{v:.0f}"
+    return f"{v:.3g}"
+
+
+def fmt_ratio(r):
+    return "-" if r is None else f"{r:.2f}×"
+
+
+def failure_text(summary, which):
+    status = summary["status"]
+    msg = summary["message"]
+    if status == "wrong":
+        return f"WRONG RESULT: {msg}"
+    if which == MPHOST and status in ("unsupported", "error", "hang"):
+        kind = {"unsupported": "", "error": " (error)", "hang": " (hang)"}[status]
+        return f"not supported yet{kind}: {msg}"
+    return f"{status}: {msg}"
+
+
+def cell(summary, which, spread=True):
+    if summary["status"] != "ok":
+        return failure_text(summary, which)
+    text = fmt(summary["median"])
+    if spread and len(summary["values"]) > 1:
+        text += f" ({fmt(summary['min'])}–{fmt(summary['max'])})"
+    return text
+
+
+def met_text(res):
+    if res["target"] is None:
+        return "no target"
+    if res["target_met"] is None:
+        return "n/a"
+    return "yes" if res["target_met"] else "no"
+
+
+def console_table(results):
+    head = ("scenario", "unit", "stock", "mphost", "ratio", "target", "met")
+    rows = []
+    for res in results:
+        rows.append((res["id"], res["unit"], cell(res[STOCK], STOCK, False),
+                     cell(res[MPHOST], MPHOST, False), fmt_ratio(res["ratio"]),
+                     res["target"]["text"] if res["target"] else "-", met_text(res)))
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    widths[3] = min(widths[3], 60)
+    lines = []
+    for r in [head] + rows:
+        parts = []
+        for i, v in enumerate(r):
+            v = str(v)
+            if len(v) > widths[i]:
+                v = v[:widths[i] - 1] + "…"
+            parts.append(v.ljust(widths[i]))
+        lines.append("  ".join(parts).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("ratio > 1 means mphost is better (mphost/stock for throughputs, "
+                 "stock/mphost for times and sizes)")
+    return "\n".join(lines)
+
+
+# ---- machine ---------------------------------------------------------------
+
+def _read(path):
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def machine(repo, stock, mphost):
+    cpuinfo = _read("/proc/cpuinfo")
+    fields = {}
+    for line in cpuinfo.splitlines():
+        if ":" in line:
+            k, v = line.split(":", 1)
+            fields.setdefault(k.strip(), v.strip())
+    mem_kib = next((int(ln.split()[1]) for ln in _read("/proc/meminfo").splitlines()
+                    if ln.startswith("MemTotal:")), 0)
+    os_name = next((ln.split("=", 1)[1].strip('"') for ln in _read("/etc/os-release").splitlines()
+                    if ln.startswith("PRETTY_NAME=")), platform.system())
+    try:
+        version = subprocess.run([stock, "--version"], capture_output=True, text=True,
+                                 timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        version = "?"
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    flags = fields.get("flags", "").split()
+    return {
+        "cpu": fields.get("model name", platform.processor() or "?"),
+        "cpu_family_model": f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}",
+        "virtualized": "hypervisor" in flags,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "os": os_name,
+        "stock_python": f"{stock} ({version})",
+        "mphost": str(mphost),
+        "mphost_is_stock": _same_file(stock, mphost),
+        "commit": commit or "(no commit yet)",
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def _same_file(a, b):
+    try:
+        return os.path.realpath(a) == os.path.realpath(b)
+    except OSError:
+        return False
+
+
+def now_iso():
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+# ---- files -----------------------------------------------------------------
+
+def write_json(data, results_dir):
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = results_dir / f"bench-{data['mode']}-{stamp}.json"
+    text = json.dumps(data, indent=1, sort_keys=True, default=str)
+    path.write_text(text)
+    (results_dir / f"latest-{data['mode']}.json").write_text(text)
+    return path
+
+
+def _md_escape(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _limits_table(limits):
+    lines = ["| measurement | value | what |", "|---|---|---|"]
+    for key, entry in limits.items():
+        if not isinstance(entry, dict):
+            continue
+        lines.append(f"| `{key}` | {fmt(entry['value'])} {entry['unit']} | "
+                     f"{_md_escape(entry['what'])} |")
+    return "\n".join(lines)
+
+
+def _scaling_section(scaling):
+    if not scaling:
+        return ("Not measured in this run (`--no-scaling`, `--only` or `--quick`).\n")
+    out = ["![how the cost grows](performance_scaling.png)", ""]
+    pm = scaling.get("pool_map")
+    if pm:
+        out += ["Pool.map of `x -> 2*x`: seconds for the whole call (median of "
+                f"{pm['runs']} runs).", "",
+                "| tasks | chunksize | stock python3 | mphost |", "|---|---|---|---|"]
+        for pt in pm["points"]:
+            out.append(f"| {pt['tasks']:,} | {pt['chunksize']} | "
+                       f"{_scaling_cell(pt[STOCK], 's')} | {_scaling_cell(pt[MPHOST], 's')} |")
+        out.append("")
+    qs = scaling.get("queue_size")
+    if qs:
+        out += ["Queue 1→1 throughput against message size, MB/s (median of "
+                f"{qs['runs']} runs).", "",
+                "| message size | messages | stock python3 | mphost |", "|---|---|---|---|"]
+        for pt in qs["points"]:
+            out.append(f"| {_size(pt['size'])} | {pt['messages']:,} | "
+                       f"{_scaling_cell(pt[STOCK], 'MB/s')} | {_scaling_cell(pt[MPHOST], 'MB/s')} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _scaling_cell(summary, unit):
+    if summary["status"] != "ok":
+        return _md_escape(failure_text(summary, MPHOST))
+    return f"{fmt(summary['median'])} {unit}"
+
+
+def _size(n):
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n} B"
+
+
+def markdown(data):
+    m = data["machine"]
+    results = data["rows"]
+    met = [r for r in results if r["target_met"]]
+    missed = [r for r in results if r["target_met"] is False]
+    pending = [r for r in results if r[MPHOST]["status"] != "ok"]
+    lines = [
+        "# mphost performance",
+        "",
+        "Every row runs the same plain `multiprocessing` program (`tools/bench/scenarios/`) "
+        "under stock `/usr/bin/python3` and under `mphost`, in one invocation of "
+        "`tools/bench/run_bench.py`. This file is generated by that script; do not edit it by hand.",
+        "",
+    ]
+    if m.get("mphost_is_stock"):
+        lines += [
+            "> **Both columns are stock python3 in this report.** It was produced with "
+            f"`--mphost {m['mphost']}` to check the harness and record the stock figures; "
+            "the ratios only show the run-to-run noise of this machine (expect 0.9–1.1×). "
+            "It will be regenerated with the real launcher.",
+            "",
+        ]
+    lines += [
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu']} ({m['cpu_family_model']}), {m['cores']} cores"
+        f"{', virtual machine' if m.get('virtualized') else ''}",
+        f"- memory: {m['memory_gib']} GiB; OS: {m['os']}; kernel {m['kernel']}",
+        f"- stock interpreter: {m['stock_python']}",
+        f"- mphost: `{m['mphost']}`",
+        f"- repository commit: {m['commit']}",
+        f"- date: {data['started']} (run took {data['duration_s'] / 60:.1f} min)",
+        f"- load average (1, 5, 15 min) at start {_load(m.get('loadavg_start'))}, "
+        f"at end {_load(m.get('loadavg_end'))}: the machine is shared, so expect some noise",
+        "",
+        "## Method",
+        "",
+        f"- Each scenario runs {data['runs']} times under each interpreter, interleaved: for every "
+        "run the two interpreters run the same scenario back to back (A B, then B A on the next "
+        "run, so neither always goes first). The table shows the median and, in brackets, the "
+        "min–max over the runs.",
+        "- Time is measured inside the scenario with `time.perf_counter` around the measured "
+        "section only, after a warm-up (pools, queues and children are created first); "
+        "interpreter start-up is measured separately by its own rows.",
+        "- Every scenario checks its own result (all messages received in order, sums, final "
+        "counter value...) and a wrong result is reported as such, never as a figure.",
+        "- **Ratio convention: ratio > 1 means mphost is better.** For throughputs (msgs/s, MB/s, "
+        "tasks/s, ops/s, speedup) ratio = mphost / stock; for latencies, durations and memory "
+        "(µs, ms, KiB) ratio = stock / mphost. Targets from DESIGN.md §6 are written the same way "
+        "(\"latency ≤ 1/5 of stock\" is ratio ≥ 5). The CPU-bound speedup target is absolute: "
+        "mphost's own speedup must reach 1.9.",
+        "- *Bounded by* gives the physical limit of the row with the figure measured on this "
+        "machine (raw C++ measurements of `mphost_bench_limits` and stock-python probes, below).",
+        "- A scenario that mphost cannot run yet is shown as *not supported yet* with the first "
+        "line of its error.",
+        "",
+        "## Results",
+        "",
+        f"Targets met: {len(met)}; missed: {len(missed)}; mphost not running yet: {len(pending)}; "
+        f"rows without a target: {sum(1 for r in results if r['target'] is None)}.",
+        "",
+        "| scenario | unit | stock python3 | mphost | ratio (>1: mphost better) | target | met | "
+        "bounded by (this machine) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {_md_escape(r['title'])} | {r['unit']} | {_md_escape(cell(r[STOCK], STOCK))} | "
+            f"{_md_escape(cell(r[MPHOST], MPHOST))} | {fmt_ratio(r['ratio'])} | "
+            f"{r['target']['text'] if r['target'] else '-'} | {met_text(r)} | "
+            f"{_md_escape(r['limit'])} |")
+    lines += [
+        "",
+        "![ratio per scenario against its target](performance.png)",
+        "",
+        "## How the cost grows",
+        "",
+        _scaling_section(data.get("scaling")),
+        "## Limits of this machine",
+        "",
+        _limits_table(data.get("limits", {})),
+        "",
+        "## Scenarios",
+        "",
+        "| row | program and arguments |",
+        "|---|---|",
+    ]
+    for r in results:
+        lines.append(f"| {r['id']} | `{r['script']} {' '.join(r['args'])}`".rstrip() + " |")
+    lines += [
+        "",
+        "What each scenario measures and checks is described in `tools/bench/README.md` "
+        "and at the top of each program.",
+        "",
+        "## Reproduce",
+        "",
+        "```sh",
+        "cmake -S . -B build && cmake --build build -j2      # build/bin/mphost, build/bin/mphost_bench_limits",
+        "/usr/bin/python3 tools/bench/run_bench.py           # full run (~10-20 min), rewrites this file",
+        "/usr/bin/python3 tools/bench/run_bench.py --quick   # every scenario once, tiny sizes (CI)",
+        "/usr/bin/python3 tools/bench/run_bench.py --only 'queue|pipe' --runs 3 --no-report",
+        "```",
+        "",
+        f"This report: `{' '.join(data['command'])}`. Raw results: "
+        "`tools/bench/results/latest-full.json` (not committed).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _load(avg):
+    if not avg:
+        return "?"
+    return "/".join(f"{x:.2f}" for x in avg)

@@ -1,0 +1,46 @@
+"""concurrent.futures.ProcessPoolExecutor: map and submit, tasks per second.
+
+An executor with one worker per core runs ``x -> 2 * x`` over range(n):
+either ``list(executor.map(f, range(n)))`` (default chunksize 1) or n
+``submit`` calls followed by ``result()`` on each future. The executor is
+warmed up first; the timed section covers submitting and collecting.
+
+Check: results are exactly 2 * x, in order.
+"""
+
+import concurrent.futures
+import multiprocessing
+
+import _benchlib as bl
+
+
+def double(x):
+    return 2 * x
+
+
+def main():
+    p = bl.parser(__doc__.splitlines()[0])
+    p.add_argument("--tasks", type=int, default=None, help="default 10000, quick 300")
+    p.add_argument("--mode", choices=("map", "submit"), default="map")
+    p.add_argument("--method", default="fork")
+    args = p.parse_args()
+    n = args.tasks or (300 if args.quick else 10000)
+
+    ctx = multiprocessing.get_context(args.method)
+    with concurrent.futures.ProcessPoolExecutor(bl.cpu_count(), mp_context=ctx) as ex:
+        warm = list(ex.map(double, range(100), timeout=args.timeout))
+        bl.check(warm == [2 * x for x in range(100)], "warm-up returned wrong values")
+        t0 = bl.now()
+        if args.mode == "map":
+            out = list(ex.map(double, range(n), timeout=args.timeout))
+        else:
+            futures = [ex.submit(double, x) for x in range(n)]
+            out = [f.result(args.timeout) for f in futures]
+        elapsed = bl.now() - t0
+    bl.check(out == [2 * x for x in range(n)], "wrong, missing or misordered results")
+    bl.emit("tasks_per_s", n / elapsed, "tasks/s", True, tasks=n, mode=args.mode,
+            seconds=elapsed, method=args.method)
+
+
+if __name__ == "__main__":
+    bl.run(main)

@@ -1,0 +1,84 @@
+"""Queue throughput for large messages, 1 producer -> 1 consumer.
+
+The producer puts ``(seq, payload)`` where payload is a bytes object of
+``--size`` bytes (1 MiB by default); the consumer takes them. Timed section:
+from the release of the producer to the arrival of the last message (stamped
+by the consumer with time.perf_counter, the same monotonic clock in every
+process). Throughput is in MB/s (10^6 bytes per second) of payload.
+
+Check: the consumer compares every payload, byte for byte, with the one that
+was sent and sees the sequence numbers 0..n-1 in order.
+"""
+
+import multiprocessing
+import sys
+
+import _benchlib as bl
+
+
+def _payload(size):
+    block = bytes(range(256))
+    return (block * (size // 256 + 1))[:size]
+
+
+def _producer(q, start, count, size, timeout):
+    payload = _payload(size)
+    q.put((-1, payload))  # warm-up
+    if not start.wait(timeout):
+        sys.exit(5)
+    put = q.put
+    for seq in range(count):
+        put((seq, payload))
+
+
+def _consumer(q, results, count, size):
+    expected = _payload(size)
+    seq, data = q.get()
+    results.put(("warm", seq == -1 and data == expected))
+    wrong = None
+    get = q.get
+    for i in range(count):
+        seq, data = get()
+        if wrong is None and (seq != i or data != expected):
+            wrong = (f"message {i}: seq {seq}, {len(data)} bytes, "
+                     f"content {'equal' if data == expected else 'different'}")
+    results.put(("done", wrong, bl.now()))
+
+
+def main():
+    p = bl.parser(__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=1 << 20, help="payload bytes (default 1 MiB)")
+    p.add_argument("--messages", type=int, default=None,
+                   help="default: about 512 MiB in total (quick: 16 MiB), 8..200000 messages")
+    p.add_argument("--method", default="fork")
+    args = p.parse_args()
+    budget = (16 << 20) if args.quick else (512 << 20)
+    count = args.messages or max(8, min(200000 if not args.quick else 2000, budget // args.size))
+
+    ctx = multiprocessing.get_context(args.method)
+    q, results, start = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=bl.child_entry, name="producer",
+                         args=(_producer, q, start, count, args.size, args.timeout)),
+             ctx.Process(target=bl.child_entry, name="consumer",
+                         args=(_consumer, q, results, count, args.size))]
+    try:
+        for proc in procs:
+            proc.start()
+        tag, ok = bl.get(results, procs, args.timeout, "warm-up message not received")
+        bl.check(ok, "warm-up message corrupted")
+        t0 = bl.now()
+        start.set()
+        tag, wrong, t_end = bl.get(results, procs, args.timeout, "consumer did not finish")
+        bl.join_all(procs, args.timeout)
+    except BaseException:
+        bl.kill_all(procs)
+        raise
+    bl.check(wrong is None, wrong)
+    elapsed = t_end - t0
+    bl.emit("MB_per_s", count * args.size / elapsed / 1e6, "MB/s", True,
+            messages=count, size=args.size, msgs_per_s=count / elapsed,
+            seconds=elapsed, method=args.method)
+
+
+if __name__ == "__main__":
+    bl.run(main)
