@@ -134,7 +134,13 @@ class _ResourceSharer(object):
                     if msg is None:
                         break
                     key, destination_pid = msg
-                    send, close = self._cache.pop(key)
+                    entry = self._cache.pop(key, None)
+                    if entry is None:
+                        # Taken already (a pickle unpickled twice): the
+                        # taker sees the connection close.
+                        util.info('resource_sharer: nothing registered under %r', key)
+                        continue
+                    send, close = entry
                     try:
                         send(conn, destination_pid)
                     finally:
