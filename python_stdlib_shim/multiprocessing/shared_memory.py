@@ -9,8 +9,9 @@ Segments are created through ``_posixshmem`` (shm_open/shm_unlink).
 
 Differences from the stdlib, all on failure paths or where it loses data:
 a failed attach never unlinks the segment it tried to attach to, and a
-ShareableList sizes a new string item by its UTF-8 length (the stdlib counts
-characters, and silently truncates multi-byte text).
+ShareableList gives a new string item the stdlib's room (counted in
+characters) unless its UTF-8 bytes need more, where the stdlib would
+silently cut the text.
 """
 
 __all__ = ['SharedMemory', 'ShareableList']
@@ -220,8 +221,8 @@ class ShareableList:
     def __init__(self, sequence=None, *, name=None):
         if name is None or sequence is not None:
             items = list(sequence or ())
+            formats = [self._slot_format(item) for item in items]
             encoded = [item.encode(_encoding) if isinstance(item, str) else item for item in items]
-            formats = [self._slot_format(item) for item in encoded]
             self._list_len = len(items)
             self._allocated_offsets = [0]
             for fmt in formats:
@@ -248,14 +249,21 @@ class ShareableList:
                 struct.unpack_from(self._format_size_metainfo, self.shm.buf, 8))
 
     def _slot_format(self, item):
-        # `item` is already encoded when it was a str.
         try:
             fmt = self._types_mapping[type(item)]
         except KeyError:
             raise KeyError(type(item)) from None
-        if isinstance(item, bytes):
-            # Room for the bytes and at least one zero, in 8-byte steps.
-            fmt = fmt % (self._alignment * (len(item) // self._alignment + 1),)
+        if isinstance(item, (str, bytes)):
+            # The stdlib's room: the length (in characters for a str) and
+            # at least one zero, in 8-byte steps. Multi-byte text that
+            # would not fit gets the room its UTF-8 bytes need instead.
+            align = self._alignment
+            room = align * (len(item) // align + 1)
+            if isinstance(item, str):
+                size = len(item.encode(_encoding))
+                if size > room:
+                    room = align * (size // align + 1)
+            fmt = fmt % (room,)
         return fmt
 
     def _check_position(self, position):
