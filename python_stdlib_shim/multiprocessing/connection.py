@@ -30,6 +30,7 @@ import selectors
 import socket
 import struct
 import sys
+import threading
 import time
 
 from . import util
@@ -189,7 +190,7 @@ class _ConnectionBase:
         """Send a picklable object."""
         self._check_closed()
         self._check_writable()
-        self._send_bytes(_ForkingPickler.dumps(obj))
+        self._send_bytes(_dumps(obj))
 
     def recv_bytes(self, maxlength=None):
         """Receive one message as bytes; OSError if longer than maxlength."""
@@ -250,6 +251,67 @@ class _ConnectionBase:
 
     def __exit__(self, exc_type, exc_value, exc_tb):
         self.close()
+
+
+class _Encoder:
+    """A ForkingPickler-equivalent pickler kept for reuse by one thread.
+
+    Building a ForkingPickler copies the whole reducer table, which costs
+    several times more than pickling a small message; this one is built
+    once per thread and rebuilt when reducers are registered.
+    """
+
+    __slots__ = ('pickler', 'chunks', 'key', 'busy')
+
+    def __init__(self):
+        self.pickler = None
+        self.chunks = []
+        self.key = None
+        self.busy = False
+
+    def dumps(self, obj):
+        import copyreg
+        key = (len(copyreg.dispatch_table), len(_ForkingPickler._extra_reducers))
+        if key != self.key or self.pickler is None:
+            table = copyreg.dispatch_table.copy()
+            table.update(_ForkingPickler._extra_reducers)
+            sink = _Sink()
+            sink.write = self.chunks.append
+            self.pickler = pickle.Pickler(sink, _PROTOCOL)
+            self.pickler.dispatch_table = table
+            self.key = key
+        chunks = self.chunks
+        self.busy = True
+        try:
+            self.pickler.dump(obj)
+            if len(chunks) == 1:
+                return chunks[0]
+            return b''.join(chunks)
+        finally:
+            chunks.clear()
+            self.pickler.clear_memo()
+            self.busy = False
+
+
+class _Sink:
+    __slots__ = ('write',)
+
+
+# The protocol ForkingPickler.dumps uses by default.
+_PROTOCOL = pickle.DEFAULT_PROTOCOL
+_encoders = threading.local()
+
+
+def _dumps(obj):
+    """ForkingPickler.dumps(obj), with a per-thread reusable pickler."""
+    try:
+        encoder = _encoders.encoder
+    except AttributeError:
+        encoder = _encoders.encoder = _Encoder()
+    if encoder.busy:
+        # Re-entered (a finalizer sending while this thread pickles).
+        return _ForkingPickler.dumps(obj)
+    return encoder.dumps(obj)
 
 
 def _unpickle_message(data):
