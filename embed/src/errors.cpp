@@ -48,6 +48,9 @@ void set_python_error(const std::system_error& error) {
     case errc::message_too_large: PyErr_SetString(PyExc_ValueError, what.c_str()); return;
     case errc::corrupt_frame: set_os_error(EBADMSG, what); return;
     case errc::worker_lost: set_multiprocessing_error("ProcessError", what); return;
+    case errc::not_owner:
+      PyErr_SetString(PyExc_AssertionError, "attempt to release recursive lock not owned by thread");
+      return;
   }
   PyErr_SetString(PyExc_RuntimeError, what.c_str());
 }

@@ -97,8 +97,11 @@ int child_main(int argc, char** argv, const std::string& executable) {
 }  // namespace
 
 int launcher_main(int argc, char** argv) {
-  if (PyImport_AppendInittab("_mphost", &PyInit__mphost) != 0) {
-    std::fprintf(stderr, "mphost: cannot register the _mphost module\n");
+  // Built-in modules win over lib-dynload: the stdlib's _multiprocessing
+  // extension is never loaded.
+  if (PyImport_AppendInittab("_mphost", &PyInit__mphost) != 0 ||
+      PyImport_AppendInittab("_multiprocessing", &PyInit__multiprocessing) != 0) {
+    std::fprintf(stderr, "mphost: cannot register its built-in modules\n");
     return 1;
   }
   std::string executable;

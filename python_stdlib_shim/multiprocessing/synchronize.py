@@ -22,6 +22,12 @@ from . import util
 from _multiprocessing import SemLock as _NativeSemLock, sem_unlink
 
 RECURSIVE_MUTEX, SEMAPHORE = list(range(2))
+
+
+class AbandonedLockWarning(RuntimeWarning):
+    """A process died holding a lock and this process recovered it: the state
+    the lock protected may be half-updated. The lock's ``_semlock._recovered``
+    says so too."""
 SEM_VALUE_MAX = _multiprocessing.SemLock.SEM_VALUE_MAX
 
 

@@ -58,6 +58,7 @@ TEST(ErrorsTest, EveryMphostCodeHasItsStdlibException) {
   EXPECT_EQ(raised_type(mphost_error(errc::message_too_large)), "builtins.ValueError");
   EXPECT_EQ(raised_type(mphost_error(errc::corrupt_frame)), "builtins.OSError");
   EXPECT_EQ(raised_type(mphost_error(errc::worker_lost)), "multiprocessing.context.ProcessError");
+  EXPECT_EQ(raised_type(mphost_error(errc::not_owner)), "builtins.AssertionError");
 }
 
 TEST(ErrorsTest, ExceptionClassesAreTheShimsOwn) {

@@ -12,7 +12,9 @@ void bind_process(pybind11::module_& m);
 void bind_handshake(pybind11::module_& m);
 void bind_forkserver(pybind11::module_& m);
 void bind_spawn(pybind11::module_& m);
+void bind_multiprocessing(pybind11::module_& m);  // the `_multiprocessing` module
 
 }  // namespace mphost::embed
 
 extern "C" PyObject* PyInit__mphost();
+extern "C" PyObject* PyInit__multiprocessing();

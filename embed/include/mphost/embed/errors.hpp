@@ -10,6 +10,7 @@
 //   errc::message_too_large        -> ValueError
 //   errc::corrupt_frame            -> OSError(EBADMSG)
 //   errc::worker_lost              -> multiprocessing.ProcessError
+//   errc::not_owner                -> AssertionError (the stdlib's RLock message)
 // The multiprocessing exception classes are the shim's own (defined once, in
 // multiprocessing/context.py), imported when first needed.
 
