@@ -81,7 +81,10 @@ def best(fn, n=200000):
     return min(out)
 dumps = best(lambda: pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 loads = best(lambda: pickle.loads(blob))
-print(json.dumps({"dumps": dumps, "loads": loads}))
+ints = list(range(100000))
+ints_blob = pickle.dumps(ints, protocol=pickle.HIGHEST_PROTOCOL)
+chunk = best(lambda: pickle.loads(pickle.dumps(ints, protocol=pickle.HIGHEST_PROTOCOL)), 20)
+print(json.dumps({"dumps": dumps, "loads": loads, "int_ns": chunk / len(ints) * 1e3}))
 """
 
 _IDLE_PROBE = "import sys; sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.read()"
@@ -112,7 +115,7 @@ def run_python(python, quick):
             _time_command([python, "-c", "import multiprocessing"], runs), "ms",
             f'{python} -c "import multiprocessing", launch to exit (median)'),
     }
-    probe = _PICKLE_PROBE.replace("200000", "20000") if quick else _PICKLE_PROBE
+    probe = _PICKLE_PROBE.replace("n=200000", "n=20000") if quick else _PICKLE_PROBE
     done = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120,
                           check=True)
     pk = json.loads(done.stdout)
@@ -120,6 +123,8 @@ def run_python(python, quick):
                                           "pickle.dumps of the small benchmark tuple, in one process")
     out["pickle_loads_small_us"] = _entry(pk["loads"], "us",
                                           "pickle.loads of the small benchmark tuple, in one process")
+    out["pickle_int_list_ns"] = _entry(pk["int_ns"], "ns",
+                                       "pickle.dumps+loads of a list of 100000 ints, per item")
     out["python_S_idle_pss_kib"] = _entry(_idle_pss_kib(python), "KiB",
                                           f"PSS of an idle {python} -S")
     out["cores"] = _entry(os.cpu_count(), "cores", "os.cpu_count()")

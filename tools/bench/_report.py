@@ -63,20 +63,7 @@ def row_result(row, stock_outcomes, mphost_outcomes, limits):
 
 # ---- formatting ------------------------------------------------------------
 
-def fmt(v):
-    """Three significant digits with k/M suffixes."""
-    if v is None:
-        return "-"
-    a = abs(v)
-    if a >= 1e9:
-        return f"{v / 1e9:.3g} G"
-    if a >= 1e6:
-        return f"{v / 1e6:.3g} M"
-    if a >= 1e4:
-        return f"{v / 1e3:.3g} k"
-    if a >= 1e3:
-        return f"{v:.0f}"
-    return f"{v:.3g}"
+fmt = _catalog.fmt
 
 
 def fmt_ratio(r):
@@ -276,8 +263,8 @@ def markdown(data):
         lines += [
             "> **Both columns are stock python3 in this report.** It was produced with "
             f"`--mphost {m['mphost']}` to check the harness and record the stock figures; "
-            "the ratios only show the run-to-run noise of this machine (expect 0.9–1.1×). "
-            "It will be regenerated with the real launcher.",
+            "the ratios only show the run-to-run noise of this machine"
+            f"{_noise_span(results)}. It will be regenerated with the real launcher.",
             "",
         ]
     lines += [
@@ -329,6 +316,7 @@ def markdown(data):
             f"{_md_escape(cell(r[MPHOST], MPHOST))} | {fmt_ratio(r['ratio'])} | "
             f"{r['target']['text'] if r['target'] else '-'} | {met_text(r)} | "
             f"{_md_escape(r['limit'])} |")
+    lines += ["", _futex_distance(data), ""] if _futex_distance(data) else []
     lines += [
         "",
         "![ratio per scenario against its target](performance.png)",
@@ -356,7 +344,7 @@ def markdown(data):
         "",
         "```sh",
         "cmake -S . -B build && cmake --build build -j2      # build/bin/mphost, build/bin/mphost_bench_limits",
-        "/usr/bin/python3 tools/bench/run_bench.py           # full run (~10-20 min), rewrites this file",
+        f"/usr/bin/python3 tools/bench/run_bench.py           # full run ({data['duration_s'] / 60:.0f} min here), rewrites this file",
         "/usr/bin/python3 tools/bench/run_bench.py --quick   # every scenario once, tiny sizes (CI)",
         "/usr/bin/python3 tools/bench/run_bench.py --only 'queue|pipe' --runs 3 --no-report",
         "```",
@@ -366,6 +354,34 @@ def markdown(data):
         "",
     ]
     return "\n".join(lines)
+
+
+def _noise_span(results):
+    ratios = [r["ratio"] for r in results if r["ratio"]]
+    if not ratios:
+        return ""
+    return f" (here from {min(ratios):.2f}× to {max(ratios):.2f}×)"
+
+
+def _futex_distance(data):
+    """DESIGN asks the Pipe round trip to be reported against a raw futex
+    ping-pong between two processes."""
+    row = next((r for r in data["rows"] if r["id"] == "pipe_roundtrip"), None)
+    limits = data.get("limits", {})
+    sleeping = (limits.get("futex_rtt_us") or {}).get("value")
+    spinning = (limits.get("futex_spin_rtt_us") or {}).get("value")
+    if row is None or not sleeping or not spinning:
+        return ""
+    parts = []
+    for which, name in ((STOCK, "stock python3"), (MPHOST, "mphost")):
+        med = row[which]["median"]
+        if row[which]["status"] == "ok" and med:
+            parts.append(f"{name} {fmt(med)} µs = {med / sleeping:.1f}× the raw futex ping-pong "
+                         f"between two processes on 2 CPUs ({fmt(sleeping)} µs, sleeping at once) and "
+                         f"{med / spinning:.0f}× the spinning one ({fmt(spinning)} µs)")
+    if not parts:
+        return ""
+    return "Distance of the Pipe round trip to the hardware: " + "; ".join(parts) + "."
 
 
 def _load(avg):

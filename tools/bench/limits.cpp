@@ -31,6 +31,7 @@
 #include <immintrin.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
@@ -69,12 +70,12 @@ double median(std::vector<double> v) {
 struct report {
   std::vector<std::string> members_;
 
-  void add(std::string_view name, double value, std::string_view unit, std::string_view what) {
+  void add(std::string_view name, double value, std::string_view unit, const std::string& what) {
     char buf[1024];
     std::snprintf(buf, sizeof buf, "  \"%.*s\": {\"value\": %.6g, \"unit\": \"%.*s\", \"what\": \"%.*s\"}",
                   static_cast<int>(name.size()), name.data(), value,
                   static_cast<int>(unit.size()), unit.data(),
-                  static_cast<int>(what.size()), what.data());
+                  static_cast<int>(what.size()), what.c_str());
     members_.emplace_back(buf);
     std::fprintf(stderr, "%-28.*s %12.4g %.*s\n", static_cast<int>(name.size()), name.data(), value,
                  static_cast<int>(unit.size()), unit.data());
@@ -95,8 +96,44 @@ void* shared_block(std::size_t size) {
   return p;
 }
 
+// Which CPU each side of a two-process measurement runs on (-1: anywhere).
+// On a virtual machine a wake-up that crosses to another (idle) vCPU costs
+// far more than one that stays on the same CPU, so latencies are measured
+// both ways.
+struct placement {
+  int parent_cpu_ = -1;
+  int child_cpu_ = -1;
+};
+
+void pin_to(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity");
+}
+
+// Pins the calling process for its lifetime, then restores its CPU mask.
+class scoped_pin {
+ public:
+  explicit scoped_pin(int cpu) : active_(cpu >= 0) {
+    if (!active_) return;
+    if (sched_getaffinity(0, sizeof saved_, &saved_) != 0) die("sched_getaffinity");
+    pin_to(cpu);
+  }
+  ~scoped_pin() {
+    if (active_) sched_setaffinity(0, sizeof saved_, &saved_);
+  }
+  scoped_pin(const scoped_pin&) = delete;             // restores once
+  scoped_pin& operator=(const scoped_pin&) = delete;
+
+ private:
+  bool active_;
+  cpu_set_t saved_{};
+};
+
 // fork() a child that runs body() and _exit(0)s; it dies with the parent.
-pid_t fork_child(const std::function<void()>& body) {
+pid_t fork_child(const std::function<void()>& body, int cpu = -1) {
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) die("fork");
@@ -104,6 +141,7 @@ pid_t fork_child(const std::function<void()>& body) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(3);
     alarm(watchdog_seconds);
+    pin_to(cpu);
     body();
     _exit(0);
   }
@@ -164,7 +202,8 @@ double time_trips(int warm, int trips, const std::function<void()>& ping) {
 
 // ---- pipe ------------------------------------------------------------------
 
-double pipe_round_trip_us(int warm, int trips) {
+double pipe_round_trip_us(int warm, int trips, placement where) {
+  scoped_pin pin(where.parent_cpu_);
   int there[2], back[2];
   if (pipe(there) < 0 || pipe(back) < 0) die("pipe");
   const int total = warm + trips;
@@ -176,7 +215,7 @@ double pipe_round_trip_us(int warm, int trips) {
       read_all(there[0], &byte, 1);
       write_all(back[1], &byte, 1);
     }
-  });
+  }, where.child_cpu_);
   close(there[0]);
   close(back[1]);
   char byte = 'x';
@@ -233,7 +272,8 @@ struct doorbell {
   }
 };
 
-double futex_round_trip_us(int warm, int trips, std::int64_t spin_ns) {
+double futex_round_trip_us(int warm, int trips, std::int64_t spin_ns, placement where) {
+  scoped_pin pin(where.parent_cpu_);
   auto* bells = static_cast<doorbell*>(shared_block(sizeof(doorbell) * 2));
   new (&bells[0]) doorbell();
   new (&bells[1]) doorbell();
@@ -246,7 +286,7 @@ double futex_round_trip_us(int warm, int trips, std::int64_t spin_ns) {
       seen = there.wait(seen, spin_ns);
       back.post();
     }
-  });
+  }, where.child_cpu_);
   std::uint32_t seen = 0;
   double us = time_trips(warm, trips, [&] {
     there.post();
@@ -259,7 +299,8 @@ double futex_round_trip_us(int warm, int trips, std::int64_t spin_ns) {
 
 // ---- eventfd ---------------------------------------------------------------
 
-double eventfd_round_trip_us(int warm, int trips) {
+double eventfd_round_trip_us(int warm, int trips, placement where) {
+  scoped_pin pin(where.parent_cpu_);
   int there = eventfd(0, 0), back = eventfd(0, 0);
   if (there < 0 || back < 0) die("eventfd");
   const int total = warm + trips;
@@ -270,7 +311,7 @@ double eventfd_round_trip_us(int warm, int trips) {
       v = 1;
       write_all(back, &v, sizeof v);
     }
-  });
+  }, where.child_cpu_);
   std::uint64_t v = 1;
   double us = time_trips(warm, trips, [&] {
     v = 1;
@@ -425,14 +466,26 @@ int run(bool quick) {
   const int trips = 20000 / k;
   const int warm = 1000 / k;
   report r;
-  r.add("pipe_rtt_us", pipe_round_trip_us(warm, trips), "us",
-        "round trip of one byte between two processes over two pipes (median)");
-  r.add("futex_rtt_us", futex_round_trip_us(warm, trips, 0), "us",
-        "round trip through two futex words in shared memory, sleeping at once (median)");
-  r.add("futex_spin_rtt_us", futex_round_trip_us(warm, trips * 5, 50'000), "us",
-        "round trip through two futex words, spinning up to 50 us before sleeping (median)");
-  r.add("eventfd_rtt_us", eventfd_round_trip_us(warm, trips), "us",
-        "round trip between two processes over two eventfds (median)");
+  // Two processes on two different CPUs (when there are two), then on one.
+  const bool two_cpus = sysconf(_SC_NPROCESSORS_ONLN) >= 2;
+  const placement apart = two_cpus ? placement{0, 1} : placement{};
+  const placement together{0, 0};
+  const char* apart_text = two_cpus ? "on 2 different CPUs" : "(1 CPU only)";
+  auto said = [](const char* what, const char* where) { return std::string(what) + " " + where; };
+  r.add("pipe_rtt_us", pipe_round_trip_us(warm, trips, apart), "us",
+        said("round trip of one byte between two processes over two pipes, median,", apart_text));
+  r.add("futex_rtt_us", futex_round_trip_us(warm, trips, 0, apart), "us",
+        said("round trip through two futex words in shared memory, sleeping at once, median,",
+             apart_text));
+  r.add("futex_spin_rtt_us", futex_round_trip_us(warm, trips * 5, 50'000, apart), "us",
+        said("round trip through two futex words, spinning up to 50 us before sleeping, median,",
+             apart_text));
+  r.add("eventfd_rtt_us", eventfd_round_trip_us(warm, trips, apart), "us",
+        said("round trip between two processes over two eventfds, median,", apart_text));
+  r.add("pipe_rtt_same_cpu_us", pipe_round_trip_us(warm, trips, together), "us",
+        "round trip of one byte over two pipes, both processes on one CPU, median");
+  r.add("futex_rtt_same_cpu_us", futex_round_trip_us(warm, trips, 0, together), "us",
+        "round trip through two futex words, both processes on one CPU, median");
   r.add("memcpy_1mib_hot_gbps", memcpy_hot_gbps(4000 / k), "GB/s",
         "memcpy of one 1 MiB block again and again (cache-resident), best of 3");
   r.add("memcpy_1mib_stream_gbps", memcpy_stream_gbps((quick ? 64u : 512u) << 20), "GB/s",

@@ -216,7 +216,9 @@ def verdict(data, strict):
         for pt in curve["points"]:
             for which in (STOCK, MPHOST):
                 if pt[which]["status"] == "wrong" or (which == STOCK and pt[which]["status"] != "ok"):
-                    problems.append(f"scaling {pt}: {which} {pt[which]['status']}")
+                    key = {k: v for k, v in pt.items() if k not in (STOCK, MPHOST)}
+                    problems.append(f"scaling {key}: {which} {pt[which]['status']}: "
+                                    f"{pt[which]['message']}")
     return (1 if problems else 0), problems
 
 

@@ -20,11 +20,11 @@ def double(x):
 
 def main():
     p = bl.parser(__doc__.splitlines()[0])
-    p.add_argument("--tasks", type=int, default=None, help="default 10000, quick 300")
+    p.add_argument("--tasks", type=int, default=None, help="default 20000, quick 300")
     p.add_argument("--mode", choices=("map", "submit"), default="map")
     p.add_argument("--method", default="fork")
     args = p.parse_args()
-    n = args.tasks or (300 if args.quick else 10000)
+    n = args.tasks or (300 if args.quick else 20000)
 
     ctx = multiprocessing.get_context(args.method)
     with concurrent.futures.ProcessPoolExecutor(bl.cpu_count(), mp_context=ctx) as ex:

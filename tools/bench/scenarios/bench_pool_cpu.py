@@ -23,10 +23,10 @@ def burn(n):
 def main():
     p = bl.parser(__doc__.splitlines()[0])
     p.add_argument("--work", type=int, default=None,
-                   help="loop iterations per task (default 3000000, quick 40000)")
+                   help="loop iterations per task (default 4000000, quick 40000)")
     p.add_argument("--method", default="fork")
     args = p.parse_args()
-    work = args.work or (40000 if args.quick else 3000000)
+    work = args.work or (40000 if args.quick else 4000000)
     cores = bl.cpu_count()
     tasks = [work + i for i in range(4 * cores)]
 

@@ -19,11 +19,11 @@ def double(x):
 
 def main():
     p = bl.parser(__doc__.splitlines()[0])
-    p.add_argument("--tasks", type=int, default=None, help="default 50000, quick 1000")
+    p.add_argument("--tasks", type=int, default=None, help="default 100000, quick 1000")
     p.add_argument("--unordered", action="store_true", help="use imap_unordered")
     p.add_argument("--method", default="fork")
     args = p.parse_args()
-    n = args.tasks or (1000 if args.quick else 50000)
+    n = args.tasks or (1000 if args.quick else 100000)
 
     ctx = multiprocessing.get_context(args.method)
     pool = ctx.Pool(bl.cpu_count())
