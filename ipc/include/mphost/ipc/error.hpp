@@ -22,6 +22,7 @@ enum class errc {
   handle_closed,            // an operation on a handle that was closed
   released_too_many_times,  // a bounded semaphore released past its bound
   worker_lost,              // a pool worker died while holding a task
+  not_owner,                // a recursive lock released by a thread that does not hold it
 };
 
 const std::error_category& mphost_category() noexcept;

@@ -1,0 +1,237 @@
+#pragma once
+// channel: the one transport of mphost. A ring of variable-length frames in
+// shared memory, any number of writer and reader endpoints in any number of
+// processes, blocking calls with deadlines, a descriptor for select(), and a
+// side path for large messages. Queue, SimpleQueue, JoinableQueue, Pipe
+// (two channels), pool task and result queues and manager calls are built
+// on it.
+//
+// Naming and lifetime. channel::create makes the shared segment, with an
+// unguessable name, and returns the creator's endpoint; other processes call
+// channel::open(name, role). Each endpoint is registered in the channel with
+// its role, pid and process start time. The channel's names (its control
+// segment, extra rings, undelivered large blocks) are removed when the last
+// endpoint goes away (closed, or its process found dead), unless the options
+// say otherwise; channel::remove does it explicitly. An endpoint that is
+// handed to a process not yet started (a pickled Connection for a spawn
+// child) should travel with a ticket from hand_over(): the ticket holds a
+// place in the channel for the receiver until it opens with it (or the
+// ticket's holder dies, or the ticket expires), so the channel does not look
+// abandoned meanwhile.
+//
+// fork. Endpoints survive fork() the way descriptors do: in the child, every
+// endpoint object inherited from the parent is registered anew for the child
+// (the place is reserved in the parent before the fork, so the parent cannot
+// see the channel without the child's endpoints even for an instant). A child
+// that goes on to exec() should call release_endpoints_before_exec() between
+// fork and exec, as close-on-exec would.
+//
+// Ordering. Messages from one writer endpoint are received in the order they
+// were sent. Messages of different writers are ordered by when their space
+// was reserved. Each message is received by exactly one recv (or discarded,
+// see below); a message that a reader in another process took is not seen
+// here. A successful send happens-before the recv that returns its message.
+//
+// Blocking. send, recv and poll take a deadline (deadline::immediate() for a
+// single attempt). They spin briefly, adapting to how long recent waits took,
+// then sleep on a futex; writers and readers make the wake-up system call
+// only when someone sleeps. Outcomes are values:
+//   ok           sent / received / (poll) a message is ready;
+//   timed_out    the deadline passed;
+//   closed       recv/poll: the channel is empty and no writer endpoint is
+//                left (all closed or dead): end of file. send: no reader
+//                endpoint is left. An endpoint opened with role `both` counts
+//                as reader and writer, so a channel shared by such endpoints
+//                (a Queue) never reports closed to them;
+//   interrupted  a signal handler ran; call again after handling it.
+// A dead peer is noticed within ~100 ms (waiters re-check periodically).
+//
+// Capacity. A bounded channel holds `capacity` bytes of frames; send waits
+// for space. An unbounded channel never makes send wait: when its ring is
+// full the writer starts a new, larger ring in a segment of its own, links it
+// after the current one, and readers move on to it once they have drained the
+// older one. Messages above `large_threshold` bytes always travel as a
+// large_block: one copy into a block of their own (none with make_block and
+// send_block), and the receiver reads them in place (message::is_block).
+//
+// Faults. A writer that dies between reserving a frame and committing it
+// leaves a frame readers discard once they see the writer gone; every
+// complete frame is still delivered (frame.hpp). Bytes in the ring that
+// cannot be a frame make recv throw std::system_error(errc::corrupt_frame);
+// the ring's unread contents are discarded and the channel stays usable.
+// Failures to create or map segments throw std::system_error with errno.
+//
+// Threads. One channel object may be used by several threads at once, except
+// that close() and destruction must not race with other calls. A reservation
+// must be committed or abandoned before its channel object is closed.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "mphost/ipc/deadline.hpp"
+#include "mphost/ipc/large_block.hpp"
+#include "mphost/ipc/wait_result.hpp"
+
+namespace mphost::ipc {
+
+enum class endpoint_role : std::uint8_t { reader = 1, writer = 2, both = 3 };
+
+struct channel_options {
+  // Ring bytes; rounded up to a power of two, at least 4 KiB.
+  std::size_t capacity = 256 * 1024;
+  // send never waits for space (see Capacity above).
+  bool unbounded = false;
+  // Messages above this many bytes travel as large blocks. 0: capacity / 4.
+  // Never more than capacity / 4.
+  std::size_t large_threshold = 0;
+  // Remove the channel's names when its last endpoint goes away.
+  bool remove_when_unused = true;
+  // Name prefix of the control segment.
+  std::string_view prefix = "mphost-ch-";
+};
+
+namespace detail {
+struct message_access;
+}
+
+// A received message: bytes copied out of the ring, or a large block mapped
+// in place. Reuse one message across recv calls to reuse its buffer.
+class message {
+ public:
+  message() noexcept;
+  ~message();
+  message(message&&) noexcept;
+  message& operator=(message&&) noexcept;
+  message(const message&) = delete;
+  message& operator=(const message&) = delete;
+
+  std::span<const std::byte> bytes() const noexcept;
+  std::size_t size() const noexcept { return bytes().size(); }
+  // The payload is a mapped large block (no copy was made).
+  bool is_block() const noexcept { return static_cast<bool>(block_); }
+  // Moves the mapped block out (empty if !is_block()); the message is cleared.
+  large_block release_block() noexcept;
+  void clear() noexcept;
+
+ private:
+  friend struct detail::message_access;
+  void assign(const std::byte* data, std::size_t size);
+  void set_block(large_block block) noexcept;
+
+  std::unique_ptr<std::byte[]> buffer_;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+  large_block block_;
+};
+
+class channel {
+ public:
+  class reservation;
+
+  static channel create(const channel_options& options, endpoint_role role);
+  static channel open(const std::string& name, endpoint_role role);
+  // Opens with a ticket from hand_over() (falls back to a fresh registration
+  // if the ticket has lapsed).
+  static channel open(const std::string& name, endpoint_role role, std::uint64_t ticket);
+  // Removes the channel's names: control segment, extra rings, undelivered
+  // blocks. Open endpoints keep working among themselves.
+  static bool remove(const std::string& name) noexcept;
+
+  channel() noexcept;
+  ~channel();
+  channel(channel&&) noexcept;
+  channel& operator=(channel&&) noexcept;
+  channel(const channel&) = delete;
+  channel& operator=(const channel&) = delete;
+
+  explicit operator bool() const noexcept { return static_cast<bool>(state_); }
+  const std::string& name() const noexcept;
+  endpoint_role role() const noexcept;
+  std::size_t capacity() const noexcept;
+  bool unbounded() const noexcept;
+  std::size_t large_threshold() const noexcept;
+
+  // Sends one message (any size; empty is allowed). Throws
+  // std::system_error: errc::handle_closed after close(), EBADF on an
+  // endpoint that may not write, errno when a block or ring cannot be made.
+  wait_result send(std::span<const std::byte> bytes, const deadline& until = deadline::infinite());
+  // A block for a message of `size` bytes, to fill and pass to send_block.
+  large_block make_block(std::size_t size);
+  // Sends a filled block by reference; on ok the block is consumed (empty),
+  // otherwise it is left to the caller, name removed.
+  wait_result send_block(large_block& block, const deadline& until = deadline::infinite());
+  // Two-step send: reserve `size` bytes, fill reservation::bytes(), commit.
+  // Sizes above large_threshold() throw errc::message_too_large here.
+  wait_result reserve(std::size_t size, reservation& out, const deadline& until = deadline::infinite());
+
+  // Receives one message into `out`. Throws errc::corrupt_frame (see
+  // Faults), errc::handle_closed, EBADF on a write-only endpoint.
+  wait_result recv(message& out, const deadline& until = deadline::infinite());
+  // Waits until a message is ready (ok) or the channel is closed (closed),
+  // without taking it.
+  wait_result poll(const deadline& until = deadline::immediate());
+  // A descriptor that polls readable while a message is ready or the channel
+  // is closed (doorbell.hpp: advisory, level-triggered). Starts a watcher
+  // thread on first use; the descriptor lives as long as this endpoint.
+  int fileno();
+
+  // Reserves an endpoint of `role` for a process that will open this channel
+  // later with the returned ticket; the reservation lasts while this process
+  // lives, at most `validity`.
+  std::uint64_t hand_over(endpoint_role role, std::chrono::seconds validity = std::chrono::seconds(120));
+
+  struct endpoint_counts {
+    std::uint32_t readers;
+    std::uint32_t writers;
+  };
+  // Registered reader and writer endpoints, after forgetting dead ones.
+  endpoint_counts endpoints();
+  // Bytes of frames waiting in the ring being read (approximate).
+  std::uint64_t queued_bytes() const noexcept;
+
+  // Unregisters this endpoint and unmaps; wakes peers so they notice.
+  void close() noexcept;
+
+  struct state;
+
+ private:
+  explicit channel(std::unique_ptr<state> s) noexcept;
+  std::unique_ptr<state> state_;
+};
+
+// Space reserved in a channel's ring by channel::reserve.
+class channel::reservation {
+ public:
+  reservation() noexcept;
+  ~reservation();  // abandons an uncommitted reservation
+  reservation(reservation&&) noexcept;
+  reservation& operator=(reservation&&) noexcept;
+  reservation(const reservation&) = delete;
+  reservation& operator=(const reservation&) = delete;
+
+  explicit operator bool() const noexcept { return header_ != nullptr; }
+  std::span<std::byte> bytes() const noexcept { return {payload_, size_}; }
+  // Publishes the message and wakes a sleeping reader.
+  void commit() noexcept;
+  // Gives the space up; readers skip it.
+  void abandon() noexcept;
+
+ private:
+  friend class channel;
+  std::shared_ptr<void> ring_;  // keeps the ring mapped
+  channel::state* owner_ = nullptr;
+  void* header_ = nullptr;
+  std::byte* payload_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// In a child between fork() and exec(): unregisters every endpoint the child
+// inherited, as close-on-exec does for descriptors. Async-signal-safe.
+void release_endpoints_before_exec() noexcept;
+
+}  // namespace mphost::ipc

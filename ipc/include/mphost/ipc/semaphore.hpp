@@ -1,0 +1,115 @@
+#pragma once
+// A semaphore or recursive mutex in shared memory: the "semlock" behind
+// multiprocessing's Lock, RLock, Semaphore and BoundedSemaphore, and behind
+// the `_multiprocessing.SemLock` that mphost provides.
+//
+// Each semaphore lives in a small segment of its own, named at creation (the
+// caller's name, or an unguessable one) and openable by that name from any
+// process of the same user, as POSIX named semaphores are. The handle returned
+// by create/open maps it; unlink removes the name (existing handles keep
+// working), like sem_unlink.
+//
+// Kinds, as in the stdlib:
+//   recursive_mutex  (RLock) owned by one thread of one process; the owner
+//                    may acquire again, and must release as many times; a
+//                    release by anyone else fails with errc::not_owner.
+//   semaphore        a counter between 0 and maxvalue. Lock is a semaphore
+//                    with value 1 and maxvalue 1; BoundedSemaphore(n) has
+//                    maxvalue n; Semaphore(n) has maxvalue value_max. Any
+//                    thread of any process may release; releasing past
+//                    maxvalue fails with errc::released_too_many_times.
+//
+// Owner death. A recursive mutex records its owner (pid, start time, thread
+// id, recursion count); so does a semaphore whose maxvalue is 1 (Lock,
+// BoundedSemaphore(1)), whose holder is the process that last acquired it.
+// If that process dies holding it, the next acquirer takes it over and
+// acquire() returns wait_result::owner_died (acquired; the protected state may
+// be inconsistent). One caveat for the lock-like semaphore: a Lock acquired
+// by one process and meant to be released by another counts as held by the
+// first, so if the first dies before the release the lock is recovered early.
+// A counting semaphore (maxvalue > 1) cannot know which of its units a dead
+// process still held (producers acquire and consumers release, as in Queue),
+// so its value stays as the dead process left it.
+//
+// Waiting: a short adaptive spin, then a futex sleep; releasers wake sleepers
+// only when there are any. acquire() returns ok, owner_died, timed_out, or
+// interrupted (a signal handler ran: call again after handling it).
+//
+// Process-local bookkeeping mirrors CPython's SemLock object: count() and
+// is_mine() for the semaphore kind report this handle's own acquisitions in
+// this process (reset by after_fork()); for the recursive mutex they read the
+// shared owner record.
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <system_error>
+
+#include "mphost/ipc/deadline.hpp"
+#include "mphost/ipc/segment.hpp"
+#include "mphost/ipc/wait_result.hpp"
+
+namespace mphost::ipc {
+
+// Values match multiprocessing.synchronize's RECURSIVE_MUTEX and SEMAPHORE.
+enum class semlock_kind : int { recursive_mutex = 0, semaphore = 1 };
+
+namespace detail {
+struct semlock_state;
+}
+
+class semaphore {
+ public:
+  static constexpr std::uint32_t value_max = 0x7fffffff;  // SEM_VALUE_MAX
+  static constexpr std::string_view default_prefix = "mphost-sem-";
+
+  // A new semaphore. An empty name picks an unguessable one; otherwise the
+  // name must be free (EEXIST). Throws EINVAL for value > maxvalue, maxvalue
+  // of 0 or above value_max, or a recursive mutex whose value is not 1.
+  static semaphore create(semlock_kind kind, std::uint32_t value, std::uint32_t maxvalue, const std::string& name = {});
+  // Opens an existing semaphore (ENOENT if there is none, EINVAL if the
+  // segment does not hold one).
+  static semaphore open(const std::string& name);
+  // Removes a name; throws ENOENT when it does not exist (sem_unlink).
+  static void unlink(const std::string& name);
+
+  semaphore(semaphore&&) noexcept;
+  semaphore& operator=(semaphore&&) noexcept;
+  semaphore(const semaphore&) = delete;
+  semaphore& operator=(const semaphore&) = delete;
+  ~semaphore();
+
+  const std::string& name() const noexcept { return segment_.name(); }
+  semlock_kind kind() const noexcept;
+  std::uint32_t maxvalue() const noexcept;
+  // The address of the shared state in this process (stable while mapped).
+  const void* handle() const noexcept;
+
+  [[nodiscard]] wait_result acquire(const deadline& until = deadline::infinite()) noexcept;
+  // Throws std::system_error: errc::released_too_many_times, errc::not_owner.
+  void release();
+  // The same without throwing: an empty error_code on success.
+  [[nodiscard]] std::error_code try_release() noexcept;
+
+  // Current value: the counter, or 1/0 for free/held locks.
+  std::uint32_t value() const noexcept;
+  bool is_zero() const noexcept { return value() == 0; }
+  // Held by the calling thread (recursive mutex), or acquired through this
+  // handle by the calling thread more often than released (semaphore).
+  bool is_mine() const noexcept;
+  // Recursion depth of the calling thread (recursive mutex), or this
+  // handle's acquisitions minus releases in this process (semaphore).
+  std::uint32_t count() const noexcept;
+  // Forgets this handle's process-local acquisitions (in a forked child).
+  void after_fork() noexcept;
+
+ private:
+  explicit semaphore(segment seg);
+
+  segment segment_;
+  detail::semlock_state* state_ = nullptr;
+  std::atomic<std::uint32_t> local_count_{0};
+  std::atomic<std::uint32_t> last_thread_{0};
+};
+
+}  // namespace mphost::ipc

@@ -1,0 +1,441 @@
+// The endpoint side of channels: registration in the shared endpoint table,
+// liveness of peers, the fork protocol, tickets, and the doorbell watcher.
+
+#include <dirent.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "detail/channel_state.hpp"
+#include "mphost/ipc/error.hpp"
+#include "mphost/ipc/frame.hpp"
+#include "mphost/ipc/process_identity.hpp"
+
+namespace mphost::ipc {
+namespace {
+
+using namespace std::chrono_literals;
+using detail::control;
+using detail::endpoint_slot;
+
+constexpr std::int64_t fork_place_validity_ns = 30'000'000'000;  // 30 s
+constexpr std::int64_t reap_interval_ns = 2'000'000;              // 2 ms
+
+std::uint8_t role_bits(endpoint_role role) noexcept { return static_cast<std::uint8_t>(role); }
+
+void count_in(control& c, std::uint8_t role) noexcept {
+  if (role & role_bits(endpoint_role::reader)) c.live_readers.fetch_add(1, std::memory_order_acq_rel);
+  if (role & role_bits(endpoint_role::writer)) c.live_writers.fetch_add(1, std::memory_order_acq_rel);
+  c.endpoints.fetch_add(1, std::memory_order_acq_rel);
+}
+
+// Returns true when this was the last endpoint of the channel.
+bool count_out(control& c, std::uint8_t role) noexcept {
+  if (role & role_bits(endpoint_role::reader)) c.live_readers.fetch_sub(1, std::memory_order_acq_rel);
+  if (role & role_bits(endpoint_role::writer)) c.live_writers.fetch_sub(1, std::memory_order_acq_rel);
+  return c.endpoints.fetch_sub(1, std::memory_order_acq_rel) == 1;
+}
+
+// Claims a free slot; no_slot when the table is full.
+std::uint32_t claim_slot(control& c, std::uint8_t role, std::uint8_t status, const process_identity& who,
+                         std::int64_t expiry_ns, std::uint32_t* generation) noexcept {
+  for (std::uint32_t i = 0; i < detail::max_endpoints; ++i) {
+    endpoint_slot& s = c.slots[i];
+    std::uint64_t o = s.owner.load(std::memory_order_relaxed);
+    if (detail::owner_status(o) != detail::slot_free) continue;
+    const std::uint32_t gen = (detail::owner_generation(o) + 1) & 0xffff;
+    const std::uint64_t mine = detail::make_owner(static_cast<std::uint32_t>(who.pid), gen, role, status);
+    if (s.owner.compare_exchange_strong(o, mine, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      s.start_time.store(who.start_time, std::memory_order_relaxed);
+      s.expiry_ns.store(static_cast<std::uint64_t>(expiry_ns), std::memory_order_relaxed);
+      count_in(c, role);
+      if (generation) *generation = gen;
+      return i;
+    }
+  }
+  return detail::no_slot;
+}
+
+// Frees slot i if it still holds `expected`; true if this call freed it.
+// `last` reports whether it was the channel's last endpoint.
+bool free_slot(control& c, std::uint32_t i, std::uint64_t expected, bool* last) noexcept {
+  endpoint_slot& s = c.slots[i];
+  const std::uint64_t freed = detail::make_owner(0, detail::owner_generation(expected), 0, detail::slot_free);
+  if (!s.owner.compare_exchange_strong(expected, freed, std::memory_order_acq_rel, std::memory_order_relaxed)) return false;
+  s.start_time.store(0, std::memory_order_relaxed);
+  const bool was_last = count_out(c, detail::owner_role(expected));
+  if (last) *last = was_last;
+  return true;
+}
+
+bool slot_alive(const endpoint_slot& s, std::uint64_t o) noexcept {
+  const std::uint8_t status = detail::owner_status(o);
+  if (status == detail::slot_free) return false;
+  const std::uint64_t start = s.start_time.load(std::memory_order_relaxed);
+  // The start time is read after the owner word; it is either this owner's
+  // or 0 (cleared before the slot was freed), never a previous owner's.
+  if (s.owner.load(std::memory_order_acquire) != o) return true;  // changed under us: look again later
+  if (status == detail::slot_pending) {
+    const std::uint64_t expiry = s.expiry_ns.load(std::memory_order_relaxed);
+    if (expiry != 0 && static_cast<std::uint64_t>(detail::monotonic_ns()) > expiry) return false;
+  }
+  return process_is_alive(static_cast<pid_t>(detail::owner_pid(o)), start);
+}
+
+// ---- Process-wide registry of endpoints, for fork and exec. ----
+
+struct registry {
+  std::mutex mutex;
+  std::vector<channel::state*> states;
+};
+
+registry& endpoints_registry();
+
+void before_fork() noexcept {
+  registry& r = endpoints_registry();
+  r.mutex.lock();
+  const process_identity me = process_identity::current();
+  const std::int64_t expiry = detail::monotonic_ns() + fork_place_validity_ns;
+  for (channel::state* s : r.states) {
+    s->bell_mutex.lock();
+    s->fork_slot = detail::no_slot;
+    if (s->slot == detail::no_slot || s->closed.load(std::memory_order_relaxed)) continue;
+    // Hold a place for the child's copy of this endpoint before the fork, so
+    // no peer can see the channel without it even for an instant.
+    s->fork_slot = claim_slot(*s->ctl, role_bits(s->role), detail::slot_pending, me, expiry, nullptr);
+  }
+}
+
+void after_fork_in_parent() noexcept {
+  registry& r = endpoints_registry();
+  for (channel::state* s : r.states) {
+    s->fork_slot = detail::no_slot;  // the place now belongs to the child
+    s->bell_mutex.unlock();
+  }
+  r.mutex.unlock();
+}
+
+void after_fork_in_child() noexcept {
+  registry& r = endpoints_registry();
+  const process_identity me = process_identity::current();
+  for (channel::state* s : r.states) {
+    const std::uint32_t i = s->fork_slot;
+    s->fork_slot = detail::no_slot;
+    s->slot = detail::no_slot;
+    if (i != detail::no_slot) {
+      endpoint_slot& slot = s->ctl->slots[i];
+      std::uint64_t o = slot.owner.load(std::memory_order_acquire);
+      if (detail::owner_status(o) == detail::slot_pending) {
+        const std::uint64_t mine = detail::make_owner(static_cast<std::uint32_t>(me.pid), detail::owner_generation(o),
+                                                      detail::owner_role(o), detail::slot_active);
+        slot.start_time.store(0, std::memory_order_relaxed);
+        if (slot.owner.compare_exchange_strong(o, mine, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+          slot.start_time.store(me.start_time, std::memory_order_relaxed);
+          slot.expiry_ns.store(0, std::memory_order_relaxed);
+          s->slot = i;
+          s->slot_generation = detail::owner_generation(o);
+        }
+      }
+    }
+    // The watcher thread does not exist here and the eventfd is the
+    // parent's: forget both (deliberately leaked, never used again).
+    if (s->bell) {
+      ::close(s->bell->fd());
+      (void)s->bell.release();
+    }
+    s->watcher = nullptr;
+    s->watcher_stop.store(false, std::memory_order_relaxed);
+    s->bell_mutex.unlock();
+  }
+  r.mutex.unlock();
+}
+
+registry& endpoints_registry() {
+  static registry* r = [] {
+    (void)current_pid();  // its fork handler must run before ours
+    auto* created = new registry;
+    ::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);
+    return created;
+  }();
+  return *r;
+}
+
+void register_state(channel::state* s) {
+  registry& r = endpoints_registry();
+  std::lock_guard lock(r.mutex);
+  r.states.push_back(s);
+}
+
+void unregister_state(channel::state* s) noexcept {
+  registry& r = endpoints_registry();
+  std::lock_guard lock(r.mutex);
+  r.states.erase(std::remove(r.states.begin(), r.states.end(), s), r.states.end());
+}
+
+void remove_names(const std::string& name) noexcept {
+  segment::remove(name);
+  // Extra rings and undelivered blocks are named <name>.<something>.
+  const std::string prefix = (name[0] == '/' ? name.substr(1) : name) + ".";
+  if (DIR* dir = ::opendir("/dev/shm")) {
+    std::vector<std::string> doomed;
+    while (dirent* e = ::readdir(dir)) {
+      if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) doomed.emplace_back(e->d_name);
+    }
+    ::closedir(dir);
+    for (const auto& n : doomed) segment::remove(n);
+  }
+}
+
+}  // namespace
+
+// ---- channel::state: endpoint table ----
+
+void channel::state::attach(std::uint64_t ticket) {
+  register_state(this);
+  control& c = *ctl;
+  const process_identity me = process_identity::current();
+  if (ticket != 0) {
+    const std::uint32_t i = static_cast<std::uint32_t>(ticket >> 16);
+    const std::uint32_t gen = static_cast<std::uint32_t>(ticket & 0xffff);
+    if (i < detail::max_endpoints) {
+      endpoint_slot& s = c.slots[i];
+      std::uint64_t o = s.owner.load(std::memory_order_acquire);
+      if (detail::owner_status(o) == detail::slot_pending && detail::owner_generation(o) == gen &&
+          (detail::owner_role(o) & role_bits(role)) == role_bits(role)) {
+        // Take the place over, keeping its role (counts stay as they are).
+        const std::uint64_t mine = detail::make_owner(static_cast<std::uint32_t>(me.pid), gen, detail::owner_role(o),
+                                                      detail::slot_active);
+        s.start_time.store(0, std::memory_order_relaxed);
+        if (s.owner.compare_exchange_strong(o, mine, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+          s.start_time.store(me.start_time, std::memory_order_relaxed);
+          s.expiry_ns.store(0, std::memory_order_relaxed);
+          slot = i;
+          slot_generation = gen;
+          role = static_cast<endpoint_role>(detail::owner_role(o));
+          return;
+        }
+      }
+    }
+  }
+  std::uint32_t gen = 0;
+  std::uint32_t i = claim_slot(c, role_bits(role), detail::slot_active, me, 0, &gen);
+  if (i == detail::no_slot && reap_dead()) i = claim_slot(c, role_bits(role), detail::slot_active, me, 0, &gen);
+  if (i == detail::no_slot) {
+    unregister_state(this);
+    throw std::system_error(EMFILE, std::system_category(), "too many endpoints on channel " + name);
+  }
+  slot = i;
+  slot_generation = gen;
+}
+
+void channel::state::ensure_slot() {
+  if (slot != detail::no_slot) return;
+  std::uint32_t gen = 0;
+  const std::uint32_t i = claim_slot(*ctl, role_bits(role), detail::slot_active, process_identity::current(), 0, &gen);
+  if (i == detail::no_slot) throw std::system_error(EMFILE, std::system_category(), "too many endpoints on channel " + name);
+  slot = i;
+  slot_generation = gen;
+}
+
+void channel::state::detach() noexcept {
+  if (closed.exchange(true)) return;
+  stop_watcher();
+  unregister_state(this);
+  bool last = false;
+  if (slot != detail::no_slot) {
+    endpoint_slot& s = ctl->slots[slot];
+    const std::uint64_t o = s.owner.load(std::memory_order_acquire);
+    // Only our own registration: a forked child must not free the parent's.
+    if (detail::owner_pid(o) == static_cast<std::uint32_t>(current_pid()) &&
+        detail::owner_generation(o) == slot_generation && detail::owner_status(o) == detail::slot_active) {
+      free_slot(*ctl, slot, o, &last);
+    }
+    slot = detail::no_slot;
+  }
+  wake_all_waiters();
+  if (last && (ctl->flags & detail::flag_remove_when_unused) && !ctl->removed.exchange(1)) remove_names(name);
+}
+
+bool channel::state::reap_dead() noexcept {
+  control& c = *ctl;
+  bool any = false;
+  bool last = false;
+  for (std::uint32_t i = 0; i < detail::max_endpoints; ++i) {
+    const std::uint64_t o = c.slots[i].owner.load(std::memory_order_acquire);
+    if (detail::owner_status(o) == detail::slot_free) continue;
+    if (slot_alive(c.slots[i], o)) continue;
+    bool was_last = false;
+    if (free_slot(c, i, o, &was_last)) {
+      any = true;
+      last = last || was_last;
+    }
+  }
+  last_reap_ns.store(detail::monotonic_ns(), std::memory_order_relaxed);
+  if (any) wake_all_waiters();
+  if (last && (c.flags & detail::flag_remove_when_unused) && !c.removed.exchange(1)) remove_names(name);
+  return any;
+}
+
+void channel::state::maybe_reap() noexcept {
+  const std::int64_t now = detail::monotonic_ns();
+  if (now - last_reap_ns.load(std::memory_order_relaxed) >= reap_interval_ns) reap_dead();
+}
+
+bool channel::state::writer_gone(std::uint32_t writer) const noexcept {
+  const std::uint32_t i = writer >> 16;
+  if (i >= detail::max_endpoints) return true;
+  const endpoint_slot& s = ctl->slots[i];
+  const std::uint64_t o = s.owner.load(std::memory_order_acquire);
+  if (detail::owner_status(o) != detail::slot_active || detail::owner_generation(o) != (writer & 0xffff)) return true;
+  return !slot_alive(s, o);
+}
+
+void channel::state::wake_all_waiters() noexcept {
+  control& c = *ctl;
+  c.data_seq.fetch_add(1, std::memory_order_acq_rel);
+  futex_wake_all(c.data_seq);
+  c.space_seq.fetch_add(1, std::memory_order_acq_rel);
+  futex_wake_all(c.space_seq);
+  c.watch_seq.fetch_add(1, std::memory_order_acq_rel);
+  futex_wake_all(c.watch_seq);
+}
+
+void channel::state::poke_watchers() noexcept {
+  if (ctl->watchers.load(std::memory_order_relaxed) == 0) return;
+  ctl->watch_seq.fetch_add(1, std::memory_order_acq_rel);
+  futex_wake_all(ctl->watch_seq);
+}
+
+// ---- channel: the public endpoint calls ----
+
+std::uint64_t channel::hand_over(endpoint_role r, std::chrono::seconds validity) {
+  if (!state_ || state_->closed.load()) throw std::system_error(errc::handle_closed);
+  const std::int64_t expiry =
+      detail::monotonic_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(validity).count();
+  std::uint32_t gen = 0;
+  std::uint32_t i = claim_slot(*state_->ctl, role_bits(r), detail::slot_pending, process_identity::current(), expiry, &gen);
+  if (i == detail::no_slot && state_->reap_dead()) {
+    i = claim_slot(*state_->ctl, role_bits(r), detail::slot_pending, process_identity::current(), expiry, &gen);
+  }
+  if (i == detail::no_slot) throw std::system_error(EMFILE, std::system_category(), "too many endpoints on channel");
+  return (std::uint64_t{i} << 16) | gen;
+}
+
+channel::endpoint_counts channel::endpoints() {
+  if (!state_ || state_->closed.load()) throw std::system_error(errc::handle_closed);
+  state_->reap_dead();
+  return {state_->ctl->live_readers.load(std::memory_order_acquire), state_->ctl->live_writers.load(std::memory_order_acquire)};
+}
+
+bool channel::remove(const std::string& name) noexcept {
+  if (name.empty()) return false;
+  const bool existed = segment::remove(name);
+  remove_names(name);
+  return existed;
+}
+
+void release_endpoints_before_exec() noexcept {
+  // Runs in a forked child, single-threaded: no locking.
+  registry& r = endpoints_registry();
+  const auto me = static_cast<std::uint32_t>(::getpid());
+  for (channel::state* s : r.states) {
+    if (s->slot == detail::no_slot) continue;
+    const std::uint64_t o = s->ctl->slots[s->slot].owner.load(std::memory_order_acquire);
+    if (detail::owner_pid(o) == me && detail::owner_generation(o) == s->slot_generation) {
+      free_slot(*s->ctl, s->slot, o, nullptr);
+    }
+    s->slot = detail::no_slot;
+  }
+}
+
+// ---- the doorbell watcher ----
+
+namespace {
+
+// Whether a recv would find something: a committed message at the head of
+// the ring being read (after padding and abandoned frames), a frame whose
+// writer is gone (recv discards it, so look), a later ring, corrupt bytes
+// (recv reports them), or no writers left. Lock-free and approximate.
+bool looks_readable(channel::state& s, std::shared_ptr<detail::ring_map>& ring, bool check_writers) {
+  control& c = *s.ctl;
+  if (c.live_writers.load(std::memory_order_acquire) == 0) return true;
+  const std::uint64_t hr = c.head_ring.load(std::memory_order_acquire);
+  if (!ring || ring->id != hr) ring = s.map_ring(hr);
+  std::uint64_t head = ring->hdr->head.load(std::memory_order_acquire);
+  const std::uint64_t tail = ring->hdr->tail.load(std::memory_order_acquire);
+  if (tail - head > ring->capacity) return true;
+  while (head != tail) {
+    frame_info f{};
+    if (!inspect_frame(ring->data, ring->capacity, head & ring->mask, tail - head, f)) return true;
+    if (f.state == frame_state::reserved) return check_writers && s.writer_gone(f.writer);
+    if (f.kind == frame_kind::data || f.kind == frame_kind::block) return true;
+    head += f.size;
+  }
+  return c.tail_ring.load(std::memory_order_acquire) > ring->id;
+}
+
+void watcher_main(channel::state* s) {
+  control& c = *s->ctl;
+  c.watchers.fetch_add(1, std::memory_order_seq_cst);
+  std::shared_ptr<detail::ring_map> ring;
+  bool check_writers = false;
+  while (!s->watcher_stop.load(std::memory_order_acquire)) {
+    const std::uint32_t seq = c.watch_seq.load(std::memory_order_acquire);
+    bool ready = true;
+    try {
+      ready = looks_readable(*s, ring, check_writers);
+    } catch (...) {
+      ready = true;  // let recv surface the failure
+    }
+    if (ready) {
+      s->bell->ring();
+    } else {
+      s->bell->clear();
+    }
+    check_writers = false;
+    if (futex_wait(c.watch_seq, seq, deadline::after(100ms)) == wait_result::timed_out) {
+      s->maybe_reap();
+      check_writers = true;
+    }
+  }
+  c.watchers.fetch_sub(1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+int channel::fileno() {
+  if (!state_ || state_->closed.load()) throw std::system_error(errc::handle_closed);
+  state& s = *state_;
+  if (!(static_cast<std::uint8_t>(s.role) & role_bits(endpoint_role::reader))) {
+    throw std::system_error(EBADF, std::system_category(), "channel endpoint is write-only");
+  }
+  std::lock_guard lock(s.bell_mutex);
+  if (!s.bell) {
+    s.bell = std::make_unique<doorbell>();
+    s.watcher_stop.store(false, std::memory_order_relaxed);
+    s.watcher = new std::thread(watcher_main, &s);
+  }
+  return s.bell->fd();
+}
+
+void channel::state::stop_watcher() noexcept {
+  std::thread* t = nullptr;
+  {
+    std::lock_guard lock(bell_mutex);
+    t = watcher;
+    watcher = nullptr;
+  }
+  if (t != nullptr) {
+    watcher_stop.store(true, std::memory_order_release);
+    ctl->watch_seq.fetch_add(1, std::memory_order_acq_rel);
+    futex_wake_all(ctl->watch_seq);
+    t->join();
+    delete t;
+  }
+}
+
+}  // namespace mphost::ipc

@@ -1,0 +1,100 @@
+#pragma once
+// Private: the shared-memory layout of a channel and its endpoint table.
+//
+// Control segment (named <name>):
+//   control            magic, geometry, the write and read locks, the futex
+//                      words and waiter counters, endpoint counters, the
+//                      endpoint table, then ring 0's header and data.
+// Extra rings of an unbounded channel (named <name>.r<id>):
+//   ring_header, data.
+// Large blocks (named <name>.b<random>): see large_block.hpp.
+//
+// Writers hold `write_lock` only to reserve space (and to start a new ring);
+// readers hold `read_lock` while they take one frame. `tail_ring` is the ring
+// writers append to, `head_ring` the one readers drain; all rings between
+// them are full and sealed (no reservation is made in a ring once a later
+// one is published).
+
+#include <atomic>
+#include <cstdint>
+
+#include "mphost/ipc/futex.hpp"
+#include "mphost/ipc/robust_mutex.hpp"
+
+namespace mphost::ipc::detail {
+
+inline constexpr std::uint64_t control_magic = 0x316c6e6863706d6dull;  // "mmphchl1"
+inline constexpr std::uint64_t ring_magic = 0x31676e6972706d6dull;     // "mmpring1"
+inline constexpr std::uint32_t layout_version = 1;
+inline constexpr std::uint32_t max_endpoints = 256;
+inline constexpr std::uint32_t no_slot = ~0u;
+inline constexpr std::uint64_t min_capacity = 4096;
+inline constexpr std::uint64_t max_capacity = std::uint64_t{1} << 40;
+
+struct ring_header {
+  std::uint64_t magic;
+  std::uint64_t id;
+  std::uint64_t capacity;     // power of two
+  std::uint64_t data_offset;  // from this header to the ring's first byte
+  alignas(64) std::atomic<std::uint64_t> tail;  // written under write_lock
+  alignas(64) std::atomic<std::uint64_t> head;  // written under read_lock
+};
+
+// owner word of an endpoint slot: pid << 32 | generation << 16 | role << 8 | status
+enum slot_status : std::uint8_t { slot_free = 0, slot_active = 1, slot_pending = 2 };
+
+constexpr std::uint64_t make_owner(std::uint32_t pid, std::uint32_t generation, std::uint8_t role, std::uint8_t status) noexcept {
+  return (std::uint64_t{pid} << 32) | (std::uint64_t{generation & 0xffff} << 16) | (std::uint64_t{role} << 8) | status;
+}
+constexpr std::uint32_t owner_pid(std::uint64_t o) noexcept { return static_cast<std::uint32_t>(o >> 32); }
+constexpr std::uint32_t owner_generation(std::uint64_t o) noexcept { return static_cast<std::uint32_t>(o >> 16) & 0xffff; }
+constexpr std::uint8_t owner_role(std::uint64_t o) noexcept { return static_cast<std::uint8_t>(o >> 8); }
+constexpr std::uint8_t owner_status(std::uint64_t o) noexcept { return static_cast<std::uint8_t>(o); }
+
+struct endpoint_slot {
+  std::atomic<std::uint64_t> owner;
+  std::atomic<std::uint64_t> start_time;  // of owner_pid; 0 while unknown
+  std::atomic<std::uint64_t> expiry_ns;   // pending slots: CLOCK_MONOTONIC ns after which the place lapses
+};
+
+struct control {
+  std::uint64_t magic;
+  std::uint32_t version;
+  std::uint32_t flags;  // flag_unbounded | flag_remove_when_unused
+  std::uint64_t capacity;
+  std::uint64_t large_threshold;
+  std::uint32_t endpoint_limit;  // max_endpoints
+  std::uint32_t reserved0;
+
+  alignas(64) robust_mutex write_lock;
+  std::atomic<std::uint64_t> tail_ring;
+
+  alignas(64) robust_mutex read_lock;
+  std::atomic<std::uint64_t> head_ring;
+
+  // Readers sleep on data_seq; writers bump it after a commit when
+  // readers_waiting > 0. Watchers (doorbell threads) sleep on watch_seq.
+  alignas(64) futex_word data_seq;
+  std::atomic<std::uint32_t> readers_waiting;
+  futex_word watch_seq;
+  std::atomic<std::uint32_t> watchers;
+
+  // Writers of a full bounded ring sleep on space_seq.
+  alignas(64) futex_word space_seq;
+  std::atomic<std::uint32_t> writers_waiting;
+
+  alignas(64) std::atomic<std::uint32_t> live_readers;
+  std::atomic<std::uint32_t> live_writers;
+  std::atomic<std::uint32_t> endpoints;
+  std::atomic<std::uint32_t> removed;
+
+  endpoint_slot slots[max_endpoints];
+
+  alignas(64) ring_header ring0;
+  // ring 0's data follows
+};
+
+inline constexpr std::uint32_t flag_unbounded = 1;
+inline constexpr std::uint32_t flag_remove_when_unused = 2;
+
+}  // namespace mphost::ipc::detail

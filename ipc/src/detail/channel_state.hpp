@@ -1,0 +1,106 @@
+#pragma once
+// Private: a channel endpoint's process-local state, shared by channel.cpp
+// (send, recv, poll) and channel_endpoints.cpp (registration, fork, watcher).
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "detail/channel_layout.hpp"
+#include "detail/spin.hpp"
+#include "mphost/ipc/channel.hpp"
+#include "mphost/ipc/doorbell.hpp"
+#include "mphost/ipc/frame.hpp"
+#include "mphost/ipc/segment.hpp"
+
+namespace mphost::ipc {
+namespace detail {
+
+// One ring as mapped in this process. Ring 0 lives in the control segment
+// (`seg` empty); later rings have segments of their own.
+struct ring_map {
+  segment seg;
+  ring_header* hdr = nullptr;
+  std::byte* data = nullptr;
+  std::uint64_t capacity = 0;
+  std::uint64_t mask = 0;
+  std::uint64_t id = 0;
+};
+
+std::string ring_name(const std::string& channel_name, std::uint64_t id);
+
+// Holds a robust_mutex of the channel for the current scope. The locks of a
+// channel are held for short, bounded stretches, so a signal while waiting
+// for one only makes us wait again; a dead holder is taken over (the
+// protocol leaves nothing to repair, see channel_layout.hpp).
+class scoped_lock {
+ public:
+  explicit scoped_lock(robust_mutex& m) noexcept : m_(m) {
+    while (!acquired(m_.lock())) {
+    }
+  }
+  ~scoped_lock() { m_.unlock(); }
+  scoped_lock(const scoped_lock&) = delete;
+  scoped_lock& operator=(const scoped_lock&) = delete;
+
+ private:
+  robust_mutex& m_;
+};
+
+}  // namespace detail
+
+struct channel::state {
+  segment control_segment;
+  detail::control* ctl = nullptr;
+  std::string name;
+  std::string block_prefix;
+  endpoint_role role = endpoint_role::both;
+  std::uint64_t capacity = 0;
+  std::uint64_t threshold = 0;
+  bool unbounded = false;
+
+  // Endpoint registration (channel_endpoints.cpp).
+  std::uint32_t slot = detail::no_slot;
+  std::uint32_t slot_generation = 0;
+  std::uint32_t fork_slot = detail::no_slot;
+  std::atomic<bool> closed{false};
+
+  std::shared_ptr<detail::ring_map> ring0;
+  // Writer side, guarded by ctl->write_lock.
+  std::shared_ptr<detail::ring_map> w_ring;
+  std::uint64_t w_head_cache = 0;
+  // Reader side, guarded by ctl->read_lock.
+  std::shared_ptr<detail::ring_map> r_ring;
+  std::uint64_t r_tail_cache = 0;
+
+  detail::adaptive_spin recv_spin{2000, 50000};
+  detail::adaptive_spin send_spin{1000, 20000};
+  std::atomic<std::int64_t> last_reap_ns{0};
+
+  // Doorbell and its watcher thread (channel_endpoints.cpp).
+  std::mutex bell_mutex;
+  std::unique_ptr<doorbell> bell;
+  std::thread* watcher = nullptr;
+  std::atomic<bool> watcher_stop{false};
+
+  std::uint32_t writer_id() const noexcept { return frame_writer(slot, slot_generation); }
+  std::shared_ptr<detail::ring_map> map_ring(std::uint64_t id) const;
+
+  // Endpoint table.
+  void attach(std::uint64_t ticket);  // registers this endpoint (ticket 0: none)
+  void detach() noexcept;             // unregisters, wakes peers
+  void ensure_slot();                 // a registration for a forked child that has none
+  bool reap_dead() noexcept;          // forgets dead endpoints; true if any
+  void maybe_reap() noexcept;         // reap_dead, at most every few ms
+  bool writer_gone(std::uint32_t writer) const noexcept;
+
+  // Wake-ups.
+  void wake_all_waiters() noexcept;
+  void poke_watchers() noexcept;
+  void stop_watcher() noexcept;
+};
+
+}  // namespace mphost::ipc

@@ -1,0 +1,241 @@
+#include "mphost/ipc/semaphore.hpp"
+
+#include <cerrno>
+#include <new>
+
+#include "detail/owner_word.hpp"
+#include "detail/spin.hpp"
+#include "mphost/ipc/error.hpp"
+#include "mphost/ipc/futex.hpp"
+#include "mphost/ipc/process_identity.hpp"
+
+namespace mphost::ipc {
+namespace detail {
+
+// The shared layout, at the start of the semaphore's own segment.
+struct semlock_state {
+  static constexpr std::uint32_t magic_value = 0x6d70736c;  // "mpsl"
+  static constexpr std::uint32_t current_version = 1;
+
+  std::uint32_t magic;
+  std::uint32_t version;
+  std::int32_t kind;
+  std::uint32_t maxvalue;
+  std::uint32_t owner_mode;  // 1: a lock word with an owner; 0: a counter
+
+  // Counter mode.
+  futex_word value;
+  std::atomic<std::uint32_t> waiters;
+
+  // Owner mode: detail/owner_word.hpp.
+  futex_word word;
+  std::atomic<std::uint64_t> stamp;
+  std::atomic<std::uint32_t> owner_thread;
+  std::atomic<std::uint32_t> recursion;
+};
+
+}  // namespace detail
+
+namespace {
+
+constexpr std::size_t segment_size = 4096;
+static_assert(sizeof(detail::semlock_state) <= segment_size);
+
+detail::adaptive_spin semaphore_spin(500, 20000);
+
+bool try_decrement(futex_word& value) noexcept {
+  std::uint32_t v = value.load(std::memory_order_relaxed);
+  while (v > 0) {
+    if (value.compare_exchange_weak(v, v - 1, std::memory_order_acquire, std::memory_order_relaxed)) return true;
+  }
+  return false;
+}
+
+wait_result acquire_counter(detail::semlock_state& s, const deadline& until) noexcept {
+  if (try_decrement(s.value)) return wait_result::ok;
+  const std::int64_t start_ns = detail::monotonic_ns();
+  if (!until.expired() && semaphore_spin.spin([&]() noexcept { return try_decrement(s.value); }, start_ns)) {
+    semaphore_spin.record(start_ns);
+    return wait_result::ok;
+  }
+  for (;;) {
+    // Announce ourselves, then look again: a release that happened before
+    // the announcement is seen by the second look, one after it sees us.
+    s.waiters.fetch_add(1, std::memory_order_seq_cst);
+    if (try_decrement(s.value)) {
+      s.waiters.fetch_sub(1, std::memory_order_relaxed);
+      semaphore_spin.record(start_ns);
+      return wait_result::ok;
+    }
+    const wait_result r = futex_wait(s.value, 0, until);
+    s.waiters.fetch_sub(1, std::memory_order_relaxed);
+    if (try_decrement(s.value)) {
+      semaphore_spin.record(start_ns);
+      return wait_result::ok;
+    }
+    if (r == wait_result::interrupted || r == wait_result::timed_out) return r;
+  }
+}
+
+}  // namespace
+
+semaphore::semaphore(segment seg) : segment_(std::move(seg)), state_(static_cast<detail::semlock_state*>(segment_.base())) {}
+
+semaphore::semaphore(semaphore&& other) noexcept
+    : segment_(std::move(other.segment_)),
+      state_(other.state_),
+      local_count_(other.local_count_.load(std::memory_order_relaxed)),
+      last_thread_(other.last_thread_.load(std::memory_order_relaxed)) {
+  other.state_ = nullptr;
+}
+
+semaphore& semaphore::operator=(semaphore&& other) noexcept {
+  if (this != &other) {
+    segment_ = std::move(other.segment_);
+    state_ = other.state_;
+    other.state_ = nullptr;
+    local_count_.store(other.local_count_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    last_thread_.store(other.last_thread_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+  return *this;
+}
+
+semaphore::~semaphore() = default;
+
+semaphore semaphore::create(semlock_kind kind, std::uint32_t value, std::uint32_t maxvalue, const std::string& name) {
+  if (kind != semlock_kind::recursive_mutex && kind != semlock_kind::semaphore) throw_errno(EINVAL, "unknown semaphore kind");
+  if (maxvalue == 0 || maxvalue > value_max || value > maxvalue) throw_errno(EINVAL, "invalid semaphore value");
+  if (kind == semlock_kind::recursive_mutex && (value != 1 || maxvalue != 1)) {
+    throw_errno(EINVAL, "a recursive mutex starts unlocked with maxvalue 1");
+  }
+  segment seg = name.empty() ? segment::create(segment_size, default_prefix) : segment::create_named(name, segment_size);
+  auto* s = new (seg.base()) detail::semlock_state{};
+  s->kind = static_cast<std::int32_t>(kind);
+  s->maxvalue = maxvalue;
+  s->owner_mode = (kind == semlock_kind::recursive_mutex || maxvalue == 1) ? 1 : 0;
+  if (s->owner_mode) {
+    // A lock created held (Semaphore(0) bounded at 1) has no owner to lose.
+    s->word.store(value == 1 ? 0 : detail::unknown_owner, std::memory_order_relaxed);
+  } else {
+    s->value.store(value, std::memory_order_relaxed);
+  }
+  s->version = detail::semlock_state::current_version;
+  std::atomic_thread_fence(std::memory_order_release);
+  s->magic = detail::semlock_state::magic_value;
+  return semaphore(std::move(seg));
+}
+
+semaphore semaphore::open(const std::string& name) {
+  segment seg = segment::open(name);
+  if (seg.size() < sizeof(detail::semlock_state)) throw_errno(EINVAL, "not a semaphore");
+  const auto* s = static_cast<const detail::semlock_state*>(seg.base());
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (s->magic != detail::semlock_state::magic_value || s->version != detail::semlock_state::current_version ||
+      (s->kind != 0 && s->kind != 1) || s->maxvalue == 0 || s->maxvalue > value_max || s->owner_mode > 1) {
+    throw_errno(EINVAL, "not a semaphore");
+  }
+  return semaphore(std::move(seg));
+}
+
+void semaphore::unlink(const std::string& name) {
+  if (!segment::remove(name)) throw_errno(ENOENT, ("sem_unlink '" + name + "'").c_str());
+}
+
+semlock_kind semaphore::kind() const noexcept { return static_cast<semlock_kind>(state_->kind); }
+std::uint32_t semaphore::maxvalue() const noexcept { return state_->maxvalue; }
+const void* semaphore::handle() const noexcept { return state_; }
+
+wait_result semaphore::acquire(const deadline& until) noexcept {
+  detail::semlock_state& s = *state_;
+  const std::uint32_t tid = current_thread_id();
+  wait_result r;
+  if (s.owner_mode) {
+    if (s.kind == static_cast<int>(semlock_kind::recursive_mutex)) {
+      const std::uint32_t w = s.word.load(std::memory_order_relaxed) & detail::owner_mask;
+      if (w == (static_cast<std::uint32_t>(current_pid()) & detail::owner_mask) &&
+          s.owner_thread.load(std::memory_order_relaxed) == tid && s.recursion.load(std::memory_order_relaxed) > 0) {
+        s.recursion.fetch_add(1, std::memory_order_relaxed);
+        return wait_result::ok;
+      }
+    }
+    r = until.expired() ? detail::owner_try_lock(s.word, s.stamp) : detail::owner_lock(s.word, s.stamp, until);
+    if (acquired(r)) {
+      s.owner_thread.store(tid, std::memory_order_relaxed);
+      s.recursion.store(1, std::memory_order_relaxed);
+    }
+  } else {
+    r = acquire_counter(s, until);
+  }
+  if (acquired(r)) {
+    local_count_.fetch_add(1, std::memory_order_relaxed);
+    last_thread_.store(tid, std::memory_order_relaxed);
+  }
+  return r;
+}
+
+std::error_code semaphore::try_release() noexcept {
+  detail::semlock_state& s = *state_;
+  if (s.owner_mode) {
+    if (s.kind == static_cast<int>(semlock_kind::recursive_mutex)) {
+      if (!is_mine()) return errc::not_owner;
+      if (s.recursion.fetch_sub(1, std::memory_order_relaxed) > 1) return {};
+      s.owner_thread.store(0, std::memory_order_relaxed);
+      detail::owner_unlock(s.word, s.stamp);
+    } else {
+      // Any process may release a Lock; releasing a free one is an error.
+      std::uint32_t v = s.word.load(std::memory_order_relaxed);
+      for (;;) {
+        if ((v & detail::owner_mask) == 0) return errc::released_too_many_times;
+        s.stamp.store(0, std::memory_order_relaxed);
+        s.owner_thread.store(0, std::memory_order_relaxed);
+        if (s.word.compare_exchange_weak(v, 0, std::memory_order_release, std::memory_order_relaxed)) break;
+      }
+      if (v & detail::waiters_bit) futex_wake(s.word, 1);
+    }
+  } else {
+    std::uint32_t v = s.value.load(std::memory_order_relaxed);
+    for (;;) {
+      if (v >= s.maxvalue) return errc::released_too_many_times;
+      if (s.value.compare_exchange_weak(v, v + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) break;
+    }
+    if (s.waiters.load(std::memory_order_seq_cst) > 0) futex_wake(s.value, 1);
+  }
+  std::uint32_t c = local_count_.load(std::memory_order_relaxed);
+  while (c > 0 && !local_count_.compare_exchange_weak(c, c - 1, std::memory_order_relaxed)) {
+  }
+  return {};
+}
+
+void semaphore::release() {
+  const std::error_code ec = try_release();
+  if (ec) throw std::system_error(ec);
+}
+
+std::uint32_t semaphore::value() const noexcept {
+  const detail::semlock_state& s = *state_;
+  if (s.owner_mode) return (s.word.load(std::memory_order_relaxed) & detail::owner_mask) == 0 ? 1 : 0;
+  return s.value.load(std::memory_order_relaxed);
+}
+
+bool semaphore::is_mine() const noexcept {
+  const detail::semlock_state& s = *state_;
+  if (s.kind == static_cast<int>(semlock_kind::recursive_mutex)) {
+    const std::uint32_t w = s.word.load(std::memory_order_acquire) & detail::owner_mask;
+    return w == (static_cast<std::uint32_t>(current_pid()) & detail::owner_mask) &&
+           s.owner_thread.load(std::memory_order_relaxed) == current_thread_id() &&
+           s.recursion.load(std::memory_order_relaxed) > 0;
+  }
+  return local_count_.load(std::memory_order_relaxed) > 0 &&
+         last_thread_.load(std::memory_order_relaxed) == current_thread_id();
+}
+
+std::uint32_t semaphore::count() const noexcept {
+  if (state_->kind == static_cast<int>(semlock_kind::recursive_mutex)) {
+    return is_mine() ? state_->recursion.load(std::memory_order_relaxed) : 0;
+  }
+  return local_count_.load(std::memory_order_relaxed);
+}
+
+void semaphore::after_fork() noexcept { local_count_.store(0, std::memory_order_relaxed); }
+
+}  // namespace mphost::ipc
