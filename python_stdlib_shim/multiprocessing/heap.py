@@ -204,6 +204,7 @@ class Heap(object):
         return (arena, 0, length)
 
     def _release_block(self, block):
+        self._n_frees += 1
         arena, start, stop = block
         in_use = self._allocated_blocks[arena]
         in_use.remove((start, stop))
@@ -235,7 +236,6 @@ class Heap(object):
             self._pending_free_blocks.append(block)
             return
         try:
-            self._n_frees += 1
             self._free_pending_blocks()
             self._release_block(block)
         finally:
