@@ -17,7 +17,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 packages=(
   build-essential cmake git
   python3.11 libpython3.11-dev libpython3.11-testsuite
-  libboost-dev pybind11-dev libgtest-dev
+  libboost-dev pybind11-dev libgtest-dev libexpat1-dev zlib1g-dev
   python3-pytest python3-numpy python3-psutil python3-matplotlib
   python3-tqdm python3-joblib python3-dask
 )
