@@ -21,6 +21,7 @@ import mmap
 import os
 import secrets
 import struct
+import threading
 import types
 
 import _posixshmem
@@ -380,3 +381,164 @@ class ShareableList:
         raise ValueError(f'{value!r} not in this container')
 
     __class_getitem__ = classmethod(types.GenericAlias)
+
+
+#
+# SharedMemoryManager and its server. The stdlib defines them in
+# managers.py; they are built here, on first use, over the managers module
+# (which hands these names over to this module), so that importing
+# shared_memory does not import the managers.
+#
+
+_MANAGER_NAMES = ('SharedMemoryManager', 'SharedMemoryServer', '_SharedMemoryTracker')
+
+
+def __getattr__(name):
+    if name in _MANAGER_NAMES:
+        _build_manager_classes()
+        return globals()[name]
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))
+
+
+_build_lock = threading.Lock()
+
+
+def _build_manager_classes():
+    with _build_lock:
+        if '_SharedMemoryTracker' not in globals():
+            _define_manager_classes()
+
+
+def _define_manager_classes():
+    from . import managers
+    from . import util
+    from .context import ProcessError
+
+    class _SharedMemoryTracker:
+        """The segments a SharedMemoryManager's server removes at shutdown."""
+
+        def __init__(self, name, segment_names=None):
+            self.shared_memory_context_name = name
+            self.segment_names = [] if segment_names is None else segment_names
+
+        def register_segment(self, segment_name):
+            """Track segment `segment_name`."""
+            util.debug(f'Register segment {segment_name!r} in pid {os.getpid()}')
+            self.segment_names.append(segment_name)
+
+        def destroy_segment(self, segment_name):
+            """Stop tracking `segment_name` and unlink it."""
+            util.debug(f'Destroy segment {segment_name!r} in pid {os.getpid()}')
+            self.segment_names.remove(segment_name)
+            segment = SharedMemory(segment_name)
+            segment.close()
+            segment.unlink()
+
+        def unlink(self):
+            """Destroy every tracked segment."""
+            for segment_name in list(self.segment_names):
+                self.destroy_segment(segment_name)
+
+        def __del__(self):
+            util.debug(f'Call {self.__class__.__name__}.__del__ in {os.getpid()}')
+            self.unlink()
+
+        def __getstate__(self):
+            return (self.shared_memory_context_name, self.segment_names)
+
+        def __setstate__(self, state):
+            self.__init__(*state)
+
+    class SharedMemoryServer(managers.Server):
+        """A manager server that also owns shared memory segments."""
+
+        public = managers.Server.public + ['track_segment', 'release_segment', 'list_segments']
+
+        def __init__(self, *args, **kwargs):
+            managers.Server.__init__(self, *args, **kwargs)
+            address = self.address
+            if isinstance(address, bytes):
+                address = os.fsdecode(address)
+            self.shared_memory_context = _SharedMemoryTracker(f'shm_{address}_{os.getpid()}')
+            util.debug(f'SharedMemoryServer started by pid {os.getpid()}')
+
+        def create(self, c, typeid, /, *args, **kwargs):
+            """Create a shared object; types registered with a callable that
+            has ``_shared_memory_proxy`` also get the segment tracker."""
+            if hasattr(self.registry[typeid][-1], '_shared_memory_proxy'):
+                kwargs['shared_memory_context'] = self.shared_memory_context
+            return managers.Server.create(self, c, typeid, *args, **kwargs)
+
+        def shutdown(self, c):
+            """Unlink every tracked segment, then stop the server."""
+            self.shared_memory_context.unlink()
+            return managers.Server.shutdown(self, c)
+
+        def track_segment(self, c, segment_name):
+            """Unlink segment `segment_name` when the server shuts down."""
+            self.shared_memory_context.register_segment(segment_name)
+
+        def release_segment(self, c, segment_name):
+            """Unlink segment `segment_name` now and stop tracking it."""
+            self.shared_memory_context.destroy_segment(segment_name)
+
+        def list_segments(self, c):
+            """The names of the tracked segments."""
+            return self.shared_memory_context.segment_names
+
+    class SharedMemoryManager(managers.BaseManager):
+        """A manager whose SharedMemory and ShareableList are created in the
+        calling process and unlinked by the server when it shuts down."""
+
+        _Server = SharedMemoryServer
+
+        def __init__(self, *args, **kwargs):
+            # The server must use this program's tracker, not start its own
+            # (which would warn about segments the server already removed).
+            resource_tracker.ensure_running()
+            managers.BaseManager.__init__(self, *args, **kwargs)
+            util.debug(f'{self.__class__.__name__} created by pid {os.getpid()}')
+
+        def __del__(self):
+            util.debug(f'{self.__class__.__name__}.__del__ by pid {os.getpid()}')
+
+        def get_server(self):
+            """A SharedMemoryServer for this manager, to run with serve_forever()."""
+            if self._state.value != managers.State.INITIAL:
+                if self._state.value == managers.State.STARTED:
+                    raise ProcessError('Already started SharedMemoryServer')
+                if self._state.value == managers.State.SHUTDOWN:
+                    raise ProcessError('SharedMemoryManager has shut down')
+                raise ProcessError('Unknown state {!r}'.format(self._state.value))
+            return self._Server(self._registry, self._address, self._authkey, self._serializer)
+
+        def _tracked(self, make, name_of):
+            with self._Client(self._address, authkey=self._authkey) as conn:
+                obj = make()
+                try:
+                    managers.dispatch(conn, None, 'track_segment', (name_of(obj),))
+                except BaseException:
+                    _segment_of(obj).unlink()
+                    raise
+            return obj
+
+        def SharedMemory(self, size):
+            """A new SharedMemory of `size` bytes, unlinked at shutdown."""
+            return self._tracked(lambda: SharedMemory(None, create=True, size=size),
+                                 lambda shm: shm.name)
+
+        def ShareableList(self, sequence):
+            """A new ShareableList of `sequence`, unlinked at shutdown."""
+            return self._tracked(lambda: ShareableList(sequence), lambda sl: sl.shm.name)
+
+    for cls in (_SharedMemoryTracker, SharedMemoryServer, SharedMemoryManager):
+        # Where the stdlib has them (and where pickle looks them up).
+        cls.__module__ = 'multiprocessing.managers'
+        cls.__qualname__ = cls.__name__
+    globals().update(_SharedMemoryTracker=_SharedMemoryTracker,
+                     SharedMemoryServer=SharedMemoryServer,
+                     SharedMemoryManager=SharedMemoryManager)
+
+
+def _segment_of(obj):
+    return obj.shm if isinstance(obj, ShareableList) else obj
