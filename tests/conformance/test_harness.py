@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -27,6 +29,7 @@ sys.path.insert(0, str(HARNESS))
 from _collect import collect  # noqa: E402
 from _expected import (ExpectedFileError, check_expected, generated_reason,  # noqa: E402
                        parse_expected, regressions, render_expected, update_expected)
+from _json_text import dumps  # noqa: E402
 from _junit import JunitError, parse_junit  # noqa: E402
 from _matching import matcher  # noqa: E402
 from _outcomes import Outcome, count, first_error_line, split_fixture_id  # noqa: E402
@@ -34,7 +37,8 @@ from _process_tree import descendants, is_zombie, kill_descendants  # noqa: E402
 from _report import compare_sides, merge_side, render_markdown, build_document  # noqa: E402
 from _runner import SideRun  # noqa: E402
 from _suites import CI_SELECTION, SUITES, suite_of  # noqa: E402
-from _verbose_log import VerboseLog, parse_error_listing, parse_status  # noqa: E402
+from _verbose_log import (VerboseLog, parse_error_listing, parse_module_results,  # noqa: E402
+                          parse_status, warnings)
 
 STOCK = "/usr/bin/python3"
 
@@ -277,6 +281,31 @@ def test_error_listing():
     assert entries[4].body == ""
 
 
+def test_module_results_and_warnings():
+    text = textwrap.dedent("""\
+        0:00:00 load avg: 3.52 [1/1] test_mp_x
+        test test_mp_x crashed -- Traceback (most recent call last):
+          File "/usr/lib/python3.11/test/test_mp_x.py", line 2, in <module>
+            import multiprocessing.dummy
+        ModuleNotFoundError: No module named 'multiprocessing.dummy'
+
+        test_mp_x failed (uncaught exception)
+        Warning -- Dangling processes: {<Process name='P-1'>}
+        Warning -- Dangling processes: {<Process name='P-1'>}
+        test_other skipped -- not this one
+        """)
+    [record] = parse_module_results(text, "test_mp_x", "test.test_mp_x")
+    assert (record.test_id, record.status) == ("<module> (test.test_mp_x)", "error")
+    assert record.message == "ModuleNotFoundError: No module named 'multiprocessing.dummy'"
+    assert record.detail.endswith("No module named 'multiprocessing.dummy'")
+    [skip] = parse_module_results("test_mp_y skipped -- fork is not available\n",
+                                  "test_mp_y", "test.test_mp_y")
+    assert (skip.status, skip.message) == ("skip", "fork is not available")
+    assert warnings(text) == ["Dangling processes: {<Process name='P-1'>}"]
+    assert matcher(["*TestPool"])("<module> (test.test_mp_x)")
+    assert split_fixture_id("<module> (test.test_mp_x)") == ("<module>", "test.test_mp_x")
+
+
 # -- junit + log ---------------------------------------------------------------------
 
 def test_collect_fills_the_holes_of_junit_from_the_log(tmp_path):
@@ -462,6 +491,32 @@ def test_markdown_report_shows_counts_and_differences():
     assert "1 min 15 s" in text
 
 
+def test_json_text_puts_each_record_on_one_line():
+    document = {"suites": {"s": {"tests": {"a": {"status": "pass", "time": 0.5},
+                                          "b": {"status": "skip", "message": "why"}}}},
+                "commands": ["x y"], "empty": {}}
+    text = dumps(document)
+    assert json.loads(text) == document
+    lines = text.splitlines()
+    assert '    "a": {"status": "pass", "time": 0.5},' in lines
+    assert '    "b": {"status": "skip", "message": "why"}' in lines
+    assert ' "commands": ["x y"],' in lines
+
+
+def test_markdown_folds_long_lists_of_tests_that_did_not_run():
+    stock = _side("stock", [_o(f"test.m.C.t{i:02d}", "pass") for i in range(25)])
+    mphost = _side("mphost", [_o("<module> (test.m)", "error", "ImportError: no dummy")])
+    document = json.loads(json.dumps(build_document(
+        {"test_m": {"stock": stock, "mphost": mphost}}, generated="d", duration=1,
+        machine={}, interpreters={}, commands=[], expected_check={})))
+    text = render_markdown(document)
+    assert "### test_m (25)" in text
+    assert "- 25 tests did not run under mphost" in text
+    assert "<details><summary>tests that did not run</summary>" in text
+    assert "- `test.m.C.t24`\n" in text
+    assert "**hang**" not in text
+
+
 # -- process tree -------------------------------------------------------------------------
 
 def test_kill_descendants_reaches_grandchildren_in_other_sessions():
@@ -506,10 +561,25 @@ class T(unittest.TestCase):
             self.fail("fails on stock")
 """
 
+BROKEN_SUITE = """\
+import os
+import unittest
+
+if os.environ.get("CONFORMANCE_FAKE_HOST") == "1":
+    import a_module_the_fake_host_lacks  # noqa: F401
+
+
+class T(unittest.TestCase):
+    def test_one(self):
+        pass
+"""
+
 HANG_SUITE = """\
 import os
+import signal
 import subprocess
 import sys
+import textwrap
 import time
 import unittest
 
@@ -540,6 +610,7 @@ def workspace(tmp_path):
     suites.mkdir()
     (suites / "test_fakesuite.py").write_text(FAKE_SUITE)
     (suites / "test_hangsuite.py").write_text(HANG_SUITE)
+    (suites / "test_brokensuite.py").write_text(BROKEN_SUITE)
     host = tmp_path / "fakehost"
     host.write_text(f"#!/bin/sh\nCONFORMANCE_FAKE_HOST=1 exec {STOCK} \"$@\"\n")
     host.chmod(0o755)
@@ -659,6 +730,88 @@ def test_end_to_end_hang_and_crash_are_named_and_nothing_survives(workspace):
     assert 'in test_b_hang' in hung_log
     grandchild = int(pid_file.read_text())
     assert not Path(f"/proc/{grandchild}").exists() or is_zombie(grandchild)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_killing_the_harness_takes_the_suites_down(workspace, signum):
+    pid_file = workspace / "grandchild.pid"
+    command = [STOCK, str(HARNESS / "run_conformance.py"), "--testdir",
+               str(workspace / "suites"), "--suites", "test_hangsuite", "--only", "stock",
+               "--timeout", "300", "--no-report", "--work-dir", str(workspace / "work")]
+    harness = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=dict(os.environ, GRANDCHILD_PID=str(pid_file)))
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        grandchild = int(pid_file.read_text())
+        harness.send_signal(signum)
+        output, _ = harness.communicate(timeout=30)
+    finally:
+        harness.kill()
+    if signum == signal.SIGTERM:
+        assert harness.returncode == 130, output
+        assert "interrupted" in output
+    deadline = time.monotonic() + 15
+    while (Path(f"/proc/{grandchild}").exists() and not is_zombie(grandchild)
+           and time.monotonic() < deadline):
+        time.sleep(0.1)
+    survived = Path(f"/proc/{grandchild}").exists() and not is_zombie(grandchild)
+    if survived:    # do not leave the suite running when the test fails
+        _kill_processes_mentioning(str(workspace))
+        os.kill(grandchild, signal.SIGKILL)
+    assert not survived
+
+
+def _kill_processes_mentioning(text: str) -> None:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def test_end_to_end_module_that_fails_to_import(workspace):
+    done = _harness(workspace, "--suites", "test_brokensuite")
+    assert done.returncode == 1
+    assert _summary(done) == "conformance: 0 passed, 1 failed, 0 skipped, 1 not run (1 unexpected)"
+    assert ("UNEXPECTED FAILURE: test_brokensuite.T.test_one: [missing] did not run under "
+            "mphost (passes on stock)") in done.stdout
+    document = json.loads((workspace / "report" / "conformance.json").read_text())
+    tests = document["suites"]["test_brokensuite"]["mphost"]["tests"]
+    assert tests == {"<module> (test_brokensuite)": {
+        "status": "error",
+        "message": "ModuleNotFoundError: No module named 'a_module_the_fake_host_lacks'",
+        "detail": tests["<module> (test_brokensuite)"]["detail"]}}
+    assert document["suites"]["test_brokensuite"]["stock"]["tests"] == {
+        "test_brokensuite.T.test_one": {"status": "pass",
+                                        "time": document["suites"]["test_brokensuite"]
+                                        ["stock"]["tests"]["test_brokensuite.T.test_one"]
+                                        ["time"]}}
+
+
+def test_ci_refuses_a_reference_without_the_suite(workspace):
+    (workspace / "reference.json").write_text(json.dumps(
+        {"format": 1, "suites": {"test_other": {}}}))
+    done = _harness(workspace, "--suites", "test_fakesuite", "--ci")
+    assert done.returncode == 2
+    assert "has no stock results for test_fakesuite" in done.stderr
+
+
+def test_render_only_rebuilds_the_page_from_the_json(workspace):
+    assert _harness(workspace, "--suites", "test_fakesuite").returncode == 1
+    page = workspace / "report" / "CONFORMANCE.md"
+    original = page.read_text()
+    page.write_text("stale")
+    done = _harness(workspace, "--render-only")
+    assert done.returncode == 0
+    assert page.read_text() == original
 
 
 def test_usage_errors_exit_2(workspace):

@@ -17,7 +17,8 @@ from _junit import JunitError, parse_junit
 from _outcomes import FIXTURE_NAMES as _FIXTURE_NAMES
 from _outcomes import (PASS, SKIP, Outcome, clip_detail, fixture_id,
                        more_severe)
-from _verbose_log import VerboseLog, parse_error_listing
+from _verbose_log import (VerboseLog, parse_error_listing, parse_module_results,
+                          warnings)
 
 
 @dataclasses.dataclass
@@ -29,7 +30,9 @@ class Collected:
     notes: list[str]
 
 
-def collect(junit_path: str | None, log_text: str) -> Collected:
+def collect(junit_path: str | None, log_text: str, name: str | None = None,
+            module: str | None = None) -> Collected:
+    """Outcomes of the run of test module ``name`` (dotted ``module``) from its files."""
     log = VerboseLog()
     log.feed(log_text)
     running = log.finalize()
@@ -66,6 +69,12 @@ def collect(junit_path: str | None, log_text: str) -> Collected:
             notes.append("no junit file: statuses taken from the verbose log")
 
     _add_fixtures(outcomes, log.fixtures, listing)
+    if name is not None:
+        for record in parse_module_results(log_text, name, module or name):
+            outcomes[record.test_id] = record
+    found_warnings = warnings(log_text)
+    if found_warnings:
+        notes.append("regrtest warnings: " + "; ".join(found_warnings))
     return Collected(outcomes, source, running, log.last_finished, notes)
 
 

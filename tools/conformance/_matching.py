@@ -15,7 +15,8 @@ of the stock reference a CI run is compared with). The rule is 3.11's
   no ignore pattern.
 
 Fixture records (``setUpClass (test.test_x.C)``) are matched through the
-class or module they belong to.
+class or module they belong to; a module record (``<module> (test.test_x)``)
+is covered by every run of its suite.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import fnmatch
 import re
 from typing import Callable, Iterable
 
-from _outcomes import split_fixture_id
+from _outcomes import MODULE_RECORD, split_fixture_id
 
 _GLOB = re.compile(r"[?*\[\]]")
 
@@ -53,6 +54,8 @@ def matcher(accept: Iterable[str] = (), ignore: Iterable[str] = ()) -> Callable[
 
     def selected(test_id: str) -> bool:
         fixture = split_fixture_id(test_id)
+        if fixture is not None and fixture[0] == MODULE_RECORD:
+            return True     # any run of a suite imports its module
         if fixture is not None:
             owner = fixture[1]
             # a class fixture runs when some test of the class is selected;

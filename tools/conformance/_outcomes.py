@@ -5,6 +5,8 @@ file, e.g. ``test.test_multiprocessing_fork.WithProcessesTestProcess.test_lose_t
 Class and module fixtures (``setUpClass`` ...) that fail or skip have no id of
 their own in unittest; they are recorded under unittest's own description of
 them, e.g. ``setUpClass (test.test_multiprocessing_fork.WithManagerTestPool)``.
+A test module that fails or skips as a whole, before any test, is recorded as
+``<module> (test.test_multiprocessing_fork)``.
 
 Statuses:
 
@@ -42,6 +44,10 @@ ERRORED = frozenset({ERROR, HANG, CRASH})
 _SEVERITY = {PASS: 0, XFAIL: 1, SKIP: 2, XPASS: 3, FAIL: 4, ERROR: 5, CRASH: 6, HANG: 7}
 
 FIXTURE_NAMES = ("setUpModule", "tearDownModule", "setUpClass", "tearDownClass")
+# Record of a test module that regrtest could not run at all (it raised on
+# import: "test X crashed -- Traceback ...") or that skipped itself on import.
+MODULE_RECORD = "<module>"
+_RECORD_NAMES = FIXTURE_NAMES + (MODULE_RECORD,)
 
 
 @dataclasses.dataclass
@@ -113,7 +119,7 @@ def fixture_id(fixture: str, owner: str) -> str:
 def split_fixture_id(test_id: str) -> tuple[str, str] | None:
     """(fixture, owner) of a fixture record id, None for an ordinary test id."""
     name, sep, rest = test_id.partition(" (")
-    if sep and name in FIXTURE_NAMES and rest.endswith(")"):
+    if sep and name in _RECORD_NAMES and rest.endswith(")"):
         return name, rest[:-1]
     return None
 

@@ -8,7 +8,8 @@ they come. Then:
 
 * when COMMAND exits, descendants still alive after a short grace period are
   killed and listed as leftovers (a suite that leaks processes shows it);
-* on SIGTERM, SIGINT or SIGHUP every descendant is killed at once;
+* on SIGTERM, SIGINT or SIGHUP every descendant is killed at once; the
+  reaper gets SIGTERM from the kernel if the harness dies first;
 * SIGUSR1 is passed on to COMMAND (regrtest answers it with a traceback of
   every thread, which is how a hang is explained in the log).
 
@@ -28,7 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _process_tree import (become_subreaper, command_line, descendants,  # noqa: E402
-                           is_zombie, kill_descendants, reap_children)
+                           die_with_parent, is_zombie, kill_descendants, reap_children)
 
 LEFTOVER_GRACE = 3.0
 
@@ -69,9 +70,14 @@ def main(argv: list[str]) -> int:
         print("usage: _reaper.py STATUS_FILE -- COMMAND [ARG...]", file=sys.stderr)
         return 2
     status_file, command = argv[1], argv[3:]
+    harness = os.getppid()
     become_subreaper()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, _raise_terminated)
+    # if the harness itself is killed, take the suite down with it
+    die_with_parent(signal.SIGTERM)
+    if os.getppid() != harness:
+        return 1
     child = subprocess.Popen(command)
     signal.signal(signal.SIGUSR1, lambda signum, frame: child.send_signal(signum))
     status = {"returncode": None, "terminated": False, "leftover": []}

@@ -208,8 +208,7 @@ def render_markdown(document: dict) -> str:
         write(f"- {suite} [{side}]: {_md(problem)}\n")
 
     comparison = document.get("comparison", {})
-    _section(out, "Pass on stock, not on mphost", comparison, "regressions",
-             lambda e: f"`{e['id']}`: {e['mphost']} — {_md(e['message'])}")
+    _regressions_section(out, comparison)
     _section(out, "Pass only on mphost", comparison, "mphost_only",
              lambda e: f"`{e['id']}` (stock: {e['stock']})")
     _section(out, "Skips whose reason differs from stock", comparison, "skip_differences",
@@ -273,6 +272,33 @@ def _summary_table(runs: dict[str, dict[str, SideRun]]) -> str:
     total_row = ["**total**"] + [str(totals[side][c]) for side in SIDES for c in columns] + ["", ""]
     lines.append("| " + " | ".join(total_row) + " |")
     return "\n".join(lines) + "\n"
+
+
+FOLD_MISSING = 20
+
+
+def _regressions_section(out, comparison) -> None:
+    """Failures one per line; tests that did not run at all folded when many."""
+    total = sum(len(comparison[suite].get("regressions", [])) for suite in comparison)
+    out.append(f"\n## Pass on stock, not on mphost ({total})\n\n")
+    if not total:
+        out.append("None.\n")
+        return
+    for suite in _suite_order(comparison):
+        entries = comparison[suite].get("regressions", [])
+        if not entries:
+            continue
+        out.append(f"\n### {suite} ({len(entries)})\n\n")
+        missing = [e for e in entries if e["mphost"] == "missing"]
+        for entry in entries:
+            if entry["mphost"] != "missing" or len(missing) <= FOLD_MISSING:
+                out.append(f"- `{entry['id']}`: {entry['mphost']} — {_md(entry['message'])}\n")
+        if len(missing) > FOLD_MISSING:
+            out.append(f"- {len(missing)} tests did not run under mphost\n\n"
+                       "<details><summary>tests that did not run</summary>\n\n")
+            for entry in missing:
+                out.append(f"- `{entry['id']}`\n")
+            out.append("\n</details>\n")
 
 
 def _section(out, title, comparison, key, describe) -> None:

@@ -26,6 +26,7 @@ import datetime
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -155,7 +156,8 @@ def run_side(spec: RunSpec, report=lambda text: None) -> SideRun:
         attempt, since = _run_attempt(spec, number, ignore, deadline, report)
         attempts.append(attempt)
         log_text = Path(attempt.log).read_text(errors="replace")
-        collected = collect(attempt.junit, log_text)
+        collected = collect(attempt.junit, log_text, spec.suite,
+                            spec.suite if spec.testdir else f"test.{spec.suite}")
         if attempt.end == "completed" and collected.source == "junit":
             break
         if attempt.end == "cancelled":
@@ -213,6 +215,11 @@ def _casualty_message(attempt: Attempt, log_text: str, spec: RunSpec) -> str:
         text = f"interpreter exited with status {attempt.returncode} without a junit file"
     if fatal:
         text += f" (Fatal Python error: {fatal[-1]})"
+    else:
+        lines = [line.strip() for line in log_text.splitlines()
+                 if line.strip() and not line.startswith("[conformance]")]
+        if len(lines) > 1:          # the first line is the command
+            text += f"; last output: {lines[-1][:200]}"
     return text
 
 
@@ -231,7 +238,7 @@ def _run_attempt(spec: RunSpec, number: int, ignore: list[str], deadline: float,
     started = _now()
     begin = time.monotonic()
     with open(log_path, "wb") as log_out:
-        log_out.write(("$ " + " ".join(command) + "\n").encode())
+        log_out.write(("$ " + shlex.join(command) + "\n").encode())
         log_out.flush()
         process = subprocess.Popen(
             [sys.executable, str(_REAPER), str(status_path), "--", *command],

@@ -31,8 +31,9 @@ import ast
 import dataclasses
 import re
 
-from _outcomes import (ERROR, FAIL, FIXTURE_NAMES, PASS, SKIP, XFAIL, XPASS,
-                       Outcome, first_error_line, fixture_id, more_severe)
+from _outcomes import (ERROR, FAIL, FIXTURE_NAMES, MODULE_RECORD, PASS, SKIP, XFAIL,
+                       XPASS, Outcome, clip_detail, first_error_line, fixture_id,
+                       more_severe)
 
 SEPARATOR1 = "=" * 70
 SEPARATOR2 = "-" * 70
@@ -45,6 +46,7 @@ _STATUS_WORDS = {"ok": PASS, "FAIL": FAIL, "ERROR": ERROR,
 _STATUS_AT_END = re.compile(
     r" \.\.\. (ok|FAIL|ERROR|expected failure|unexpected success|skipped (?:'.*'|\".*\"))$")
 _LISTING_HEADER = re.compile(r"^(FAIL|ERROR|UNEXPECTED SUCCESS): (.*)$")
+_WARNING = re.compile(r"^Warning -- (.*)$", re.M)
 
 
 def parse_status(text: str) -> tuple[str, str] | None:
@@ -275,3 +277,39 @@ def parse_error_listing(text: str) -> list[ListedError]:
                                    description["owner"], description["params"] or "",
                                    "\n".join(body).strip("\n")))
     return entries
+
+
+def parse_module_results(text: str, name: str, module: str) -> list[Outcome]:
+    """regrtest's verdicts on test module ``name`` as a whole, recorded under ``module``.
+
+    regrtest prints ``test NAME crashed -- Traceback ...`` (then the traceback
+    and a blank line) when the module raised outside unittest, e.g. on import,
+    and ``NAME skipped -- REASON`` when it raised SkipTest on import.
+    """
+    record_id = fixture_id(MODULE_RECORD, module)
+    found = []
+    lines = text.splitlines()
+    crashed = f"test {name} crashed -- "
+    skipped = f"{name} skipped -- "
+    for index, line in enumerate(lines):
+        if line.startswith(crashed):
+            body = [line[len(crashed):]]
+            for following in lines[index + 1:]:
+                if not following.strip():
+                    break
+                body.append(following)
+            traceback_text = "\n".join(body)
+            found.append(Outcome(record_id, ERROR, None, first_error_line(traceback_text),
+                                 clip_detail(traceback_text)))
+        elif line.startswith(skipped):
+            found.append(Outcome(record_id, SKIP, None, line[len(skipped):].strip()))
+    return found
+
+
+def warnings(text: str, limit: int = 10) -> list[str]:
+    """Distinct ``Warning -- ...`` lines of regrtest (dangling processes, threads ...)."""
+    seen: list[str] = []
+    for message in _WARNING.findall(text):
+        if message not in seen:
+            seen.append(message)
+    return seen[:limit]

@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -31,6 +32,7 @@ sys.path.insert(0, str(HERE))
 
 from _expected import (ExpectedFileError, check_expected, parse_expected,  # noqa: E402
                        regressions, render_expected, update_expected)
+from _json_text import dumps  # noqa: E402
 from _machine import interpreter_version, machine  # noqa: E402
 from _matching import matcher  # noqa: E402
 from _outcomes import FAILED, ERRORED, PASSED, SKIP, Outcome, split_fixture_id  # noqa: E402
@@ -88,6 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--update-reference", action="store_true",
                         help="store this run's stock results as the CI reference "
                              "(requires unrestricted stock runs)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="run nothing: rewrite docs/CONFORMANCE.md from "
+                             "docs/conformance.json")
     parser.add_argument("--no-report", action="store_true",
                         help="do not write docs/CONFORMANCE.md and docs/conformance.json")
     parser.add_argument("--report-dir", type=Path, default=ROOT / "docs", metavar="DIR")
@@ -261,7 +266,7 @@ def write_reference(path: Path, results, args, generated: str) -> None:
     data = {"format": REFERENCE_FORMAT, "generated": generated,
             "interpreter": {"path": args.stock, "version": interpreter_version(args.stock)},
             "machine": machine(), "suites": dict(sorted(suites.items()))}
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    path.write_text(dumps(data))
 
 
 def stock_outcomes(suite, results, reference, previous_sides) -> dict[str, Outcome] | None:
@@ -286,6 +291,19 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["/usr/bin/python3", "tools/conformance/run_conformance.py",
                           *(sys.argv[1:] if argv is None else argv)])
     json_path, md_path = _report_paths(args)
+    if args.render_only:
+        try:
+            document = load_document(json_path)
+        except ValueError as exc:
+            print(f"run_conformance.py: error: {exc}", file=sys.stderr)
+            return 2
+        if document is None:
+            print(f"run_conformance.py: error: no report at {json_path}", file=sys.stderr)
+            return 2
+        json_path.write_text(dumps(document))
+        md_path.write_text(render_markdown(document))
+        print(f"conformance: rewrote {md_path} from {json_path}")
+        return 0
     try:
         previous = load_document(json_path)
         sides, selection = plan(args, previous)
@@ -293,6 +311,12 @@ def main(argv: list[str] | None = None) -> int:
                     if args.expected.exists() else {})
         reference = (load_reference(args.reference)
                      if args.reference.exists() and "stock" not in sides else None)
+        if args.ci and reference is not None:
+            missing = [suite for suite in selection if suite not in reference]
+            if missing:
+                raise UsageError(f"{args.reference} has no stock results for "
+                                 f"{' '.join(missing)}; refresh it with a full run and "
+                                 "--update-reference")
     except (UsageError, ExpectedFileError, ValueError) as exc:
         print(f"run_conformance.py: error: {exc}", file=sys.stderr)
         return 2
@@ -300,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         print("conformance: nothing to run (no test failed last time)")
         return 0
 
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         become_subreaper()
     except OSError as exc:
@@ -363,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"report: {md_path} and {json_path}")
 
     # -- closing summary
+    for suite in results:
+        run = results[suite].get(subject)
+        for outcome in sorted(run.outcomes.values(), key=lambda o: o.test_id) if run else ():
+            if split_fixture_id(outcome.test_id) and not outcome.passed and outcome.status != SKIP:
+                print(f"SET-UP ERROR: {outcome.test_id}: {outcome.message}")
     for item in unexpected:
         print(item.line())
     for warning in warnings:
@@ -375,11 +405,18 @@ def main(argv: list[str] | None = None) -> int:
             for problem in (run.problems if run else []):
                 print(f"problem: {suite} [{side}]: {problem}")
     print(f"duration: {duration:.0f} s")
+    not_run = sum(outcome is None for found, _ in found_regressions.values()
+                  for outcome in found.values())
     print(f"conformance: {_counts_text(subject_outcomes)}"
+          + (f", {not_run} not run" if not_run else "")
           + (f" ({len(unexpected)} unexpected)" if unexpected else ""))
     if unexpected and not args.update_expected:
         return 1
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _write_report(args, results, previous, generated, duration, command, expected,
@@ -412,7 +449,7 @@ def _write_report(args, results, previous, generated, duration, command, expecte
                               machine=machine(), interpreters=interpreters,
                               commands=commands, expected_check=check)
     args.report_dir.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(document, indent=1) + "\n")
+    json_path.write_text(dumps(document))
     md_path.write_text(render_markdown(document))
 
 
