@@ -1,0 +1,73 @@
+#pragma once
+// Test fixture for the IPC tests: every shared object a test creates is named
+// with test_prefix(), and after each test nothing with that prefix may be
+// left in /dev/shm. Leftovers fail the test and are removed, so one leaking
+// test does not poison the next.
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "mphost/ipc/segment.hpp"
+
+namespace mphost::ipc::testing {
+
+// Fixed at start-up, so forked children use their parent's prefix.
+inline const std::string& test_prefix() {
+  static const std::string prefix = "mphost-t" + std::to_string(::getpid()) + "-";
+  return prefix;
+}
+
+inline std::vector<std::string> shm_entries(const std::string& prefix) {
+  std::vector<std::string> found;
+  if (DIR* dir = ::opendir("/dev/shm")) {
+    while (dirent* e = ::readdir(dir)) {
+      if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) found.emplace_back(e->d_name);
+    }
+    ::closedir(dir);
+  }
+  return found;
+}
+
+inline bool shm_exists(const std::string& name) {
+  const std::string path = "/dev/shm/" + (name[0] == '/' ? name.substr(1) : name);
+  return ::access(path.c_str(), F_OK) == 0;
+}
+
+class shm_checked_test : public ::testing::Test {
+ protected:
+  void SetUp() override { (void)test_prefix(); }
+  void TearDown() override {
+    for (const auto& name : shm_entries(test_prefix())) {
+      ADD_FAILURE() << "shared memory left behind: /dev/shm/" << name;
+      segment::remove(name);
+    }
+  }
+};
+
+// Removes a name when the scope ends, also when an assertion returns early.
+class name_guard {
+ public:
+  explicit name_guard(std::string name = {}) : name_(std::move(name)) {}
+  ~name_guard() {
+    if (!name_.empty()) remove_(name_);
+  }
+  // Removes the current name (if any) and guards `name` instead.
+  void set(std::string name, bool (*remove)(const std::string&) noexcept = &segment::remove) {
+    if (!name_.empty()) remove_(name_);
+    name_ = std::move(name);
+    remove_ = remove;
+  }
+  name_guard(const name_guard&) = delete;
+  name_guard& operator=(const name_guard&) = delete;
+
+ private:
+  std::string name_;
+  bool (*remove_)(const std::string&) noexcept = &segment::remove;
+};
+
+}  // namespace mphost::ipc::testing
