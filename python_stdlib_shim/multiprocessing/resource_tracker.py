@@ -115,6 +115,9 @@ class ResourceTracker(object):
         # finalizer run by the garbage collector in the middle of it).
         self._launching = False
         self._pending = []
+        # What this process registered and has not unregistered, should it
+        # have to move to another tracker (see _adopt).
+        self._registered = set()
 
     def _reinit_after_fork(self):
         self._lock = threading.RLock()
@@ -214,9 +217,47 @@ class ResourceTracker(object):
         with self._lock:
             if self._launching:
                 self._pending.append(message)
+            else:
+                self.ensure_running()
+                self._write(message)
+            if cmd == 'REGISTER':
+                self._registered.add((name, rtype))
+            elif cmd == 'UNREGISTER':
+                self._registered.discard((name, rtype))
+
+    def _adopt(self, fd):
+        """Use `fd`, a descriptor of the tree's tracker handed down by the
+        parent, from now on.
+
+        A process may have reached another tracker before it learnt of its
+        tree's: one it started itself while importing its parent's main
+        module, or the one of the forkserver it was forked from. Its
+        registrations move to the tree's tracker (and are withdrawn from the
+        other), so that nothing is removed while the tree still runs.
+        """
+        with self._lock:
+            if self._fd is None:
+                self._fd, self._pid = fd, None
                 return
-            self.ensure_running()
-            self._write(message)
+            if self._fd == fd or _same_file(self._fd, fd):
+                if fd != self._fd:
+                    os.close(fd)
+                return
+            old_fd, old_pid = self._fd, self._pid
+            self._fd, self._pid = fd, None
+            moved = sorted(self._registered)
+            for name, rtype in moved:
+                self._write(('REGISTER:%s:%s\n' % (name, rtype)).encode('ascii'))
+            try:
+                for name, rtype in moved:
+                    os.write(old_fd, ('UNREGISTER:%s:%s\n' % (name, rtype)).encode('ascii'))
+            except OSError:
+                pass  # that tracker has gone already
+            os.close(old_fd)
+            if old_pid is not None:
+                # Ours: it ends now that its last writer is closed; reap it
+                # without waiting here.
+                threading.Thread(target=_reap, args=(old_pid,), daemon=True).start()
 
     def _write(self, message):
         written = os.write(self._fd, message)
@@ -256,15 +297,23 @@ class _TrackerHandle(object):
 
 def _adopt_descriptor(dupfd):
     """In a starting child: use the parent's tracker."""
-    fd = dupfd.detach()
-    tracker = _resource_tracker
-    with tracker._lock:
-        if tracker._fd is None:
-            tracker._fd = fd
-            tracker._pid = None
-        elif tracker._fd != fd:
-            os.close(fd)
+    _resource_tracker._adopt(dupfd.detach())
     return _TrackerHandle()
+
+
+def _same_file(fd1, fd2):
+    try:
+        st1, st2 = os.fstat(fd1), os.fstat(fd2)
+    except OSError:
+        return False
+    return (st1.st_dev, st1.st_ino) == (st2.st_dev, st2.st_ino)
+
+
+def _reap(pid):
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _install_handle():

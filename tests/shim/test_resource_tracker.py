@@ -147,6 +147,44 @@ class TestProgramEnd:
         assert sorted(counts) == [3, 6], proc.stderr
         assert not [n for n in names if shm_exists(n)]
 
+    @pytest.mark.parametrize('method', ['spawn', 'forkserver'])
+    def test_registered_while_importing_main_moves_to_the_trees_tracker(self, method):
+        # The child (and the forkserver) import this main module, which
+        # registers a segment at import: before the child knows the tree's
+        # tracker. The registration must end up there, not in a tracker of
+        # the child's own that would remove the segment when the child ends.
+        proc = run_program('''
+            import multiprocessing, os, sys
+            from multiprocessing import shared_memory
+            PREFIX = os.environ['MPHOST_TEST_PREFIX']
+            mine = shared_memory.SharedMemory(PREFIX + str(os.getpid()), create=True, size=64)
+
+            def child(conn):
+                conn.send(mine.name)
+
+            if __name__ == '__main__':
+                ctx = multiprocessing.get_context(sys.argv[1])
+                r, w = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=child, args=(w,))
+                p.start()
+                name = r.recv()
+                p.join(30)
+                assert p.exitcode == 0 and name != mine.name
+                still_there = shared_memory.SharedMemory(name)
+                print(name, flush=True)
+                still_there.close()
+                mine.close()
+                mine.unlink()
+        ''', args=[method], env={'MPHOST_TEST_PREFIX': unique_prefix()})
+        assert proc.returncode == 0, proc.stderr
+        name = proc.stdout.split()[-1]
+        # Only the tree's tracker speaks, once, about the child's segment
+        # (with forkserver: the forkserver's, which the child inherited).
+        counts = [int(n) for n in re.findall(
+            r'There appear to be (\d+) leaked shared_memory objects', proc.stderr)]
+        assert counts == [1], proc.stderr
+        assert not shm_exists(name)
+
     def test_tracker_survives_sigint_and_sigterm_and_is_relaunched_after_sigkill(self):
         proc = run_program('''
             import os, signal, time, warnings
