@@ -11,6 +11,7 @@ Queue, say -- raises RuntimeError, as with the stdlib.
 """
 
 import ctypes
+import keyword
 import weakref
 
 from . import heap
@@ -137,6 +138,25 @@ prop_cache = {}
 class_cache = weakref.WeakKeyDictionary()
 
 
+# Accessors are compiled per field name: a constant attribute name is
+# markedly faster than getattr() on this hot path (Value.value under a lock).
+_ACCESSOR_SOURCE = """
+def get_{name}(self):
+    self.acquire()
+    try:
+        return self._obj.{name}
+    finally:
+        self.release()
+
+def set_{name}(self, value):
+    self.acquire()
+    try:
+        self._obj.{name} = value
+    finally:
+        self.release()
+"""
+
+
 def make_property(name):
     """A property reading and writing attribute `name` of ``self._obj``
     under the wrapper's lock."""
@@ -144,23 +164,26 @@ def make_property(name):
         return prop_cache[name]
     except KeyError:
         pass
+    if name.isidentifier() and not keyword.iskeyword(name):
+        namespace = {}
+        exec(_ACCESSOR_SOURCE.format(name=name), namespace)
+        getter, setter = namespace['get_' + name], namespace['set_' + name]
+    else:
+        # A ctypes field name need not be an identifier.
+        def getter(self):
+            self.acquire()
+            try:
+                return getattr(self._obj, name)
+            finally:
+                self.release()
 
-    def getter(self):
-        self.acquire()
-        try:
-            return getattr(self._obj, name)
-        finally:
-            self.release()
+        def setter(self, value):
+            self.acquire()
+            try:
+                setattr(self._obj, name, value)
+            finally:
+                self.release()
 
-    def setter(self, value):
-        self.acquire()
-        try:
-            setattr(self._obj, name, value)
-        finally:
-            self.release()
-
-    getter.__name__ = 'get' + name
-    setter.__name__ = 'set' + name
     prop_cache[name] = prop = property(getter, setter)
     return prop
 
