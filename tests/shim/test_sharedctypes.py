@@ -120,6 +120,15 @@ class TestValue:
         # One wrapper class per structure type.
         assert type(Value(Point)) is type(p)
 
+    def test_structure_fields_that_are_not_identifiers(self):
+        class Odd(ctypes.Structure):
+            _fields_ = [('a b', ctypes.c_int), ('class', ctypes.c_int), ('x', ctypes.c_int)]
+        v = Value(Odd, 1, 2, 3)
+        assert (getattr(v, 'a b'), getattr(v, 'class'), v.x) == (1, 2, 3)
+        setattr(v, 'a b', 9)
+        setattr(v, 'class', 8)
+        assert (v.get_obj().x, getattr(v.get_obj(), 'a b'), getattr(v.get_obj(), 'class')) == (3, 9, 8)
+
     def test_copy_is_independent(self):
         foo = Point(2, 5.0, 2 ** 33)
         bar = copy(foo)
