@@ -155,10 +155,10 @@ def describe_limit(key, limits):
         return (f"pickle dumps+loads of the message {_fmt(d)}+{_fmt(l)} µs "
                 f"→ ≤ {_fmt(bound)} msgs/s on 2 cores")
     if key == "wakeup":
-        return (f"raw RTT between 2 processes: futex {_fmt(g('futex_rtt_us'))} µs on 2 CPUs, "
-                f"{_fmt(g('futex_rtt_same_cpu_us'))} µs on 1 CPU, "
-                f"{_fmt(g('futex_spin_rtt_us'))} µs spinning; pipe {_fmt(g('pipe_rtt_us'))} µs "
-                f"on 2 CPUs, {_fmt(g('pipe_rtt_same_cpu_us'))} µs on 1 CPU")
+        return (f"waking a sleeping process on the other CPU {_fmt(g('futex_wake_us'))} µs one way; "
+                f"raw RTT between 2 processes: futex {_fmt(g('futex_rtt_us'))} µs, "
+                f"spinning {_fmt(g('futex_spin_rtt_us'))} µs, on 1 CPU "
+                f"{_fmt(g('futex_rtt_same_cpu_us'))} µs; pipe {_fmt(g('pipe_rtt_us'))} µs")
     if key == "memcpy":
         return (f"one copy at memcpy speed: {_fmt(g('memcpy_1mib_hot_gbps'))} GB/s in cache, "
                 f"{_fmt(g('memcpy_1mib_stream_gbps'))} GB/s from memory")
@@ -175,9 +175,9 @@ def describe_limit(key, limits):
         return (f"chunks are lists: pickle+unpickle {_fmt(ns)} ns per int → ≤ "
                 f"{_fmt(1e9 / ns if ns else None)} tasks/s in the parent; 2 workers")
     if key == "sync_task":
-        s, f = g("futex_spin_rtt_us"), g("futex_rtt_us")
-        return (f"one round trip per task: futex RTT {_fmt(f)} µs on 2 CPUs → ≤ "
-                f"{_fmt(1e6 / f if f else None)}/s; {_fmt(s)} µs spinning → ≤ "
+        s, w = g("futex_spin_rtt_us"), g("futex_wake_us")
+        return (f"one round trip per task: 2 wake-ups of a sleeper ({_fmt(w)} µs each) → ≤ "
+                f"{_fmt(1e6 / (2 * w) if w else None)}/s; spinning RTT {_fmt(s)} µs → ≤ "
                 f"{_fmt(1e6 / s if s else None)}/s")
     if key == "cores":
         return f"{_fmt(g('cores'))} cores → speedup ≤ {_fmt(g('cores'))}"
@@ -194,9 +194,9 @@ def describe_limit(key, limits):
         return (f"2 C++ processes incrementing under one shared mutex: "
                 f"{_fmt(g('mutex_2proc_increments_per_s'))} increments/s")
     if key == "manager":
-        f, s = g("futex_rtt_us"), g("futex_spin_rtt_us")
-        return (f"2 round trips to the server process: 2 × {_fmt(f)} µs (futex, 2 CPUs), "
-                f"2 × {_fmt(s)} µs spinning")
+        w, s = g("futex_wake_us"), g("futex_spin_rtt_us")
+        return (f"2 round trips to the server process: 4 wake-ups of a sleeper ({_fmt(w)} µs "
+                f"each), or 2 × {_fmt(s)} µs spinning")
     if key == "memory_spawn":
         return f"a fresh idle python3 -S: {_fmt(g('python_S_idle_pss_kib'))} KiB PSS"
     if key == "memory_fork":

@@ -334,7 +334,8 @@ def markdown(data):
         "|---|---|",
     ]
     for r in results:
-        lines.append(f"| {r['id']} | `{r['script']} {' '.join(r['args'])}`".rstrip() + " |")
+        command = " ".join([r["script"]] + r["args"])
+        lines.append(f"| {r['id']} | `{command}` |")
     lines += [
         "",
         "What each scenario measures and checks is described in `tools/bench/README.md` "
@@ -368,17 +369,17 @@ def _futex_distance(data):
     ping-pong between two processes."""
     row = next((r for r in data["rows"] if r["id"] == "pipe_roundtrip"), None)
     limits = data.get("limits", {})
-    sleeping = (limits.get("futex_rtt_us") or {}).get("value")
+    wake = (limits.get("futex_wake_us") or {}).get("value")
     spinning = (limits.get("futex_spin_rtt_us") or {}).get("value")
-    if row is None or not sleeping or not spinning:
+    if row is None or not wake or not spinning:
         return ""
     parts = []
     for which, name in ((STOCK, "stock python3"), (MPHOST, "mphost")):
         med = row[which]["median"]
         if row[which]["status"] == "ok" and med:
-            parts.append(f"{name} {fmt(med)} µs = {med / sleeping:.1f}× the raw futex ping-pong "
-                         f"between two processes on 2 CPUs ({fmt(sleeping)} µs, sleeping at once) and "
-                         f"{med / spinning:.0f}× the spinning one ({fmt(spinning)} µs)")
+            parts.append(f"{name} {fmt(med)} µs = {med / (2 * wake):.1f}× a raw futex ping-pong "
+                         f"between two processes on 2 CPUs that sleep (2 × {fmt(wake)} µs) and "
+                         f"{med / spinning:.0f}× one that spins ({fmt(spinning)} µs)")
     if not parts:
         return ""
     return "Distance of the Pipe round trip to the hardware: " + "; ".join(parts) + "."

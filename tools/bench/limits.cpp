@@ -297,6 +297,39 @@ double futex_round_trip_us(int warm, int trips, std::int64_t spin_ns, placement 
   return us;
 }
 
+// One-way latency of waking a process that is really asleep in FUTEX_WAIT on
+// another CPU: the parent waits until the child has announced itself as a
+// sleeper and lets 200 us pass, then posts and spins for the answer (the
+// answer costs ~0.1 us when spun on, so the figure is the wake-up).
+double futex_wake_sleeper_us(int trips, placement where) {
+  scoped_pin pin(where.parent_cpu_);
+  auto* bells = static_cast<doorbell*>(shared_block(sizeof(doorbell) * 2));
+  new (&bells[0]) doorbell();
+  new (&bells[1]) doorbell();
+  doorbell& there = bells[0];
+  doorbell& back = bells[1];
+  pid_t child = fork_child([&] {
+    std::uint32_t seen = 0;
+    for (int i = 0; i < trips; ++i) {
+      seen = there.wait(seen, 0);
+      back.post();
+    }
+  }, where.child_cpu_);
+  std::uint32_t seen = 0;
+  std::vector<double> us;
+  for (int i = 0; i < trips; ++i) {
+    while (there.sleepers_.load(std::memory_order_seq_cst) == 0) _mm_pause();
+    usleep(200);
+    auto t0 = clock_type::now();
+    there.post();
+    seen = back.wait(seen, 10'000'000);
+    us.push_back(seconds_since(t0) * 1e6);
+  }
+  reap(child);
+  munmap(bells, sizeof(doorbell) * 2);
+  return median(std::move(us));
+}
+
 // ---- eventfd ---------------------------------------------------------------
 
 double eventfd_round_trip_us(int warm, int trips, placement where) {
@@ -474,9 +507,11 @@ int run(bool quick) {
   auto said = [](const char* what, const char* where) { return std::string(what) + " " + where; };
   r.add("pipe_rtt_us", pipe_round_trip_us(warm, trips, apart), "us",
         said("round trip of one byte between two processes over two pipes, median,", apart_text));
+  r.add("futex_wake_us", futex_wake_sleeper_us(quick ? 100 : 1000, apart), "us",
+        said("one-way wake-up of a process asleep in FUTEX_WAIT, median,", apart_text));
   r.add("futex_rtt_us", futex_round_trip_us(warm, trips, 0, apart), "us",
-        said("round trip through two futex words in shared memory, sleeping at once, median,",
-             apart_text));
+        said("ping-pong through two futex words in shared memory, no spinning (a side that "
+             "finds the word already changed does not sleep), median,", apart_text));
   r.add("futex_spin_rtt_us", futex_round_trip_us(warm, trips * 5, 50'000, apart), "us",
         said("round trip through two futex words, spinning up to 50 us before sleeping, median,",
              apart_text));
