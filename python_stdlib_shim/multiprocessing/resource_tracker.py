@@ -16,7 +16,10 @@ How the processes of a tree reach their tracker:
 * spawn and forkserver children get a duplicate while they start: every
   process object carries a ``_TrackerHandle`` in its ``_config``, which,
   pickled for a child being started, becomes a ``DupFd`` of the descriptor
-  and, unpickled in the child, installs it in the child's tracker;
+  and, unpickled in the child, installs it in the child's tracker. A child
+  that registered something before that (while importing its parent's main
+  module, or in the forkserver it was forked from) moves its registrations
+  over to the tree's tracker then;
 * callers that start processes their own way (loky) set
   ``_resource_tracker._fd`` and ``_pid`` themselves, as with the stdlib.
 
