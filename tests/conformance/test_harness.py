@@ -58,7 +58,7 @@ AssertionError: 1 != 2
   </testcase>
   <testcase name="test.test_x.A.test_error" status="run" result="completed" time="0.1">
    <error type="OSError" message="OSError: [Errno 24] Too many open files&#10;">Traceback (most recent call last):
-  File "x.py", line 5, in helper
+  File "x.py", line 5, in open_all
     raise KeyError('k')
 KeyError: 'k'
 
