@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -144,6 +145,8 @@ def run_side(spec: RunSpec, report=lambda text: None) -> SideRun:
     started = _now()
     begin = time.monotonic()
     deadline = begin + spec.suite_timeout + _KILL_GRACE
+    # logs and regrtest directories of an earlier run of this suite and side
+    shutil.rmtree(spec.work_dir / f"{spec.suite}-{spec.side}", ignore_errors=True)
     ignore = list(spec.ignore)
     casualties: dict[str, Outcome] = {}
     attempts: list[Attempt] = []
