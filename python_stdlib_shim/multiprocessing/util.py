@@ -96,12 +96,15 @@ def log_to_stderr(level=None):
 
 
 #
-# Sockets: mphost never uses Linux's abstract socket namespace (every
-# socket lives in a private 0700 directory instead).
+# Sockets. Linux has an abstract socket namespace and a Listener given an
+# abstract address ('\0name') uses it, as in the stdlib; but mphost never
+# picks one itself: its own addresses are socket files in a private 0700
+# directory, which other users cannot reach (abstract sockets have no
+# permissions).
 #
 
 def _platform_supports_abstract_sockets():
-    return False
+    return sys.platform == 'linux'
 
 
 abstract_sockets_supported = _platform_supports_abstract_sockets()
