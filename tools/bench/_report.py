@@ -371,6 +371,7 @@ def _futex_distance(data):
     limits = data.get("limits", {})
     wake = (limits.get("futex_wake_us") or {}).get("value")
     spinning = (limits.get("futex_spin_rtt_us") or {}).get("value")
+    same_cpu = (limits.get("futex_rtt_same_cpu_us") or {}).get("value")
     if row is None or not wake or not spinning:
         return ""
     parts = []
@@ -382,7 +383,12 @@ def _futex_distance(data):
                          f"{med / spinning:.0f}× one that spins ({fmt(spinning)} µs)")
     if not parts:
         return ""
-    return "Distance of the Pipe round trip to the hardware: " + "; ".join(parts) + "."
+    text = "Distance of the Pipe round trip to the hardware: " + "; ".join(parts) + "."
+    if same_cpu:
+        text += (f" (Two processes that share one CPU ping-pong in {fmt(same_cpu)} µs through a "
+                 "futex: a Python figure below the cross-CPU one means its processes often ran "
+                 "on the same CPU.)")
+    return text
 
 
 def _load(avg):
