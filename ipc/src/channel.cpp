@@ -350,6 +350,8 @@ take_result take_locked(channel::state& s, message* out, bool check_writers, blo
         consume(c, r, head + f.size);
         continue;
       case frame_kind::data:
+        // Writers send anything above the threshold as a block.
+        if (f.length > s.threshold) discard_corrupt(c, r, tail, "oversized frame in channel");
         if (out == nullptr) return take_result::got;
         detail::message_access::assign(*out, payload, f.length);
         break;

@@ -62,7 +62,7 @@ TEST_F(FutexTest, WakeReachesASleeperInAnotherProcess) {
   EXPECT_EQ(result.code, 0);
 }
 
-extern "C" void ignore_signal(int) {}
+void ignore_signal(int) {}
 
 TEST_F(FutexTest, SignalHandlerInterruptsTheWait) {
   watchdog guard(20s);

@@ -5,6 +5,8 @@
 // test does not poison the next.
 
 #include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -68,6 +70,30 @@ class name_guard {
  private:
   std::string name_;
   bool (*remove_)(const std::string&) noexcept = &segment::remove;
+};
+
+// Kills and reaps a forked child when the scope ends, unless release()d:
+// a test that fails half-way leaves no process behind.
+class child_guard {
+ public:
+  explicit child_guard(pid_t pid) : pid_(pid) {}
+  ~child_guard() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+  }
+  pid_t release() {
+    const pid_t p = pid_;
+    pid_ = -1;
+    return p;
+  }
+  child_guard(const child_guard&) = delete;
+  child_guard& operator=(const child_guard&) = delete;
+
+ private:
+  pid_t pid_;
 };
 
 }  // namespace mphost::ipc::testing

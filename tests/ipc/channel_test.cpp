@@ -1,0 +1,854 @@
+#include "mphost/ipc/channel.hpp"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "detail/channel_layout.hpp"
+#include "mphost/ipc/error.hpp"
+#include "mphost/ipc/frame.hpp"
+#include "mphost/ipc/segment.hpp"
+#include "mphost/testing/child_process.hpp"
+#include "mphost/testing/watchdog.hpp"
+#include "shm_check.hpp"
+
+namespace mphost::ipc {
+namespace {
+
+using namespace std::chrono_literals;
+using mphost::testing::fork_child;
+using mphost::testing::run_in_child;
+using mphost::testing::wait_child;
+using mphost::testing::watchdog;
+
+std::span<const std::byte> bytes_of(std::string_view s) { return std::as_bytes(std::span(s.data(), s.size())); }
+
+std::string text_of(const message& m) {
+  const auto b = m.bytes();
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+bool fd_readable(int fd, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN);
+}
+
+class ChannelTest : public testing::shm_checked_test {
+ protected:
+  channel_options options(std::size_t capacity = 64 * 1024, bool unbounded = false) {
+    channel_options o;
+    o.capacity = capacity;
+    o.unbounded = unbounded;
+    o.prefix = prefix_;
+    return o;
+  }
+  // Creates a channel whose names are removed after the test whatever
+  // happens (dead children can keep it registered).
+  channel make(const channel_options& o, endpoint_role role) {
+    channel ch = channel::create(o, role);
+    guards_.push_back(std::make_unique<testing::name_guard>());
+    guards_.back()->set(ch.name(), &channel::remove);
+    return ch;
+  }
+  void TearDown() override {
+    guards_.clear();
+    testing::shm_checked_test::TearDown();
+  }
+
+ private:
+  std::string prefix_ = testing::test_prefix() + "ch-";
+  std::vector<std::unique_ptr<testing::name_guard>> guards_;
+};
+
+TEST_F(ChannelTest, SendsAndReceivesMessagesOfEverySize) {
+  channel ch = make(options(64 * 1024), endpoint_role::both);
+  const std::size_t threshold = ch.large_threshold();
+  EXPECT_EQ(threshold, 16u * 1024);
+  message m;
+  for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{15}, std::size_t{16}, std::size_t{17},
+                           std::size_t{1000}, threshold, threshold + 1, std::size_t{1} << 20}) {
+    std::string payload(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) payload[i] = static_cast<char>('a' + (i * 7 + size) % 26);
+    ASSERT_EQ(ch.send(bytes_of(payload), deadline::after(5s)), wait_result::ok) << size;
+    ASSERT_EQ(ch.recv(m, deadline::after(5s)), wait_result::ok) << size;
+    EXPECT_EQ(m.size(), size);
+    EXPECT_EQ(text_of(m), payload) << size;
+    EXPECT_EQ(m.is_block(), size > threshold) << size;
+  }
+}
+
+TEST_F(ChannelTest, MessagesFromOneWriterArriveInOrder) {
+  channel ch = make(options(16 * 1024), endpoint_role::both);
+  message m;
+  std::uint64_t next_out = 0;
+  for (std::uint64_t i = 0; i < 100000; ++i) {
+    std::string payload = std::to_string(i) + std::string(i % 50, 'x');
+    wait_result r = ch.send(bytes_of(payload), deadline::immediate());
+    while (r == wait_result::timed_out) {  // full: drain some
+      ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
+      ASSERT_EQ(std::stoull(text_of(m)), next_out++);
+      r = ch.send(bytes_of(payload), deadline::immediate());
+    }
+    ASSERT_EQ(r, wait_result::ok);
+  }
+  while (ch.recv(m, deadline::immediate()) == wait_result::ok) ASSERT_EQ(std::stoull(text_of(m)), next_out++);
+  EXPECT_EQ(next_out, 100000u);
+}
+
+TEST_F(ChannelTest, RecvOnAnEmptyChannelTimesOut) {
+  watchdog guard(10s);
+  channel ch = make(options(), endpoint_role::both);
+  message m;
+  EXPECT_EQ(ch.recv(m, deadline::immediate()), wait_result::timed_out);
+  EXPECT_EQ(ch.recv(m, deadline::after(30ms)), wait_result::timed_out);
+  EXPECT_EQ(ch.poll(deadline::immediate()), wait_result::timed_out);
+  EXPECT_EQ(ch.poll(deadline::after(30ms)), wait_result::timed_out);
+}
+
+TEST_F(ChannelTest, BoundedSendTimesOutWhenFullAndResumesWhenRoomIsMade) {
+  watchdog guard(10s);
+  channel ch = make(options(4096), endpoint_role::both);
+  const std::string payload(200, 'p');
+  int sent = 0;
+  while (ch.send(bytes_of(payload), deadline::immediate()) == wait_result::ok) ++sent;
+  EXPECT_GE(sent, 15);
+  EXPECT_LE(sent, 4096 / 208);
+  EXPECT_EQ(ch.send(bytes_of(payload), deadline::after(30ms)), wait_result::timed_out);
+  message m;
+  ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
+  EXPECT_EQ(ch.send(bytes_of(payload), deadline::immediate()), wait_result::ok);
+}
+
+TEST_F(ChannelTest, BoundedWriterInAnotherProcessWaitsForTheReader) {
+  watchdog guard(60s);
+  channel ch = make(options(4096), endpoint_role::reader);
+  const std::string name = ch.name();
+  const std::uint64_t ticket = ch.hand_over(endpoint_role::writer);
+  constexpr int count = 3000;
+  testing::child_guard child(fork_child([&] {
+    channel w = channel::open(name, endpoint_role::writer, ticket);
+    for (int i = 0; i < count; ++i) {
+      std::string payload = std::to_string(i) + std::string(300, '.');
+      if (w.send(bytes_of(payload), deadline::after(30s)) != wait_result::ok) return 1;
+    }
+    return 0;
+  }));
+  message m;
+  for (int i = 0; i < count; ++i) {
+    ASSERT_EQ(ch.recv(m, deadline::after(30s)), wait_result::ok) << i;
+    ASSERT_EQ(std::stoi(text_of(m)), i);
+    if (i % 500 == 0) std::this_thread::sleep_for(5ms);  // let the writer fill up and sleep
+  }
+  const auto result = wait_child(child.release());
+  EXPECT_TRUE(result.exited);
+  EXPECT_EQ(result.code, 0);
+  EXPECT_EQ(ch.recv(m, deadline::after(5s)), wait_result::closed);
+}
+
+TEST_F(ChannelTest, UnboundedSendNeverWaitsAndDrainedRingsAreRemoved) {
+  watchdog guard(30s);
+  channel ch = make(options(4096, true), endpoint_role::both);
+  EXPECT_TRUE(ch.unbounded());
+  constexpr int count = 20000;
+  for (int i = 0; i < count; ++i) {
+    std::string payload = std::to_string(i) + std::string(100, '-');
+    ASSERT_EQ(ch.send(bytes_of(payload), deadline::immediate()), wait_result::ok) << i;
+  }
+  EXPECT_GE(testing::shm_entries(ch.name() + ".r").size(), 1u);
+  message m;
+  for (int i = 0; i < count; ++i) {
+    ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok) << i;
+    ASSERT_EQ(std::stoi(text_of(m)), i);
+  }
+  EXPECT_EQ(ch.recv(m, deadline::immediate()), wait_result::timed_out);
+  // Only the ring still being written may remain.
+  EXPECT_LE(testing::shm_entries(ch.name() + ".r").size(), 1u);
+  // And the channel goes on working in the grown ring.
+  ASSERT_EQ(ch.send(bytes_of("after"), deadline::immediate()), wait_result::ok);
+  ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
+  EXPECT_EQ(text_of(m), "after");
+}
+
+TEST_F(ChannelTest, UnboundedWriterNeverBlocksWhileAnotherProcessReadsSlowly) {
+  watchdog guard(60s);
+  channel ch = make(options(4096, true), endpoint_role::reader);
+  const std::string name = ch.name();
+  const std::uint64_t ticket = ch.hand_over(endpoint_role::writer);
+  constexpr int count = 20000;
+  testing::child_guard child(fork_child([&] {
+    channel w = channel::open(name, endpoint_role::writer, ticket);
+    for (int i = 0; i < count; ++i) {
+      std::string payload = std::to_string(i) + std::string(i % 300, '+');
+      if (w.send(bytes_of(payload), deadline::immediate()) != wait_result::ok) return 1;
+    }
+    return 0;  // exits before its messages are read
+  }));
+  message m;
+  for (int i = 0; i < count; ++i) {
+    ASSERT_EQ(ch.recv(m, deadline::after(30s)), wait_result::ok) << i;
+    ASSERT_EQ(std::stoi(text_of(m)), i);
+  }
+  const auto result = wait_child(child.release());
+  EXPECT_EQ(result.code, 0);
+  EXPECT_EQ(ch.recv(m, deadline::after(5s)), wait_result::closed);
+}
+
+TEST_F(ChannelTest, LargeMessageIsHandedOverAsABlockReadInPlace) {
+  channel ch = make(options(64 * 1024), endpoint_role::both);
+  std::string payload(4 << 20, '\0');
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 31);
+  ASSERT_EQ(ch.send(bytes_of(payload), deadline::immediate()), wait_result::ok);
+  EXPECT_EQ(testing::shm_entries(ch.name() + ".b").size(), 1u);
+  message m;
+  ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
+  EXPECT_TRUE(m.is_block());
+  EXPECT_EQ(text_of(m), payload);
+  // The receiver owns the block: its name is gone, the mapping stays.
+  EXPECT_TRUE(testing::shm_entries(ch.name() + ".b").empty());
+  large_block b = m.release_block();
+  EXPECT_EQ(b.size(), payload.size());
+  EXPECT_EQ(m.size(), 0u);
+  EXPECT_EQ(std::memcmp(b.bytes().data(), payload.data(), payload.size()), 0);
+}
+
+TEST_F(ChannelTest, BlockFilledInPlaceIsSentByReference) {
+  channel ch = make(options(), endpoint_role::both);
+  large_block b = ch.make_block(100000);
+  std::memset(b.bytes().data(), 'z', b.size());
+  ASSERT_EQ(ch.send_block(b, deadline::immediate()), wait_result::ok);
+  EXPECT_FALSE(b);
+  message m;
+  ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
+  EXPECT_TRUE(m.is_block());
+  EXPECT_EQ(text_of(m), std::string(100000, 'z'));
+}
+
+TEST_F(ChannelTest, ReservationsAreCommittedOrAbandoned) {
+  channel ch = make(options(), endpoint_role::both);
+  message m;
+  {
+    channel::reservation r;
+    ASSERT_EQ(ch.reserve(5, r, deadline::immediate()), wait_result::ok);
+    ASSERT_EQ(r.bytes().size(), 5u);
+    std::memcpy(r.bytes().data(), "hello", 5);
+    EXPECT_EQ(ch.recv(m, deadline::immediate()), wait_result::timed_out);  // not yet committed
+    r.commit();
+  }
+  ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
+  EXPECT_EQ(text_of(m), "hello");
+  {
+    channel::reservation r;
+    ASSERT_EQ(ch.reserve(50, r, deadline::immediate()), wait_result::ok);
+    std::memset(r.bytes().data(), '?', 50);
+    // Destroyed uncommitted: abandoned, never delivered.
+  }
+  ASSERT_EQ(ch.send(bytes_of("next"), deadline::immediate()), wait_result::ok);
+  ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
+  EXPECT_EQ(text_of(m), "next");
+  channel::reservation too_big;
+  try {
+    (void)ch.reserve(ch.large_threshold() + 1, too_big, deadline::immediate());
+    FAIL() << "reserved more than the threshold";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), make_error_code(errc::message_too_large));
+  }
+}
+
+TEST_F(ChannelTest, PollReportsAMessageWithoutTakingIt) {
+  channel ch = make(options(), endpoint_role::both);
+  ASSERT_EQ(ch.send(bytes_of("x"), deadline::immediate()), wait_result::ok);
+  EXPECT_EQ(ch.poll(), wait_result::ok);
+  EXPECT_EQ(ch.poll(), wait_result::ok);
+  message m;
+  ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
+  EXPECT_EQ(ch.poll(), wait_result::timed_out);
+}
+
+TEST_F(ChannelTest, ReaderGetsClosedOnceEveryWriterHasClosed) {
+  watchdog guard(30s);
+  channel r = make(options(), endpoint_role::reader);
+  const std::string name = r.name();
+  const auto result = run_in_child([&] {
+    channel w = channel::open(name, endpoint_role::writer);
+    for (const char* s : {"one", "two", "three"}) {
+      if (w.send(bytes_of(s), deadline::after(5s)) != wait_result::ok) return 1;
+    }
+    w.close();
+    return 0;
+  });
+  ASSERT_EQ(result.code, 0);
+  message m;
+  for (const char* s : {"one", "two", "three"}) {
+    ASSERT_EQ(r.recv(m, deadline::after(5s)), wait_result::ok);
+    EXPECT_EQ(text_of(m), s);
+  }
+  EXPECT_EQ(r.recv(m, deadline::after(5s)), wait_result::closed);
+  EXPECT_EQ(r.poll(deadline::immediate()), wait_result::closed);
+}
+
+TEST_F(ChannelTest, ReaderGetsClosedWhenTheWriterProcessIsKilled) {
+  watchdog guard(30s);
+  channel r = make(options(), endpoint_role::reader);
+  const std::string name = r.name();
+  const std::uint64_t ticket = r.hand_over(endpoint_role::writer);
+  testing::child_guard child(fork_child([&]() -> int {
+    release_endpoints_before_exec();  // only the writer: the inherited reader would linger
+    channel w = channel::open(name, endpoint_role::writer, ticket);
+    if (w.send(bytes_of("last words"), deadline::after(5s)) != wait_result::ok) return 1;
+    for (;;) ::pause();
+  }));
+  const pid_t pid = child.release();
+  message m;
+  ASSERT_EQ(r.recv(m, deadline::after(10s)), wait_result::ok);
+  EXPECT_EQ(text_of(m), "last words");
+  std::thread killer([pid] {
+    std::this_thread::sleep_for(50ms);
+    ::kill(pid, SIGKILL);
+  });
+  // Blocked on the empty channel when the writer dies: told so, not hung.
+  EXPECT_EQ(r.recv(m, deadline::after(20s)), wait_result::closed);
+  killer.join();
+  wait_child(pid);
+}
+
+TEST_F(ChannelTest, WriterGetsClosedWhenEveryReaderIsGone) {
+  watchdog guard(30s);
+  channel w = make(options(4096), endpoint_role::writer);
+  const std::string name = w.name();
+  const auto result = run_in_child([&] {
+    channel r = channel::open(name, endpoint_role::reader);
+    return 0;  // exits without closing: found dead later
+  });
+  ASSERT_TRUE(result.exited);
+  // A writer blocked on the full channel notices the dead reader by itself.
+  const std::string payload(500, 'w');
+  wait_result last = wait_result::ok;
+  for (int i = 0; i < 100 && last == wait_result::ok; ++i) last = w.send(bytes_of(payload), deadline::after(20s));
+  EXPECT_EQ(last, wait_result::closed);
+  EXPECT_EQ(w.endpoints().readers, 0u);
+}
+
+TEST_F(ChannelTest, PartialFrameOfDeadWriterIsDiscarded) {
+  watchdog guard(30s);
+  channel r = make(options(), endpoint_role::reader);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  const std::string name = r.name();
+  const pid_t pid = fork_child([&] {
+    channel mine = channel::open(name, endpoint_role::writer);
+    if (mine.send(bytes_of("complete before"), deadline::after(5s)) != wait_result::ok) return 1;
+    channel::reservation res;
+    if (mine.reserve(100, res, deadline::after(5s)) != wait_result::ok) return 2;
+    std::memset(res.bytes().data(), 'T', 50);  // half a message, then death
+    ::raise(SIGKILL);
+    return 3;
+  });
+  const auto result = wait_child(pid);
+  ASSERT_FALSE(result.exited);
+  ASSERT_EQ(result.signal, SIGKILL);
+  ASSERT_EQ(w.send(bytes_of("complete after"), deadline::after(5s)), wait_result::ok);
+  message m;
+  ASSERT_EQ(r.recv(m, deadline::after(10s)), wait_result::ok);
+  EXPECT_EQ(text_of(m), "complete before");
+  ASSERT_EQ(r.recv(m, deadline::after(10s)), wait_result::ok);
+  EXPECT_EQ(text_of(m), "complete after");
+  EXPECT_EQ(r.recv(m, deadline::after(50ms)), wait_result::timed_out);
+}
+
+TEST_F(ChannelTest, WriterKilledMidStreamLosesNoCompleteMessage) {
+  watchdog guard(60s);
+  for (int round = 0; round < 5; ++round) {
+    channel r = make(options(8192, true), endpoint_role::reader);
+    const std::string name = r.name();
+    const pid_t pid = fork_child([&] {
+      channel w = channel::open(name, endpoint_role::writer);
+      for (std::uint32_t i = 0;; ++i) {
+        channel::reservation res;
+        const std::size_t size = 8 + (i * 37) % 900;
+        if (w.reserve(size, res, deadline::after(5s)) != wait_result::ok) return 1;
+        std::byte* p = res.bytes().data();
+        std::memcpy(p, &i, 4);
+        std::memcpy(p + 4, &size, 4);
+        std::memset(p + 8, static_cast<int>(i & 0xff), (size - 8) / 2);
+        for (int spin = 0; spin < 2000; ++spin) std::atomic_signal_fence(std::memory_order_seq_cst);
+        std::memset(p + 8 + (size - 8) / 2, static_cast<int>(i & 0xff), size - 8 - (size - 8) / 2);
+        res.commit();
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(20 + round * 7));
+    ::kill(pid, SIGKILL);
+    wait_child(pid);
+    message m;
+    std::uint32_t expect = 0;
+    wait_result got;
+    while ((got = r.recv(m, deadline::after(10s))) == wait_result::ok) {
+      const auto b = m.bytes();
+      ASSERT_GE(b.size(), 8u);
+      std::uint32_t seq = 0;
+      std::uint32_t size = 0;
+      std::memcpy(&seq, b.data(), 4);
+      std::memcpy(&size, b.data() + 4, 4);
+      ASSERT_EQ(seq, expect) << "round " << round;
+      ASSERT_EQ(size, b.size());
+      for (std::size_t k = 8; k < b.size(); ++k) ASSERT_EQ(b[k], static_cast<std::byte>(seq & 0xff)) << "torn message";
+      ++expect;
+    }
+    EXPECT_EQ(got, wait_result::closed);
+    EXPECT_GT(expect, 0u);
+  }
+}
+
+TEST_F(ChannelTest, ReadersAndWritersOnBothSidesOfFork) {
+  watchdog guard(30s);
+  // Pipe-like: the child keeps the writer, the parent the reader.
+  channel r = make(options(), endpoint_role::reader);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  const pid_t pid = fork_child([&] {
+    r.close();
+    std::this_thread::sleep_for(50ms);  // the parent closes its writer meanwhile
+    return w.send(bytes_of("from the child"), deadline::after(5s)) == wait_result::ok ? 0 : 1;
+  });
+  w.close();
+  message m;
+  // Not closed: the child's inherited writer counts from the moment of fork.
+  ASSERT_EQ(r.recv(m, deadline::after(10s)), wait_result::ok);
+  EXPECT_EQ(text_of(m), "from the child");
+  EXPECT_EQ(wait_child(pid).code, 0);
+  EXPECT_EQ(r.recv(m, deadline::after(10s)), wait_result::closed);
+
+  // And the other way round: the child reads what the parent writes.
+  channel r2 = make(options(), endpoint_role::reader);
+  channel w2 = channel::open(r2.name(), endpoint_role::writer);
+  const pid_t reader = fork_child([&] {
+    w2.close();
+    message got;
+    if (r2.recv(got, deadline::after(10s)) != wait_result::ok || text_of(got) != "from the parent") return 1;
+    return r2.recv(got, deadline::after(10s)) == wait_result::closed ? 0 : 2;
+  });
+  r2.close();
+  ASSERT_EQ(w2.send(bytes_of("from the parent"), deadline::after(5s)), wait_result::ok);
+  w2.close();
+  EXPECT_EQ(wait_child(reader).code, 0);
+}
+
+TEST_F(ChannelTest, ManyWritersAndReadersAcrossProcessesDeliverEachMessageOnce) {
+  watchdog guard(120s);
+  constexpr int writers = 3;
+  constexpr int readers = 2;
+  constexpr std::uint32_t per_writer = 20000;
+  channel ch = make(options(8192), endpoint_role::both);
+  const std::string name = ch.name();
+  segment results = segment::create(4096, testing::test_prefix());
+  testing::name_guard results_name(results.name());
+  auto* counts = new (results.base()) std::atomic<std::uint64_t>[writers * readers]{};
+  std::vector<pid_t> pids;
+  for (int k = 0; k < readers; ++k) {
+    pids.push_back(fork_child([&, k] {
+      channel in = channel::open(name, endpoint_role::reader);
+      std::uint32_t last[writers];
+      for (auto& l : last) l = ~0u;
+      message m;
+      for (;;) {
+        if (in.recv(m, deadline::after(60s)) != wait_result::ok) return 1;
+        if (m.size() == 1) return 0;  // stop
+        std::uint32_t who = 0;
+        std::uint32_t seq = 0;
+        std::memcpy(&who, m.bytes().data(), 4);
+        std::memcpy(&seq, m.bytes().data() + 4, 4);
+        if (who >= writers) return 2;
+        if (last[who] != ~0u && seq <= last[who]) return 3;  // one writer's order holds
+        last[who] = seq;
+        counts[who * readers + k].fetch_add(1);
+      }
+    }));
+  }
+  for (std::uint32_t j = 0; j < writers; ++j) {
+    pids.push_back(fork_child([&, j] {
+      channel out = channel::open(name, endpoint_role::writer);
+      for (std::uint32_t i = 0; i < per_writer; ++i) {
+        std::byte buf[8 + 64]{};
+        std::memcpy(buf, &j, 4);
+        std::memcpy(buf + 4, &i, 4);
+        if (out.send(std::span<const std::byte>(buf, 8 + i % 64), deadline::after(60s)) != wait_result::ok) return 1;
+      }
+      return 0;
+    }));
+  }
+  for (int j = 0; j < writers; ++j) EXPECT_EQ(wait_child(pids[readers + j]).code, 0);
+  for (int k = 0; k < readers; ++k) ASSERT_EQ(ch.send(bytes_of("!"), deadline::after(10s)), wait_result::ok);
+  for (int k = 0; k < readers; ++k) EXPECT_EQ(wait_child(pids[k]).code, 0);
+  for (int j = 0; j < writers; ++j) {
+    std::uint64_t total = 0;
+    for (int k = 0; k < readers; ++k) total += counts[j * readers + k].load();
+    EXPECT_EQ(total, per_writer) << "writer " << j;
+  }
+}
+
+TEST_F(ChannelTest, ThreadsShareOneEndpoint) {
+  watchdog guard(60s);
+  channel ch = make(options(4096), endpoint_role::both);
+  constexpr int per_thread = 20000;
+  std::atomic<int> received{0};
+  std::atomic<long> sum{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 1; i <= per_thread; ++i) {
+        const std::string s = std::to_string(i);
+        ASSERT_EQ(ch.send(bytes_of(s), deadline::after(30s)), wait_result::ok);
+      }
+    });
+    threads.emplace_back([&] {
+      message m;
+      while (received.load() < 2 * per_thread) {
+        const wait_result r = ch.recv(m, deadline::after(50ms));
+        if (r == wait_result::ok) {
+          sum.fetch_add(std::stol(text_of(m)));
+          received.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(received.load(), 2 * per_thread);
+  EXPECT_EQ(sum.load(), 2L * per_thread * (per_thread + 1) / 2);
+}
+
+// ---- corrupt bytes ----
+
+// The ring of a channel as the tests see it, through a second mapping.
+struct ring_view {
+  segment seg;
+  detail::control* ctl = nullptr;
+  std::byte* data = nullptr;
+  std::uint64_t capacity = 0;
+  explicit ring_view(const std::string& name) : seg(segment::open(name)) {
+    ctl = static_cast<detail::control*>(seg.base());
+    data = reinterpret_cast<std::byte*>(&ctl->ring0) + ctl->ring0.data_offset;
+    capacity = ctl->ring0.capacity;
+  }
+};
+
+TEST_F(ChannelTest, FuzzedRingBytesGiveCorruptFrameNeverACrash) {
+  watchdog guard(120s);
+  std::mt19937_64 rng(20240531);
+  int delivered = 0;
+  int corrupt = 0;
+  int channels = 0;
+  channel ch;
+  std::unique_ptr<ring_view> view;
+  auto fresh = [&] {
+    ch.close();
+    view.reset();
+    ch = make(options(4096), endpoint_role::both);
+    view = std::make_unique<ring_view>(ch.name());
+    ++channels;
+  };
+  fresh();
+  message m;
+  for (int round = 0; round < 100000; ++round) {
+    try {
+      const int n = 1 + static_cast<int>(rng() % 3);
+      bool stuck = false;
+      for (int i = 0; i < n; ++i) {
+        std::string payload(rng() % 200, static_cast<char>('a' + rng() % 26));
+        if (ch.send(bytes_of(payload), deadline::immediate()) != wait_result::ok) stuck = true;
+      }
+      if (stuck) {
+        fresh();
+        continue;
+      }
+      const std::uint64_t head = view->ctl->ring0.head.load();
+      const std::uint64_t tail = view->ctl->ring0.tail.load();
+      const std::uint64_t span = tail - head;
+      std::byte* at = view->data + (head & (view->capacity - 1));
+      switch (rng() % 6) {
+        case 0:  // flip bytes inside what is published
+          for (int k = 0; k < 4 && span > 0; ++k) {
+            const std::uint64_t pos = (head + rng() % span) & (view->capacity - 1);
+            view->data[pos] = static_cast<std::byte>(rng());
+          }
+          break;
+        case 1: {  // a header of random words
+          std::uint32_t words[4];
+          for (auto& w : words) w = static_cast<std::uint32_t>(rng());
+          if (rng() % 2) words[0] = static_cast<std::uint32_t>(frame_state::committed);
+          std::memcpy(at, words, sizeof words);
+          break;
+        }
+        case 2: {  // truncated: the length runs past what was written
+          auto* h = reinterpret_cast<frame_header*>(at);
+          h->length = static_cast<std::uint32_t>(span + rng() % 100000);
+          break;
+        }
+        case 3: {  // a block frame whose reference is garbage
+          auto* h = reinterpret_cast<frame_header*>(at);
+          h->kind = static_cast<std::uint16_t>(frame_kind::block);
+          h->length = sizeof(block_ref);
+          for (std::size_t k = 0; k < sizeof(block_ref) && sizeof(frame_header) + k < span; ++k) {
+            at[sizeof(frame_header) + k] = static_cast<std::byte>(rng() % 4 ? 'a' + rng() % 26 : rng());
+          }
+          break;
+        }
+        case 4:  // garbage anywhere in the ring
+          for (int k = 0; k < 16; ++k) view->data[rng() % view->capacity] = static_cast<std::byte>(rng());
+          break;
+        case 5:  // no corruption at all: the frames must come through intact
+          break;
+      }
+      for (int k = 0; k < 8; ++k) {
+        const wait_result r = ch.recv(m, deadline::immediate());
+        if (r != wait_result::ok) break;
+        ASSERT_LE(m.size(), ch.large_threshold());
+        ++delivered;
+      }
+    } catch (const std::system_error& e) {
+      ASSERT_EQ(e.code(), make_error_code(errc::corrupt_frame)) << e.what();
+      ++corrupt;
+    }
+  }
+  ch.close();
+  view.reset();
+  EXPECT_GT(delivered, 1000);
+  EXPECT_GT(corrupt, 1000);
+  RecordProperty("channels", channels);
+}
+
+TEST_F(ChannelTest, CorruptRingPositionsAreReportedAndTheChannelRecovers) {
+  channel ch = make(options(4096), endpoint_role::both);
+  ring_view view(ch.name());
+  ASSERT_EQ(ch.send(bytes_of("a"), deadline::immediate()), wait_result::ok);
+  view.ctl->ring0.head.store(view.ctl->ring0.tail.load() - 8);  // misaligned, and too close
+  message m;
+  try {
+    ch.recv(m, deadline::immediate());
+    FAIL() << "read through corrupt positions";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), make_error_code(errc::corrupt_frame));
+  }
+  ASSERT_EQ(ch.send(bytes_of("b"), deadline::immediate()), wait_result::ok);
+  ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
+  EXPECT_EQ(text_of(m), "b");
+}
+
+// ---- doorbell ----
+
+TEST_F(ChannelTest, DoorbellTurnsReadableWhenAMessageArrivesAndQuietWhenTaken) {
+  watchdog guard(30s);
+  channel r = make(options(), endpoint_role::reader);
+  const int fd = r.fileno();
+  EXPECT_EQ(r.fileno(), fd);
+  const std::string name = r.name();
+  const std::uint64_t ticket = r.hand_over(endpoint_role::writer);
+  testing::child_guard child(fork_child([&] {
+    channel w = channel::open(name, endpoint_role::writer, ticket);
+    std::this_thread::sleep_for(100ms);
+    if (w.send(bytes_of("ding"), deadline::after(5s)) != wait_result::ok) return 1;
+    std::this_thread::sleep_for(2s);  // keep the writer alive: not closed
+    return 0;
+  }));
+  EXPECT_FALSE(fd_readable(fd, 50));
+  ASSERT_TRUE(fd_readable(fd, 10000));
+  message m;
+  ASSERT_EQ(r.recv(m, deadline::immediate()), wait_result::ok);
+  EXPECT_EQ(text_of(m), "ding");
+  bool quiet = false;
+  for (int i = 0; i < 100 && !quiet; ++i) quiet = !fd_readable(fd, 10);
+  EXPECT_TRUE(quiet);
+  EXPECT_EQ(wait_child(child.release()).code, 0);
+  // The writer has gone: readable again (end of file).
+  EXPECT_TRUE(fd_readable(fd, 10000));
+  EXPECT_EQ(r.recv(m, deadline::immediate()), wait_result::closed);
+}
+
+TEST_F(ChannelTest, DoorbellTurnsReadableWhenTheLastWriterCloses) {
+  watchdog guard(30s);
+  channel r = make(options(), endpoint_role::reader);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  const int fd = r.fileno();
+  EXPECT_FALSE(fd_readable(fd, 50));
+  w.close();
+  EXPECT_TRUE(fd_readable(fd, 10000));
+  message m;
+  EXPECT_EQ(r.recv(m, deadline::immediate()), wait_result::closed);
+}
+
+// ---- endpoints, tickets, exec ----
+
+TEST_F(ChannelTest, HandedOverEndpointKeepsTheChannelOpenUntilClaimed) {
+  watchdog guard(30s);
+  channel r = make(options(), endpoint_role::reader);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  const std::uint64_t ticket = w.hand_over(endpoint_role::writer);
+  w.close();
+  EXPECT_EQ(r.poll(deadline::after(30ms)), wait_result::timed_out);  // not closed: a writer is on its way
+  const std::string name = r.name();
+  const pid_t pid = fork_child([&] {
+    release_endpoints_before_exec();  // as a freshly started process: inherits nothing
+    std::this_thread::sleep_for(50ms);
+    channel mine = channel::open(name, endpoint_role::writer, ticket);
+    return mine.send(bytes_of("claimed"), deadline::after(5s)) == wait_result::ok ? 0 : 1;
+  });
+  message m;
+  ASSERT_EQ(r.recv(m, deadline::after(10s)), wait_result::ok);
+  EXPECT_EQ(text_of(m), "claimed");
+  EXPECT_EQ(wait_child(pid).code, 0);
+  EXPECT_EQ(r.recv(m, deadline::after(10s)), wait_result::closed);
+}
+
+TEST_F(ChannelTest, ExpiredTicketNoLongerHoldsTheChannelOpen) {
+  watchdog guard(30s);
+  channel r = make(options(), endpoint_role::reader);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  (void)w.hand_over(endpoint_role::writer, std::chrono::seconds(0));
+  w.close();
+  message m;
+  EXPECT_EQ(r.recv(m, deadline::after(10s)), wait_result::closed);
+}
+
+TEST_F(ChannelTest, ReleasingEndpointsBeforeExecDropsInheritedRegistrations) {
+  watchdog guard(30s);
+  channel r = make(options(), endpoint_role::reader);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  // A forked child keeps its inherited writer registered...
+  testing::child_guard keeper(fork_child([]() -> int {
+    for (;;) ::pause();
+  }));
+  // ...unless it releases its endpoints as if about to exec.
+  testing::child_guard execer(fork_child([]() -> int {
+    release_endpoints_before_exec();
+    for (;;) ::pause();
+  }));
+  w.close();
+  message m;
+  EXPECT_EQ(r.recv(m, deadline::after(300ms)), wait_result::timed_out);
+  const pid_t k = keeper.release();
+  ::kill(k, SIGKILL);
+  wait_child(k);
+  EXPECT_EQ(r.recv(m, deadline::after(10s)), wait_result::closed);
+}
+
+TEST_F(ChannelTest, EndpointsAreCountedAndDeadOnesForgotten) {
+  watchdog guard(30s);
+  channel a = make(options(), endpoint_role::reader);
+  channel b = channel::open(a.name(), endpoint_role::writer);
+  channel c = channel::open(a.name(), endpoint_role::both);
+  auto n = a.endpoints();
+  EXPECT_EQ(n.readers, 2u);
+  EXPECT_EQ(n.writers, 2u);
+  const std::string name = a.name();
+  const auto result = run_in_child([&] {
+    channel d = channel::open(name, endpoint_role::writer);
+    return 0;  // dies registered
+  });
+  ASSERT_TRUE(result.exited);
+  // The fork itself registered the child's inherited copies; all are gone now.
+  n = a.endpoints();
+  EXPECT_EQ(n.readers, 2u);
+  EXPECT_EQ(n.writers, 2u);
+  c.close();
+  n = a.endpoints();
+  EXPECT_EQ(n.readers, 1u);
+  EXPECT_EQ(n.writers, 1u);
+}
+
+TEST_F(ChannelTest, NamesAreRemovedWithTheLastEndpoint) {
+  std::string name;
+  {
+    channel a = make(options(), endpoint_role::reader);
+    channel b = channel::open(a.name(), endpoint_role::writer);
+    name = a.name();
+    EXPECT_TRUE(testing::shm_exists(name));
+    a.close();
+    EXPECT_TRUE(testing::shm_exists(name));
+  }
+  EXPECT_FALSE(testing::shm_exists(name));
+
+  channel_options keep = options();
+  keep.remove_when_unused = false;
+  {
+    channel a = make(keep, endpoint_role::both);
+    name = a.name();
+  }
+  EXPECT_TRUE(testing::shm_exists(name));
+  EXPECT_TRUE(channel::remove(name));
+  EXPECT_FALSE(testing::shm_exists(name));
+}
+
+TEST_F(ChannelTest, EndpointsRefuseTheDirectionTheyLackAndUseAfterClose) {
+  channel r = make(options(), endpoint_role::reader);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  message m;
+  try {
+    r.send(bytes_of("x"));
+    ADD_FAILURE() << "a reader sent";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), std::errc::bad_file_descriptor);
+  }
+  try {
+    w.recv(m, deadline::immediate());
+    ADD_FAILURE() << "a writer received";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), std::errc::bad_file_descriptor);
+  }
+  w.close();
+  try {
+    w.send(bytes_of("x"));
+    ADD_FAILURE() << "sent on a closed endpoint";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), make_error_code(errc::handle_closed));
+  }
+}
+
+TEST_F(ChannelTest, OpeningSomethingElseThrowsEINVAL) {
+  const std::string name = testing::test_prefix() + "notachannel";
+  testing::name_guard names(name);
+  segment seg = segment::create_named(name, 1 << 20);
+  try {
+    channel::open(name, endpoint_role::reader);
+    FAIL() << "opened a segment that is not a channel";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), std::errc::invalid_argument);
+  }
+}
+
+void ignore_signal(int) {}
+
+TEST_F(ChannelTest, SignalHandlerInterruptsABlockedRecv) {
+  watchdog guard(30s);
+  channel ch = make(options(), endpoint_role::both);
+  struct sigaction sa {};
+  struct sigaction old {};
+  sa.sa_handler = &ignore_signal;
+  sigemptyset(&sa.sa_mask);
+  ASSERT_EQ(::sigaction(SIGUSR1, &sa, &old), 0);
+  const pthread_t self = ::pthread_self();
+  std::atomic<bool> stop{false};
+  std::thread poker([&] {
+    while (!stop.load()) {
+      std::this_thread::sleep_for(30ms);
+      ::pthread_kill(self, SIGUSR1);
+    }
+  });
+  message m;
+  wait_result r;
+  do {
+    r = ch.recv(m, deadline::after(10s));
+  } while (r == wait_result::timed_out);
+  stop.store(true);
+  poker.join();
+  ::sigaction(SIGUSR1, &old, nullptr);
+  EXPECT_EQ(r, wait_result::interrupted);
+}
+
+}  // namespace
+}  // namespace mphost::ipc
