@@ -2,50 +2,53 @@
 
 How a task travels through a process Pool::
 
-    caller threads           parent: helper threads               worker processes
-    --------------           ----------------------               ----------------
-    apply_async --window free------------------------+
-         |                                           |
-         +--window full--+                           v
-    map / imap ----------+--> _taskqueue --> task handler --> inqueue --> worker()
-      (a stream of                (local)   batches tasks,    (ctx.       announces, runs,
-       chunks)                              keeps a window)   SimpleQueue) replies
-                                                                             |
-    get() / next() <-- reader role <----------------- outqueue <-------------+
-      a caller that waits reads the outqueue     (ctx.SimpleQueue)  STARTED pid job i n
-      itself; when nobody waits, the result           ^             DONE / BATCH results
-      handler thread holds the reader role            |
-                                                      +-- EXITED pid code -- worker handler
-                                                          (connection.wait on sentinels;
-                                                           replaces dead workers)
+  caller threads          parent helper threads                 worker processes
+  --------------          ---------------------                 ----------------
+  apply_async --(window has room)-------------------+
+       |                                            v
+       +--(window full)--+                      inqueue ---------> worker()
+  map / imap --stream----+--> _taskqueue --> task    (ctx.            | notes the task on
+                              (local)       handler   SimpleQueue)     | its board slot,
+                                       batches, keeps                  | runs it, replies
+                                       the window                      v
+  get() / next() <---- reader role <------------------------------ outqueue
+    a caller that waits reads the outqueue itself;              (ctx.SimpleQueue)
+    when nobody waits the result handler thread does                   ^
+                                                                       |
+         task board (ctx.RawArray) --read after a death--> worker handler: EXITED
+         one slot per worker             connection.wait on the sentinels;
+                                         starts replacements
 
-- Tasks are the stdlib's ``(job, i, func, args, kwds)`` tuples. A map, starmap
-  or imap call is a stream of them (one per chunk). The task handler sends a
-  stream's tasks in batches: a batch is a list of consecutive tasks of one
-  call, sized from the measured cost of the call's earlier tasks so that one
-  batch is about ``_BATCH_SECONDS`` of work. Chunks stay the unit of the
-  stdlib's semantics (chunksize, result order, error positions); batching
-  only amortizes the per-message cost. apply_async tasks are never batched.
-- At most ``_window`` messages are in flight (sent, not yet answered), so
-  the task handler consumes lazy iterables at the pace of the workers and
-  batch sizes react to measurements. While the window has room, apply_async
-  puts its task on the inqueue from the caller's own thread.
-- Before running a task or batch a worker announces it (STARTED) on the
-  outqueue, so the parent knows what each worker holds. When a worker dies,
-  the worker handler posts EXITED on the same outqueue, behind everything the
-  dead worker wrote; whoever reads it fails the tasks the worker still held
-  with WorkerLostError (a multiprocessing.ProcessError) instead of waiting
-  forever, and the worker handler starts a replacement.
+- Tasks are the stdlib's ``(job, i, func, args, kwds)`` tuples, one per
+  chunk. A map, starmap or imap call is a stream of them, which the task
+  handler sends in batches: lists of consecutive tasks of that call, sized
+  from the measured cost of its earlier tasks so that a batch is about
+  ``_BATCH_SECONDS`` of work. Chunks stay the unit of the stdlib's semantics
+  (chunksize, order of results, where errors appear); batches only spread
+  the cost of a message over many tasks. apply_async tasks are never batched.
+- At most ``_window`` messages are in flight (sent, not yet answered): the
+  task handler consumes lazy iterables at the workers' pace, and batch sizes
+  follow the measurements. While the window has room, apply_async puts its
+  task on the inqueue from the caller's own thread.
+- Before running a task or batch, a worker writes (job, first index, count,
+  seq) in its slot of the task board, and every reply carries the seq it
+  answers; no message is spent on this. When a worker dies, the worker
+  handler reads its slot and posts EXITED on the outqueue, behind everything
+  the worker wrote. If the slot names a task that was not answered, whoever
+  reads EXITED fails that task with WorkerLostError (a
+  multiprocessing.ProcessError naming the pid and the signal or exit code):
+  a map fails as a whole, an imap yields the error at the lost positions.
+  The worker handler has meanwhile started a replacement. Without a board
+  (no shared memory), workers announce tasks with STARTED messages instead.
 - One thread at a time reads the outqueue (the reader role). A caller
   blocked in get(), wait() or next() takes the role and reads its own
-  results, which saves a thread hand-off per result; the result handler
-  thread steps aside while callers wait and takes the role back when nobody
-  has waited for ``_GRACE`` seconds (it serves callbacks and the window).
+  results, which saves a hand-off between threads per result; the result
+  handler thread steps aside while callers wait and takes the role back once
+  nobody has waited for ``_GRACE`` seconds (for callbacks and the window).
   Callbacks run in whichever thread reads, one at a time.
 
-A ThreadPool runs the same machinery with threads and in-process queues;
-its workers share the parent's objects, so nothing is pickled and worker
-deaths are not tracked.
+A ThreadPool runs the same machinery with worker threads and in-process
+queues; nothing is pickled and worker deaths are not tracked.
 """
 
 import collections
@@ -79,10 +82,14 @@ TERMINATE = 'TERMINATE'
 job_counter = itertools.count()
 
 # Tags of the messages workers (and the worker handler) put on the outqueue.
-_STARTED = 0   # (_STARTED, pid, job, first index, number of tasks)
-_DONE = 1      # (_DONE, pid, job, index, (success, value))
-_BATCH = 2     # (_BATCH, pid, seconds spent, job, first index, [(success, value), ...])
-_EXITED = 3    # (_EXITED, pid, exitcode), put by the parent
+# `seq` numbers the tasks and batches one worker took (1, 2, ...).
+_STARTED = 0   # (_STARTED, pid, seq, job, first index, number of tasks)
+_DONE = 1      # (_DONE, pid, seq, job, index, (success, value))
+_BATCH = 2     # (_BATCH, pid, seq, seconds spent, job, first index, [(success, value), ...])
+_EXITED = 3    # (_EXITED, pid, exitcode, held), put by the parent; held is
+               # (job, first index, number of tasks, seq) or None
+# A worker's slot on the task board: job, first index, number of tasks, seq.
+_SLOT_CELLS = 4
 
 # A batch holds about this much work (seconds, measured in the workers) ...
 _BATCH_SECONDS = 0.002
@@ -213,24 +220,50 @@ def _encodable(result):
         return (False, MaybeEncodingError(e, result[1]))
 
 
-def _run_batch(tasks, put, pid, wrap_exception, announce):
+def _task_marker(tracking, put, pid):
+    """The function a worker calls before running a task or batch, telling
+    the parent what it holds: in its slot of the pool's task board when it
+    has one, else with a STARTED message. None when nothing is tracked."""
+    if tracking is None:
+        return None
+    board, slot = tracking
+    if board is None:
+        def mark(seq, job, first, n):
+            put((_STARTED, pid, seq, job, first, n))
+        return mark
+    cells = memoryview(board).cast('B').cast('q')
+    base = slot * _SLOT_CELLS
+
+    def mark(seq, job, first, n):
+        cells[base] = job
+        cells[base + 1] = first
+        cells[base + 2] = n
+        cells[base + 3] = seq      # written last: it validates the others
+    return mark
+
+
+def _run_batch(tasks, put, pid, seq, wrap_exception, mark):
     job, first = tasks[0][0], tasks[0][1]
-    if announce:
-        put((_STARTED, pid, job, first, len(tasks)))
+    if mark is not None:
+        mark(seq, job, first, len(tasks))
     started = time.perf_counter()
     results = [_call(func, args, kwds, wrap_exception) for _, _, func, args, kwds in tasks]
     spent = time.perf_counter() - started
     try:
-        put((_BATCH, pid, spent, job, first, results))
+        put((_BATCH, pid, seq, spent, job, first, results))
     except Exception:
-        put((_BATCH, pid, spent, job, first, [_encodable(r) for r in results]))
+        put((_BATCH, pid, seq, spent, job, first, [_encodable(r) for r in results]))
     return len(tasks)
 
 
 def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
-           wrap_exception=False, _announce=False):
+           wrap_exception=False, _tracking=None):
     """Body of a pool worker: take tasks from inqueue until told to stop
-    (None) or maxtasks tasks are done; put their results on outqueue."""
+    (None) or maxtasks tasks are done; put their results on outqueue.
+
+    With `_tracking` (given by Pool), the worker tells the parent which
+    task it runs, so that its death fails that task instead of losing it.
+    """
     if maxtasks is not None and not (isinstance(maxtasks, int) and maxtasks >= 1):
         raise AssertionError(f'Maxtasks {maxtasks!r} is not valid')
     put = outqueue.put
@@ -242,6 +275,8 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
     if initializer is not None:
         initializer(*initargs)
     pid = os.getpid()
+    mark = _task_marker(_tracking, put, pid)
+    seq = 0            # numbers the tasks and batches this worker takes
     completed = 0
     while maxtasks is None or completed < maxtasks:
         try:
@@ -252,19 +287,20 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
         if msg is None:
             util.debug('worker got sentinel -- exiting')
             break
+        seq += 1
         if type(msg) is list:
-            completed += _run_batch(msg, put, pid, wrap_exception, _announce)
+            completed += _run_batch(msg, put, pid, seq, wrap_exception, mark)
         else:
             job, i, func, args, kwds = msg
-            if _announce:
-                put((_STARTED, pid, job, i, 1))
+            if mark is not None:
+                mark(seq, job, i, 1)
             result = _call(func, args, kwds, wrap_exception)
             try:
-                put((_DONE, pid, job, i, result))
+                put((_DONE, pid, seq, job, i, result))
             except Exception as e:
                 wrapped = MaybeEncodingError(e, result[1])
                 util.debug(f'Possible encoding error while sending result: {wrapped}')
-                put((_DONE, pid, job, i, (False, wrapped)))
+                put((_DONE, pid, seq, job, i, (False, wrapped)))
             completed += 1
         # Drop references to the task before waiting for the next one.
         msg = job = func = args = kwds = result = None
@@ -381,7 +417,7 @@ class _Engine:
         self.initargs = pool._initargs
         self.maxtasks = pool._maxtasksperchild
         self.wrap_exception = pool._wrap_exception
-        self.announce = cls._announces_tasks
+        self.tracks_tasks = cls._tracks_tasks
         self.workers = pool._pool
         self.cache = pool._cache
         self.inqueue = pool._inqueue
@@ -394,6 +430,20 @@ class _Engine:
         self.state = RUN
 
         self.doorbell = _Doorbell()
+        # The task board: one slot per worker where it notes the task it runs.
+        self.board = None
+        self._cells = None
+        self._free_slots = []
+        self._slot_of = {}           # worker -> its slot on the board
+        if self.tracks_tasks:
+            nslots = 2 * self.processes
+            try:
+                self.board = self.ctx.RawArray('q', nslots * _SLOT_CELLS)
+            except Exception as e:   # no shared memory: workers send STARTED
+                util.debug(f'pool runs without a task board: {e!r}')
+            else:
+                self._cells = memoryview(self.board).cast('B').cast('q')
+                self._free_slots = list(range(nslots - 1, -1, -1))
         self.cache.notifier = self._cache_emptied
         self._pool_lock = threading.RLock()   # guards the worker list
         self._put_lock = threading.Lock()     # parent threads writing the inqueue
@@ -406,7 +456,8 @@ class _Engine:
         self._window = _WINDOW_PER_WORKER * self.processes + 1
         self._inflight = 0           # messages on the inqueue or held by workers
         self._slot_waiting = False
-        self._held = {}              # pid -> (job, first index, number of tasks)
+        self._held = {}              # pid -> (job, first, n, seq) from STARTED messages
+        self._answered = {}          # pid -> seq of the last task it answered
         self._streams = {}           # job -> _Stream being sent
         self._reader = None          # ident of the thread holding the reader role
         self._bg_ident = None
@@ -432,18 +483,36 @@ class _Engine:
         """Start workers until there are `processes` of them."""
         with self._pool_lock:
             for _ in range(self.processes - len(self.workers)):
+                tracking, slot = None, None
+                if self.tracks_tasks:
+                    if self._free_slots:
+                        slot = self._free_slots.pop()
+                        base = slot * _SLOT_CELLS
+                        for k in range(_SLOT_CELLS):
+                            self._cells[base + k] = 0
+                        tracking = (self.board, slot)
+                    else:
+                        tracking = (None, -1)
                 w = self.Process(self.ctx, target=worker,
                                  args=(self.inqueue, self.outqueue, self.initializer,
                                        self.initargs, self.maxtasks,
-                                       self.wrap_exception, self.announce))
+                                       self.wrap_exception, tracking))
                 w.name = w.name.replace('Process', 'PoolWorker')
                 w.daemon = True
-                w.start()
+                try:
+                    w.start()
+                except BaseException:
+                    if slot is not None:
+                        self._free_slots.append(slot)
+                    raise
+                if slot is not None:
+                    self._slot_of[w] = slot
                 self.workers.append(w)
                 util.debug('added worker')
 
     def join_exited(self):
-        """Reap workers that exited; return [(pid, exitcode)] of them."""
+        """Reap workers that exited; return [(pid, exitcode, held)] of them,
+        held being what the board says the worker last took (or None)."""
         exited = []
         with self._pool_lock:
             for w in list(self.workers):
@@ -451,15 +520,23 @@ class _Engine:
                     util.debug(f'cleaning up worker {w.pid}')
                     w.join()
                     self.workers.remove(w)
-                    exited.append((w.pid, w.exitcode))
+                    held = None
+                    slot = self._slot_of.pop(w, None)
+                    if slot is not None:
+                        base = slot * _SLOT_CELLS
+                        job, first, n, seq = self._cells[base:base + _SLOT_CELLS]
+                        if seq:
+                            held = (job, first, n, seq)
+                        self._free_slots.append(slot)
+                    exited.append((w.pid, w.exitcode, held))
         return exited
 
     def maintain(self):
         exited = self.join_exited()
-        if exited and self.announce and self.state != TERMINATE:
-            for pid, exitcode in exited:
+        if exited and self.tracks_tasks and self.state != TERMINATE:
+            for pid, exitcode, held in exited:
                 # Queued behind everything the worker wrote before it died.
-                self.outqueue.put((_EXITED, pid, exitcode))
+                self.outqueue.put((_EXITED, pid, exitcode, held))
         if self.state != TERMINATE:
             self.repopulate()
 
@@ -588,8 +665,11 @@ class _Engine:
                 finished = stream.result._set_length(index)
                 if self._sleepers:
                     self._cond.notify_all()
+                wake = self._reader_must_look()
             if finished:
                 self._finish([stream.result])
+            if wake:
+                self._kick()
 
     def _handle_tasks(self):
         get = self.taskqueue.get
@@ -631,20 +711,29 @@ class _Engine:
         return self.state == TERMINATE or (self._tasks_done and not self.cache)
 
     def fail_task(self, job, i, exc):
+        """Fail task i of job from a thread that is not reading results."""
         with self._lock:
             result = self.cache.get(job)
             done = result is not None and result._deliver(i, (False, exc))
             if self._sleepers and not done:
                 self._cond.notify_all()
+            wake = self._reader_must_look()
         if done:
             self._finish([result])
+        if wake:
+            self._kick()
+
+    def _reader_must_look(self):
+        # A thread blocked reading the outqueue only looks at its result
+        # when a message arrives: changes made elsewhere must send one.
+        return self._reader is not None and self._reader != threading.get_ident()
 
     def _dispatch(self, msg):
         """Apply one outqueue message (lock held); return results it completed."""
         tag = msg[0]
         if tag == _BATCH:
-            _, pid, spent, job, first, results = msg
-            self._held.pop(pid, None)
+            _, pid, seq, spent, job, first, results = msg
+            self._answered[pid] = seq
             self._inflight -= 1
             stream = self._streams.get(job)
             if stream is not None:
@@ -652,22 +741,24 @@ class _Engine:
             result = self.cache.get(job)
             done = result is not None and result._deliver_batch(first, results)
         elif tag == _DONE:
-            _, pid, job, i, value = msg
-            self._held.pop(pid, None)
+            _, pid, seq, job, i, value = msg
+            self._answered[pid] = seq
             self._inflight -= 1
             result = self.cache.get(job)
             done = result is not None and result._deliver(i, value)
         elif tag == _STARTED:
-            _, pid, job, first, n = msg
-            self._held[pid] = (job, first, n)
+            _, pid, seq, job, first, n = msg
+            self._held[pid] = (job, first, n, seq)
             return None
         elif tag == _EXITED:
-            _, pid, exitcode = msg
-            held = self._held.pop(pid, None)
-            if held is None:
-                return None
+            _, pid, exitcode, held = msg
+            announced = self._held.pop(pid, None)
+            held = held or announced
+            answered = self._answered.pop(pid, 0)
+            if held is None or held[3] <= answered:
+                return None          # it held nothing when it died
             self._inflight -= 1
-            job, first, n = held
+            job, first, n, _ = held
             util.info(f'worker {pid} exited with {exitcode} holding {n} task(s) of job {job}')
             result = self.cache.get(job)
             done = result is not None and result._lose(first, n, WorkerLostError(pid, exitcode, n))
@@ -765,8 +856,9 @@ class _Engine:
             with lock:
                 self._nwaiters -= 1
                 if not self._nwaiters:
+                    # The result handler notices by itself (it polls while
+                    # stepping aside): waking it here would cost every call.
                     self._bg_resume_at = time.monotonic() + _GRACE
-                    self._bg_cond.notify_all()
 
     def _handle_results(self):
         lock = self._lock
@@ -784,7 +876,7 @@ class _Engine:
                                 self._kicked = False
                                 break
                         else:
-                            delay = None
+                            delay = _GRACE
                         self._bg_cond.wait(delay)
                 try:
                     while True:
@@ -862,7 +954,7 @@ class Pool(object):
     """A pool of worker processes to which jobs can be submitted."""
 
     _wrap_exception = True
-    _announces_tasks = True
+    _tracks_tasks = True
 
     @staticmethod
     def Process(ctx, *args, **kwds):
@@ -1326,7 +1418,7 @@ class ThreadPool(Pool):
     """A Pool whose workers are threads of this process."""
 
     _wrap_exception = False
-    _announces_tasks = False
+    _tracks_tasks = False
 
     @staticmethod
     def Process(ctx, *args, **kwds):
