@@ -10,6 +10,11 @@ four transport methods a subclass provides:
     _poll(timeout)            True once a message (or end of file) is there
     _close()                  release the transport
 
+and two it may refine: ``_recv_bytes_into(view, offset)`` (the generic one
+receives, then copies) and ``_poll_spin(budget)`` (a short busy wait used by
+request/reply traffic). ``_handle`` is what fileno() returns: a descriptor
+that select/poll see readable when a message is there.
+
 ``Connection`` is the transport over a descriptor (a socket or a pipe). Its
 framing is the stdlib's, byte for byte, so a stock python3 process can be
 the peer: a signed big-endian 32-bit length, then the payload; a payload of
@@ -246,6 +251,26 @@ class _ConnectionBase:
         self._check_readable()
         return self._poll(timeout)
 
+    def _poll_spin(self, budget):
+        """Busy-poll (yielding the CPU between polls) for up to `budget`
+        seconds; True once something is there to read.
+
+        For request/reply traffic between processes on different cores, a
+        reply that arrives while we spin costs a few microseconds instead
+        of a sleeping process's wake-up.
+        """
+        poll = self._poll
+        if poll(0):
+            return True
+        deadline = time.monotonic() + budget
+        pause = os.sched_yield
+        while True:
+            pause()
+            if poll(0):
+                return True
+            if time.monotonic() > deadline:
+                return False
+
     def __enter__(self):
         return self
 
@@ -460,6 +485,24 @@ class Connection(_ConnectionBase):
         if size:
             self._read_into(view[offset:offset + size])
         return size
+
+    def _poll_spin(self, budget):
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(self._handle, _POLLIN)
+        poll = poller.poll
+        if poll(0):
+            return True
+        deadline = time.monotonic() + budget
+        pause = os.sched_yield
+        clock = time.monotonic
+        while True:
+            pause()
+            if poll(0):
+                return True
+            if clock() > deadline:
+                return False
 
     def _poll(self, timeout):
         poller = self._poller

@@ -213,6 +213,8 @@ class Server(object):
             except OSError:
                 if getattr(self.listener, '_listener', True) is None:
                     return  # the listener was closed
+                # Out of descriptors or the like: do not spin on it.
+                time.sleep(0.01)
                 continue
             t = threading.Thread(target=self.handle_request, args=(c,), daemon=True)
             t.start()
@@ -871,6 +873,19 @@ def _call(tls, conn, request):
     return connection._unpickle_message(data)
 
 
+def _call_aside(address, authkey, Client, request):
+    """One request on a served connection opened for it alone."""
+    holder = types.SimpleNamespace()
+    conn = _open_connection(holder, address, authkey, Client)
+    try:
+        if holder.stream is None:
+            conn.send(request)
+            return conn.recv()
+        return _call(holder, conn, request)
+    finally:
+        conn.close()
+
+
 def _control(address, authkey, serializer, Client, funcname, args=(), kwds={}, connect=False):
     """Run a Server function: on this thread's connection when it can take
     control requests (opening one first if `connect`), else on a connection
@@ -951,7 +966,13 @@ class BaseProxy(object):
             util.debug('thread %r does not own a connection', threading.current_thread().name)
             self._connect()
             conn = tls.connection
-        if self._serializer == 'pickle':
+        if tls.busy:
+            # Called while this thread's connection waits for a reply (from
+            # a signal handler, or while pickling the arguments of a call):
+            # use a connection of its own.
+            kind, result = _call_aside(self._token.address, self._authkey, self._Client,
+                                       (self._id, methodname, args, kwds))
+        elif self._serializer == 'pickle':
             kind, result = _call(tls, conn, (self._id, methodname, args, kwds))
         else:
             try:

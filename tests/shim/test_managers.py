@@ -582,6 +582,28 @@ def test_pool_proxy(sync):
         assert pool.starmap(pow, [(2, 3)]) == [8]
 
 
+def test_proxy_used_from_signal_handler_while_a_call_waits(sync):
+    """A handler that uses proxies while this thread waits for a reply
+    gets a connection of its own: both calls get their own answers."""
+    import signal
+    q = sync.Queue()
+    d = sync.dict()
+
+    def handler(signum, frame):
+        d['handler'] = True
+        q.put('from handler')
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        assert q.get(timeout=TIMEOUT) == 'from handler'
+        assert d['handler'] is True
+        q.put('after')
+        assert q.get(timeout=TIMEOUT) == 'after'
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def test_dict_iteration_without_the_manager_object(sync):
     """A proxy that lost its manager (as in a child) still gets proxies back."""
     d = sync.dict(a=1, b=2)
