@@ -35,6 +35,7 @@ import array
 import importlib.util
 import os
 import queue
+import select
 import signal
 import sys
 import threading
@@ -717,51 +718,32 @@ def _open_connection(tls, address, authkey, Client):
     return conn
 
 
-class _Spinner:
-    """Adaptive busy-wait before a blocking read on a request/reply stream.
-
-    Spinning pays when the answer comes within the budget (the peer runs on
-    another core and answers at once); when it does not, spinning is
-    skipped for a growing number of waits, so an idle or slow peer costs
-    next to nothing.
-    """
-
-    __slots__ = ('budget', 'skip', 'backoff')
-
-    def __init__(self, budget):
-        self.budget = budget
-        self.skip = 0
-        self.backoff = 1
-
-    def wait(self, conn):
-        if self.skip:
-            self.skip -= 1
-            return
-        if conn._poll_spin(self.budget):
-            self.backoff = 1
-        else:
-            self.skip = self.backoff
-            self.backoff = min(self.backoff * 2, _MAX_SPIN_BACKOFF)
-
-
 # Seconds a client spins for a reply, and a served connection for the next
-# request, before sleeping in read().
+# request, before sleeping in read(); after a wait that the spin did not
+# cover, that many waits (doubling up to the maximum) go straight to sleep.
 _CLIENT_SPIN = 50e-6
 _SERVER_SPIN = 50e-6
 _MAX_SPIN_BACKOFF = 256
 _STREAM_BUFFER = 1 << 16
+# Messages up to this size go out as one buffer (header and payload joined).
+_JOIN_LIMIT = 1 << 14
 
 
 class _Stream:
     """Request/reply messages over a manager connection that one thread owns.
 
     The framing is the Connection's (so either side may be a stock python3
-    process); reading is buffered, so that a message usually takes one
-    read(), and waits for a reply or a request spin briefly first. Only the
-    owning thread reads the descriptor, so buffering is safe here.
+    process). Reading is buffered, so that a message usually takes one
+    read(): only the owning thread reads the descriptor. Before a read
+    would sleep, the stream spins briefly (polling, yielding the CPU
+    between polls): a peer on another core answers within microseconds,
+    while waking a sleeping process costs tens of them. Spinning adapts:
+    after waits it did not cover, it is skipped for a growing number of
+    waits, so an idle or slow peer costs next to nothing.
     """
 
-    __slots__ = ('_conn', '_fd', '_buf', '_view', '_start', '_end', '_spinner')
+    __slots__ = ('_conn', '_fd', '_buf', '_view', '_start', '_end', '_poll',
+                 '_budget', '_skip', '_backoff', '_encoder')
 
     def __init__(self, conn, spin_budget):
         self._conn = conn
@@ -770,35 +752,84 @@ class _Stream:
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
-        self._spinner = _Spinner(spin_budget)
+        poller = select.poll()
+        poller.register(self._fd, connection._POLLIN)
+        self._poll = poller.poll
+        self._budget = spin_budget
+        self._skip = 0
+        self._backoff = 1
+        self._encoder = connection._Encoder()
+
+    def encode(self, obj):
+        """The frame(s) carrying obj; nothing is written yet (so that a
+        pickling error leaves the stream in step)."""
+        encoder = self._encoder
+        data = encoder.dumps(obj) if not encoder.busy else connection._dumps(obj)
+        n = len(data)
+        if n <= _JOIN_LIMIT:
+            return [connection._HEADER.pack(n) + data]
+        if n > connection._MAX_SHORT:
+            return [connection._LONG_MARK + connection._LONG_HEADER.pack(n), data]
+        return [connection._HEADER.pack(n), data]
+
+    def write(self, parts):
+        if len(parts) == 1:
+            frame = parts[0]
+            written = os.write(self._fd, frame)
+            if written != len(frame):
+                self._conn._write_all([memoryview(frame)[written:]])
+        else:
+            self._conn._write_all(parts)
 
     def send(self, obj):
-        data = connection._dumps(obj)
-        n = len(data)
-        if n > connection._MAX_SHORT:
-            header = connection._LONG_MARK + connection._LONG_HEADER.pack(n)
-        else:
-            header = connection._HEADER.pack(n)
-        self._conn._write_all([header, data])
+        self.write(self.encode(obj))
 
     def recv(self):
-        return connection._unpickle_message(self.recv_bytes())
+        """The next message, unpickled (from the buffer, without a copy)."""
+        return connection._unpickle_message(self._next_message())
+
+    def recv_bytes(self):
+        """The next message, as an object of its own."""
+        data = self._next_message()
+        return data.tobytes() if type(data) is memoryview else data
+
+    def _spin(self):
+        # Wait (briefly, busily) for something to read; see the class doc.
+        if self._skip:
+            self._skip -= 1
+            return
+        poll = self._poll
+        if poll(0):
+            self._backoff = 1
+            return
+        clock = time.monotonic
+        pause = os.sched_yield
+        deadline = clock() + self._budget
+        while True:
+            pause()
+            if poll(0):
+                self._backoff = 1
+                return
+            if clock() > deadline:
+                break
+        self._skip = self._backoff
+        self._backoff = min(self._backoff * 2, _MAX_SPIN_BACKOFF)
 
     def _fill(self, need):
-        """Read until `need` bytes from _start are buffered."""
+        """Read until `need` bytes from the start of the buffer are there."""
         start = self._start
         end = self._end
         if start:
             # Move the partial message to the front.
             self._buf[:end - start] = self._view[start:end]
             end -= start
-            start = self._start = 0
+            self._start = 0
             self._end = end
         view = self._view
         fd = self._fd
         while end < need:
             if end == 0:
-                self._spinner.wait(self._conn)
+                self._spin()
             n = os.readv(fd, [view[end:]])
             if n == 0:
                 if end == 0:
@@ -808,8 +839,9 @@ class _Stream:
             self._end = end
         return end
 
-    def recv_bytes(self):
-        """The next message, as an object of its own."""
+    def _next_message(self):
+        # A memoryview into the buffer (valid until the next read), or a
+        # bytearray for a message larger than the buffer.
         start = self._start
         end = self._end
         if end - start < 4:
@@ -828,11 +860,11 @@ class _Stream:
         total = header + size
         if end - start >= total:
             self._start = start + total
-            return self._view[start + header:start + total].tobytes()
+            return self._view[start + header:start + total]
         if total <= len(self._buf):
             self._fill(total)
             self._start = total
-            return self._view[header:total].tobytes()
+            return self._view[header:total]
         # Larger than the buffer: take what is buffered, read the rest directly.
         payload = bytearray(size)
         have = end - start - header
@@ -857,13 +889,19 @@ def _call(tls, conn, request):
     """One request and its reply over this thread's connection; returns
     (kind, result)."""
     tls.busy = True
+    stream = tls.stream
     try:
-        stream = tls.stream
+        # A pickling error here leaves the connection in step.
+        frames = stream.encode(request) if stream is not None else connection._dumps(request)
+    except BaseException:
+        tls.busy = False
+        raise
+    try:
         if stream is not None:
-            stream.send(request)
+            stream.write(frames)
             data = stream.recv_bytes()
         else:
-            conn.send(request)
+            conn.send_bytes(frames)
             data = conn.recv_bytes()
     except BaseException:
         _drop_connection(tls)

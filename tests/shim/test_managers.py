@@ -368,6 +368,10 @@ def test_one_connection_per_thread(monkeypatch):
         for i in range(50):
             d[i] = i
             assert d[i] == i
+        # Arguments that cannot be pickled fail before anything is sent.
+        with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+            d['f'] = lambda: None
+        assert 'f' not in d
         assert sum(l[0] for l in lists) == 45
         del lists
         assert m._number_of_objects() == 1
