@@ -384,24 +384,6 @@ class _Stream:
             self.cost = (self.cost + cost) / 2
 
 
-class _WorkerThread(threading.Thread):
-    """A ThreadPool worker when multiprocessing.dummy is not available."""
-
-    def __init__(self, group=None, target=None, name=None, args=(), kwargs=None):
-        super().__init__(group, target, name, args, kwargs or {})
-        self._started_once = False
-
-    def start(self):
-        self._started_once = True
-        super().start()
-
-    @property
-    def exitcode(self):
-        if self._started_once and not self.is_alive():
-            return 0
-        return None
-
-
 class _Engine:
     """The machinery of one pool: queues, helper threads, worker upkeep and
     the routing of results. It holds no reference to the Pool object, so a
@@ -1422,10 +1404,7 @@ class ThreadPool(Pool):
 
     @staticmethod
     def Process(ctx, *args, **kwds):
-        try:
-            from .dummy import Process
-        except ImportError:
-            Process = _WorkerThread
+        from .dummy import Process
         return Process(*args, **kwds)
 
     def __init__(self, processes=None, initializer=None, initargs=()):
