@@ -10,10 +10,10 @@ four transport methods a subclass provides:
     _poll(timeout)            True once a message (or end of file) is there
     _close()                  release the transport
 
-and two it may refine: ``_recv_bytes_into(view, offset)`` (the generic one
-receives, then copies) and ``_poll_spin(budget)`` (a short busy wait used by
-request/reply traffic). ``_handle`` is what fileno() returns: a descriptor
-that select/poll see readable when a message is there.
+and one it may refine: ``_recv_bytes_into(view, offset)`` (the generic one
+receives, then copies). ``_handle`` is what fileno() returns: a descriptor
+that select/poll see readable when a message is there (so that wait()
+works on every transport).
 
 ``Connection`` is the transport over a descriptor (a socket or a pipe). Its
 framing is the stdlib's, byte for byte, so a stock python3 process can be
@@ -26,6 +26,7 @@ authkey, run the stdlib's HMAC challenge in both directions before any
 message is unpickled.
 """
 
+import copyreg
 import itertools
 import math
 import os
@@ -251,26 +252,6 @@ class _ConnectionBase:
         self._check_readable()
         return self._poll(timeout)
 
-    def _poll_spin(self, budget):
-        """Busy-poll (yielding the CPU between polls) for up to `budget`
-        seconds; True once something is there to read.
-
-        For request/reply traffic between processes on different cores, a
-        reply that arrives while we spin costs a few microseconds instead
-        of a sleeping process's wake-up.
-        """
-        poll = self._poll
-        if poll(0):
-            return True
-        deadline = time.monotonic() + budget
-        pause = os.sched_yield
-        while True:
-            pause()
-            if poll(0):
-                return True
-            if time.monotonic() > deadline:
-                return False
-
     def __enter__(self):
         return self
 
@@ -295,7 +276,6 @@ class _Encoder:
         self.busy = False
 
     def dumps(self, obj):
-        import copyreg
         key = (len(copyreg.dispatch_table), len(_ForkingPickler._extra_reducers))
         if key != self.key or self.pickler is None:
             table = copyreg.dispatch_table.copy()
@@ -485,24 +465,6 @@ class Connection(_ConnectionBase):
         if size:
             self._read_into(view[offset:offset + size])
         return size
-
-    def _poll_spin(self, budget):
-        poller = self._poller
-        if poller is None:
-            poller = self._poller = select.poll()
-            poller.register(self._handle, _POLLIN)
-        poll = poller.poll
-        if poll(0):
-            return True
-        deadline = time.monotonic() + budget
-        pause = os.sched_yield
-        clock = time.monotonic
-        while True:
-            pause()
-            if poll(0):
-                return True
-            if clock() > deadline:
-                return False
 
     def _poll(self, timeout):
         poller = self._poller

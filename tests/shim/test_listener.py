@@ -369,6 +369,7 @@ def test_long_frames_understood_by_stock(monkeypatch):
             assert conn.recv() == ('echo', list(range(1000)))
             conn.send_bytes(b'abc' * 1000)
             assert conn.recv_bytes() == (b'abc' * 1000)[::-1]
+            assert conn.recv_bytes() == b'long form'
         assert peer.readline() == 'done'
     finally:
         peer.kill()
