@@ -990,7 +990,7 @@ class Pool(object):
         self._state = RUN
 
     def __del__(self, _warn=warnings.warn, RUN=RUN):
-        if self._state == RUN:
+        if getattr(self, '_state', None) == RUN:
             _warn(f"unclosed running multiprocessing pool {self!r}",
                   ResourceWarning, source=self)
             engine = getattr(self, '_engine', None)
