@@ -108,12 +108,20 @@ void notify_readers(control& c) noexcept {
   }
 }
 
-// After a reader moved the head: room for sleeping writers, news for watchers.
-void notify_consumed(control& c) noexcept {
+// After a reader moved the head of ring `r` to `new_head`: room for
+// sleeping writers (see space_wanted in channel_layout.hpp), news for
+// watchers.
+void notify_consumed(control& c, const ring_map& r, std::uint64_t new_head) noexcept {
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (c.writers_waiting.load(std::memory_order_relaxed) != 0) {
-    c.space_seq.fetch_add(1, std::memory_order_release);
-    futex_wake_all(c.space_seq);
+  if (c.writers_waiting.load(std::memory_order_acquire) != 0) {
+    const std::uint64_t free = r.capacity - (r.hdr->tail.load(std::memory_order_relaxed) - new_head);
+    std::uint64_t want = c.space_wanted.load(std::memory_order_acquire);
+    if (want < r.capacity / 4) want = r.capacity / 4;
+    if (free >= want) {
+      c.space_wanted.store(0, std::memory_order_relaxed);
+      c.space_seq.fetch_add(1, std::memory_order_release);
+      futex_wake_all(c.space_seq);
+    }
   }
   if (c.watchers.load(std::memory_order_relaxed) != 0) {
     c.watch_seq.fetch_add(1, std::memory_order_release);
@@ -184,6 +192,7 @@ wait_result reserve_frame(channel::state& s, frame_kind kind, std::size_t length
     if (c.live_readers.load(std::memory_order_acquire) == 0) return wait_result::closed;
     std::shared_ptr<ring_map> full;
     std::uint64_t seen_head = 0;
+    std::uint64_t wanted = 0;
     {
       detail::scoped_lock lock(c.write_lock);
       for (;;) {
@@ -222,6 +231,7 @@ wait_result reserve_frame(channel::state& s, frame_kind kind, std::size_t length
         }
         full = s.w_ring;
         seen_head = s.w_head_cache;
+        wanted = need == size ? size : contiguous + size;
         break;
       }
     }
@@ -238,6 +248,12 @@ wait_result reserve_frame(channel::state& s, frame_kind kind, std::size_t length
       if (s.send_spin.spin(room, start_ns)) continue;
     }
     const std::uint32_t seq = c.space_seq.load(std::memory_order_acquire);
+    // Publish what we need (keeping the smallest need), then announce
+    // ourselves, then look once more.
+    std::uint64_t published = c.space_wanted.load(std::memory_order_relaxed);
+    while ((published == 0 || published > wanted) &&
+           !c.space_wanted.compare_exchange_weak(published, wanted, std::memory_order_release, std::memory_order_relaxed)) {
+    }
     c.writers_waiting.fetch_add(1, std::memory_order_seq_cst);
     if (room()) {
       c.writers_waiting.fetch_sub(1, std::memory_order_relaxed);
@@ -268,7 +284,7 @@ struct spin_hint {
 
 void consume(control& c, ring_map& r, std::uint64_t new_head) noexcept {
   r.hdr->head.store(new_head, std::memory_order_release);
-  notify_consumed(c);
+  notify_consumed(c, r, new_head);
 }
 
 // Drops everything published in the ring: what follows corrupt bytes cannot

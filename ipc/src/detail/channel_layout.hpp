@@ -79,9 +79,13 @@ struct control {
   futex_word watch_seq;
   std::atomic<std::uint32_t> watchers;
 
-  // Writers of a full bounded ring sleep on space_seq.
+  // Writers of a full bounded ring sleep on space_seq, after publishing in
+  // space_wanted the free bytes they need (the smallest such need; 0: none).
+  // Readers wake them once that much is free, and not before a quarter of
+  // the ring is: ten writers are not woken for every frame read.
   alignas(64) futex_word space_seq;
   std::atomic<std::uint32_t> writers_waiting;
+  std::atomic<std::uint64_t> space_wanted;
 
   alignas(64) std::atomic<std::uint32_t> live_readers;
   std::atomic<std::uint32_t> live_writers;

@@ -10,8 +10,13 @@
 // keep ending in a sleep, the budget halves down to `min`, so a waiter that
 // waits long does not burn a core.
 //
+// Past the first microseconds the spin yields the core between looks (see
+// spin()), which keeps it cheap when processes outnumber cores.
+//
 // An adaptive_spin is process-local state (never placed in shared memory);
 // concurrent use from several threads only blurs the estimate.
+
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -42,15 +47,23 @@ class adaptive_spin {
 
   // Polls `ready()` until it returns true (-> true) or the budget is spent
   // (-> false). `start_ns` is when the whole wait began.
+  //
+  // The first couple of microseconds are a pure spin: a peer running on the
+  // other core answers within that. After that each round yields the core
+  // (sched_yield), so that when processes outnumber cores the peer we wait
+  // for can run on ours instead of being kept off it by our spinning.
   template <class Ready>
   bool spin(Ready&& ready, std::int64_t start_ns) noexcept {
     const std::int64_t budget = budget_.load(std::memory_order_relaxed);
+    const std::int64_t pure = budget < pure_spin_ns ? budget : pure_spin_ns;
     for (;;) {
       for (int i = 0; i < 16; ++i) {
         if (ready()) return true;
         cpu_relax();
       }
-      if (monotonic_ns() - start_ns >= budget) return false;
+      const std::int64_t spent = monotonic_ns() - start_ns;
+      if (spent >= budget) return false;
+      if (spent >= pure) ::sched_yield();
     }
   }
 
@@ -71,6 +84,7 @@ class adaptive_spin {
   }
 
  private:
+  static constexpr std::int64_t pure_spin_ns = 2000;
   std::uint32_t min_;
   std::uint32_t max_;
   std::atomic<std::uint32_t> budget_;
