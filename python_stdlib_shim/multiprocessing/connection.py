@@ -35,7 +35,6 @@ import select
 import selectors
 import socket
 import struct
-import sys
 import threading
 import time
 

@@ -5,14 +5,11 @@ types used from child processes started with it, proxies pickled to
 children, reference counts after the children end."""
 
 import os
-import queue
-import threading
 import time
 
 import pytest
 
 import multiprocessing
-from multiprocessing import managers
 from multiprocessing.managers import BaseManager, SyncManager
 
 TIMEOUT = 60

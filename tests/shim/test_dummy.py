@@ -5,8 +5,6 @@ import queue
 import threading
 import time
 
-import pytest
-
 import multiprocessing.dummy as dummy
 from multiprocessing.dummy import connection as dconn
 

@@ -2,10 +2,8 @@
 to stock python3 peers in both directions (Unix and TCP sockets)."""
 
 import os
-import pickle
 import socket
 import stat
-import struct
 import threading
 
 import pytest
@@ -377,7 +375,6 @@ def test_long_frames_understood_by_stock(monkeypatch):
 
 def test_stock_long_frame_read_by_mphost():
     """A stock sender's long-form frame (forced the same way) reads back."""
-    import ast
     code = '''
     import ast, struct
     from multiprocessing.connection import Client

@@ -6,7 +6,6 @@ import copy
 import os
 import pickle
 import socket
-import sys
 import threading
 import time
 
