@@ -94,7 +94,8 @@ class ForkServer(object):
 
     def _start_zygote(self):
         import _mphost
-        from . import reduction
+        from . import reduction, resource_tracker
+        tracker_fd = resource_tracker.getfd()
         # Directories of zygotes killed outright are removed by the next one.
         _mphost.sweep_orphaned_directories('mphost-fs-')
         listen_fd, directory, address = _mphost.forkserver_listen()
@@ -103,6 +104,7 @@ class ForkServer(object):
         config = {
             'listen_fd': listen_fd,
             'directory': directory,
+            'tracker_fd': tracker_fd,
             'alive_fd': alive_r,
             'token': token,
             'preload': self._preload_modules,
@@ -114,7 +116,7 @@ class ForkServer(object):
         try:
             pid = _mphost.spawn_child(
                 spawn.get_executable(), util._args_from_interpreter_flags(), stream.getvalue(),
-                [(fd, fd) for fd in (0, 1, 2, listen_fd, alive_r)])
+                [(fd, fd) for fd in (0, 1, 2, listen_fd, alive_r, tracker_fd)])
         except BaseException:
             os.close(alive_w)
             _mphost.remove_private_directory(directory)
@@ -146,6 +148,9 @@ def _zygote_preparation(preload):
 def _zygote_main(config):
     """Entry of the zygote process (called by spawn._child_main)."""
     import _mphost
+    from . import resource_tracker
+    # What the zygote and its children register goes to the program's tracker.
+    resource_tracker._resource_tracker._adopt(config['tracker_fd'])
     preparation = config['preparation']
     sys.path = spawn._keep_shim_first(preparation['sys_path'])
     os.chdir(preparation['dir'])

@@ -41,6 +41,10 @@ def _pickle_for_child(popen, process_obj, environ=False):
     of the moment it was started, even if it was started ahead of time).
     """
     prep_data = spawn.get_preparation_data(process_obj._name)
+    # Unpickled first in the child, so that it joins the program's resource
+    # tracker before it imports the parent's main module.
+    from . import resource_tracker
+    prep_data['resource_tracker'] = resource_tracker._TrackerHandle()
     if environ:
         prep_data['mphost_environ'] = dict(os.environb)
     stream = io.BytesIO()
