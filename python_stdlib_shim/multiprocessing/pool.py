@@ -204,9 +204,24 @@ def _call(func, args, kwds, wrap_exception):
     try:
         return (True, func(*args, **kwds))
     except Exception as e:
-        if wrap_exception and func is not _helper_reraises_exception:
+        if not wrap_exception:
+            return (False, e)
+        if func is not _helper_reraises_exception:
             e = ExceptionWithTraceback(e, e.__traceback__)
-        return (False, e)
+        return _sendable_failure(e)
+
+
+def _sendable_failure(exc):
+    """(False, exc), or (False, MaybeEncodingError) if exc would not survive
+    the trip to the parent. Exceptions whose __init__ wants other arguments
+    than their args pickle fine but fail to unpickle, which would leave the
+    parent without any answer for the task."""
+    from .reduction import ForkingPickler
+    try:
+        ForkingPickler.loads(ForkingPickler.dumps(exc))
+    except Exception as e:
+        return (False, MaybeEncodingError(e, getattr(exc, 'exc', exc)))
+    return (False, exc)
 
 
 def _encodable(result):
@@ -682,6 +697,20 @@ class _Engine:
 
     # -- receiving results -------------------------------------------------
 
+    def _receive(self, timeout):
+        """The next outqueue message, or _NOTHING after `timeout` seconds
+        (None: wait). EOFError/OSError mean the queue is gone and propagate;
+        a message that cannot be unpickled is reported and skipped."""
+        try:
+            return self._recv(timeout)
+        except (EOFError, OSError):
+            raise
+        except Exception:
+            sys.stderr.write('multiprocessing.pool: a message from a worker could not be '
+                             'received; the call it answers will not complete:\n')
+            traceback.print_exc()
+            return _NOTHING
+
     def _kick(self):
         """Wake whoever is blocked reading the outqueue."""
         try:
@@ -815,9 +844,9 @@ class _Engine:
                 try:
                     while True:
                         if deadline is None:
-                            msg = self._recv(None)
+                            msg = self._receive(None)
                         else:
-                            msg = self._recv(max(deadline - time.monotonic(), 0))
+                            msg = self._receive(max(deadline - time.monotonic(), 0))
                         if msg is not _NOTHING:
                             self._handle(msg)
                         if ready():
@@ -862,8 +891,9 @@ class _Engine:
                         self._bg_cond.wait(delay)
                 try:
                     while True:
-                        msg = self._recv(None)
-                        self._handle(msg)
+                        msg = self._receive(None)
+                        if msg is not _NOTHING:
+                            self._handle(msg)
                         if self._nwaiters or self._finished():
                             break
                 except (EOFError, OSError):

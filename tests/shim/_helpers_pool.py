@@ -81,6 +81,17 @@ def raise_unpicklable_error():
     raise UnpicklableError()
 
 
+class TwoArgumentError(Exception):
+    """Pickles, but cannot be rebuilt from its args by unpickling."""
+
+    def __init__(self, a, b):
+        super().__init__(f'{a}-{b}')
+
+
+def raise_two_argument_error(x):
+    raise TwoArgumentError(x, 2)
+
+
 def init_record(value):
     global initialized_with
     initialized_with = value

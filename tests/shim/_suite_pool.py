@@ -309,6 +309,15 @@ class PoolSuite:
         assert len(shared._pool) == 3
         assert shared.map(h.sqr, range(5)) == [0, 1, 4, 9, 16]
 
+    def test_exception_that_cannot_be_rebuilt(self, shared):
+        # The stdlib's result handler dies on such an exception and the call
+        # never completes; here the call fails with MaybeEncodingError.
+        with pytest.raises(mpool.MaybeEncodingError, match='TwoArgumentError'):
+            shared.apply_async(h.raise_two_argument_error, (1,)).get(TIMEOUT)
+        with pytest.raises(mpool.MaybeEncodingError, match='missing 1 required positional'):
+            shared.map_async(h.raise_two_argument_error, range(50), 1).get(TIMEOUT)
+        assert shared.apply_async(h.sqr, (3,)).get(TIMEOUT) == 9
+
     def test_unpicklable_results_in_a_batch(self, shared):
         n = 3000
         values = shared.map_async(h.identity, range(n), chunksize=1).get(TIMEOUT)
