@@ -645,10 +645,10 @@ TEST_F(ChannelTest, CorruptRingPositionsAreReportedAndTheChannelRecovers) {
 TEST_F(ChannelTest, DoorbellTurnsReadableWhenAMessageArrivesAndQuietWhenTaken) {
   watchdog guard(30s);
   channel r = make(options(), endpoint_role::reader);
+  const std::string name = r.name();
+  const std::uint64_t ticket = r.hand_over(endpoint_role::writer);  // a writer exists from here on
   const int fd = r.fileno();
   EXPECT_EQ(r.fileno(), fd);
-  const std::string name = r.name();
-  const std::uint64_t ticket = r.hand_over(endpoint_role::writer);
   testing::child_guard child(fork_child([&] {
     channel w = channel::open(name, endpoint_role::writer, ticket);
     std::this_thread::sleep_for(100ms);

@@ -230,6 +230,7 @@ void channel::state::attach(std::uint64_t ticket) {
   }
   slot = i;
   slot_generation = gen;
+  poke_watchers();  // a doorbell that said "closed" looks again
 }
 
 void channel::state::ensure_slot() {
@@ -322,6 +323,7 @@ std::uint64_t channel::hand_over(endpoint_role r, std::chrono::seconds validity)
     i = claim_slot(*state_->ctl, role_bits(r), detail::slot_pending, process_identity::current(), expiry, &gen);
   }
   if (i == detail::no_slot) throw std::system_error(EMFILE, std::system_category(), "too many endpoints on channel");
+  state_->poke_watchers();
   return (std::uint64_t{i} << 16) | gen;
 }
 
