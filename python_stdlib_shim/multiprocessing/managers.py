@@ -798,10 +798,9 @@ class _Stream:
         if self._skip:
             self._skip -= 1
             return
+        # The peer needs a few microseconds to answer: yield before the
+        # first look.
         poll = self._poll
-        if poll(0):
-            self._backoff = 1
-            return
         clock = time.monotonic
         pause = os.sched_yield
         deadline = clock() + self._budget
