@@ -691,6 +691,11 @@ class ProcessLocalSet(set):
 
 def _local_state(address):
     """(thread-local connection holder, ids referenced) for a manager address."""
+    # Lock-free when it exists: a finalizer may get here while this thread
+    # holds the mutex below.
+    local = BaseProxy._address_to_local.get(address)
+    if local is not None:
+        return local
     with BaseProxy._mutex:
         local = BaseProxy._address_to_local.get(address)
         if local is None:
@@ -923,16 +928,18 @@ def _call_aside(address, authkey, Client, request):
         conn.close()
 
 
-def _control(address, authkey, serializer, Client, funcname, args=(), kwds={}, connect=False):
+def _control(address, authkey, serializer, Client, funcname, args=(), kwds={}, connect=False,
+             tls=None):
     """Run a Server function: on this thread's connection when it can take
     control requests (opening one first if `connect`), else on a connection
     of its own as the stdlib does."""
     if serializer == 'pickle':
-        tls = _local_state(address)[0]
+        if tls is None:
+            tls = _local_state(address)[0]
         conn = getattr(tls, 'connection', None)
         if conn is None and connect:
             conn = _open_connection(tls, address, authkey, Client)
-        if conn is not None and getattr(tls, "control", False) and not tls.busy:
+        if conn is not None and getattr(tls, 'control', False) and not tls.busy:
             kind, result = _call(tls, conn, (None, funcname, args, kwds))
             if kind == '#RETURN':
                 return result
@@ -1058,7 +1065,8 @@ class BaseProxy(object):
         if state is None or state.value == State.STARTED:
             try:
                 util.debug('DECREF %r', token.id)
-                _control(token.address, authkey, serializer, _Client, 'decref', (token.id,))
+                _control(token.address, authkey, serializer, _Client, 'decref', (token.id,),
+                         tls=tls)
             except Exception as e:
                 util.debug('... decref failed %s', e)
         else:
