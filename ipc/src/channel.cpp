@@ -77,9 +77,10 @@ void init_ring(ring_header* h, std::uint64_t id, std::uint64_t capacity, std::ui
 std::unique_ptr<channel::state> make_state(segment seg, endpoint_role role) {
   auto s = std::make_unique<channel::state>();
   s->ctl = static_cast<control*>(seg.base());
-  s->control_segment = std::move(seg);
-  s->name = s->control_segment.name();
+  s->control_segment = std::make_shared<segment>(std::move(seg));
+  s->name = s->control_segment->name();
   s->block_prefix = (s->name[0] == '/' ? s->name.substr(1) : s->name) + ".b";
+  s->blocks = std::make_shared<detail::block_pool>(s->control_segment, s->block_prefix);
   s->role = role;
   s->capacity = s->ctl->capacity;
   s->threshold = s->ctl->large_threshold;
@@ -410,7 +411,7 @@ wait_result receive(channel::state& s, message* out, const deadline& until) {
       detail::scoped_lock lock(c.read_lock);
       t = take_locked(s, out, check_writers, ref, hint);
     }
-    if (t == take_result::got_block) detail::message_access::set_block(*out, large_block::adopt(ref, s.block_prefix));
+    if (t == take_result::got_block) detail::message_access::set_block(*out, s.blocks->adopt(ref));
     return t == take_result::got || t == take_result::got_block;
   };
   for (;;) {
@@ -538,17 +539,10 @@ std::size_t channel::large_threshold() const noexcept { return state_ ? state_->
 wait_result channel::send(std::span<const std::byte> bytes, const deadline& until) {
   state& s = usable(state_, endpoint_role::writer);
   if (bytes.size() > s.threshold) {
-    large_block block = make_block(bytes.size());
+    // Unless it is sent, the block goes back to the pool when dropped.
+    large_block block = s.blocks->take(bytes.size());
     std::memcpy(block.bytes().data(), bytes.data(), bytes.size());
-    wait_result r;
-    try {
-      r = send_block(block, until);
-    } catch (...) {
-      block.unlink();
-      throw;
-    }
-    if (r != wait_result::ok) block.unlink();
-    return r;
+    return send_block(block, until);
   }
   std::shared_ptr<void> keep;
   frame_header* header = nullptr;
@@ -563,12 +557,15 @@ wait_result channel::send(std::span<const std::byte> bytes, const deadline& unti
 
 large_block channel::make_block(std::size_t size) {
   state& s = usable(state_, endpoint_role::writer);
-  return large_block::create(s.block_prefix, size);
+  return s.blocks->take(size);
 }
 
 wait_result channel::send_block(large_block& block, const deadline& until) {
   state& s = usable(state_, endpoint_role::writer);
   if (!block) throw std::system_error(EINVAL, std::system_category(), "empty large block");
+  if (block.name().compare(0, s.block_prefix.size(), s.block_prefix) != 0) {
+    throw std::system_error(EINVAL, std::system_category(), "large block of another channel");
+  }
   const block_ref ref = block.ref();
   std::shared_ptr<void> keep;
   frame_header* header = nullptr;
@@ -578,7 +575,7 @@ wait_result channel::send_block(large_block& block, const deadline& until) {
   std::memcpy(payload, &ref, sizeof ref);
   commit_frame(header);
   notify_readers(*s.ctl);
-  block.reset();
+  detail::block_access::release_in_flight(block);  // the receiver gives it back
   return wait_result::ok;
 }
 

@@ -22,37 +22,84 @@ bool valid_name_char(char c) noexcept {
 
 }  // namespace
 
-large_block large_block::create(std::string_view prefix, std::size_t size) {
-  if (size == 0) throw_errno(EINVAL, "empty large block");
-  if (prefix.size() + 24 > block_ref::max_name) throw_errno(ENAMETOOLONG, "large block prefix too long");
-  return large_block(segment::create(size, prefix), size);
-}
+namespace detail {
 
-block_ref large_block::ref() const noexcept {
+block_ref make_block_ref(const std::string& name, std::uint64_t size) noexcept {
   block_ref r{};
-  const std::string& n = segment_.name();
-  r.size = size_;
-  r.name_length = static_cast<std::uint32_t>(n.size() < block_ref::max_name ? n.size() : block_ref::max_name);
-  std::memcpy(r.name, n.data(), r.name_length);
+  r.size = size;
+  r.name_length = static_cast<std::uint32_t>(name.size() < block_ref::max_name ? name.size() : block_ref::max_name);
+  std::memcpy(r.name, name.data(), r.name_length);
   r.check = fold(r.size, r.name_length);
   return r;
 }
 
-large_block large_block::adopt(const block_ref& ref_in, std::string_view prefix) {
+bool parse_block_ref(const block_ref& ref_in, std::string_view prefix, std::string& name, std::uint64_t& size) {
   // Copy first: the ref may sit in shared memory that others can scribble on.
   block_ref ref;
   std::memcpy(&ref, &ref_in, sizeof ref);
   if (ref.name_length == 0 || ref.name_length > block_ref::max_name || ref.check != fold(ref.size, ref.name_length) ||
       ref.size == 0) {
-    corrupt("invalid large block reference");
+    return false;
   }
-  const std::string name(ref.name, ref.name_length);
-  for (char c : name) {
-    if (!valid_name_char(c)) corrupt("invalid large block name");
+  std::string n(ref.name, ref.name_length);
+  for (char c : n) {
+    if (!valid_name_char(c)) return false;
   }
-  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) {
-    corrupt("large block reference names a foreign segment");
+  if (n.size() <= prefix.size() || n.compare(0, prefix.size(), prefix) != 0) return false;
+  name = std::move(n);
+  size = ref.size;
+  return true;
+}
+
+}  // namespace detail
+
+large_block::~large_block() { reset(); }
+
+large_block::large_block(large_block&& other) noexcept
+    : segment_(std::move(other.segment_)), size_(other.size_), pool_(std::move(other.pool_)) {
+  other.size_ = 0;
+}
+
+large_block& large_block::operator=(large_block&& other) noexcept {
+  if (this != &other) {
+    reset();
+    segment_ = std::move(other.segment_);
+    size_ = other.size_;
+    pool_ = std::move(other.pool_);
+    other.size_ = 0;
   }
+  return *this;
+}
+
+const std::string& large_block::name() const noexcept {
+  static const std::string none;
+  return segment_ ? segment_->name() : none;
+}
+
+void large_block::reset() noexcept {
+  if (pool_ && segment_) pool_->give_back(segment_);
+  pool_.reset();
+  segment_.reset();
+  size_ = 0;
+}
+
+bool large_block::unlink() noexcept {
+  pool_.reset();  // a removed name cannot be recycled
+  return segment_ && segment_->unlink();
+}
+
+large_block large_block::create(std::string_view prefix, std::size_t size) {
+  if (size == 0) throw_errno(EINVAL, "empty large block");
+  if (prefix.size() + 24 > block_ref::max_name) throw_errno(ENAMETOOLONG, "large block prefix too long");
+  return large_block(std::make_shared<segment>(segment::create(size, prefix)), size, nullptr);
+}
+
+block_ref large_block::ref() const noexcept { return detail::make_block_ref(name(), size_); }
+
+large_block large_block::adopt(const block_ref& ref, std::string_view prefix) {
+  std::string name;
+  std::uint64_t size = 0;
+  if (!detail::parse_block_ref(ref, prefix, name, size)) corrupt("invalid large block reference");
   segment seg;
   try {
     seg = segment::open(name);
@@ -61,8 +108,8 @@ large_block large_block::adopt(const block_ref& ref_in, std::string_view prefix)
     throw;
   }
   segment::remove(name);
-  if (seg.size() < ref.size) corrupt("large block is smaller than its reference");
-  return large_block(std::move(seg), static_cast<std::size_t>(ref.size));
+  if (seg.size() < size) corrupt("large block is smaller than its reference");
+  return large_block(std::make_shared<segment>(std::move(seg)), static_cast<std::size_t>(size), nullptr);
 }
 
 }  // namespace mphost::ipc

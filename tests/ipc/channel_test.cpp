@@ -203,22 +203,72 @@ TEST_F(ChannelTest, UnboundedWriterNeverBlocksWhileAnotherProcessReadsSlowly) {
   EXPECT_EQ(ch.recv(m, deadline::after(5s)), wait_result::closed);
 }
 
-TEST_F(ChannelTest, LargeMessageIsHandedOverAsABlockReadInPlace) {
-  channel ch = make(options(64 * 1024), endpoint_role::both);
-  std::string payload(4 << 20, '\0');
-  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 31);
-  ASSERT_EQ(ch.send(bytes_of(payload), deadline::immediate()), wait_result::ok);
-  EXPECT_EQ(testing::shm_entries(ch.name() + ".b").size(), 1u);
+TEST_F(ChannelTest, LargeMessagesAreReadInPlaceFromRecycledBlocks) {
+  std::string name;
+  {
+    channel ch = make(options(64 * 1024), endpoint_role::both);
+    name = ch.name();
+    std::string payload(4 << 20, '\0');
+    for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 31);
+    ASSERT_EQ(ch.send(bytes_of(payload), deadline::immediate()), wait_result::ok);
+    const auto blocks = testing::shm_entries(name + ".b");
+    ASSERT_EQ(blocks.size(), 1u);
+    message m;
+    ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
+    EXPECT_TRUE(m.is_block());
+    EXPECT_EQ(text_of(m), payload);
+    // The block can outlive the message (a memoryview over it, say).
+    large_block b = m.release_block();
+    EXPECT_EQ(m.size(), 0u);
+    EXPECT_EQ(b.size(), payload.size());
+    EXPECT_EQ(std::memcmp(b.bytes().data(), payload.data(), payload.size()), 0);
+    b.reset();  // back to the channel's pool
+    // The next large message travels in the same block.
+    payload[0] = 'X';
+    ASSERT_EQ(ch.send(bytes_of(payload), deadline::immediate()), wait_result::ok);
+    EXPECT_EQ(testing::shm_entries(name + ".b"), blocks);
+    ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
+    EXPECT_EQ(text_of(m), payload);
+    // A block too big for the pool is removed once its message is dropped.
+    std::string huge((65 << 20) + 1, 'h');
+    ASSERT_EQ(ch.send(bytes_of(huge), deadline::immediate()), wait_result::ok);
+    ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
+    EXPECT_EQ(m.size(), huge.size());
+    m.clear();
+    EXPECT_EQ(testing::shm_entries(name + ".b"), blocks);
+  }
+  // The last endpoint took the pooled blocks with it.
+  EXPECT_TRUE(testing::shm_entries(name + ".b").empty());
+  EXPECT_FALSE(testing::shm_exists(name));
+}
+
+TEST_F(ChannelTest, LargeMessagesCrossProcessesThroughTheBlockPool) {
+  watchdog guard(60s);
+  channel r = make(options(64 * 1024), endpoint_role::reader);
+  const std::string name = r.name();
+  const std::uint64_t ticket = r.hand_over(endpoint_role::writer);
+  constexpr int count = 200;
+  testing::child_guard child(fork_child([&] {
+    release_endpoints_before_exec();
+    channel w = channel::open(name, endpoint_role::writer, ticket);
+    std::vector<std::byte> payload(1 << 20);
+    for (int i = 0; i < count; ++i) {
+      std::memset(payload.data(), i, payload.size());
+      if (w.send(payload, deadline::after(30s)) != wait_result::ok) return 1;
+    }
+    return 0;
+  }));
   message m;
-  ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
-  EXPECT_TRUE(m.is_block());
-  EXPECT_EQ(text_of(m), payload);
-  // The receiver owns the block: its name is gone, the mapping stays.
-  EXPECT_TRUE(testing::shm_entries(ch.name() + ".b").empty());
-  large_block b = m.release_block();
-  EXPECT_EQ(b.size(), payload.size());
-  EXPECT_EQ(m.size(), 0u);
-  EXPECT_EQ(std::memcmp(b.bytes().data(), payload.data(), payload.size()), 0);
+  for (int i = 0; i < count; ++i) {
+    ASSERT_EQ(r.recv(m, deadline::after(30s)), wait_result::ok);
+    ASSERT_EQ(m.size(), 1u << 20);
+    ASSERT_EQ(m.bytes()[0], static_cast<std::byte>(i));
+    ASSERT_EQ(m.bytes()[(1 << 20) - 1], static_cast<std::byte>(i));
+  }
+  EXPECT_EQ(wait_child(child.release()).code, 0);
+  m.clear();
+  // Blocks were reused, not made afresh for each message.
+  EXPECT_LE(testing::shm_entries(name + ".b").size(), 16u);
 }
 
 TEST_F(ChannelTest, BlockFilledInPlaceIsSentByReference) {
@@ -231,6 +281,15 @@ TEST_F(ChannelTest, BlockFilledInPlaceIsSentByReference) {
   ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
   EXPECT_TRUE(m.is_block());
   EXPECT_EQ(text_of(m), std::string(100000, 'z'));
+  // Only this channel's blocks can be sent on it.
+  large_block foreign = large_block::create(testing::test_prefix() + "foreign.b", 100);
+  testing::name_guard foreign_name(foreign.name());
+  try {
+    (void)ch.send_block(foreign, deadline::immediate());
+    ADD_FAILURE() << "sent a foreign block";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), std::errc::invalid_argument);
+  }
 }
 
 TEST_F(ChannelTest, ReservationsAreCommittedOrAbandoned) {

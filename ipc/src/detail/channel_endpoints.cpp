@@ -335,6 +335,13 @@ channel::endpoint_counts channel::endpoints() {
 
 bool channel::remove(const std::string& name) noexcept {
   if (name.empty()) return false;
+  // Tell endpoints still open not to recycle blocks into a removed channel.
+  try {
+    segment seg = segment::open(name);
+    auto* c = static_cast<control*>(seg.base());
+    if (seg.size() >= sizeof(control) && c->magic == detail::control_magic) c->removed.store(1, std::memory_order_release);
+  } catch (...) {
+  }
   const bool existed = segment::remove(name);
   remove_names(name);
   return existed;

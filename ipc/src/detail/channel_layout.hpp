@@ -7,7 +7,9 @@
 //                      endpoint table, then ring 0's header and data.
 // Extra rings of an unbounded channel (named <name>.r<id>):
 //   ring_header, data.
-// Large blocks (named <name>.b<random>): see large_block.hpp.
+// Large blocks (named <name>.b<random>): see large_block.hpp. Blocks whose
+// message has been dropped wait in the control segment's block pool
+// (pool_lock) for the next large send.
 //
 // Writers hold `write_lock` only to reserve space (and to start a new ring);
 // readers hold `read_lock` while they take one frame. `tail_ring` is the ring
@@ -19,17 +21,20 @@
 #include <cstdint>
 
 #include "mphost/ipc/futex.hpp"
+#include "mphost/ipc/large_block.hpp"
 #include "mphost/ipc/robust_mutex.hpp"
 
 namespace mphost::ipc::detail {
 
 inline constexpr std::uint64_t control_magic = 0x316c6e6863706d6dull;  // "mmphchl1"
 inline constexpr std::uint64_t ring_magic = 0x31676e6972706d6dull;     // "mmpring1"
-inline constexpr std::uint32_t layout_version = 1;
+inline constexpr std::uint32_t layout_version = 2;
 inline constexpr std::uint32_t max_endpoints = 256;
 inline constexpr std::uint32_t no_slot = ~0u;
 inline constexpr std::uint64_t min_capacity = 4096;
 inline constexpr std::uint64_t max_capacity = std::uint64_t{1} << 40;
+inline constexpr std::uint32_t pool_slots = 16;
+inline constexpr std::uint64_t pool_byte_limit = std::uint64_t{64} << 20;  // pooled block bytes per channel
 
 struct ring_header {
   std::uint64_t magic;
@@ -93,6 +98,13 @@ struct control {
   std::atomic<std::uint32_t> removed;
 
   endpoint_slot slots[max_endpoints];
+
+  // Free large blocks: refs whose size is the block's whole capacity.
+  alignas(64) robust_mutex pool_lock;
+  std::uint32_t pool_count;
+  std::uint32_t reserved1;
+  std::uint64_t pool_bytes;
+  block_ref pool[pool_slots];
 
   alignas(64) ring_header ring0;
   // ring 0's data follows

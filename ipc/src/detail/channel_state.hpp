@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "detail/block_pool.hpp"
 #include "detail/channel_layout.hpp"
 #include "detail/spin.hpp"
 #include "mphost/ipc/channel.hpp"
@@ -53,8 +54,9 @@ class scoped_lock {
 }  // namespace detail
 
 struct channel::state {
-  segment control_segment;
+  std::shared_ptr<segment> control_segment;  // shared with blocks handed out
   detail::control* ctl = nullptr;
+  std::shared_ptr<detail::block_pool> blocks;
   std::string name;
   std::string block_prefix;
   endpoint_role role = endpoint_role::both;

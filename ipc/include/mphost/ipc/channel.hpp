@@ -51,8 +51,10 @@
 // full the writer starts a new, larger ring in a segment of its own, links it
 // after the current one, and readers move on to it once they have drained the
 // older one. Messages above `large_threshold` bytes always travel as a
-// large_block: one copy into a block of their own (none with make_block and
-// send_block), and the receiver reads them in place (message::is_block).
+// large_block: one copy into a block (none with make_block and send_block),
+// and the receiver reads them in place (message::is_block); blocks are
+// recycled through a small pool per channel, so a stream of large messages
+// makes no system calls once warm.
 //
 // Faults. A writer that dies between reserving a frame and committing it
 // leaves a frame readers discard once they see the writer gone; every
@@ -160,10 +162,12 @@ class channel {
   // std::system_error: errc::handle_closed after close(), EBADF on an
   // endpoint that may not write, errno when a block or ring cannot be made.
   wait_result send(std::span<const std::byte> bytes, const deadline& until = deadline::infinite());
-  // A block for a message of `size` bytes, to fill and pass to send_block.
+  // A block for a message of `size` bytes, to fill and pass to send_block
+  // (from the channel's pool when one fits).
   large_block make_block(std::size_t size);
-  // Sends a filled block by reference; on ok the block is consumed (empty),
-  // otherwise it is left to the caller, name removed.
+  // Sends a filled block of this channel by reference; on ok the block is
+  // consumed (empty), otherwise it stays with the caller (dropping it
+  // returns it to the pool). EINVAL for a block of another channel.
   wait_result send_block(large_block& block, const deadline& until = deadline::infinite());
   // Two-step send: reserve `size` bytes, fill reservation::bytes(), commit.
   // Sizes above large_threshold() throw errc::message_too_large here.

@@ -2,22 +2,30 @@
 // A large_block carries one big message beside a channel's ring instead of
 // through it.
 //
-// A sender that has a message above the channel's threshold creates a block
+// A sender that has a message above the channel's threshold takes a block
 // (a segment of its own, named after the channel so that removing the
-// channel also finds blocks never delivered), writes the payload into it
-// once, and puts only a small block_ref (name and size) in the ring. The
-// receiver adopts the block: it maps it and removes its name at once, so
-// the block belongs to the received message alone and disappears when that
-// message is dropped. The payload is never copied by the channel: the
-// receiver reads it straight from the mapping (a binding can expose it as a
-// memoryview), and a sender can fill the block directly (channel::make_block,
-// channel::send_block), e.g. with a pickle protocol 5 out-of-band buffer.
+// channel also finds stray blocks), writes the payload into it once, and
+// puts only a small block_ref (name and size) in the ring. The receiver
+// maps the block and reads the payload in place: the channel never copies
+// it (a binding can expose it as a memoryview), and a sender can fill the
+// block directly (channel::make_block, channel::send_block), e.g. with a
+// pickle protocol 5 out-of-band buffer.
 //
-// A block is move-only; destroying it unmaps it. The sender's side never
-// removes the name after a send: the receiver does.
+// Blocks of a channel are recycled: when the received message lets go of
+// its block, the block returns to a small pool in the channel, and the next
+// large send takes it from there. Each process keeps its recent blocks
+// mapped, so a steady stream of large messages costs no system call and no
+// page fault per message. Blocks too large for the pool are removed after
+// use. A block made with create() and received with adopt() stands alone:
+// adopt() removes its name, and it is unmapped when dropped.
+//
+// A block is move-only; dropping it unmaps it (or gives it back to its
+// channel's pool). The sender's side never frees a block after a send: the
+// receiver does.
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,6 +44,25 @@ struct block_ref {
 };
 static_assert(sizeof(block_ref) == 128);
 
+namespace detail {
+
+// Where a recycled block goes when its holder lets go of it.
+class block_recycler {
+ public:
+  virtual ~block_recycler() = default;
+  virtual void give_back(const std::shared_ptr<segment>& block) noexcept = 0;
+};
+
+// Fills a ref for `name` and `size`.
+block_ref make_block_ref(const std::string& name, std::uint64_t size) noexcept;
+// Checks a ref (possibly read from shared memory; it is copied first) and
+// that its name starts with `prefix`; on success sets `name` and `size`.
+bool parse_block_ref(const block_ref& ref, std::string_view prefix, std::string& name, std::uint64_t& size);
+
+struct block_access;
+
+}  // namespace detail
+
 class large_block {
  public:
   // A fresh block of `size` bytes (> 0) named `<prefix><random>`.
@@ -47,31 +74,33 @@ class large_block {
   static large_block adopt(const block_ref& ref, std::string_view prefix);
 
   large_block() noexcept = default;
-  large_block(large_block&&) noexcept = default;
-  large_block& operator=(large_block&&) noexcept = default;
+  ~large_block();
+  large_block(large_block&& other) noexcept;
+  large_block& operator=(large_block&& other) noexcept;
   large_block(const large_block&) = delete;
   large_block& operator=(const large_block&) = delete;
 
   explicit operator bool() const noexcept { return static_cast<bool>(segment_); }
-  const std::string& name() const noexcept { return segment_.name(); }
+  const std::string& name() const noexcept;
   std::size_t size() const noexcept { return size_; }
-  std::span<std::byte> bytes() noexcept { return {segment_.data(), size_}; }
-  std::span<const std::byte> bytes() const noexcept { return {segment_.data(), size_}; }
+  std::span<std::byte> bytes() noexcept { return {segment_ ? segment_->data() : nullptr, size_}; }
+  std::span<const std::byte> bytes() const noexcept { return {segment_ ? segment_->data() : nullptr, size_}; }
 
   // The ref to put in a ring for this block.
   block_ref ref() const noexcept;
-  // Removes the block's name (the mapping stays).
-  bool unlink() noexcept { return segment_.unlink(); }
-  void reset() noexcept {
-    segment_.reset();
-    size_ = 0;
-  }
+  // Removes the block's name (the mapping stays); it will not be recycled.
+  bool unlink() noexcept;
+  // Lets go of the block: back to its pool, or unmapped.
+  void reset() noexcept;
 
  private:
-  large_block(segment seg, std::size_t size) noexcept : segment_(std::move(seg)), size_(size) {}
+  friend struct detail::block_access;
+  large_block(std::shared_ptr<segment> seg, std::size_t size, std::shared_ptr<detail::block_recycler> pool) noexcept
+      : segment_(std::move(seg)), size_(size), pool_(std::move(pool)) {}
 
-  segment segment_;
+  std::shared_ptr<segment> segment_;
   std::size_t size_ = 0;
+  std::shared_ptr<detail::block_recycler> pool_;
 };
 
 }  // namespace mphost::ipc
