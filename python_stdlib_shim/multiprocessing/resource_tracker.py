@@ -580,9 +580,11 @@ def _remove_leftovers(live, root_pid):
             warnings.warn('resource_tracker: %r: %s' % (name, e))
             continue
         removed[rtype] = removed.get(rtype, 0) + 1
+    # What another, killed program left is not this program's business to
+    # report on its stderr: it goes to the multiprocessing log.
     for rtype, count in sorted(removed.items()):
-        warnings.warn('resource_tracker: removed %d leaked %s objects left by a killed '
-                      'program (root pid %d)' % (count, rtype, root_pid))
+        util.info('resource_tracker: removed %d leaked %s objects left by a killed '
+                  'program (root pid %d)', count, rtype, root_pid)
 
 
 #
