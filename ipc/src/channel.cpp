@@ -244,9 +244,10 @@ wait_result reserve_frame(channel::state& s, frame_kind kind, std::size_t length
              c.live_readers.load(std::memory_order_relaxed) == 0 ||
              c.tail_ring.load(std::memory_order_relaxed) != full->id;
     };
+    // Spin (the budget counts from start_ns, across retries), then sleep.
     if (!spun) {
-      spun = true;
       if (s.send_spin.spin(room, start_ns)) continue;
+      spun = true;
     }
     const std::uint32_t seq = c.space_seq.load(std::memory_order_acquire);
     // Publish what we need (keeping the smallest need), then announce
@@ -436,9 +437,11 @@ wait_result receive(channel::state& s, message* out, const deadline& until) {
       return wait_result::timed_out;
     }
     if (start_ns == 0) start_ns = detail::monotonic_ns();
+    // Spin (the budget counts from start_ns, across retries: the tail can
+    // move before the frame is committed), then sleep.
     if (!spun) {
-      spun = true;
       if (s.recv_spin.spin([&]() noexcept { return hint_changed(c, hint); }, start_ns)) continue;
+      spun = true;
     }
     // Announce ourselves, then look once more before sleeping.
     const std::uint32_t seq = c.data_seq.load(std::memory_order_acquire);

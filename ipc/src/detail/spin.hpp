@@ -10,7 +10,7 @@
 // keep ending in a sleep, the budget halves down to `min`, so a waiter that
 // waits long does not burn a core.
 //
-// Past the first microseconds the spin yields the core between looks (see
+// Past the first few hundred nanoseconds the spin yields the core between looks (see
 // spin()), which keeps it cheap when processes outnumber cores.
 //
 // An adaptive_spin is process-local state (never placed in shared memory);
@@ -48,10 +48,13 @@ class adaptive_spin {
   // Polls `ready()` until it returns true (-> true) or the budget is spent
   // (-> false). `start_ns` is when the whole wait began.
   //
-  // The first couple of microseconds are a pure spin: a peer running on the
-  // other core answers within that. After that each round yields the core
-  // (sched_yield), so that when processes outnumber cores the peer we wait
-  // for can run on ours instead of being kept off it by our spinning.
+  // The first few hundred nanoseconds are a pure spin: a peer running on the
+  // other core and answering at once is seen within that. After that each
+  // round yields the core (sched_yield), so that when the peer shares our
+  // core, or processes outnumber cores, the peer can run instead of being
+  // kept off the core by our spinning. (Measured: a ping-pong of two
+  // processes pinned to one core takes ~3.5 us a round trip this way, ~7 us
+  // with a 2 us pure spin; on two cores both take ~0.4 us.)
   template <class Ready>
   bool spin(Ready&& ready, std::int64_t start_ns) noexcept {
     const std::int64_t budget = budget_.load(std::memory_order_relaxed);
@@ -84,7 +87,7 @@ class adaptive_spin {
   }
 
  private:
-  static constexpr std::int64_t pure_spin_ns = 2000;
+  static constexpr std::int64_t pure_spin_ns = 300;
   std::uint32_t min_;
   std::uint32_t max_;
   std::atomic<std::uint32_t> budget_;
