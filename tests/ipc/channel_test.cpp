@@ -597,6 +597,34 @@ struct ring_view {
   }
 };
 
+TEST_F(ChannelTest, BlockPoolSurvivesAHolderKilledInsideIt) {
+  watchdog guard(30s);
+  channel ch = make(options(64 * 1024), endpoint_role::both);
+  ring_view view(ch.name());
+  std::string payload(1 << 20, 'p');
+  message m;
+  ASSERT_EQ(ch.send(bytes_of(payload), deadline::immediate()), wait_result::ok);
+  ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
+  m.clear();  // one block in the pool now
+  ASSERT_EQ(view.ctl->pool_count, 1u);
+  // A process dies holding the pool's lock, having scribbled on the pool.
+  const auto result = run_in_child([&]() -> int {
+    if (view.ctl->pool_lock.lock() != wait_result::ok) return 1;
+    view.ctl->pool_count = 9;
+    std::memset(&view.ctl->pool[1], 0x5a, sizeof(block_ref) * 8);
+    ::raise(SIGKILL);
+    return 2;
+  });
+  ASSERT_FALSE(result.exited);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(ch.send(bytes_of(payload), deadline::immediate()), wait_result::ok);
+    ASSERT_EQ(ch.recv(m, deadline::immediate()), wait_result::ok);
+    EXPECT_EQ(text_of(m), payload);
+    m.clear();
+  }
+  EXPECT_LE(view.ctl->pool_count, 2u);  // the scribbled entries were dropped
+}
+
 TEST_F(ChannelTest, FuzzedRingBytesGiveCorruptFrameNeverACrash) {
   watchdog guard(120s);
   std::mt19937_64 rng(20240531);

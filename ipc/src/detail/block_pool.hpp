@@ -46,6 +46,10 @@ class block_pool final : public block_recycler, public std::enable_shared_from_t
 
   const std::string& prefix() const noexcept { return prefix_; }
 
+  // Around fork(): the cache's mutex must not be inherited locked.
+  void lock_for_fork() noexcept { mutex_.lock(); }
+  void unlock_after_fork() noexcept { mutex_.unlock(); }
+
  private:
   control& ctl() const noexcept { return *static_cast<control*>(control_->base()); }
   std::shared_ptr<segment> map(const std::string& name, bool create, std::size_t size);

@@ -102,6 +102,7 @@ void before_fork() noexcept {
   const std::int64_t expiry = detail::monotonic_ns() + fork_place_validity_ns;
   for (channel::state* s : r.states) {
     s->bell_mutex.lock();
+    s->blocks->lock_for_fork();
     s->fork_slot = detail::no_slot;
     if (s->slot == detail::no_slot || s->closed.load(std::memory_order_relaxed)) continue;
     // Hold a place for the child's copy of this endpoint before the fork, so
@@ -114,6 +115,7 @@ void after_fork_in_parent() noexcept {
   registry& r = endpoints_registry();
   for (channel::state* s : r.states) {
     s->fork_slot = detail::no_slot;  // the place now belongs to the child
+    s->blocks->unlock_after_fork();
     s->bell_mutex.unlock();
   }
   r.mutex.unlock();
@@ -149,6 +151,7 @@ void after_fork_in_child() noexcept {
     }
     s->watcher = nullptr;
     s->watcher_stop.store(false, std::memory_order_relaxed);
+    s->blocks->unlock_after_fork();
     s->bell_mutex.unlock();
   }
   r.mutex.unlock();
