@@ -864,6 +864,20 @@ TEST_F(ChannelTest, NamesAreRemovedWithTheLastEndpoint) {
   }
   EXPECT_FALSE(testing::shm_exists(name));
 
+  // Peers that died without closing do not keep the names alive.
+  {
+    channel a = make(options(), endpoint_role::both);
+    name = a.name();
+    const auto result = run_in_child([&] {
+      channel b = channel::open(name, endpoint_role::both);
+      ::_exit(0);  // no close, no destructors
+      return 0;
+    });
+    ASSERT_TRUE(result.exited);
+    EXPECT_TRUE(testing::shm_exists(name));
+  }
+  EXPECT_FALSE(testing::shm_exists(name));
+
   channel_options keep = options();
   keep.remove_when_unused = false;
   {

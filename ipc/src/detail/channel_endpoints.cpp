@@ -262,6 +262,9 @@ void channel::state::detach() noexcept {
   }
   wake_all_waiters();
   if (last && (ctl->flags & detail::flag_remove_when_unused) && !ctl->removed.exchange(1)) remove_names(name);
+  // Peers that died without closing must not keep the names alive: if only
+  // dead endpoints remain, reaping them makes this the last close.
+  if (!last && ctl->endpoints.load(std::memory_order_acquire) != 0) reap_dead();
 }
 
 bool channel::state::reap_dead() noexcept {
