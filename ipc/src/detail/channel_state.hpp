@@ -33,6 +33,11 @@ struct ring_map {
 
 std::string ring_name(const std::string& channel_name, std::uint64_t id);
 
+struct message_access {
+  static void assign(message& m, const std::byte* data, std::size_t size) { m.assign(data, size); }
+  static void set_block(message& m, large_block block) noexcept { m.set_block(std::move(block)); }
+};
+
 // Holds a robust_mutex of the channel for the current scope. The locks of a
 // channel are held for short, bounded stretches, so a signal while waiting
 // for one only makes us wait again; a dead holder is taken over (the
@@ -50,6 +55,26 @@ class scoped_lock {
  private:
   robust_mutex& m_;
 };
+
+}  // namespace detail
+
+namespace detail {
+
+// Ring helpers (detail/channel_ring.cpp).
+bool is_power_of_two(std::uint64_t x) noexcept;
+// Checks a ring header found in shared memory; `room` is how many bytes the
+// mapping holds from the header on.
+bool valid_ring(const ring_header* h, std::uint64_t id, std::uint64_t room) noexcept;
+std::shared_ptr<ring_map> make_map(ring_header* h, segment seg);
+void init_ring(ring_header* h, std::uint64_t id, std::uint64_t capacity, std::uint64_t data_offset) noexcept;
+// After a commit: wakes a sleeping reader and the doorbell watchers.
+void notify_readers(control& c) noexcept;
+// Reserves a frame of `length` payload bytes, waiting for room as the
+// deadline allows (bounded channels only); sets the header and payload.
+wait_result reserve_frame(channel::state& s, frame_kind kind, std::size_t length, std::shared_ptr<void>& ring_keep,
+                          frame_header*& header, std::byte*& payload, const deadline& until);
+// recv (out != nullptr) or poll (out == nullptr) with waiting.
+wait_result receive(channel::state& s, message* out, const deadline& until);
 
 }  // namespace detail
 
