@@ -54,7 +54,9 @@ queues; nothing is pickled and worker deaths are not tracked.
 import collections
 import itertools
 import os
+import math
 import queue
+import select
 import signal
 import sys
 import threading
@@ -100,6 +102,11 @@ _BATCH_GROWTH = 8
 _WINDOW_PER_WORKER = 2
 # How long the result handler stays aside after the last waiting caller left.
 _GRACE = 0.005
+# How long an idle worker process polls for its next task before it sleeps
+# in get(): a task that arrives meanwhile costs no wake-up of a sleeping
+# process (tens of microseconds on other cores), which is most of a short
+# task's round trip. At worst a worker spends this much CPU per task.
+_IDLE_SPIN_SECONDS = 0.0001
 
 _NOTHING = object()
 
@@ -257,6 +264,19 @@ def _task_marker(tracking, put, pid):
     return mark
 
 
+def _spin_until_readable(poll, budget):
+    """Poll (yielding the CPU in between) until there is something to read
+    or `budget` seconds passed."""
+    if poll(0):
+        return
+    deadline = time.perf_counter() + budget
+    pause = os.sched_yield
+    while time.perf_counter() < deadline:
+        pause()
+        if poll(0):
+            return
+
+
 def _run_batch(tasks, put, pid, seq, wrap_exception, mark):
     job, first = tasks[0][0], tasks[0][1]
     if mark is not None:
@@ -291,10 +311,15 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
         initializer(*initargs)
     pid = os.getpid()
     mark = _task_marker(_tracking, put, pid)
+    # Worker processes poll a little before sleeping; threads never do.
+    reader = getattr(inqueue, '_reader', None)
+    poll = reader.poll if reader is not None and _IDLE_SPIN_SECONDS else None
     seq = 0            # numbers the tasks and batches this worker takes
     completed = 0
     while maxtasks is None or completed < maxtasks:
         try:
+            if poll is not None:
+                _spin_until_readable(poll, _IDLE_SPIN_SECONDS)
             msg = get()
         except (EOFError, OSError):
             util.debug('worker got EOFError or OSError -- exiting')
@@ -357,6 +382,72 @@ class _Doorbell:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+
+
+class _PipeResults:
+    """How the parent receives from a process pool's outqueue. A blocked
+    receive also wakes up when another thread calls wake(), which writes to
+    an eventfd: waking a reader never has to put anything on the outqueue,
+    whose writers may themselves be waiting for that reader."""
+
+    def __init__(self, outqueue, quick_get):
+        self._poll = outqueue._reader.poll
+        self._get = quick_get
+        self._wakeup = _Doorbell()
+        self._poller = select.poll()
+        self._poller.register(outqueue._reader.fileno(), select.POLLIN)
+        self._poller.register(self._wakeup.fileno(), select.POLLIN)
+
+    def receive(self, timeout):
+        """The next message, or _NOTHING after `timeout` seconds (None:
+        no limit) or a wake()."""
+        if self._poll(0):
+            return self._get()
+        ms = -1 if timeout is None else math.ceil(max(timeout, 0) * 1000)
+        if any(fd == self._wakeup.fileno() for fd, _ in self._poller.poll(ms)):
+            self._wakeup.drain()
+        if self._poll(0):
+            return self._get()
+        return _NOTHING
+
+    def drain(self):
+        """Read and drop whatever is waiting (the pool is terminating)."""
+        while self._poll(0):
+            self._get()
+
+    def wake(self):
+        self._wakeup.ring()
+
+    def close(self):
+        self._wakeup.close()
+
+
+class _LocalResults:
+    """How a ThreadPool receives results: an in-process queue, woken up by
+    a None message (an unbounded queue.SimpleQueue never blocks a put)."""
+
+    def __init__(self, outqueue, quick_get):
+        self._queue = outqueue
+        self._get = quick_get
+
+    def receive(self, timeout):
+        try:
+            return self._get(True, timeout)
+        except queue.Empty:
+            return _NOTHING
+
+    def drain(self):
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+
+    def wake(self):
+        self._queue.put(None)
+
+    def close(self):
+        pass
 
 
 class _PoolCache(dict):
@@ -423,7 +514,7 @@ class _Engine:
         self.worker_sentinels = cls._get_worker_sentinels
         self.stop_workers = cls._help_stuff_finish
         self._put_task = pool._quick_put
-        self._recv = cls._result_receiver(pool._outqueue, pool._quick_get)
+        self.results = cls._Results(pool._outqueue, pool._quick_get)
         self.state = RUN
 
         self.doorbell = _Doorbell()
@@ -702,7 +793,7 @@ class _Engine:
         (None: wait). EOFError/OSError mean the queue is gone and propagate;
         a message that cannot be unpickled is reported and skipped."""
         try:
-            return self._recv(timeout)
+            return self.results.receive(timeout)
         except (EOFError, OSError):
             raise
         except Exception:
@@ -713,10 +804,7 @@ class _Engine:
 
     def _kick(self):
         """Wake whoever is blocked reading the outqueue."""
-        try:
-            self.outqueue.put(None)
-        except Exception:
-            pass
+        self.results.wake()
 
     def _finished(self):
         return self.state == TERMINATE or (self._tasks_done and not self.cache)
@@ -928,7 +1016,11 @@ class _Engine:
         self._kick()
         current = threading.current_thread()
         if self.worker_handler.is_alive() and current is not self.worker_handler:
-            self.worker_handler.join()
+            self.worker_handler.join(0.1)
+            while self.worker_handler.is_alive():
+                # It may be posting on a full outqueue that nobody reads now.
+                self._drain_outqueue()
+                self.worker_handler.join(0.1)
         util.debug('stopping workers')
         self.stop_workers(self.inqueue, self.workers)
         if self.task_handler.is_alive() and current is not self.task_handler:
@@ -943,7 +1035,22 @@ class _Engine:
             if w.is_alive():
                 w.join()
         self.doorbell.close()
+        self.results.close()
         util.debug('pool terminated')
+
+    def _drain_outqueue(self):
+        me = threading.get_ident()
+        with self._lock:
+            if self._reader is not None:
+                return               # its reader stops soon: it saw TERMINATE
+            self._reader = me
+        try:
+            self.results.drain()
+        except Exception:
+            pass
+        finally:
+            with self._lock:
+                self._reader = None
 
     def drain_inqueue(self):
         try:
@@ -1046,16 +1153,8 @@ class Pool(object):
         self._quick_put = self._inqueue._writer.send
         self._quick_get = self._outqueue._reader.recv
 
-    @staticmethod
-    def _result_receiver(outqueue, quick_get):
-        """A function receive(timeout) -> next outqueue message or _NOTHING."""
-        poll = outqueue._reader.poll
-
-        def receive(timeout):
-            if timeout is None or poll(timeout):
-                return quick_get()
-            return _NOTHING
-        return receive
+    # How the parent receives results (see _PipeResults).
+    _Results = _PipeResults
 
     @staticmethod
     def _get_worker_sentinels(workers):
@@ -1446,14 +1545,7 @@ class ThreadPool(Pool):
         self._quick_put = self._inqueue.put
         self._quick_get = self._outqueue.get
 
-    @staticmethod
-    def _result_receiver(outqueue, quick_get):
-        def receive(timeout):
-            try:
-                return quick_get(True, timeout)
-            except queue.Empty:
-                return _NOTHING
-        return receive
+    _Results = _LocalResults
 
     @staticmethod
     def _get_worker_sentinels(workers):

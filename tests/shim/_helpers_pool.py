@@ -28,6 +28,11 @@ def identity(x):
     return x
 
 
+def big_result(x, size=48 * 1024):
+    """A result bigger than a pipe's buffer."""
+    return bytes([x % 256]) * size
+
+
 def add_kw(x, *, plus=0):
     return x + plus
 

@@ -247,6 +247,20 @@ class PoolSuite:
         pairs = [(x, 3) for x in range(n)]
         assert shared.starmap_async(h.mul, pairs, chunksize=1).get(TIMEOUT) == [3 * x for x in range(n)]
 
+    def test_caller_waits_while_results_fill_the_queue(self, make_pool):
+        # Results bigger than the pipe keep workers blocked writing them
+        # (holding the queue's write lock) until the parent reads; a caller
+        # that starts waiting then must take over reading, not deadlock.
+        p = make_pool(2)
+        it = p.imap(h.big_result, range(1000))
+        for i in range(1000):
+            if i % 40 == 0:
+                time.sleep(0.008)    # let the result handler take over reading
+            assert it.next(TIMEOUT) == h.big_result(i)
+        r = p.map_async(h.big_result, range(200), 1)
+        time.sleep(0.05)
+        assert r.get(TIMEOUT) == [h.big_result(i) for i in range(200)]
+
     def test_apply_async_flood(self, shared):
         results = [shared.apply_async(h.sqr, (i,)) for i in range(500)]
         assert [r.get(TIMEOUT) for r in results] == [i * i for i in range(500)]
