@@ -486,16 +486,69 @@ class Connection(_ConnectionBase):
 def Pipe(duplex=True):
     """A pair (conn1, conn2) of connected Connections.
 
-    duplex: both ends read and write (a Unix socket pair). Otherwise conn1
-    only reads and conn2 only writes (an OS pipe).
+    duplex: both ends read and write. Otherwise conn1 only reads and conn2
+    only writes. The ends are connected by mphost's shared-memory channels
+    (two for a duplex pipe), so messages do not go through the kernel.
     """
-    if duplex:
-        s1, s2 = socket.socketpair()
-        s1.setblocking(True)
-        s2.setblocking(True)
-        return Connection(s1.detach()), Connection(s2.detach())
-    fd1, fd2 = os.pipe()
-    return Connection(fd1, writable=False), Connection(fd2, readable=False)
+    import _mphost
+    forward = _mphost.Channel.create(unbounded=True, role='reader')
+    writer = forward.hand_over('writer')
+    forward_w = _mphost.Channel.open(forward.name, 'writer', writer)
+    if not duplex:
+        return (_ChannelConnection(forward, None, writable=False),
+                _ChannelConnection(None, forward_w, readable=False))
+    backward = _mphost.Channel.create(unbounded=True, role='reader')
+    backward_w = _mphost.Channel.open(backward.name, 'writer', backward.hand_over('writer'))
+    return _ChannelConnection(forward, backward_w), _ChannelConnection(backward, forward_w)
+
+
+class _ChannelConnection(Connection):
+    """A Connection over mphost channels: messages from `inbound`, to
+    `outbound` (either may be None for a one-way end).
+
+    A channel carries whole messages, so there is no framing; fileno() is a
+    descriptor that polls readable while a message waits (or the peer is
+    gone), usable with select() and wait(). A dead peer reads as end of file.
+    """
+
+    def __init__(self, inbound, outbound, readable=True, writable=True):
+        if not readable and not writable:
+            raise ValueError('at least one of `readable` and `writable` must be True')
+        self._inbound = inbound if readable else None
+        self._outbound = outbound if writable else None
+        self._handle = self._inbound or self._outbound
+        self._readable = readable
+        self._writable = writable
+
+    def fileno(self):
+        self._check_closed()
+        return self._handle.fileno()
+
+    def _close(self):
+        for channel in (self._inbound, self._outbound):
+            if channel is not None:
+                channel.close()
+        self._inbound = self._outbound = None
+
+    def _send_bytes(self, buf):
+        self._outbound.send(buf)
+
+    def _recv_bytes(self, maxsize=None):
+        data = self._inbound.recv()
+        if maxsize is not None and len(data) > maxsize:
+            return None
+        return data
+
+    def _recv_bytes_into(self, view, offset):
+        data = self._inbound.recv()
+        size = len(data)
+        if view.nbytes < offset + size:
+            raise BufferTooShort(data)
+        view[offset:offset + size] = data
+        return size
+
+    def _poll(self, timeout):
+        return self._inbound.poll(timeout)
 
 
 #
@@ -765,3 +818,23 @@ def rebuild_connection(df, readable, writable):
 
 
 reduction.register(Connection, reduce_connection)
+
+
+def _reduce_channel_connection(conn):
+    # Each end travels as channel names plus tickets that keep its place
+    # while it is in transit to the process that unpickles it.
+    conn._check_closed()
+    ends = []
+    for channel, role in ((conn._inbound, 'reader'), (conn._outbound, 'writer')):
+        ends.append(None if channel is None else (channel.name, channel.hand_over(role)))
+    return _rebuild_channel_connection, (ends[0], ends[1], conn.readable, conn.writable)
+
+
+def _rebuild_channel_connection(inbound, outbound, readable, writable):
+    import _mphost
+    opened = [None if end is None else _mphost.Channel.open(end[0], role, end[1])
+              for end, role in ((inbound, 'reader'), (outbound, 'writer'))]
+    return _ChannelConnection(opened[0], opened[1], readable, writable)
+
+
+reduction.register(_ChannelConnection, _reduce_channel_connection)

@@ -89,14 +89,30 @@ def recvfds(sock, size):
     return list(fds)
 
 
+def _over_channel(conn):
+    from .connection import _ChannelConnection
+    return isinstance(conn, _ChannelConnection)
+
+
 def send_handle(conn, handle, destination_pid):
-    """Send descriptor `handle` over connection `conn` (a Unix socket)."""
+    """Send descriptor `handle` over connection `conn`.
+
+    Over a Unix socket the descriptor itself travels (SCM_RIGHTS). A
+    shared-memory connection carries a resource_sharer ticket instead, with
+    which the receiver fetches a duplicate from this process.
+    """
+    if _over_channel(conn):
+        from . import resource_sharer
+        conn.send(resource_sharer.DupFd(handle))
+        return
     with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sendfds(sock, [handle])
 
 
 def recv_handle(conn):
     """Receive a descriptor sent with send_handle."""
+    if _over_channel(conn):
+        return conn.recv().detach()
     with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         return recvfds(sock, 1)[0]
 

@@ -14,6 +14,7 @@
 #include <climits>
 #include <system_error>
 
+#include "mphost/ipc/channel.hpp"
 #include "mphost/ipc/error.hpp"
 
 namespace bp = boost::process;
@@ -37,6 +38,9 @@ struct inherit_only {
         if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
       }
     }
+    // Channel endpoints are inherited across fork like descriptors; like
+    // close-on-exec descriptors, they must not outlive the exec.
+    ipc::release_endpoints_before_exec();
     for (int fd : *keep) {
       const int flags = ::fcntl(fd, F_GETFD);
       if (flags < 0 || ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0) {

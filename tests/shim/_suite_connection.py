@@ -13,7 +13,7 @@ import pytest
 
 import multiprocessing
 from multiprocessing import reduction
-from multiprocessing.connection import Client, Listener, Pipe, wait
+from multiprocessing.connection import Client, Connection, Listener, Pipe, wait
 
 TIMEOUT = 60
 
@@ -214,8 +214,10 @@ class ConnectionSuite:
         assert sorted(order) == [0, 1, 2]
         assert [self.finish(c) for c in children] == [0, 0, 0]
 
-    def test_pickled_connection_cannot_be_taken_twice(self):
-        a, b = Pipe()
+    def test_pickled_descriptor_connection_cannot_be_taken_twice(self):
+        # Descriptor connections travel through resource_sharer, once.
+        s1, s2 = socket.socketpair()
+        a, b = Connection(s1.detach()), Connection(s2.detach())
         data = reduction.ForkingPickler.dumps(b)
         first = pickle.loads(data)
         first.close()

@@ -529,15 +529,25 @@ def test_pickled_connection_is_a_working_duplicate():
     copy.send('back')
     assert a.recv() == 'back'
     copy.close()
-    # Each pickle hands out its descriptor once.
-    with pytest.raises(Exception):
-        pickle.loads(data)
     r, w = Pipe(duplex=False)
     w2 = pickle.loads(reduction.ForkingPickler.dumps(w))
     assert (w2.readable, w2.writable) == (False, True)
     w2.send_bytes(b'simplex')
     assert r.recv_bytes() == b'simplex'
     for c in (a, b, r, w, w2):
+        c.close()
+
+
+def test_pickled_descriptor_connection_hands_out_its_descriptor_once():
+    s1, s2 = socket.socketpair()
+    a, b = Connection(s1.detach()), Connection(s2.detach())
+    data = reduction.ForkingPickler.dumps(b)
+    copy = pickle.loads(data)
+    a.send('via copy')
+    assert copy.recv() == 'via copy'
+    with pytest.raises(Exception):
+        pickle.loads(data)
+    for c in (a, b, copy):
         c.close()
 
 
@@ -565,7 +575,8 @@ def test_resource_sharer_stop_and_restart():
 
 
 def test_resource_sharer_listener_is_private():
-    a, b = Pipe()
+    s1, s2 = socket.socketpair()
+    a, b = Connection(s1.detach()), Connection(s2.detach())
     reduction.ForkingPickler.dumps(b)
     address = resource_sharer._resource_sharer._address
     assert isinstance(address, str) and not address.startswith('\0')
