@@ -105,8 +105,10 @@ _GRACE = 0.005
 # How long an idle worker process polls for its next task before it sleeps
 # in get(): a task that arrives meanwhile costs no wake-up of a sleeping
 # process (tens of microseconds on other cores), which is most of a short
-# task's round trip. At worst a worker spends this much CPU per task.
+# task's round trip. Each miss halves the budget; after a few misses the
+# worker stops polling and tries again every _SPIN_RETRY tasks.
 _IDLE_SPIN_SECONDS = 0.0001
+_SPIN_RETRY = 64
 
 _NOTHING = object()
 
@@ -266,15 +268,16 @@ def _task_marker(tracking, put, pid):
 
 def _spin_until_readable(poll, budget):
     """Poll (yielding the CPU in between) until there is something to read
-    or `budget` seconds passed."""
+    (True) or `budget` seconds passed (False)."""
     if poll(0):
-        return
+        return True
     deadline = time.perf_counter() + budget
     pause = os.sched_yield
     while time.perf_counter() < deadline:
         pause()
         if poll(0):
-            return
+            return True
+    return False
 
 
 def _run_batch(tasks, put, pid, seq, wrap_exception, mark):
@@ -314,12 +317,24 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
     # Worker processes poll a little before sleeping; threads never do.
     reader = getattr(inqueue, '_reader', None)
     poll = reader.poll if reader is not None and _IDLE_SPIN_SECONDS else None
+    budget = _IDLE_SPIN_SECONDS
+    skipped = 0
     seq = 0            # numbers the tasks and batches this worker takes
     completed = 0
     while maxtasks is None or completed < maxtasks:
         try:
             if poll is not None:
-                _spin_until_readable(poll, _IDLE_SPIN_SECONDS)
+                if budget:
+                    if _spin_until_readable(poll, budget):
+                        budget = _IDLE_SPIN_SECONDS
+                    elif budget > _IDLE_SPIN_SECONDS / 8:
+                        budget /= 2
+                    else:
+                        budget = 0
+                else:
+                    skipped += 1
+                    if skipped >= _SPIN_RETRY:
+                        budget, skipped = _IDLE_SPIN_SECONDS, 0
             msg = get()
         except (EOFError, OSError):
             util.debug('worker got EOFError or OSError -- exiting')
@@ -514,7 +529,9 @@ class _Engine:
         self.worker_sentinels = cls._get_worker_sentinels
         self.stop_workers = cls._help_stuff_finish
         self._put_task = pool._quick_put
-        self.results = cls._Results(pool._outqueue, pool._quick_get)
+        self._Results = cls._Results
+        self._quick_get = pool._quick_get
+        self.results = None           # made by start_threads
         self.state = RUN
 
         self.doorbell = _Doorbell()
@@ -526,11 +543,12 @@ class _Engine:
         if self.tracks_tasks:
             nslots = 2 * self.processes
             try:
-                self.board = self.ctx.RawArray('q', nslots * _SLOT_CELLS)
+                board = self.ctx.RawArray('q', nslots * _SLOT_CELLS)
+                self._cells = memoryview(board).cast('B').cast('q')
             except Exception as e:   # no shared memory: workers send STARTED
                 util.debug(f'pool runs without a task board: {e!r}')
             else:
-                self._cells = memoryview(self.board).cast('B').cast('q')
+                self.board = board
                 self._free_slots = list(range(nslots - 1, -1, -1))
         self.cache.notifier = self._cache_emptied
         self._pool_lock = threading.RLock()   # guards the worker list
@@ -561,6 +579,7 @@ class _Engine:
         self.result_handler = threading.Thread(target=self._handle_results, daemon=True)
 
     def start_threads(self):
+        self.results = self._Results(self.outqueue, self._quick_get)
         self.worker_handler.start()
         self.task_handler.start()
         self.result_handler.start()
@@ -937,6 +956,7 @@ class _Engine:
                             msg = self._receive(max(deadline - time.monotonic(), 0))
                         if msg is not _NOTHING:
                             self._handle(msg)
+                            msg = None    # do not keep results alive while waiting
                         if ready():
                             return True
                         if deadline is not None and time.monotonic() >= deadline:
@@ -982,6 +1002,7 @@ class _Engine:
                         msg = self._receive(None)
                         if msg is not _NOTHING:
                             self._handle(msg)
+                            msg = None    # do not keep results alive while waiting
                         if self._nwaiters or self._finished():
                             break
                 except (EOFError, OSError):
@@ -1035,7 +1056,8 @@ class _Engine:
             if w.is_alive():
                 w.join()
         self.doorbell.close()
-        self.results.close()
+        if self.results is not None:
+            self.results.close()
         util.debug('pool terminated')
 
     def _drain_outqueue(self):

@@ -28,6 +28,18 @@ def identity(x):
     return x
 
 
+class CountedObject:
+    """Counts its live instances in the process that holds them."""
+    n_instances = 0
+
+    def __new__(cls):
+        cls.n_instances += 1
+        return object.__new__(cls)
+
+    def __del__(self):
+        type(self).n_instances -= 1
+
+
 def big_result(x, size=48 * 1024):
     """A result bigger than a pipe's buffer."""
     return bytes([x % 256]) * size

@@ -286,6 +286,20 @@ class PoolSuite:
             assert not t.is_alive()
         assert failures == []
 
+    def test_results_are_not_kept_alive(self, shared):
+        # Neither the arguments nor the copies that came back stay referenced
+        # by the pool, also when the result handler thread read them.
+        objs = [h.CountedObject() for _ in range(10)]
+        refs = [weakref.ref(o) for o in objs]
+        r = shared.map_async(h.identity, objs, 1)
+        time.sleep(0.3)              # the result handler reads the answers
+        values = r.get(TIMEOUT)
+        assert len(values) == 10 and h.CountedObject.n_instances == 20
+        del objs, values, r
+        gc.collect()
+        wait_until(lambda: all(ref() is None for ref in refs) and h.CountedObject.n_instances == 0,
+                   timeout=10)
+
     # -- errors coming back from workers ---------------------------------
 
     def test_exception_carries_remote_traceback(self, make_pool):
