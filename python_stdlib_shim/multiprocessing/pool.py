@@ -1063,16 +1063,17 @@ class _Engine:
     def _drain_outqueue(self):
         me = threading.get_ident()
         with self._lock:
-            if self._reader is not None:
+            owner = self._reader
+            if owner is not None and owner != me:
                 return               # its reader stops soon: it saw TERMINATE
-            self._reader = me
+            self._reader = me        # (me already: terminate() from a callback)
         try:
             self.results.drain()
         except Exception:
             pass
         finally:
             with self._lock:
-                self._reader = None
+                self._reader = owner
 
     def drain_inqueue(self):
         try:

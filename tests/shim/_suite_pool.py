@@ -456,6 +456,15 @@ class PoolSuite:
         waiter.join(TIMEOUT)
         assert not waiter.is_alive() and not r.ready()
 
+    def test_terminate_from_a_callback(self, make_pool):
+        p = make_pool(2)
+        seen = []
+        r = p.apply_async(h.sqr, (5,), callback=lambda v: (seen.append(v), p.terminate()))
+        assert r.get(TIMEOUT) == 25 and seen == [25]
+        assert p._state == mpool.TERMINATE
+        bounded_join(p)
+        assert all(w.exitcode is not None for w in p._pool)
+
     def test_pool_cannot_be_pickled(self, shared):
         with pytest.raises(NotImplementedError, match='pool objects cannot be passed'):
             pickle.dumps(shared)

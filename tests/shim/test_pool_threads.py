@@ -184,6 +184,14 @@ def test_callback_may_use_the_pool(tp):
     assert out == [[0, 1, 16, 81]]
 
 
+def test_terminate_from_a_callback():
+    p = ThreadPool(2)
+    r = p.map_async(h.sqr, range(10), callback=lambda v: p.terminate())
+    assert r.get(TIMEOUT) == [x * x for x in range(10)]
+    assert p._state == mpool.TERMINATE
+    bounded_join(p)
+
+
 def test_failing_callback_is_reported_and_pool_keeps_working(tp, capfd):
     def bad_callback(_):
         raise ZeroDivisionError('callback broke')
