@@ -37,15 +37,18 @@ How a task travels through a process Pool::
   the worker wrote. If the slot names a task that was not answered, whoever
   reads EXITED fails that task with WorkerLostError (a
   multiprocessing.ProcessError naming the pid and the signal or exit code):
-  a map fails as a whole, an imap yields the error at the lost positions.
-  The worker handler has meanwhile started a replacement. Without a board
-  (no shared memory), workers announce tasks with STARTED messages instead.
+  a map fails as a whole, an imap yields the error at the positions of the
+  lost batch. The worker handler has meanwhile started a replacement.
+  Without a board (no shared memory), workers announce tasks with STARTED
+  messages instead.
 - One thread at a time reads the outqueue (the reader role). A caller
   blocked in get(), wait() or next() takes the role and reads its own
   results, which saves a hand-off between threads per result; the result
   handler thread steps aside while callers wait and takes the role back once
   nobody has waited for ``_GRACE`` seconds (for callbacks and the window).
-  Callbacks run in whichever thread reads, one at a time.
+  A thread wakes the reader through an eventfd, never through the outqueue,
+  whose writers may be waiting for that very reader. Callbacks run in
+  whichever thread reads, one at a time.
 
 A ThreadPool runs the same machinery with worker threads and in-process
 queues; nothing is pickled and worker deaths are not tracked.
@@ -53,8 +56,8 @@ queues; nothing is pickled and worker deaths are not tracked.
 
 import collections
 import itertools
-import os
 import math
+import os
 import queue
 import select
 import signal

@@ -11,7 +11,6 @@ import math
 import os
 import pickle
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -114,7 +113,8 @@ class PoolSuite:
         assert shared.starmap(h.mul, pairs) == list(itertools.starmap(h.mul, pairs))
         pairs = list(zip(range(100), range(99, -1, -1)))
         assert shared.starmap(h.mul, pairs, chunksize=20) == list(itertools.starmap(h.mul, pairs))
-        assert shared.starmap_async(h.mul, pairs).get(TIMEOUT) == list(itertools.starmap(h.mul, pairs))
+        expected = list(itertools.starmap(h.mul, pairs))
+        assert shared.starmap_async(h.mul, pairs).get(TIMEOUT) == expected
 
     def test_map_async_callbacks(self, shared):
         calls = []
@@ -166,7 +166,8 @@ class PoolSuite:
         pairs = [(0, 0.4), (1, 0.3), (2, 0.2), (3, 0.0), (4, 0.0), (5, 0.0)]
         assert list(shared.imap(h.nap_then_return, pairs)) == list(range(6))
         assert sorted(shared.imap_unordered(h.nap_then_return, pairs)) == list(range(6))
-        assert shared.starmap_async(h.sqr, pairs, chunksize=1).get(TIMEOUT) == [i * i for i in range(6)]
+        squares = shared.starmap_async(h.sqr, pairs, chunksize=1).get(TIMEOUT)
+        assert squares == [i * i for i in range(6)]
 
     def test_imap_next_timeout(self, shared):
         it = shared.imap(functools.partial(h.sqr, wait=1.0), [7])
@@ -233,7 +234,7 @@ class PoolSuite:
             r = shared.map_async(h.sqr, range(n))
             assert r._chunksize == math.ceil(n / (4 * workers))
             assert r.get(TIMEOUT) == [x * x for x in range(n)]
-        assert shared.map_async(h.sqr, []). _chunksize == 0
+        assert shared.map_async(h.sqr, [])._chunksize == 0
         with pytest.raises(ValueError, match='Chunksize must be 1\\+, not 0'):
             shared.imap(h.sqr, range(3), chunksize=0)
 
@@ -245,7 +246,8 @@ class PoolSuite:
         assert [it.next(TIMEOUT) for _ in range(n)] == expected
         assert sorted(shared.imap_unordered(h.sqr, range(n))) == expected
         pairs = [(x, 3) for x in range(n)]
-        assert shared.starmap_async(h.mul, pairs, chunksize=1).get(TIMEOUT) == [3 * x for x in range(n)]
+        products = shared.starmap_async(h.mul, pairs, chunksize=1).get(TIMEOUT)
+        assert products == [3 * x for x in range(n)]
 
     def test_caller_waits_while_results_fill_the_queue(self, make_pool):
         # Results bigger than the pipe keep workers blocked writing them
@@ -370,7 +372,8 @@ class PoolSuite:
         with pytest.raises(RuntimeError, match='cannot pickle'):
             shared.apply_async(h.sqr, (h.Unpicklable(),)).get(TIMEOUT)
         with pytest.raises(RuntimeError, match='cannot pickle'):
-            shared.map_async(h.identity, list(range(50)) + [h.Unpicklable()], chunksize=1).get(TIMEOUT)
+            items = list(range(50)) + [h.Unpicklable()]
+            shared.map_async(h.identity, items, chunksize=1).get(TIMEOUT)
         assert shared.map(h.sqr, range(5)) == [0, 1, 4, 9, 16]
 
     # -- lifecycle ---------------------------------------------------------
@@ -447,8 +450,7 @@ class PoolSuite:
     def test_terminate_with_a_waiting_caller(self, make_pool):
         p = make_pool(2)
         r = p.apply_async(time.sleep, (TIMEOUT,))
-        outcome = []
-        waiter = threading.Thread(target=lambda: outcome.append(r.ready() or r.wait(2.0)))
+        waiter = threading.Thread(target=r.wait, args=(2.0,))   # reads the outqueue
         waiter.start()
         time.sleep(0.2)
         p.terminate()
@@ -554,7 +556,8 @@ class PoolSuite:
 
     def test_worker_exit_codes_and_signals_are_named(self, make_pool):
         p = make_pool(2)
-        with pytest.raises(mpool.WorkerLostError, match=r'worker \d+ exited with code 7 while running a task'):
+        message = r'worker \d+ exited with code 7 while running a task'
+        with pytest.raises(mpool.WorkerLostError, match=message):
             p.apply_async(h.exit_now, (7,)).get(TIMEOUT)
         with pytest.raises(mpool.WorkerLostError, match='died with SIGTERM'):
             p.apply_async(h.kill_self, (-1, signal.SIGTERM)).get(TIMEOUT)
@@ -597,7 +600,8 @@ class PoolSuite:
         wait_until(lambda: victim not in {w.pid for w in p._pool} and len(p._pool) == 2
                    and all(w.is_alive() for w in p._pool))
         assert p.map_async(h.sqr, range(40), 1).get(TIMEOUT) == [x * x for x in range(40)]
-        assert [p.apply_async(h.sqr, (i,)).get(TIMEOUT) for i in range(20)] == [i * i for i in range(20)]
+        values = [p.apply_async(h.sqr, (i,)).get(TIMEOUT) for i in range(20)]
+        assert values == [i * i for i in range(20)]
 
     def test_every_worker_killed(self, make_pool):
         p = make_pool(2)

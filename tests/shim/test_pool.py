@@ -4,7 +4,6 @@ from workers, the worker() loop and the helpers tasks are made of."""
 import pickle
 import queue
 import signal
-import sys
 import threading
 import traceback
 import types
@@ -22,7 +21,8 @@ TIMEOUT = 30
 def test_names():
     assert 'share/mphost/python' in mpool.__file__
     assert mpool.__all__ == ['Pool', 'ThreadPool']
-    assert (mpool.INIT, mpool.RUN, mpool.CLOSE, mpool.TERMINATE) == ('INIT', 'RUN', 'CLOSE', 'TERMINATE')
+    states = (mpool.INIT, mpool.RUN, mpool.CLOSE, mpool.TERMINATE)
+    assert states == ('INIT', 'RUN', 'CLOSE', 'TERMINATE')
     assert mpool.AsyncResult is mpool.ApplyResult
     assert isinstance(mpool.ApplyResult[int], types.GenericAlias)
     assert issubclass(mpool.MapResult, mpool.ApplyResult)

@@ -103,7 +103,8 @@ def test_imap_order_and_next(tp):
     it = tp.imap(h.sqr, range(1000), chunksize=100)
     assert not isinstance(it, mpool.IMapIterator)       # a generator over chunks
     assert list(it) == [x * x for x in range(1000)]
-    assert sorted(tp.imap_unordered(h.sqr, range(1000), chunksize=100)) == [x * x for x in range(1000)]
+    unordered = tp.imap_unordered(h.sqr, range(1000), chunksize=100)
+    assert sorted(unordered) == [x * x for x in range(1000)]
 
 
 def test_timeouts(tp):
@@ -220,7 +221,8 @@ def test_threads_waiting_together(tp):
             for i in range(300):
                 if tp.apply_async(h.sqr, (base + i,)).get(TIMEOUT) != (base + i) ** 2:
                     failures.append(base + i)
-            if list(tp.imap(h.sqr, range(base, base + 500))) != [x * x for x in range(base, base + 500)]:
+            squares = [x * x for x in range(base, base + 500)]
+            if list(tp.imap(h.sqr, range(base, base + 500))) != squares:
                 failures.append(('imap', base))
             r = tp.map_async(h.sqr, range(base, base + 200), 3)
             if r.get(TIMEOUT) != [x * x for x in range(base, base + 200)]:
