@@ -788,14 +788,25 @@ def wait(object_list, timeout=None):
     (descriptors) or anything with fileno(). An empty list is returned
     when `timeout` seconds pass first.
     """
+    # A channel's descriptor is rung asynchronously and is only a hint
+    # (another process may have taken the message): channels are asked
+    # directly, and their descriptors only wake the wait.
+    channels = [obj for obj in object_list
+                if isinstance(obj, _ChannelConnection) and obj._inbound is not None]
     with _WaitSelector() as selector:
         for obj in object_list:
             selector.register(obj, selectors.EVENT_READ)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            ready = selector.select(timeout)
+            ready_channels = [obj for obj in channels if obj._inbound.poll(0)]
+            events = selector.select(0 if ready_channels else timeout)
+            ready = [key.fileobj for key, _events in events
+                     if not isinstance(key.fileobj, _ChannelConnection)]
+            if events and not ready_channels:
+                ready_channels = [obj for obj in channels if obj._inbound.poll(0)]
+            ready += ready_channels
             if ready:
-                return [key.fileobj for key, _events in ready]
+                return ready
             if deadline is not None:
                 timeout = deadline - time.monotonic()
                 if timeout <= 0:

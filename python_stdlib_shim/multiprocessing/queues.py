@@ -1,11 +1,17 @@
 """Queue, JoinableQueue and SimpleQueue.
 
 Items are pickled by the putting process and travel through a one-way
-connection (`_reader`/`_writer`). Queue hands items to a feeder thread that
-writes them, so that put() of an unbounded queue does not block; the
-feeder's protocol (`_start_thread`, `_feed`, `_on_queue_feeder_error`,
-`_buffer`, `_notempty`...) keeps the stdlib's shape because libraries
-(concurrent.futures, loky) subclass it.
+connection (`_reader`/`_writer`) over an unbounded shared-memory channel.
+So Queue.put() writes directly into shared memory from the caller's thread:
+it never blocks on an unbounded queue, needs no feeder thread, and a
+producer may exit as soon as put() returns, its items staying deliverable
+(no "joining processes that use queues" deadlock). An item that cannot be
+pickled is reported as the stdlib reports it, through
+_on_queue_feeder_error (which prints the traceback), only synchronously.
+
+Subclasses that override the stdlib's feeder protocol (`_start_thread` or
+`_feed`, as loky does) get that protocol: a feeder thread, `_buffer`,
+`_notempty`, `_send_bytes`...
 """
 
 __all__ = ['Queue', 'SimpleQueue', 'JoinableQueue']
@@ -26,6 +32,7 @@ from . import context
 from .util import debug, info, Finalize, register_after_fork, is_exiting
 
 _ForkingPickler = context.reduction.ForkingPickler
+_dumps = connection._dumps
 
 # Put on a feeder thread's buffer to make it flush and stop.
 _sentinel = object()
@@ -75,6 +82,11 @@ class Queue(object):
         self._send_bytes = self._writer.send_bytes
         self._recv_bytes = self._reader.recv_bytes
         self._poll = self._reader.poll
+        self._direct = not self._uses_feeder()
+
+    def _uses_feeder(self):
+        cls = type(self)
+        return cls._start_thread is not Queue._start_thread or cls._feed is not Queue._feed
 
     def put(self, obj, block=True, timeout=None):
         """Put obj on the queue; raise queue.Full if a bounded queue stays full."""
@@ -82,16 +94,41 @@ class Queue(object):
             raise ValueError(f'Queue {self!r} is closed')
         if not self._sem.acquire(block, timeout):
             raise Full
+        if self._direct:
+            self._put_direct(obj)
+            return
         with self._notempty:
             if self._thread is None:
                 self._start_thread()
             self._buffer.append(obj)
             self._notempty.notify()
 
+    def _put_direct(self, obj):
+        data = self._pickle_for_put(obj)
+        if data is not None:
+            self._writer._outbound.send(data)
+
+    def _pickle_for_put(self, obj):
+        # What the feeder thread would do with an item, in the caller's
+        # thread: None when it cannot be pickled (the error is reported).
+        try:
+            return _dumps(obj)
+        except Exception as e:
+            self._sem.release()
+            self._on_queue_feeder_error(e, obj)
+            return None
+
     def get(self, block=True, timeout=None):
         """Remove and return an item; raise queue.Empty if none comes in time."""
         if self._closed:
             raise ValueError(f'Queue {self!r} is closed')
+        if self._direct:
+            # The channel hands each message to exactly one reader.
+            data = self._reader._inbound.recv(timeout if block else 0)
+            if data is None:
+                raise Empty
+            self._sem.release()
+            return _ForkingPickler.loads(data)
         if block and timeout is None:
             with self._rlock:
                 data = self._recv_bytes()
@@ -127,12 +164,15 @@ class Queue(object):
         return self.put(obj, False)
 
     def close(self):
-        """No more puts from this process; the feeder flushes and stops."""
+        """No more puts or gets from this process; what was put is delivered."""
         self._closed = True
         close = self._close
         if close:
             self._close = None
             close()
+        elif self._direct:
+            # Nothing is buffered: the items are in shared memory already.
+            self._reader.close()
 
     def join_thread(self):
         """Wait for the feeder thread to flush everything (after close())."""
@@ -250,6 +290,13 @@ class JoinableQueue(Queue):
             raise ValueError(f'Queue {self!r} is closed')
         if not self._sem.acquire(block, timeout):
             raise Full
+        if self._direct:
+            data = self._pickle_for_put(obj)
+            if data is not None:
+                with self._cond:
+                    self._unfinished_tasks.release()
+                    self._writer._outbound.send(data)
+            return
         with self._notempty, self._cond:
             if self._thread is None:
                 self._start_thread()
