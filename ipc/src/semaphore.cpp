@@ -105,8 +105,10 @@ semaphore::~semaphore() = default;
 semaphore semaphore::create(semlock_kind kind, std::uint32_t value, std::uint32_t maxvalue, const std::string& name) {
   if (kind != semlock_kind::recursive_mutex && kind != semlock_kind::semaphore) throw_errno(EINVAL, "unknown semaphore kind");
   if (maxvalue == 0 || maxvalue > value_max || value > maxvalue) throw_errno(EINVAL, "invalid semaphore value");
-  if (kind == semlock_kind::recursive_mutex && (value != 1 || maxvalue != 1)) {
-    throw_errno(EINVAL, "a recursive mutex starts unlocked with maxvalue 1");
+  // A recursive mutex has maxvalue 1; created with value 0 it starts held
+  // by no identifiable owner (CPython accepts that, and joblib probes with it).
+  if (kind == semlock_kind::recursive_mutex && maxvalue != 1) {
+    throw_errno(EINVAL, "a recursive mutex has maxvalue 1");
   }
   segment seg = name.empty() ? segment::create(segment_size, default_prefix) : segment::create_named(name, segment_size);
   auto* s = new (seg.base()) detail::semlock_state{};

@@ -550,6 +550,11 @@ class _ChannelConnection(Connection):
     def _poll(self, timeout):
         return self._inbound.poll(timeout)
 
+    def __reduce__(self):
+        # Here rather than only in ForkingPickler's table, so that any
+        # pickler (cloudpickle, loky's) hands channel ends over correctly.
+        return _reduce_channel_connection(self)
+
 
 #
 # Listener and Client
@@ -847,5 +852,3 @@ def _rebuild_channel_connection(inbound, outbound, readable, writable):
               for end, role in ((inbound, 'reader'), (outbound, 'writer'))]
     return _ChannelConnection(opened[0], opened[1], readable, writable)
 
-
-reduction.register(_ChannelConnection, _reduce_channel_connection)

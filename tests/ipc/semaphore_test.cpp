@@ -264,8 +264,16 @@ TEST_F(SemaphoreTest, InvalidParametersThrowEINVAL) {
   };
   invalid([&] { make(semlock_kind::semaphore, 3, 2); });
   invalid([&] { make(semlock_kind::semaphore, 0, 0); });
-  invalid([&] { make(semlock_kind::recursive_mutex, 0, 1); });
+  invalid([&] { make(semlock_kind::recursive_mutex, 1, 2); });
   invalid([&] { make(static_cast<semlock_kind>(7), 1, 1); });
+}
+
+TEST_F(SemaphoreTest, RecursiveMutexCreatedAtZeroIsHeldByNoOne) {
+  semaphore held = make(semlock_kind::recursive_mutex, 0, 1);
+  EXPECT_TRUE(held.is_zero());
+  EXPECT_FALSE(held.is_mine());
+  EXPECT_EQ(held.acquire(deadline::immediate()), wait_result::timed_out);
+  EXPECT_EQ(held.try_release(), make_error_code(errc::not_owner));
 }
 
 TEST_F(SemaphoreTest, OpeningSomethingElseThrowsEINVAL) {

@@ -65,7 +65,8 @@ class semaphore {
 
   // A new semaphore. An empty name picks an unguessable one; otherwise the
   // name must be free (EEXIST). Throws EINVAL for value > maxvalue, maxvalue
-  // of 0 or above value_max, or a recursive mutex whose value is not 1.
+  // of 0 or above value_max, or a recursive mutex whose maxvalue is not 1
+  // (one created with value 0 starts held by no identifiable owner).
   static semaphore create(semlock_kind kind, std::uint32_t value, std::uint32_t maxvalue, const std::string& name = {});
   // Opens an existing semaphore (ENOENT if there is none, EINVAL if the
   // segment does not hold one).
