@@ -1,0 +1,7 @@
+"""Queues under the forkserver start method."""
+
+from _suite_queues import QueueSuite
+
+
+class TestQueuesForkserver(QueueSuite):
+    START_METHOD = 'forkserver'

@@ -1,0 +1,7 @@
+"""Synchronization under the fork start method."""
+
+from _suite_synchronize import SynchronizeSuite
+
+
+class TestSynchronizeFork(SynchronizeSuite):
+    START_METHOD = 'fork'

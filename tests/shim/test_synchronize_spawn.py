@@ -1,0 +1,7 @@
+"""Synchronization under the spawn start method."""
+
+from _suite_synchronize import SynchronizeSuite
+
+
+class TestSynchronizeSpawn(SynchronizeSuite):
+    START_METHOD = 'spawn'
