@@ -53,6 +53,12 @@ run_tests() {
   local status=0
   echo "== C++ unit tests (ctest)"
   ctest --test-dir "$build_dir" --output-on-failure -j"$jobs" -E mphost_shim_tests || status=1
+  echo "== Tests of the conformance harness"
+  (cd "$root" && /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/conformance) || status=1
+  echo "== CPython's suites under mphost: the CI subset against the expected results"
+  (cd "$root" && /usr/bin/python3 tools/conformance/run_conformance.py --ci --mphost "$build_dir/bin/mphost") || status=1
+  echo "== Benchmarks, quick: every scenario runs and checks its result under both interpreters"
+  (cd "$root" && /usr/bin/python3 tools/bench/run_bench.py --quick --mphost "$build_dir/bin/mphost") || status=1
   echo "== Python tests of the shim, under mphost"
   (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/shim) || status=1
   return $status
