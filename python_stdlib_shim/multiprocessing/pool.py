@@ -112,6 +112,9 @@ _GRACE = 0.005
 # worker stops polling and tries again every _SPIN_RETRY tasks.
 _IDLE_SPIN_SECONDS = 0.0001
 _SPIN_RETRY = 64
+# How long a parent thread waiting for results waits with the outqueue's own
+# poll() before it sleeps where other threads can wake it (_PipeResults).
+_DIRECT_WAIT = 0.002
 
 _NOTHING = object()
 
@@ -406,7 +409,13 @@ class _PipeResults:
     """How the parent receives from a process pool's outqueue. A blocked
     receive also wakes up when another thread calls wake(), which writes to
     an eventfd: waking a reader never has to put anything on the outqueue,
-    whose writers may themselves be waiting for that reader."""
+    whose writers may themselves be waiting for that reader.
+
+    A receive first waits with the queue's own poll() for up to
+    _DIRECT_WAIT seconds (mphost's channels spin, then sleep on a futex: a
+    prompt reply arrives without a wake-up through the kernel), and only
+    then sleeps in select.poll on the queue's descriptor and the eventfd.
+    A wake() is therefore seen within _DIRECT_WAIT."""
 
     def __init__(self, outqueue, quick_get):
         self._poll = outqueue._reader.poll
@@ -419,9 +428,14 @@ class _PipeResults:
     def receive(self, timeout):
         """The next message, or _NOTHING after `timeout` seconds (None:
         no limit) or a wake()."""
-        if self._poll(0):
+        direct = _DIRECT_WAIT if timeout is None else min(_DIRECT_WAIT, max(timeout, 0))
+        if self._poll(direct):
             return self._get()
-        ms = -1 if timeout is None else math.ceil(max(timeout, 0) * 1000)
+        if timeout is not None:
+            timeout -= direct
+            if timeout <= 0:
+                return _NOTHING
+        ms = -1 if timeout is None else math.ceil(timeout * 1000)
         if any(fd == self._wakeup.fileno() for fd, _ in self._poller.poll(ms)):
             self._wakeup.drain()
         if self._poll(0):
