@@ -12,4 +12,5 @@ PYBIND11_MODULE(_mphost, m) {
   mphost::embed::bind_handshake(m);
   mphost::embed::bind_forkserver(m);
   mphost::embed::bind_spawn(m);
+  mphost::embed::bind_channel(m);
 }

@@ -12,7 +12,7 @@ void bind_process(pybind11::module_& m);
 void bind_handshake(pybind11::module_& m);
 void bind_forkserver(pybind11::module_& m);
 void bind_spawn(pybind11::module_& m);
-void bind_multiprocessing(pybind11::module_& m);  // the `_multiprocessing` module
+void bind_channel(pybind11::module_& m);
 
 }  // namespace mphost::embed
 

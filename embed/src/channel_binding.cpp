@@ -1,0 +1,236 @@
+// `_mphost.Channel`: the shared-memory channel (ipc::channel) for the shim's
+// connections and queues.
+//
+// Outcomes become what the stdlib's pipes give: a send with no reader left
+// raises BrokenPipeError, a recv on an empty channel with no writer left
+// raises EOFError, timeouts return False / None. Calls try once with the GIL
+// held (the common case needs no wait) and release it only to wait or to
+// copy a large message.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#include "mphost/embed/bindings.hpp"
+#include "mphost/ipc/channel.hpp"
+#include "mphost/ipc/error.hpp"
+
+namespace py = pybind11;
+
+namespace mphost::embed {
+namespace {
+
+// Above this size a copy is worth giving the GIL up for.
+constexpr std::size_t release_gil_above = 64 * 1024;
+
+ipc::endpoint_role role_from(const std::string& role) {
+  if (role == "reader") return ipc::endpoint_role::reader;
+  if (role == "writer") return ipc::endpoint_role::writer;
+  if (role == "both") return ipc::endpoint_role::both;
+  throw py::value_error("role must be 'reader', 'writer' or 'both', not " + role);
+}
+
+const char* role_name(ipc::endpoint_role role) {
+  switch (role) {
+    case ipc::endpoint_role::reader: return "reader";
+    case ipc::endpoint_role::writer: return "writer";
+    case ipc::endpoint_role::both: return "both";
+  }
+  return "?";
+}
+
+ipc::deadline deadline_from(const py::object& timeout) {
+  if (timeout.is_none()) return ipc::deadline::infinite();
+  const double seconds = timeout.cast<double>();
+  if (std::isnan(seconds)) throw py::value_error("timeout must not be NaN");
+  return ipc::deadline::from_seconds(seconds);
+}
+
+[[noreturn]] void raise_broken_pipe() {
+  PyErr_SetObject(PyExc_BrokenPipeError,
+                  py::make_tuple(EPIPE, "the other end of the channel is closed").ptr());
+  throw py::error_already_set();
+}
+
+// A large message received in place: its mapping, exposed as a buffer.
+struct block_view {
+  ipc::large_block block;
+};
+
+class channel_handle {
+ public:
+  explicit channel_handle(ipc::channel ch) : ch_(std::move(ch)) {}
+
+  ipc::channel& get() {
+    if (!ch_) throw std::system_error(make_error_code(errc::handle_closed));
+    return ch_;
+  }
+
+  // True when sent, False on timeout.
+  bool send(const py::handle& data, const py::object& timeout) {
+    if (PyBytes_Check(data.ptr())) {
+      // The common case (a pickle): no buffer request needed.
+      return send_bytes(std::span(reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(data.ptr())),
+                                  static_cast<std::size_t>(PyBytes_GET_SIZE(data.ptr()))),
+                        timeout);
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) throw py::error_already_set();
+    try {
+      const bool sent = send_bytes(std::span(static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)),
+                                   timeout);
+      PyBuffer_Release(&view);
+      return sent;
+    } catch (...) {
+      PyBuffer_Release(&view);
+      throw;
+    }
+  }
+
+  bool send_bytes(std::span<const std::byte> bytes, const py::object& timeout) {
+    ipc::channel& ch = get();
+    ipc::wait_result result;
+    if (bytes.size() <= release_gil_above) {
+      result = ch.send(bytes, ipc::deadline::immediate());
+      if (result != ipc::wait_result::timed_out) return finish_send(result, bytes, timeout);
+    }
+    const ipc::deadline until = deadline_from(timeout);
+    {
+      py::gil_scoped_release release;
+      result = ch.send(bytes, until);
+    }
+    return finish_send(result, bytes, timeout);
+  }
+
+  // The message (bytes, or a buffer over a large block when `in_place`),
+  // or None on timeout.
+  py::object recv(const py::object& timeout, bool in_place) {
+    ipc::channel& ch = get();
+    ipc::message msg;
+    ipc::wait_result result = ch.recv(msg, ipc::deadline::immediate());
+    if (result == ipc::wait_result::timed_out) {
+      const ipc::deadline until = deadline_from(timeout);
+      if (!until.expired()) {
+        do {
+          {
+            py::gil_scoped_release release;
+            result = ch.recv(msg, until);
+          }
+          if (result == ipc::wait_result::interrupted && PyErr_CheckSignals() != 0) throw py::error_already_set();
+        } while (result == ipc::wait_result::interrupted);
+      }
+    }
+    switch (result) {
+      case ipc::wait_result::ok: break;
+      case ipc::wait_result::timed_out: return py::none();
+      case ipc::wait_result::closed:
+        PyErr_SetString(PyExc_EOFError, "");
+        throw py::error_already_set();
+      default: throw std::system_error(make_error_code(errc::corrupt_frame), "unexpected channel outcome");
+    }
+    if (in_place && msg.is_block()) {
+      return py::cast(block_view{msg.release_block()});
+    }
+    const auto bytes = msg.bytes();
+    return py::reinterpret_steal<py::object>(
+        PyBytes_FromStringAndSize(reinterpret_cast<const char*>(bytes.data()), static_cast<Py_ssize_t>(bytes.size())));
+  }
+
+  // True when a message is ready or the channel is closed (recv will not wait).
+  bool poll(const py::object& timeout) {
+    ipc::channel& ch = get();
+    ipc::wait_result result = ch.poll(ipc::deadline::immediate());
+    if (result == ipc::wait_result::timed_out) {
+      const ipc::deadline until = deadline_from(timeout);
+      while (!until.expired() || result == ipc::wait_result::interrupted) {
+        {
+          py::gil_scoped_release release;
+          result = ch.poll(until);
+        }
+        if (result != ipc::wait_result::interrupted) break;
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      }
+    }
+    return result == ipc::wait_result::ok || result == ipc::wait_result::closed;
+  }
+
+  void close() noexcept {
+    if (ch_) ch_.close();
+    ch_ = ipc::channel();
+  }
+
+  bool closed() const noexcept { return !ch_; }
+
+ private:
+  bool finish_send(ipc::wait_result result, std::span<const std::byte>, const py::object&) {
+    switch (result) {
+      case ipc::wait_result::ok: return true;
+      case ipc::wait_result::timed_out: return false;
+      case ipc::wait_result::closed: raise_broken_pipe();
+      case ipc::wait_result::interrupted:
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+        return false;
+      case ipc::wait_result::owner_died: return true;
+    }
+    return false;
+  }
+
+  ipc::channel ch_;
+};
+
+}  // namespace
+
+void bind_channel(py::module_& m) {
+  py::class_<block_view>(m, "Block", py::buffer_protocol(),
+                         "A large message mapped in place; read it through memoryview().")
+      .def_buffer([](block_view& b) {
+        auto bytes = b.block.bytes();
+        return py::buffer_info(bytes.data(), 1, py::format_descriptor<unsigned char>::format(), 1,
+                               {static_cast<py::ssize_t>(bytes.size())}, {1}, /*readonly=*/true);
+      })
+      .def("__len__", [](const block_view& b) { return b.block.size(); });
+
+  py::class_<channel_handle>(m, "Channel", "An endpoint of a shared-memory channel.")
+      .def_static(
+          "create",
+          [](std::size_t capacity, bool unbounded, const std::string& role) {
+            ipc::channel_options options;
+            options.capacity = capacity;
+            options.unbounded = unbounded;
+            return std::make_unique<channel_handle>(ipc::channel::create(options, role_from(role)));
+          },
+          py::arg("capacity") = 256 * 1024, py::arg("unbounded") = false, py::arg("role") = "both")
+      .def_static(
+          "open",
+          [](const std::string& name, const std::string& role, std::uint64_t ticket) {
+            return std::make_unique<channel_handle>(ticket != 0 ? ipc::channel::open(name, role_from(role), ticket)
+                                                                : ipc::channel::open(name, role_from(role)));
+          },
+          py::arg("name"), py::arg("role"), py::arg("ticket") = 0)
+      .def_property_readonly("name", [](channel_handle& h) { return h.get().name(); })
+      .def_property_readonly("role", [](channel_handle& h) { return role_name(h.get().role()); })
+      .def_property_readonly("unbounded", [](channel_handle& h) { return h.get().unbounded(); })
+      .def_property_readonly("closed", &channel_handle::closed)
+      .def("send", &channel_handle::send, py::arg("data"), py::arg("timeout") = py::none(),
+           "Send one message; False if the timeout passed first. BrokenPipeError when no reader is left.")
+      .def("recv", &channel_handle::recv, py::arg("timeout") = py::none(), py::arg("in_place") = false,
+           "The next message as bytes (a Block over shared memory for large ones with in_place), "
+           "None on timeout. EOFError when empty and no writer is left.")
+      .def("poll", &channel_handle::poll, py::arg("timeout") = 0.0)
+      .def("fileno", [](channel_handle& h) { return h.get().fileno(); })
+      .def(
+          "hand_over",
+          [](channel_handle& h, const std::string& role) { return h.get().hand_over(role_from(role)); },
+          py::arg("role"), "Reserve an endpoint for a process that will open this channel with the ticket.")
+      .def("endpoints",
+           [](channel_handle& h) {
+             const auto counts = h.get().endpoints();
+             return py::make_tuple(counts.readers, counts.writers);
+           })
+      .def("queued_bytes", [](channel_handle& h) { return h.get().queued_bytes(); })
+      .def("close", &channel_handle::close);
+}
+
+}  // namespace mphost::embed
