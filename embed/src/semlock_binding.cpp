@@ -1,158 +1,327 @@
 // `_multiprocessing`: the stdlib's accelerator module, provided by mphost
 // over its robust shared-memory semaphores (ipc::semaphore). Same names and
 // signatures as CPython's, so multiprocessing.synchronize and libraries that
-// use SemLock directly (loky) work unchanged.
-#include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
-
+// use SemLock directly (loky, joblib) work unchanged.
+//
+// Written against the C API rather than pybind11: acquire and release are
+// the hottest calls of the package (every Lock, every bounded queue slot),
+// and a vectorcall method costs a fraction of a generic binding's dispatch.
 #include <cmath>
-#include <limits>
+#include <new>
 #include <optional>
 #include <string>
 
-#include "mphost/embed/errors.hpp"
-#include "mphost/embed/gil.hpp"
 #include "mphost/embed/bindings.hpp"
+#include "mphost/embed/errors.hpp"
+#include "mphost/embed/python.hpp"
 #include "mphost/ipc/error.hpp"
 #include "mphost/ipc/semaphore.hpp"
-
-namespace py = pybind11;
 
 namespace mphost::embed {
 namespace {
 
+struct semlock_object {
+  PyObject_HEAD
+  ipc::semaphore* sem;
+  PyObject* name;  // str, or None once unlinked
+  bool recovered;
+};
+
 // POSIX semaphore names start with '/'; segment names do not.
-std::string segment_name(const std::string& name) { return name.empty() || name[0] != '/' ? name : name.substr(1); }
+std::string segment_name(const char* name) { return name[0] == '/' ? std::string(name + 1) : std::string(name); }
 
-class semlock {
- public:
-  semlock(int kind, long value, long maxvalue, const std::string& name, bool unlink)
-      : sem_(create(kind, value, maxvalue, name)) {
-    if (unlink) {
-      ipc::semaphore::unlink(sem_.name());
-    } else {
-      name_ = name;
+// Runs `fn`, turning C++ errors into the Python exception errors.cpp chooses.
+template <class Fn>
+bool guarded(Fn&& fn) {
+  try {
+    fn();
+    return true;
+  } catch (const std::system_error& e) {
+    set_python_error(e);
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return false;
+}
+
+PyObject* wrap(PyTypeObject* type, ipc::semaphore sem, PyObject* name) {
+  auto* self = reinterpret_cast<semlock_object*>(type->tp_alloc(type, 0));
+  if (self == nullptr) return nullptr;
+  self->sem = new (std::nothrow) ipc::semaphore(std::move(sem));
+  if (self->sem == nullptr) {
+    Py_DECREF(self);
+    return PyErr_NoMemory();
+  }
+  Py_INCREF(name);
+  self->name = name;
+  self->recovered = false;
+  return reinterpret_cast<PyObject*>(self);
+}
+
+PyObject* semlock_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
+  static const char* keywords[] = {"kind", "value", "maxvalue", "name", "unlink", nullptr};
+  int kind = 0, unlink = 0;
+  long value = 0, maxvalue = 0;
+  const char* name = nullptr;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "illsp", const_cast<char**>(keywords), &kind, &value, &maxvalue, &name,
+                                   &unlink)) {
+    return nullptr;
+  }
+  if (kind != 0 && kind != 1) {
+    PyErr_SetString(PyExc_ValueError, "unrecognized kind");
+    return nullptr;
+  }
+  if (value < 0 || maxvalue <= 0 || maxvalue > static_cast<long>(ipc::semaphore::value_max) || value > maxvalue) {
+    PyErr_SetString(PyExc_ValueError, "invalid value or maxvalue");
+    return nullptr;
+  }
+  std::optional<ipc::semaphore> sem;
+  if (!guarded([&] {
+        sem.emplace(ipc::semaphore::create(static_cast<ipc::semlock_kind>(kind), static_cast<std::uint32_t>(value),
+                                           static_cast<std::uint32_t>(maxvalue), segment_name(name)));
+        if (unlink) ipc::semaphore::unlink(sem->name());
+      })) {
+    return nullptr;
+  }
+  PyObject* py_name = unlink ? Py_NewRef(Py_None) : PyUnicode_FromString(name);
+  if (py_name == nullptr) return nullptr;
+  PyObject* self = wrap(type, std::move(*sem), py_name);
+  Py_DECREF(py_name);
+  return self;
+}
+
+void semlock_dealloc(PyObject* op) {
+  auto* self = reinterpret_cast<semlock_object*>(op);
+  PyTypeObject* type = Py_TYPE(op);
+  delete self->sem;
+  Py_XDECREF(self->name);
+  type->tp_free(op);
+  Py_DECREF(type);
+}
+
+// SemLock._rebuild(handle, kind, maxvalue, name): reopen by name in another process.
+PyObject* semlock_rebuild(PyObject* cls, PyObject* args) {
+  PyObject* handle;
+  int kind;
+  long maxvalue;
+  PyObject* name;
+  if (!PyArg_ParseTuple(args, "OilO", &handle, &kind, &maxvalue, &name)) return nullptr;
+  if (name == Py_None) {
+    PyErr_SetString(PyExc_ValueError,
+                    "cannot rebuild a SemLock without a name: it was created for fork children only");
+    return nullptr;
+  }
+  const char* text = PyUnicode_AsUTF8(name);
+  if (text == nullptr) return nullptr;
+  std::optional<ipc::semaphore> sem;
+  if (!guarded([&] { sem.emplace(ipc::semaphore::open(segment_name(text))); })) return nullptr;
+  if (static_cast<int>(sem->kind()) != kind || static_cast<long>(sem->maxvalue()) != maxvalue) {
+    PyErr_Format(PyExc_ValueError, "SemLock %U does not match the pickled kind or maxvalue", name);
+    return nullptr;
+  }
+  return wrap(reinterpret_cast<PyTypeObject*>(cls), std::move(*sem), name);
+}
+
+bool warn_owner_died(semlock_object* self) {
+  PyObject* module = PyImport_ImportModule("multiprocessing.synchronize");
+  PyObject* category = module != nullptr ? PyObject_GetAttrString(module, "AbandonedLockWarning") : nullptr;
+  Py_XDECREF(module);
+  if (category == nullptr) return false;
+  const bool rlock = self->sem->kind() == ipc::semlock_kind::recursive_mutex;
+  PyObject* message = PyUnicode_FromFormat(
+      "a process died holding %s (%S); this process recovered it, and the state it protected may be "
+      "inconsistent",
+      rlock ? "an RLock" : "a lock", self->name == Py_None ? Py_None : self->name);
+  const int rc = message != nullptr ? PyErr_WarnEx(category, PyUnicode_AsUTF8(message), 1) : -1;
+  Py_XDECREF(message);
+  Py_DECREF(category);
+  return rc == 0;
+}
+
+// acquire(block=True, timeout=None) -> bool
+PyObject* semlock_acquire(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  auto* self = reinterpret_cast<semlock_object*>(op);
+  PyObject* block_obj = nargs > 0 ? args[0] : nullptr;
+  PyObject* timeout_obj = nargs > 1 ? args[1] : nullptr;
+  if (nargs > 2) {
+    PyErr_SetString(PyExc_TypeError, "acquire() takes at most 2 arguments");
+    return nullptr;
+  }
+  if (kwnames != nullptr) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); ++i) {
+      PyObject* key = PyTuple_GET_ITEM(kwnames, i);
+      if (PyUnicode_CompareWithASCIIString(key, "block") == 0) {
+        block_obj = args[nargs + i];
+      } else if (PyUnicode_CompareWithASCIIString(key, "timeout") == 0) {
+        timeout_obj = args[nargs + i];
+      } else {
+        PyErr_Format(PyExc_TypeError, "acquire() got an unexpected keyword argument '%U'", key);
+        return nullptr;
+      }
     }
   }
+  int block = 1;
+  if (block_obj != nullptr && (block = PyObject_IsTrue(block_obj)) < 0) return nullptr;
 
-  semlock(ipc::semaphore sem, std::optional<std::string> name) : sem_(std::move(sem)), name_(std::move(name)) {}
-
-  static std::unique_ptr<semlock> rebuild(const py::object& /*handle*/, int kind, long maxvalue,
-                                          const std::optional<std::string>& name) {
-    if (!name) {
-      throw py::value_error("cannot rebuild a SemLock without a name: it was created for fork children only");
-    }
-    ipc::semaphore sem = ipc::semaphore::open(segment_name(*name));
-    if (static_cast<int>(sem.kind()) != kind || static_cast<long>(sem.maxvalue()) != maxvalue) {
-      throw py::value_error("SemLock " + *name + " does not match the pickled kind or maxvalue");
-    }
-    return std::make_unique<semlock>(std::move(sem), name);
-  }
-
-  bool acquire(bool block, const py::object& timeout) {
-    ipc::deadline until = ipc::deadline::immediate();
-    if (block && !timeout.is_none()) {
-      const double seconds = timeout.cast<double>();
-      if (std::isnan(seconds)) throw py::value_error("Invalid value NaN (not a number)");
+  ipc::wait_result result = self->sem->acquire(ipc::deadline::immediate());
+  if (result == ipc::wait_result::timed_out && block) {
+    ipc::deadline until = ipc::deadline::infinite();
+    if (timeout_obj != nullptr && timeout_obj != Py_None) {
+      const double seconds = PyFloat_AsDouble(timeout_obj);
+      if (seconds == -1.0 && PyErr_Occurred()) return nullptr;
+      if (std::isnan(seconds)) {
+        PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
+        return nullptr;
+      }
       until = ipc::deadline::from_seconds(seconds < 0 ? 0 : seconds);
-    } else if (block) {
-      until = ipc::deadline::infinite();
     }
-    // Uncontended: no GIL release at all.
-    ipc::wait_result result = sem_.acquire(ipc::deadline::immediate());
-    while ((block && result == ipc::wait_result::timed_out && !until.expired()) ||
-           result == ipc::wait_result::interrupted) {
-      if (result == ipc::wait_result::interrupted && PyErr_CheckSignals() != 0) throw py::error_already_set();
-      py::gil_scoped_release release;
-      result = sem_.acquire(until);
+    do {
+      if (until.expired()) break;
+      Py_BEGIN_ALLOW_THREADS
+      result = self->sem->acquire(until);
+      Py_END_ALLOW_THREADS
+      // Ctrl-C: run the handlers; go on waiting unless they raised.
+      if (result == ipc::wait_result::interrupted && PyErr_CheckSignals() != 0) return nullptr;
+    } while (result == ipc::wait_result::interrupted);
+  }
+  if (result == ipc::wait_result::owner_died) {
+    self->recovered = true;
+    if (!warn_owner_died(self)) {
+      // The warning was turned into an error: give the lock back, raise it.
+      (void)self->sem->try_release();
+      return nullptr;
     }
-    if (result == ipc::wait_result::owner_died) {
-      recovered_ = true;
-      warn_owner_died();
-    }
-    return ipc::acquired(result);
   }
+  return PyBool_FromLong(ipc::acquired(result));
+}
 
-  void release() {
-    // not_owner -> AssertionError, released_too_many_times -> ValueError (errors.cpp).
-    const std::error_code error = sem_.try_release();
-    if (error) throw std::system_error(error);
+PyObject* semlock_release(PyObject* op, PyObject*) {
+  auto* self = reinterpret_cast<semlock_object*>(op);
+  // not_owner -> AssertionError, released_too_many_times -> ValueError (errors.cpp).
+  const std::error_code error = self->sem->try_release();
+  if (error) {
+    set_python_error(std::system_error(error));
+    return nullptr;
   }
+  Py_RETURN_NONE;
+}
 
-  std::uintptr_t handle() const { return reinterpret_cast<std::uintptr_t>(sem_.handle()); }
-  int kind() const { return static_cast<int>(sem_.kind()); }
-  long maxvalue() const { return sem_.maxvalue(); }
-  const std::optional<std::string>& name() const { return name_; }
-  long count() const { return sem_.count(); }
-  bool is_mine() const { return sem_.is_mine(); }
-  long value() const { return sem_.value(); }
-  bool is_zero() const { return sem_.is_zero(); }
-  void after_fork() { sem_.after_fork(); }
-  bool recovered() const { return recovered_; }
+PyObject* semlock_enter(PyObject* op, PyObject*) { return semlock_acquire(op, nullptr, 0, nullptr); }
 
- private:
-  static ipc::semaphore create(int kind, long value, long maxvalue, const std::string& name) {
-    if (kind != 0 && kind != 1) throw py::value_error("unrecognized kind");
-    if (value < 0 || maxvalue <= 0 || maxvalue > static_cast<long>(ipc::semaphore::value_max) || value > maxvalue) {
-      throw py::value_error("invalid value or maxvalue");
-    }
-    return ipc::semaphore::create(static_cast<ipc::semlock_kind>(kind), static_cast<std::uint32_t>(value),
-                                  static_cast<std::uint32_t>(maxvalue), segment_name(name));
-  }
+PyObject* semlock_exit(PyObject* op, PyObject* const*, Py_ssize_t) { return semlock_release(op, nullptr); }
 
-  void warn_owner_died() {
-    // The class is the shim's (a RuntimeWarning subclass), found at warning time.
-    py::object category = py::module_::import("multiprocessing.synchronize").attr("AbandonedLockWarning");
-    const std::string message = "a process died holding " + std::string(kind() == 0 ? "an RLock" : "a lock") +
-                                " (" + name_.value_or("unnamed") +
-                                "); this process recovered it, and the state it protected may be inconsistent";
-    if (PyErr_WarnEx(category.ptr(), message.c_str(), 1) != 0) throw py::error_already_set();
-  }
+PyObject* semlock_count(PyObject* op, PyObject*) {
+  return PyLong_FromUnsignedLong(reinterpret_cast<semlock_object*>(op)->sem->count());
+}
+PyObject* semlock_is_mine(PyObject* op, PyObject*) {
+  return PyBool_FromLong(reinterpret_cast<semlock_object*>(op)->sem->is_mine());
+}
+PyObject* semlock_get_value(PyObject* op, PyObject*) {
+  return PyLong_FromUnsignedLong(reinterpret_cast<semlock_object*>(op)->sem->value());
+}
+PyObject* semlock_is_zero(PyObject* op, PyObject*) {
+  return PyBool_FromLong(reinterpret_cast<semlock_object*>(op)->sem->is_zero());
+}
+PyObject* semlock_after_fork(PyObject* op, PyObject*) {
+  reinterpret_cast<semlock_object*>(op)->sem->after_fork();
+  Py_RETURN_NONE;
+}
 
-  ipc::semaphore sem_;
-  std::optional<std::string> name_;
-  bool recovered_ = false;
+PyObject* get_handle(PyObject* op, void*) {
+  return PyLong_FromVoidPtr(const_cast<void*>(reinterpret_cast<semlock_object*>(op)->sem->handle()));
+}
+PyObject* get_kind(PyObject* op, void*) {
+  return PyLong_FromLong(static_cast<int>(reinterpret_cast<semlock_object*>(op)->sem->kind()));
+}
+PyObject* get_maxvalue(PyObject* op, void*) {
+  return PyLong_FromUnsignedLong(reinterpret_cast<semlock_object*>(op)->sem->maxvalue());
+}
+PyObject* get_name(PyObject* op, void*) { return Py_NewRef(reinterpret_cast<semlock_object*>(op)->name); }
+PyObject* get_recovered(PyObject* op, void*) {
+  return PyBool_FromLong(reinterpret_cast<semlock_object*>(op)->recovered);
+}
+
+PyMethodDef semlock_methods[] = {
+    {"acquire", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(semlock_acquire)),
+     METH_FASTCALL | METH_KEYWORDS, "Acquire; with block=False or a timeout, return False if that fails."},
+    {"release", semlock_release, METH_NOARGS, "Release."},
+    {"__enter__", semlock_enter, METH_NOARGS, "Acquire."},
+    {"__exit__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(semlock_exit)), METH_FASTCALL,
+     "Release."},
+    {"_count", semlock_count, METH_NOARGS, "Acquisitions held by this thread (process for semaphores)."},
+    {"_is_mine", semlock_is_mine, METH_NOARGS, "Whether the calling thread holds it."},
+    {"_get_value", semlock_get_value, METH_NOARGS, "The current value."},
+    {"_is_zero", semlock_is_zero, METH_NOARGS, "Whether the value is zero."},
+    {"_after_fork", semlock_after_fork, METH_NOARGS, "Forget this process's acquisitions (in a forked child)."},
+    {"_rebuild", semlock_rebuild, METH_VARARGS | METH_CLASS, "Reopen a named SemLock in another process."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyGetSetDef semlock_getset[] = {
+    {"handle", get_handle, nullptr, "Address of the shared state in this process.", nullptr},
+    {"kind", get_kind, nullptr, "0: recursive mutex, 1: semaphore.", nullptr},
+    {"maxvalue", get_maxvalue, nullptr, "Largest value.", nullptr},
+    {"name", get_name, nullptr, "Name by which other processes open it; None once unlinked.", nullptr},
+    {"_recovered", get_recovered, nullptr,
+     "True once an acquire took it over from a process that died holding it.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyType_Slot semlock_slots[] = {
+    {Py_tp_new, reinterpret_cast<void*>(semlock_new)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(semlock_dealloc)},
+    {Py_tp_methods, semlock_methods},
+    {Py_tp_getset, semlock_getset},
+    {Py_tp_doc, const_cast<char*>("Semaphore or recursive mutex in shared memory (mphost).")},
+    {0, nullptr},
+};
+
+PyType_Spec semlock_spec = {
+    "_multiprocessing.SemLock",
+    sizeof(semlock_object),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    semlock_slots,
+};
+
+PyObject* sem_unlink(PyObject*, PyObject* arg) {
+  const char* name = PyUnicode_AsUTF8(arg);
+  if (name == nullptr) return nullptr;
+  if (!guarded([&] { ipc::semaphore::unlink(segment_name(name)); })) return nullptr;
+  Py_RETURN_NONE;
+}
+
+PyMethodDef module_methods[] = {
+    {"sem_unlink", sem_unlink, METH_O, "Remove a named semaphore (FileNotFoundError if there is none)."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_multiprocessing", "mphost's implementation of the stdlib's _multiprocessing module.",
+    -1, module_methods, nullptr, nullptr, nullptr, nullptr,
 };
 
 }  // namespace
-
-void bind_multiprocessing(py::module_& m) {
-  py::class_<semlock>(m, "SemLock", "Semaphore or recursive mutex in shared memory (mphost).")
-      .def(py::init<int, long, long, const std::string&, bool>(), py::arg("kind"), py::arg("value"),
-           py::arg("maxvalue"), py::arg("name"), py::arg("unlink"))
-      .def_static("_rebuild", &semlock::rebuild)
-      .def("acquire", &semlock::acquire, py::arg("block") = true, py::arg("timeout") = py::none(),
-           "Acquire; with block=False or a timeout, return False if that fails.")
-      .def("release", &semlock::release)
-      .def("__enter__", [](semlock& self) { return self.acquire(true, py::none()); })
-      .def("__exit__", [](semlock& self, const py::args&) { self.release(); })
-      .def("_count", &semlock::count)
-      .def("_is_mine", &semlock::is_mine)
-      .def("_get_value", &semlock::value)
-      .def("_is_zero", &semlock::is_zero)
-      .def("_after_fork", &semlock::after_fork)
-      .def_property_readonly("handle", &semlock::handle)
-      .def_property_readonly("kind", &semlock::kind)
-      .def_property_readonly("maxvalue", &semlock::maxvalue)
-      .def_property_readonly("name", &semlock::name)
-      .def_property_readonly("_recovered", &semlock::recovered,
-                             "True once an acquire took this lock over from a process that died holding it.")
-      .def_property_readonly_static("SEM_VALUE_MAX",
-                                    [](const py::object&) { return static_cast<long>(ipc::semaphore::value_max); });
-
-  m.def(
-      "sem_unlink", [](const std::string& name) { ipc::semaphore::unlink(segment_name(name)); }, py::arg("name"),
-      "Remove a named semaphore (FileNotFoundError if there is none).");
-  py::dict flags;
-  flags["HAVE_SEM_OPEN"] = 1;
-  flags["HAVE_SEM_TIMEDWAIT"] = 1;
-  m.attr("flags") = flags;
-}
-
 }  // namespace mphost::embed
 
-PYBIND11_MODULE(_multiprocessing, m) {
-  m.doc() = "mphost's implementation of the stdlib's _multiprocessing module.";
-  mphost::embed::register_error_translation();
-  mphost::embed::bind_multiprocessing(m);
+extern "C" PyObject* PyInit__multiprocessing() {
+  using namespace mphost::embed;
+  PyObject* module = PyModule_Create(&module_def);
+  if (module == nullptr) return nullptr;
+  PyObject* type = PyType_FromSpec(&semlock_spec);
+  PyObject* flags = Py_BuildValue("{s:i,s:i}", "HAVE_SEM_OPEN", 1, "HAVE_SEM_TIMEDWAIT", 1);
+  PyObject* value_max = PyLong_FromUnsignedLong(mphost::ipc::semaphore::value_max);
+  if (type == nullptr || flags == nullptr || value_max == nullptr ||
+      PyObject_SetAttrString(type, "SEM_VALUE_MAX", value_max) < 0 ||
+      PyModule_AddObjectRef(module, "SemLock", type) < 0 || PyModule_AddObjectRef(module, "flags", flags) < 0) {
+    Py_XDECREF(type);
+    Py_XDECREF(flags);
+    Py_XDECREF(value_max);
+    Py_DECREF(module);
+    return nullptr;
+  }
+  Py_DECREF(type);
+  Py_DECREF(flags);
+  Py_DECREF(value_max);
+  return module;
 }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -94,9 +95,32 @@ bool send_quietly(int fd, const void* data, std::size_t size) noexcept {
 }
 
 struct running_child {
-  pid_t pid;
+  int pidfd;
   int conn;
+  bool reported;  // exit code sent; now waiting for the client to let go
 };
+
+// The exit code of an ended child, read without reaping it (WNOWAIT): the
+// child stays a zombie, its pid reserved, until its client lets go, as a
+// forked child stays until its parent reaps it.
+std::int32_t peek_exit_code(pid_t pid) noexcept {
+  siginfo_t info{};
+  int rc;
+  do {
+    rc = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) return 255;
+  if (info.si_code == CLD_EXITED) return info.si_status;
+  return -info.si_status;  // CLD_KILLED, CLD_DUMPED
+}
+
+void release_child(pid_t pid, const running_child& child) noexcept {
+  ::close(child.conn);
+  ::close(child.pidfd);
+  int status;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
 
 }  // namespace
 
@@ -123,12 +147,19 @@ std::string new_forkserver_token() { return random_hex(forkserver_token_size / 2
 
 std::optional<std::vector<int>> run_zygote(int listen_fd, int alive_fd, const std::string& token,
                                            const fork_hooks& hooks) {
-  std::map<int, running_child> children;  // pidfd -> child
+  std::map<pid_t, running_child> children;
+  std::vector<pid_t> watched;  // the pid behind each pollfd from index 2 on
   for (;;) {
     std::vector<pollfd> watch;
     watch.push_back({alive_fd, POLLIN, 0});
     watch.push_back({listen_fd, POLLIN, 0});
-    for (const auto& [pidfd, child] : children) watch.push_back({pidfd, POLLIN, 0});
+    watched.clear();
+    for (const auto& [pid, child] : children) {
+      // A running child is watched through its pidfd; a reported one through
+      // its client's connection, which reads end of file once the client is done.
+      watch.push_back({child.reported ? child.conn : child.pidfd, POLLIN, 0});
+      watched.push_back(pid);
+    }
     if (::poll(watch.data(), watch.size(), -1) < 0) {
       if (errno == EINTR) continue;
       throw_errno("poll");
@@ -137,22 +168,35 @@ std::optional<std::vector<int>> run_zygote(int listen_fd, int alive_fd, const st
       char byte;
       const ssize_t n = ::read(alive_fd, &byte, 1);
       if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
-        for (const auto& [pidfd, child] : children) {
-          ::close(pidfd);
-          ::close(child.conn);
+        for (const auto& [pid, child] : children) {
+          if (child.reported) {
+            release_child(pid, child);
+          } else {
+            ::close(child.pidfd);
+            ::close(child.conn);
+          }
         }
         return std::nullopt;
       }
     }
     for (std::size_t i = 2; i < watch.size(); ++i) {
       if (watch[i].revents == 0) continue;
-      const auto it = children.find(watch[i].fd);
-      const std::optional<int> code = wait_for_exit(it->second.pid, true);
-      const std::int32_t wire = code.value_or(255);
-      send_quietly(it->second.conn, &wire, sizeof wire);
-      ::close(it->second.conn);
-      ::close(it->first);
-      children.erase(it);
+      const pid_t pid = watched[i - 2];
+      running_child& child = children.at(pid);
+      if (!child.reported) {
+        const std::int32_t wire = peek_exit_code(pid);
+        child.reported = true;
+        if (!send_quietly(child.conn, &wire, sizeof wire)) {
+          release_child(pid, child);
+          children.erase(pid);
+        }
+        continue;
+      }
+      char byte;
+      const ssize_t n = ::recv(child.conn, &byte, 1, MSG_DONTWAIT);
+      if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) continue;  // not closed yet
+      release_child(pid, child);
+      children.erase(pid);
     }
     if (watch[1].revents == 0) continue;
     const int conn = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
@@ -177,8 +221,8 @@ std::optional<std::vector<int>> run_zygote(int listen_fd, int alive_fd, const st
       ::close(listen_fd);
       ::close(alive_fd);
       ::close(conn);
-      for (const auto& [pidfd, child] : children) {
-        ::close(pidfd);
+      for (const auto& [other, child] : children) {
+        ::close(child.pidfd);
         ::close(child.conn);
       }
       return fds;
@@ -196,7 +240,7 @@ std::optional<std::vector<int>> run_zygote(int listen_fd, int alive_fd, const st
       ::close(conn);
       continue;
     }
-    children.emplace(pidfd, running_child{pid, conn});
+    children.emplace(pid, running_child{pidfd, conn, false});
   }
 }
 
@@ -256,6 +300,10 @@ std::optional<int> read_child_exit_code(int status_fd) {
     if (e.code() == errc::peer_closed) return std::nullopt;
     throw;
   }
+  // Collected: the zygote may reap the child now. It closes the connection
+  // in turn, which leaves the descriptor readable for good, as a sentinel of
+  // an ended process should be.
+  ::shutdown(status_fd, SHUT_WR);
   return code;
 }
 

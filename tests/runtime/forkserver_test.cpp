@@ -102,6 +102,39 @@ TEST(ForkserverTest, ChildKilledBySignalReportsMinusSignum) {
   ::close(in[1]);
 }
 
+TEST(ForkserverTest, EndedChildKeepsItsPidUntilItsExitCodeIsCollected) {
+  testing::watchdog dog(20s);
+  zygote_fixture z;
+  int out[2], in[2];
+  ASSERT_EQ(::pipe(out), 0);
+  ASSERT_EQ(::pipe(in), 0);
+  const int send[] = {out[1], in[0]};
+  const forked_child child = request_fork(z.listener.path, z.token, send);
+  ::close(out[1]);
+  ::close(in[0]);
+  pid_t reported = 0;
+  ASSERT_EQ(::read(out[0], &reported, sizeof reported), static_cast<ssize_t>(sizeof reported));
+  const char code = 4;
+  ASSERT_EQ(::write(in[1], &code, 1), 1);
+  // Ended, not reaped until the exit code is collected: the pid still names the zombie.
+  pollfd ready{child.status_fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&ready, 1, -1), 1);
+  EXPECT_EQ(::kill(child.pid, 0), 0);
+  EXPECT_EQ(read_child_exit_code(child.status_fd), 4);
+  bool gone = false;
+  for (int i = 0; i < 2000 && !gone; ++i) {
+    gone = ::kill(child.pid, 0) != 0 && errno == ESRCH;
+    if (!gone) ::usleep(1000);
+  }
+  EXPECT_TRUE(gone) << "the zygote did not reap the child after its exit code was collected";
+  // The sentinel stays readable once the child has ended.
+  pollfd after{child.status_fd, POLLIN, 0};
+  EXPECT_EQ(::poll(&after, 1, 5000), 1);
+  ::close(child.status_fd);
+  ::close(out[0]);
+  ::close(in[1]);
+}
+
 TEST(ForkserverTest, WrongTokenIsRefused) {
   testing::watchdog dog(20s);
   zygote_fixture z;

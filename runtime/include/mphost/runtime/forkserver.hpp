@@ -11,7 +11,10 @@
 // sent with the descriptors as SCM_RIGHTS; zygote -> client: the child's pid
 // as i64, and later, when the child has ended, its exit code as i32
 // (0, n or -signum). The connection itself is the child's sentinel on the
-// client side: it becomes readable when the exit code is there.
+// client side: it becomes readable when the exit code is there. The zygote
+// reads the exit code without reaping: the ended child stays a zombie, its
+// pid reserved (so signalling it is harmless, as for a forked child not yet
+// joined), until the client has read the exit code or closed the connection.
 
 #include <sys/types.h>
 
@@ -58,8 +61,9 @@ struct forked_child {
 forked_child request_fork(const std::string& socket_path, const std::string& token,
                           std::span<const int> fds);
 
-// Reads the exit code from a status_fd (blocking). nullopt when the zygote
-// closed the connection without one (the zygote itself ended).
+// Reads the exit code from a status_fd (blocking), then tells the zygote it
+// may reap the child. nullopt when the zygote closed the connection without
+// one (the zygote itself ended).
 std::optional<int> read_child_exit_code(int status_fd);
 
 }  // namespace mphost::runtime
