@@ -128,6 +128,21 @@ class BoundedSemaphore(Semaphore):
         return '<%s(value=%s, maxvalue=%s)>' % (self.__class__.__name__, value, self._semlock.maxvalue)
 
 
+def _owner_name(semlock):
+    """Who holds a lock, as the stdlib's reprs say it: None, this process
+    (and thread), SomeOtherThread or SomeOtherProcess."""
+    if semlock._is_mine():
+        name = process.current_process().name
+        if threading.current_thread().name != 'MainThread':
+            name += '|' + threading.current_thread().name
+        return name
+    if semlock._get_value() == 1:
+        return 'None'
+    if semlock._count() > 0:
+        return 'SomeOtherThread'
+    return 'SomeOtherProcess'
+
+
 class Lock(SemLock):
     """A non-recursive lock that any process or thread may release."""
 
@@ -136,16 +151,7 @@ class Lock(SemLock):
 
     def __repr__(self):
         try:
-            if self._semlock._is_mine():
-                name = process.current_process().name
-                if threading.current_thread().name != 'MainThread':
-                    name += '|' + threading.current_thread().name
-            elif self._semlock._get_value() == 1:
-                name = 'None'
-            elif self._semlock._count() > 0:
-                name = 'SomeOtherThread'
-            else:
-                name = 'SomeOtherProcess'
+            name = _owner_name(self._semlock)
         except Exception:
             name = 'unknown'
         return '<%s(owner=%s)>' % (self.__class__.__name__, name)
@@ -159,17 +165,9 @@ class RLock(SemLock):
 
     def __repr__(self):
         try:
-            if self._semlock._is_mine():
-                name = process.current_process().name
-                if threading.current_thread().name != 'MainThread':
-                    name += '|' + threading.current_thread().name
-                count = self._semlock._count()
-            elif self._semlock._get_value() == 1:
-                name, count = 'None', 0
-            elif self._semlock._count() > 0:
-                name, count = 'SomeOtherThread', 'nonzero'
-            else:
-                name, count = 'SomeOtherProcess', 'nonzero'
+            name = _owner_name(self._semlock)
+            count = self._semlock._count() if self._semlock._is_mine() else \
+                (0 if name == 'None' else 'nonzero')
         except Exception:
             name, count = 'unknown', 'unknown'
         return '<%s(%s, %s)>' % (self.__class__.__name__, name, count)

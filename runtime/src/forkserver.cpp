@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 
+#include "detail/fd_passing.hpp"
 #include "mphost/ipc/error.hpp"
 #include "mphost/runtime/exit_status.hpp"
 #include "mphost/runtime/handshake.hpp"
@@ -38,35 +39,16 @@ bool equal_in_constant_time(const char* a, const char* b, std::size_t n) noexcep
   return diff == 0;
 }
 
-void close_all(const std::vector<int>& fds) noexcept {
-  for (int fd : fds) ::close(fd);
-}
+using detail::close_all;
 
 // Receives one request header and its descriptors. Returns nullopt (having
 // closed whatever arrived) when the request is malformed or unauthenticated.
 std::optional<std::vector<int>> receive_request(int conn, const std::string& token) {
   char header[header_size];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * forkserver_max_fds)];
-  iovec iov{header, sizeof header};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(conn, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
-  } while (n < 0 && errno == EINTR);
-  std::vector<int> fds;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      const auto* data = reinterpret_cast<const int*>(CMSG_DATA(c));
-      for (std::size_t i = 0; i < count; ++i) fds.push_back(data[i]);
-    }
-  }
+  detail::received_with_fds got = detail::receive_with_fds(conn, header, sizeof header, forkserver_max_fds);
+  std::vector<int>& fds = got.fds;
   std::uint32_t declared = 0;
-  bool ok = n == static_cast<ssize_t>(header_size) && (msg.msg_flags & MSG_CTRUNC) == 0 &&
+  bool ok = got.bytes == static_cast<ssize_t>(header_size) && !got.truncated &&
             std::memcmp(header, magic, sizeof magic) == 0 && token.size() == forkserver_token_size;
   if (ok) {
     std::memcpy(&declared, header + sizeof magic, 4);
@@ -262,24 +244,7 @@ forked_child request_fork(const std::string& socket_path, const std::string& tok
     const std::uint32_t count = static_cast<std::uint32_t>(fds.size());
     std::memcpy(header + sizeof magic, &count, 4);
     std::memcpy(header + sizeof magic + 4, token.data(), forkserver_token_size);
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * forkserver_max_fds)] = {};
-    iovec iov{header, sizeof header};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (!fds.empty()) {
-      msg.msg_control = control;
-      msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    ssize_t n;
-    do {
-      n = ::sendmsg(conn, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
+    const ssize_t n = detail::send_with_fds(conn, header, sizeof header, fds);
     if (n != static_cast<ssize_t>(header_size)) throw_errno(n < 0 ? errno : EIO, "send to forkserver");
     std::int64_t pid = -1;
     if (!read_all(conn, &pid, sizeof pid)) {

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "detail/fd_passing.hpp"
 #include "mphost/ipc/error.hpp"
 #include "mphost/runtime/handshake.hpp"
 
@@ -18,9 +19,7 @@ constexpr char magic[4] = {'M', 'P', 'H', 'O'};
 
 std::size_t header_size(std::size_t count) { return sizeof magic + 4 + count * 4 + 8; }
 
-void close_all(const std::vector<int>& fds) noexcept {
-  for (int fd : fds) ::close(fd);
-}
+using detail::close_all;
 
 }  // namespace
 
@@ -43,24 +42,7 @@ void send_handover(int sock, std::span<const std::byte> payload, std::span<const
   const std::uint64_t size = payload.size();
   std::memcpy(p, &size, 8);
 
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * handover_max_fds)] = {};
-  iovec iov{header.data(), header.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (!sources.empty()) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * sources.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * sources.size());
-    std::memcpy(CMSG_DATA(c), sources.data(), sizeof(int) * sources.size());
-  }
-  ssize_t n;
-  do {
-    n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
+  const ssize_t n = detail::send_with_fds(sock, header.data(), header.size(), sources);
   if (n < 0) throw_errno("sendmsg handover");
   // A stream socket may take the header in parts; the descriptors went with the first.
   if (static_cast<std::size_t>(n) < header.size()) write_all(sock, header.data() + n, header.size() - n);
@@ -70,31 +52,13 @@ void send_handover(int sock, std::span<const std::byte> payload, std::span<const
 std::vector<std::byte> receive_handover(int& sock) {
   // The header's size depends on the count: peek at the fixed part first.
   char fixed[sizeof magic + 4];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * handover_max_fds)];
-  iovec iov{fixed, sizeof fixed};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) throw_errno("recvmsg handover");
-  std::vector<int> received;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      const std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      const auto* data = reinterpret_cast<const int*>(CMSG_DATA(c));
-      received.insert(received.end(), data, data + k);
-    }
-  }
-  if (n == 0) throw std::system_error(errc::peer_closed, "the parent closed the handover socket");
+  detail::received_with_fds got = detail::receive_with_fds(sock, fixed, sizeof fixed, handover_max_fds);
+  if (got.bytes < 0) throw_errno("recvmsg handover");
+  std::vector<int>& received = got.fds;
+  if (got.bytes == 0) throw std::system_error(errc::peer_closed, "the parent closed the handover socket");
   std::uint32_t count = 0;
-  if (n != static_cast<ssize_t>(sizeof fixed) || std::memcmp(fixed, magic, sizeof magic) != 0 ||
-      (std::memcpy(&count, fixed + sizeof magic, 4), count != received.size()) ||
-      (msg.msg_flags & MSG_CTRUNC) != 0) {
+  if (got.bytes != static_cast<ssize_t>(sizeof fixed) || std::memcmp(fixed, magic, sizeof magic) != 0 ||
+      (std::memcpy(&count, fixed + sizeof magic, 4), count != received.size()) || got.truncated) {
     close_all(received);
     throw std::system_error(errc::corrupt_frame, "malformed handover header");
   }

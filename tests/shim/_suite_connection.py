@@ -15,6 +15,8 @@ import multiprocessing
 from multiprocessing import reduction
 from multiprocessing.connection import Client, Connection, Listener, Pipe, wait
 
+from _start_method import StartMethodSuite
+
 TIMEOUT = 60
 
 
@@ -88,22 +90,7 @@ def sleep_then_send(conn, delay, value):
     conn.send(value)
 
 
-class ConnectionSuite:
-    START_METHOD = None
-
-    @pytest.fixture(autouse=True)
-    def _context(self):
-        self.ctx = multiprocessing.get_context(self.START_METHOD)
-        yield
-        for child in multiprocessing.active_children():
-            child.kill()
-            child.join(TIMEOUT)
-
-    def start(self, target, *args):
-        p = self.ctx.Process(target=target, args=args)
-        p.start()
-        return p
-
+class ConnectionSuite(StartMethodSuite):
     def finish(self, p):
         p.join(TIMEOUT)
         assert not p.is_alive(), 'child did not end within %ss' % TIMEOUT

@@ -12,6 +12,8 @@ import pytest
 import multiprocessing
 from multiprocessing.managers import BaseManager, SyncManager
 
+from _start_method import StartMethodSuite
+
 TIMEOUT = 60
 
 
@@ -116,17 +118,7 @@ def hold_proxy_and_exit(d):
     d['child saw'] = len(d)
 
 
-class ManagerSuite:
-    START_METHOD = None
-
-    @pytest.fixture(autouse=True)
-    def _context(self):
-        self.ctx = multiprocessing.get_context(self.START_METHOD)
-        yield
-        for child in multiprocessing.active_children():
-            child.kill()
-            child.join(TIMEOUT)
-
+class ManagerSuite(StartMethodSuite):
     @pytest.fixture
     def sync(self):
         m = self.ctx.Manager()

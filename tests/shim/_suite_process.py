@@ -15,6 +15,8 @@ import multiprocessing
 from multiprocessing import util
 from multiprocessing.connection import wait
 
+from _start_method import StartMethodSuite
+
 TIMEOUT = 60
 
 
@@ -90,22 +92,7 @@ del _method, _cls
 
 # -- the suite --
 
-class ProcessSuite:
-    START_METHOD = None
-
-    @pytest.fixture(autouse=True)
-    def _context(self):
-        self.ctx = multiprocessing.get_context(self.START_METHOD)
-        yield
-        for child in multiprocessing.active_children():
-            child.kill()
-            child.join(TIMEOUT)
-
-    def start(self, target, *args, **kwargs):
-        p = self.ctx.Process(target=target, args=args, **kwargs)
-        p.start()
-        return p
-
+class ProcessSuite(StartMethodSuite):
     def finish(self, p):
         p.join(TIMEOUT)
         assert not p.is_alive(), 'child did not end'

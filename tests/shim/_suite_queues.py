@@ -11,6 +11,8 @@ import pytest
 import multiprocessing
 from multiprocessing import queues
 
+from _start_method import StartMethodSuite
+
 TIMEOUT = 60
 
 
@@ -40,22 +42,7 @@ class Unpicklable:
         raise TypeError('this object refuses to be pickled')
 
 
-class QueueSuite:
-    START_METHOD = None
-
-    @pytest.fixture(autouse=True)
-    def _context(self):
-        self.ctx = multiprocessing.get_context(self.START_METHOD)
-        yield
-        for child in multiprocessing.active_children():
-            child.kill()
-            child.join(TIMEOUT)
-
-    def start(self, target, *args):
-        p = self.ctx.Process(target=target, args=args)
-        p.start()
-        return p
-
+class QueueSuite(StartMethodSuite):
     def test_items_from_a_child_arrive_in_order(self):
         q = self.ctx.Queue()
         p = self.start(produce, q, 1000)

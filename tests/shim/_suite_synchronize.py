@@ -11,6 +11,8 @@ import pytest
 import multiprocessing
 from multiprocessing.synchronize import AbandonedLockWarning
 
+from _start_method import StartMethodSuite
+
 TIMEOUT = 60
 
 
@@ -46,22 +48,7 @@ def take_semaphore(sem, out):
     out.put(sem.acquire(timeout=TIMEOUT))
 
 
-class SynchronizeSuite:
-    START_METHOD = None
-
-    @pytest.fixture(autouse=True)
-    def _context(self):
-        self.ctx = multiprocessing.get_context(self.START_METHOD)
-        yield
-        for child in multiprocessing.active_children():
-            child.kill()
-            child.join(TIMEOUT)
-
-    def start(self, target, *args):
-        p = self.ctx.Process(target=target, args=args)
-        p.start()
-        return p
-
+class SynchronizeSuite(StartMethodSuite):
     @pytest.mark.parametrize('kind', ['Lock', 'RLock'])
     def test_lock_of_a_dead_holder_is_recovered_with_a_warning(self, kind):
         lock, ready = getattr(self.ctx, kind)(), self.ctx.Event()
