@@ -23,7 +23,9 @@ class deadline {
   // Never expires.
   static constexpr deadline infinite() noexcept { return deadline(); }
   // Has already expired: the call tries once and does not wait.
-  static deadline immediate() noexcept { return deadline(clock::now()); }
+  // It is the clock's epoch, so that making and testing it reads no clock:
+  // single attempts (an uncontended lock) are the hottest calls of the core.
+  static constexpr deadline immediate() noexcept { return deadline(clock::time_point{}); }
   // Expires `timeout` from now; a zero or negative timeout is immediate().
   static deadline after(clock::duration timeout) noexcept;
   // Expires at `when`.
@@ -38,7 +40,7 @@ class deadline {
   static deadline earliest(const deadline& a, const deadline& b) noexcept;
 
   bool is_infinite() const noexcept { return infinite_; }
-  bool expired() const noexcept { return !infinite_ && clock::now() >= when_; }
+  bool expired() const noexcept { return !infinite_ && (when_ == clock::time_point{} || clock::now() >= when_); }
   // The expiry point; clock::time_point::max() when infinite.
   clock::time_point when() const noexcept { return infinite_ ? clock::time_point::max() : when_; }
   // Time left: zero once expired, clock::duration::max() when infinite.
