@@ -37,6 +37,7 @@ import socket
 import struct
 import threading
 import time
+import weakref
 
 from . import util
 from .context import AuthenticationError, BufferTooShort, reduction
@@ -502,6 +503,32 @@ def Pipe(duplex=True):
     return _ChannelConnection(forward, backward_w), _ChannelConnection(backward, forward_w)
 
 
+# Channel ends still open in this process. A channel's shared memory is
+# removed when its last end closes, so every process closes what it still
+# holds when it exits: last of all its exit work (after children are joined
+# and queue feeders flushed). A forked child, which inherits the parent's
+# ends, registers the same clean-up for itself.
+_open_channel_connections = weakref.WeakSet()
+
+
+def _close_open_channel_connections():
+    for conn in list(_open_channel_connections):
+        conn.close()
+
+
+def _register_channel_cleanup(_obj=None):
+    util.Finalize(None, _close_open_channel_connections, exitpriority=-1000)
+
+
+class _ChannelCleanupOwner:
+    pass
+
+
+_channel_cleanup_owner = _ChannelCleanupOwner()
+_register_channel_cleanup()
+util.register_after_fork(_channel_cleanup_owner, _register_channel_cleanup)
+
+
 class _ChannelConnection(Connection):
     """A Connection over mphost channels: messages from `inbound`, to
     `outbound` (either may be None for a one-way end).
@@ -519,6 +546,7 @@ class _ChannelConnection(Connection):
         self._handle = self._inbound or self._outbound
         self._readable = readable
         self._writable = writable
+        _open_channel_connections.add(self)
 
     def fileno(self):
         self._check_closed()
