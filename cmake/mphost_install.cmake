@@ -4,7 +4,7 @@
 include(CMakePackageConfigHelpers)
 
 install(TARGETS mphost_launcher EXPORT mphostTargets RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(DIRECTORY python_stdlib_shim/multiprocessing python_stdlib_shim/mphost
+install(DIRECTORY python_stdlib_shim/multiprocessing
         DESTINATION ${CMAKE_INSTALL_DATADIR}/mphost/python
         PATTERN "__pycache__" EXCLUDE)
 
