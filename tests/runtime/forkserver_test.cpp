@@ -48,6 +48,38 @@ struct zygote_fixture {
   }
 };
 
+// A child of the zygote, started and running: it has reported its pid and
+// waits for the exit code to use (see zygote_fixture).
+struct running_child {
+  forked_child child;
+  int from_child = -1;  // where it wrote its pid
+  int to_child = -1;    // where it reads its exit code
+
+  explicit running_child(const zygote_fixture& z) {
+    int out[2], in[2];
+    EXPECT_EQ(::pipe(out), 0);
+    EXPECT_EQ(::pipe(in), 0);
+    const int send[] = {out[1], in[0]};
+    child = request_fork(z.listener.path, z.token, send);
+    ::close(out[1]);
+    ::close(in[0]);
+    from_child = out[0];
+    to_child = in[1];
+    pid_t reported = 0;
+    EXPECT_EQ(::read(from_child, &reported, sizeof reported), static_cast<ssize_t>(sizeof reported));
+    EXPECT_EQ(reported, child.pid);
+  }
+  ~running_child() {
+    ::close(child.status_fd);
+    ::close(from_child);
+    ::close(to_child);
+  }
+  void exit_with(int code) const {
+    const char byte = static_cast<char>(code);
+    EXPECT_EQ(::write(to_child, &byte, 1), 1);
+  }
+};
+
 TEST(ForkserverTest, SocketLivesInAPrivateDirectory) {
   testing::watchdog dog(10s);
   zygote_fixture z;
@@ -62,60 +94,28 @@ TEST(ForkserverTest, ForksChildrenAndReportsTheirExitCodes) {
   testing::watchdog dog(20s);
   zygote_fixture z;
   for (int code : {0, 3, 42}) {
-    int out[2], in[2];
-    ASSERT_EQ(::pipe(out), 0);
-    ASSERT_EQ(::pipe(in), 0);
-    const int send[] = {out[1], in[0]};
-    const forked_child child = request_fork(z.listener.path, z.token, send);
-    ::close(out[1]);
-    ::close(in[0]);
-    pid_t reported = 0;
-    ASSERT_EQ(::read(out[0], &reported, sizeof reported), static_cast<ssize_t>(sizeof reported));
-    EXPECT_EQ(reported, child.pid);
-    pollfd p{child.status_fd, POLLIN, 0};
+    running_child c(z);
+    pollfd p{c.child.status_fd, POLLIN, 0};
     EXPECT_EQ(::poll(&p, 1, 0), 0) << "status before the child ended";
-    const char byte = static_cast<char>(code);
-    ASSERT_EQ(::write(in[1], &byte, 1), 1);
-    EXPECT_EQ(read_child_exit_code(child.status_fd), code);
-    ::close(child.status_fd);
-    ::close(out[0]);
-    ::close(in[1]);
+    c.exit_with(code);
+    EXPECT_EQ(read_child_exit_code(c.child.status_fd), code);
   }
 }
 
 TEST(ForkserverTest, ChildKilledBySignalReportsMinusSignum) {
   testing::watchdog dog(20s);
   zygote_fixture z;
-  int out[2], in[2];
-  ASSERT_EQ(::pipe(out), 0);
-  ASSERT_EQ(::pipe(in), 0);
-  const int send[] = {out[1], in[0]};
-  const forked_child child = request_fork(z.listener.path, z.token, send);
-  ::close(out[1]);
-  ::close(in[0]);
-  pid_t reported = 0;
-  ASSERT_EQ(::read(out[0], &reported, sizeof reported), static_cast<ssize_t>(sizeof reported));
-  ::kill(child.pid, SIGKILL);
-  EXPECT_EQ(read_child_exit_code(child.status_fd), -SIGKILL);
-  ::close(child.status_fd);
-  ::close(out[0]);
-  ::close(in[1]);
+  running_child c(z);
+  ::kill(c.child.pid, SIGKILL);
+  EXPECT_EQ(read_child_exit_code(c.child.status_fd), -SIGKILL);
 }
 
 TEST(ForkserverTest, EndedChildKeepsItsPidUntilItsExitCodeIsCollected) {
   testing::watchdog dog(20s);
   zygote_fixture z;
-  int out[2], in[2];
-  ASSERT_EQ(::pipe(out), 0);
-  ASSERT_EQ(::pipe(in), 0);
-  const int send[] = {out[1], in[0]};
-  const forked_child child = request_fork(z.listener.path, z.token, send);
-  ::close(out[1]);
-  ::close(in[0]);
-  pid_t reported = 0;
-  ASSERT_EQ(::read(out[0], &reported, sizeof reported), static_cast<ssize_t>(sizeof reported));
-  const char code = 4;
-  ASSERT_EQ(::write(in[1], &code, 1), 1);
+  running_child c(z);
+  const forked_child& child = c.child;
+  c.exit_with(4);
   // Ended, not reaped until the exit code is collected: the pid still names the zombie.
   pollfd ready{child.status_fd, POLLIN, 0};
   ASSERT_EQ(::poll(&ready, 1, -1), 1);
@@ -130,9 +130,6 @@ TEST(ForkserverTest, EndedChildKeepsItsPidUntilItsExitCodeIsCollected) {
   // The sentinel stays readable once the child has ended.
   pollfd after{child.status_fd, POLLIN, 0};
   EXPECT_EQ(::poll(&after, 1, 5000), 1);
-  ::close(child.status_fd);
-  ::close(out[0]);
-  ::close(in[1]);
 }
 
 TEST(ForkserverTest, WrongTokenIsRefused) {
