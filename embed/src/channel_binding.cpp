@@ -224,6 +224,8 @@ void bind_channel(py::module_& m) {
           "hand_over",
           [](channel_handle& h, const std::string& role) { return h.get().hand_over(role_from(role)); },
           py::arg("role"), "Reserve an endpoint for a process that will open this channel with the ticket.")
+      .def("withdraw_hand_overs", [](channel_handle& h) { if (!h.closed()) h.get().withdraw_hand_overs(); },
+           "Withdraw this process's untaken hand-over tickets (at exit).")
       .def("endpoints",
            [](channel_handle& h) {
              const auto counts = h.get().endpoints();

@@ -512,7 +512,14 @@ _open_channel_connections = weakref.WeakSet()
 
 
 def _close_open_channel_connections():
-    for conn in list(_open_channel_connections):
+    conns = list(_open_channel_connections)
+    # Tickets this process handed out and nobody took (a child terminated
+    # before it started) would keep their channels alive: withdraw them first.
+    for conn in conns:
+        for channel in (conn._inbound, conn._outbound):
+            if channel is not None:
+                channel.withdraw_hand_overs()
+    for conn in conns:
         conn.close()
 
 

@@ -333,6 +333,21 @@ std::uint64_t channel::hand_over(endpoint_role r, std::chrono::seconds validity)
   return (std::uint64_t{i} << 16) | gen;
 }
 
+void channel::withdraw_hand_overs() noexcept {
+  if (!state_ || state_->closed.load()) return;
+  detail::control& c = *state_->ctl;
+  const auto me = static_cast<std::uint32_t>(current_pid());
+  bool last = false;
+  for (std::uint32_t i = 0; i < detail::max_endpoints; ++i) {
+    const std::uint64_t o = c.slots[i].owner.load(std::memory_order_acquire);
+    if (detail::owner_status(o) != detail::slot_pending || detail::owner_pid(o) != me) continue;
+    bool was_last = false;
+    if (free_slot(c, i, o, &was_last)) last = last || was_last;
+  }
+  // This endpoint is still open, so withdrawing cannot make the channel unused.
+  (void)last;
+}
+
 channel::endpoint_counts channel::endpoints() {
   if (!state_ || state_->closed.load()) throw std::system_error(errc::handle_closed);
   state_->reap_dead();

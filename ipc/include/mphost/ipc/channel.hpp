@@ -189,6 +189,10 @@ class channel {
   // lives, at most `validity`.
   std::uint64_t hand_over(endpoint_role role, std::chrono::seconds validity = std::chrono::seconds(120));
 
+  // Withdraws every place this process reserved with hand_over() and that
+  // was not taken yet: for a process that is exiting, whose tickets no one
+  // will use any more (they would otherwise keep the channel alive).
+  void withdraw_hand_overs() noexcept;
   struct endpoint_counts {
     std::uint32_t readers;
     std::uint32_t writers;
