@@ -852,6 +852,25 @@ TEST_F(ChannelTest, EndpointsAreCountedAndDeadOnesForgotten) {
   EXPECT_EQ(n.writers, 1u);
 }
 
+TEST_F(ChannelTest, UntakenTicketKeepsNamesUntilWithdrawn) {
+  std::string name;
+  {
+    channel a = make(options(), endpoint_role::reader);
+    name = a.name();
+    (void)a.hand_over(endpoint_role::writer);  // for a process that never comes
+    a.withdraw_hand_overs();
+  }
+  EXPECT_FALSE(testing::shm_exists(name));
+  {
+    channel a = make(options(), endpoint_role::reader);
+    name = a.name();
+    (void)a.hand_over(endpoint_role::writer);
+  }
+  // The ticket's holder (this process) lives on: the place is still reserved.
+  EXPECT_TRUE(testing::shm_exists(name));
+  EXPECT_TRUE(channel::remove(name));
+}
+
 TEST_F(ChannelTest, NamesAreRemovedWithTheLastEndpoint) {
   std::string name;
   {
