@@ -15,6 +15,7 @@ from multiprocessing import resource_tracker
 from multiprocessing import shared_memory
 
 from _helpers_shared import STOCK_PYTHON, TIMEOUT, run_program, shm_exists, unique_prefix
+from _start_method import StartMethodSuite
 
 try:
     import numpy
@@ -95,32 +96,20 @@ def edit_then_ask_stock(sl):
     sys.exit(proc.returncode)
 
 
-class SharedMemorySuite:
-    START_METHOD = None
+class SharedMemorySuite(StartMethodSuite):
 
-    @pytest.fixture(autouse=True)
-    def _context(self):
-        self.ctx = multiprocessing.get_context(self.START_METHOD)
+    def _before_test(self):
         # Children must share this program's tracker: a fork child started
         # before any process used the tracker would start its own (as with
         # the stdlib), which removes what that child registered when it ends.
         resource_tracker.ensure_running()
         self.prefix = unique_prefix()
-        yield
-        for child in multiprocessing.active_children():
-            child.kill()
-            child.join(TIMEOUT)
+
+    def _after_test(self):
         left = [n for n in os.listdir('/dev/shm') if n.startswith(self.prefix)]
         for n in left:
             os.unlink('/dev/shm/' + n)
         assert not left, 'segments left behind: %s' % left
-
-    def run_child(self, target, *args):
-        p = self.ctx.Process(target=target, args=args)
-        p.start()
-        p.join(TIMEOUT)
-        assert not p.is_alive(), 'child did not end'
-        return p.exitcode
 
     def new_segment(self, suffix, size):
         return shared_memory.SharedMemory(self.prefix + suffix, create=True, size=size)

@@ -13,6 +13,7 @@ from multiprocessing import heap
 from multiprocessing import sharedctypes
 
 from _helpers_shared import TIMEOUT, arena_entries, run_program
+from _start_method import StartMethodSuite
 
 
 class Point(ctypes.Structure):
@@ -83,24 +84,10 @@ def buffer_wrapper_child(wrapper, value):
     wrapper.create_memoryview().cast('i')[0] = value
 
 
-class SharedCTypesSuite:
-    START_METHOD = None
+class SharedCTypesSuite(StartMethodSuite):
 
-    @pytest.fixture(autouse=True)
-    def _context(self):
-        self.ctx = multiprocessing.get_context(self.START_METHOD)
-        yield
-        for child in multiprocessing.active_children():
-            child.kill()
-            child.join(TIMEOUT)
+    def _after_test(self):
         assert not arena_entries()
-
-    def run_child(self, target, *args):
-        p = self.ctx.Process(target=target, args=args)
-        p.start()
-        p.join(TIMEOUT)
-        assert not p.is_alive(), 'child did not end'
-        return p.exitcode
 
     @pytest.mark.parametrize('lock', [False, True])
     def test_child_doubles_values(self, lock):
