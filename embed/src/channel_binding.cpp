@@ -9,9 +9,13 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "mphost/embed/bindings.hpp"
 #include "mphost/ipc/channel.hpp"
@@ -180,6 +184,36 @@ class channel_handle {
   ipc::channel ch_;
 };
 
+// Bytes and descriptors sent into the peer of a Pipe end's socket
+// (reduction.send_handle, or raw writes), read past the doorbell's markers.
+py::object receive_fds(channel_handle& h, std::size_t size, std::size_t maxfds, const py::object& timeout) {
+  ipc::doorbell* bell = h.get().socket_doorbell();
+  if (bell == nullptr) {
+    PyErr_SetString(PyExc_OSError, "this connection has no socket");
+    throw py::error_already_set();
+  }
+  if (size == 0) throw py::value_error("size must be positive");
+  const ipc::deadline until = deadline_from(timeout);
+  std::string data(size, '\0');
+  std::vector<int> fds;
+  long got;
+  for (;;) {
+    ipc::wait_result result = ipc::wait_result::ok;
+    {
+      py::gil_scoped_release release;
+      got = bell->receive(std::as_writable_bytes(std::span(data.data(), data.size())), maxfds, fds, until, result);
+    }
+    if (got >= 0) break;
+    if (result == ipc::wait_result::timed_out) return py::none();
+    if (PyErr_CheckSignals() != 0) {
+      for (int fd : fds) ::close(fd);
+      throw py::error_already_set();
+    }
+  }
+  data.resize(static_cast<std::size_t>(got));
+  return py::make_tuple(py::bytes(data), py::cast(fds));
+}
+
 }  // namespace
 
 void bind_channel(py::module_& m) {
@@ -232,6 +266,24 @@ void bind_channel(py::module_& m) {
              return py::make_tuple(counts.readers, counts.writers);
            })
       .def("queued_bytes", [](channel_handle& h) { return h.get().queued_bytes(); })
+      .def(
+          "use_socket",
+          [](channel_handle& h, int watch, int ring) {
+            h.get().set_doorbell(ipc::doorbell::over_socket(watch, ring));
+          },
+          py::arg("watch"), py::arg("ring"),
+          "Make fileno() the socket `watch` (a Pipe end), rung through `ring`, a duplicate of the peer's "
+          "end, or -1 for a write-only end. Takes ownership of both descriptors.")
+      .def("socket_fds",
+           [](channel_handle& h) -> py::object {
+             ipc::doorbell* bell = h.get().socket_doorbell();
+             if (bell == nullptr) return py::none();
+             return py::make_tuple(bell->fd(), bell->ring_fd());
+           },
+           "(socket, ring) given with use_socket, or None.")
+      .def("receive_fds", &receive_fds, py::arg("size"), py::arg("maxfds"), py::arg("timeout") = py::none(),
+           "Read up to `size` bytes from the socket given with use_socket, skipping ring markers, with up to "
+           "`maxfds` descriptors: (data, [fds]), or None on timeout.")
       .def("close", &channel_handle::close);
 }
 

@@ -1,37 +1,125 @@
 #include "mphost/ipc/doorbell.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <system_error>
 
 #include "mphost/ipc/error.hpp"
 
 namespace mphost::ipc {
 
+namespace {
+
+constexpr unsigned char ring_marker = 0xFF;
+
+void close_received(msghdr& msg) noexcept {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < n; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      ::close(fd);
+    }
+  }
+}
+
+// One non-blocking recvmsg of up to `size` bytes into `data` with room for
+// `max_fds` descriptors; descriptors are appended to `fds`.
+ssize_t receive_once(int fd, void* data, std::size_t size, std::size_t max_fds, std::vector<int>& fds) {
+  iovec iov{data, size};
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * (max_fds == 0 ? 1 : max_fds)));
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  ssize_t n;
+  do {
+    n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return n;
+  if (max_fds == 0) {
+    close_received(msg);
+    return n;
+  }
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int received;
+      std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof received);
+      fds.push_back(received);
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
+// Serialises the reads of a socket doorbell's socket within the process.
+struct doorbell::socket_lock {
+  std::mutex mutex;
+};
+
 doorbell::doorbell() : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   if (fd_ < 0) throw_errno("eventfd");
 }
 
-doorbell::~doorbell() {
-  if (fd_ >= 0) ::close(fd_);
+doorbell doorbell::over_socket(int watch, int ring) {
+  doorbell bell;
+  ::close(bell.fd_);
+  bell.fd_ = watch;
+  bell.ring_fd_ = ring;
+  bell.socket_ = true;
+  bell.lock_ = std::make_unique<socket_lock>();
+  return bell;
 }
 
-doorbell::doorbell(doorbell&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+doorbell::~doorbell() {
+  if (fd_ >= 0) ::close(fd_);
+  if (ring_fd_ >= 0) ::close(ring_fd_);
+}
+
+doorbell::doorbell(doorbell&& other) noexcept
+    : fd_(other.fd_), ring_fd_(other.ring_fd_), socket_(other.socket_), lock_(std::move(other.lock_)) {
+  other.fd_ = -1;
+  other.ring_fd_ = -1;
+}
 
 doorbell& doorbell::operator=(doorbell&& other) noexcept {
   if (this != &other) {
     if (fd_ >= 0) ::close(fd_);
+    if (ring_fd_ >= 0) ::close(ring_fd_);
     fd_ = other.fd_;
+    ring_fd_ = other.ring_fd_;
+    socket_ = other.socket_;
+    lock_ = std::move(other.lock_);
     other.fd_ = -1;
+    other.ring_fd_ = -1;
   }
   return *this;
 }
 
 void doorbell::ring() noexcept {
   if (fd_ < 0) return;
+  if (socket_) {
+    // One marker is enough: add none while the socket is readable anyway.
+    if (ring_fd_ < 0 || is_ringing()) return;
+    const unsigned char marker = ring_marker;
+    while (::send(ring_fd_, &marker, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    }
+    return;
+  }
   const std::uint64_t one = 1;
   // EAGAIN (counter saturated) still leaves it readable.
   while (::write(fd_, &one, sizeof one) < 0 && errno == EINTR) {
@@ -40,9 +128,78 @@ void doorbell::ring() noexcept {
 
 void doorbell::clear() noexcept {
   if (fd_ < 0) return;
+  if (socket_) {
+    if (ring_fd_ < 0) return;
+    std::lock_guard guard(lock_->mutex);
+    unsigned char head[64];
+    for (;;) {
+      ssize_t n;
+      do {
+        n = ::recv(fd_, head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
+      } while (n < 0 && errno == EINTR);
+      if (n <= 0) return;
+      std::size_t markers = 0;
+      while (markers < static_cast<std::size_t>(n) && head[markers] == ring_marker) ++markers;
+      if (markers == 0) return;  // someone else's bytes come first
+      std::vector<int> unused;
+      if (receive_once(fd_, head, markers, 0, unused) <= 0) return;
+      if (markers < static_cast<std::size_t>(n)) return;
+    }
+  }
   std::uint64_t value;
   // EAGAIN: already clear.
   while (::read(fd_, &value, sizeof value) < 0 && errno == EINTR) {
+  }
+}
+
+void doorbell::reset_after_fork() noexcept {
+  if (socket_) {
+    (void)lock_.release();  // may be held by a thread that is not here
+    lock_.reset(new (std::nothrow) socket_lock);
+  }
+}
+
+long doorbell::receive(std::span<std::byte> out, std::size_t max_fds, std::vector<int>& fds, const deadline& until,
+                       wait_result& result) {
+  if (!socket_) throw std::system_error(EINVAL, std::system_category(), "not a socket doorbell");
+  std::vector<unsigned char> head(out.size() < 4096 ? out.size() : 4096);
+  if (head.empty()) throw std::system_error(EINVAL, std::system_category(), "empty receive buffer");
+  for (;;) {
+    const wait_result w = wait(until);
+    if (w == wait_result::closed) throw_errno("poll");
+    if (w != wait_result::ok) {
+      result = w;
+      return -1;
+    }
+    std::lock_guard guard(lock_->mutex);
+    ssize_t n;
+    do {
+      n = ::recv(fd_, head.data(), head.size(), MSG_PEEK | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) continue;  // taken by another reader
+      throw_errno("recv");
+    }
+    if (n == 0) {
+      result = wait_result::ok;
+      return 0;
+    }
+    // Markers are skipped; data is read up to the next marker.
+    std::size_t run = 0;
+    const bool markers = ring_fd_ >= 0 && head[0] == ring_marker;
+    while (run < static_cast<std::size_t>(n) && (ring_fd_ < 0 || (head[run] == ring_marker) == markers)) ++run;
+    if (markers) {
+      std::vector<int> unused;
+      (void)receive_once(fd_, head.data(), run, 0, unused);
+      continue;
+    }
+    const ssize_t got = receive_once(fd_, out.data(), run, max_fds, fds);
+    if (got < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      throw_errno("recvmsg");
+    }
+    result = wait_result::ok;
+    return got;
   }
 }
 

@@ -488,19 +488,45 @@ def Pipe(duplex=True):
     """A pair (conn1, conn2) of connected Connections.
 
     duplex: both ends read and write. Otherwise conn1 only reads and conn2
-    only writes. The ends are connected by mphost's shared-memory channels
-    (two for a duplex pipe), so messages do not go through the kernel.
+    only writes. Messages travel through mphost's shared-memory channels (two
+    for a duplex pipe), not through the kernel. Each end's fileno() is one end
+    of a Unix socket pair, as with the stdlib, so descriptors (send_handle)
+    and raw bytes written into one end arrive at the other; the socket also
+    polls readable while a message waits.
     """
     import _mphost
     forward = _mphost.Channel.create(unbounded=True, role='reader')
-    writer = forward.hand_over('writer')
-    forward_w = _mphost.Channel.open(forward.name, 'writer', writer)
-    if not duplex:
-        return (_ChannelConnection(forward, None, writable=False),
-                _ChannelConnection(None, forward_w, readable=False))
-    backward = _mphost.Channel.create(unbounded=True, role='reader')
-    backward_w = _mphost.Channel.open(backward.name, 'writer', backward.hand_over('writer'))
-    return _ChannelConnection(forward, backward_w), _ChannelConnection(backward, forward_w)
+    forward_w = _mphost.Channel.open(forward.name, 'writer', forward.hand_over('writer'))
+    if duplex:
+        backward = _mphost.Channel.create(unbounded=True, role='reader')
+        backward_w = _mphost.Channel.open(backward.name, 'writer', backward.hand_over('writer'))
+        first, second = _attach_sockets(forward, backward)
+        return _ChannelConnection(first, backward_w), _ChannelConnection(second, forward_w)
+    reader, writer = _attach_sockets(forward, forward_w)
+    return (_ChannelConnection(reader, None, writable=False),
+            _ChannelConnection(None, writer, readable=False))
+
+
+def _attach_sockets(first, second):
+    # `first` polls socket a, rung through a duplicate of b; `second` gets b,
+    # rung through a duplicate of a when it reads, plain when write-only.
+    a, b = socket.socketpair()
+    a, b = a.detach(), b.detach()
+    fds = [a, b]
+    try:
+        ring_b = os.dup(b)
+        fds.append(ring_b)
+        ring_a = os.dup(a) if second.role != 'writer' else -1
+        if ring_a >= 0:
+            fds.append(ring_a)
+        first.use_socket(a, ring_b)
+        fds = [b] + ([ring_a] if ring_a >= 0 else [])
+        second.use_socket(b, ring_a)
+        fds = []
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return first, second
 
 
 # Channel ends still open in this process. A channel's shared memory is
@@ -542,7 +568,9 @@ class _ChannelConnection(Connection):
 
     A channel carries whole messages, so there is no framing; fileno() is a
     descriptor that polls readable while a message waits (or the peer is
-    gone), usable with select() and wait(). A dead peer reads as end of file.
+    gone), usable with select() and wait(): for a Pipe end, a socket
+    connected to the other end's (see Pipe); for a queue's ends, a doorbell.
+    A dead peer reads as end of file.
     """
 
     def __init__(self, inbound, outbound, readable=True, writable=True):
@@ -873,17 +901,33 @@ reduction.register(Connection, reduce_connection)
 
 def _reduce_channel_connection(conn):
     # Each end travels as channel names plus tickets that keep its place
-    # while it is in transit to the process that unpickles it.
+    # while it is in transit to the process that unpickles it; a Pipe end's
+    # socket travels as descriptors.
     conn._check_closed()
     ends = []
     for channel, role in ((conn._inbound, 'reader'), (conn._outbound, 'writer')):
         ends.append(None if channel is None else (channel.name, channel.hand_over(role)))
-    return _rebuild_channel_connection, (ends[0], ends[1], conn.readable, conn.writable)
+    sockets = conn._handle.socket_fds()
+    if sockets is not None:
+        watch, ring = sockets
+        sockets = (reduction.DupFd(watch), None if ring < 0 else reduction.DupFd(ring))
+    return _rebuild_channel_connection, (ends[0], ends[1], conn.readable, conn.writable, sockets)
 
 
-def _rebuild_channel_connection(inbound, outbound, readable, writable):
+def _rebuild_channel_connection(inbound, outbound, readable, writable, sockets=None):
     import _mphost
     opened = [None if end is None else _mphost.Channel.open(end[0], role, end[1])
               for end, role in ((inbound, 'reader'), (outbound, 'writer'))]
+    if sockets is not None:
+        watch = sockets[0].detach()
+        ring = -1 if sockets[1] is None else sockets[1].detach()
+        handle = opened[0] or opened[1]
+        try:
+            handle.use_socket(watch, ring)
+        except BaseException:
+            os.close(watch)
+            if ring >= 0:
+                os.close(ring)
+            raise
     return _ChannelConnection(opened[0], opened[1], readable, writable)
 

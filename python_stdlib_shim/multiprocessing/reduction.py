@@ -74,6 +74,14 @@ def sendfds(sock, fds):
 def recvfds(sock, size):
     """Receive `size` descriptors from a Unix socket."""
     msg, fds, _flags, _addr = socket.recv_fds(sock, 1, size)
+    fds = _checked_fds(msg, fds, size)
+    if ACKNOWLEDGE:
+        sock.send(b'A')
+    return fds
+
+
+def _checked_fds(msg, fds, size):
+    # The byte sent with the descriptors must announce as many as came.
     if not msg and not fds:
         raise EOFError
     if len(fds) != size:
@@ -84,35 +92,51 @@ def recvfds(sock, size):
         for fd in fds:
             os.close(fd)
         raise AssertionError('Len is {0:n} but msg[0] is {1!r}'.format(size, msg[0]))
-    if ACKNOWLEDGE:
-        sock.send(b'A')
     return list(fds)
 
 
-def _over_channel(conn):
+def _channel_socket(conn):
+    # A Pipe end's channel with its socket (fileno), or None for a channel
+    # end without one (a queue's) or a descriptor-based connection.
     from .connection import _ChannelConnection
-    return isinstance(conn, _ChannelConnection)
+    if not isinstance(conn, _ChannelConnection):
+        return None
+    conn._check_closed()
+    channel = conn._handle
+    return channel if channel.socket_fds() is not None else None
 
 
 def send_handle(conn, handle, destination_pid):
     """Send descriptor `handle` over connection `conn`.
 
-    Over a Unix socket the descriptor itself travels (SCM_RIGHTS). A
-    shared-memory connection carries a resource_sharer ticket instead, with
-    which the receiver fetches a duplicate from this process.
+    The descriptor itself travels over the connection's Unix socket
+    (SCM_RIGHTS): a Pipe end's fileno() is one. A shared-memory connection
+    without a socket (a queue's ends) carries a resource_sharer ticket
+    instead, with which the receiver fetches a duplicate from this process.
     """
-    if _over_channel(conn):
-        from . import resource_sharer
-        conn.send(resource_sharer.DupFd(handle))
-        return
-    with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    from .connection import _ChannelConnection
+    if isinstance(conn, _ChannelConnection):
+        channel = _channel_socket(conn)
+        if channel is None:
+            from . import resource_sharer
+            conn.send(resource_sharer.DupFd(handle))
+            return
+        fd = channel.socket_fds()[0]
+    else:
+        fd = conn.fileno()
+    with socket.fromfd(fd, socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sendfds(sock, [handle])
 
 
 def recv_handle(conn):
     """Receive a descriptor sent with send_handle."""
-    if _over_channel(conn):
-        return conn.recv().detach()
+    from .connection import _ChannelConnection
+    if isinstance(conn, _ChannelConnection):
+        channel = _channel_socket(conn)
+        if channel is None:
+            return conn.recv().detach()
+        msg, fds = channel.receive_fds(1, 1)
+        return _checked_fds(msg, fds, 1)[0]
     with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         return recvfds(sock, 1)[0]
 

@@ -1,9 +1,11 @@
 #include "mphost/ipc/channel.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -771,6 +773,52 @@ TEST_F(ChannelTest, DoorbellTurnsReadableWhenTheLastWriterCloses) {
   EXPECT_TRUE(fd_readable(fd, 10000));
   message m;
   EXPECT_EQ(r.recv(m, deadline::immediate()), wait_result::closed);
+}
+
+TEST_F(ChannelTest, SocketDoorbellIsTheFilenoAndSurvivesFork) {
+  watchdog guard(30s);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  channel r = make(options(), endpoint_role::reader);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  r.set_doorbell(doorbell::over_socket(sv[0], ::fcntl(sv[1], F_DUPFD_CLOEXEC, 0)));
+  w.set_doorbell(doorbell::over_socket(sv[1], -1));
+  ASSERT_NE(r.socket_doorbell(), nullptr);
+  EXPECT_EQ(r.fileno(), sv[0]);
+  EXPECT_EQ(w.fileno(), sv[1]);  // write-only: the socket, no watcher
+  EXPECT_FALSE(fd_readable(sv[0], 50));
+  // A forked child keeps the socket: its raw byte arrives at the reader's.
+  testing::child_guard child(fork_child([&] {
+    if (w.socket_doorbell() == nullptr || w.fileno() != sv[1]) return 1;
+    if (w.send(bytes_of("m"), deadline::after(5s)) != wait_result::ok) return 2;
+    return ::write(sv[1], "\0", 1) == 1 ? 0 : 3;
+  }));
+  EXPECT_EQ(wait_child(child.release()).code, 0);
+  ASSERT_TRUE(fd_readable(sv[0], 10000));
+  message m;
+  ASSERT_EQ(r.recv(m, deadline::immediate()), wait_result::ok);
+  EXPECT_EQ(text_of(m), "m");
+  std::vector<std::byte> buf(4);
+  std::vector<int> fds;
+  wait_result result = wait_result::ok;
+  EXPECT_EQ(r.socket_doorbell()->receive(buf, 1, fds, deadline::after(5s), result), 1);
+  EXPECT_EQ(buf[0], std::byte{0});
+  EXPECT_TRUE(fds.empty());
+  // Drained: the watcher takes its marker back.
+  bool quiet = false;
+  for (int i = 0; i < 500 && !quiet; ++i) {
+    quiet = !fd_readable(sv[0], 0);
+    if (!quiet) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(quiet);
+}
+
+TEST_F(ChannelTest, OnlyASocketDoorbellCanBeSet) {
+  channel r = make(options(), endpoint_role::reader);
+  EXPECT_THROW(r.set_doorbell(doorbell()), std::system_error);
+  EXPECT_EQ(r.socket_doorbell(), nullptr);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  EXPECT_THROW(w.fileno(), std::system_error);  // write-only, no socket
 }
 
 // ---- endpoints, tickets, exec ----

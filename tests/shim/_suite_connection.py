@@ -85,6 +85,17 @@ def send_own_connection_back(control):
     control.send('ok')
 
 
+def write_raw_byte(conn):
+    os.write(conn.fileno(), b'\0')
+
+
+def send_descriptor_and_exit(conn, path):
+    fd = os.open(path, os.O_RDONLY)
+    reduction.send_handle(conn, fd, os.getppid())
+    os.close(fd)
+    conn.close()
+
+
 def sleep_then_send(conn, delay, value):
     time.sleep(delay)
     conn.send(value)
@@ -212,3 +223,43 @@ class ConnectionSuite(StartMethodSuite):
             pickle.loads(data)
         a.close()
         b.close()
+
+    def test_pipe_fileno_is_a_socket_connected_to_the_other_end(self):
+        a, b = Pipe()
+        for end in (a, b):
+            with socket.socket(fileno=os.dup(end.fileno())) as sock:
+                assert sock.family == socket.AF_UNIX and sock.type == socket.SOCK_STREAM
+        p = self.start(write_raw_byte, b)
+        # A raw byte is no descriptor: recv_handle says so, as over a socketpair.
+        with pytest.raises(RuntimeError, match='received 0 items of ancdata'):
+            reduction.recv_handle(a)
+        assert self.finish(p) == 0
+        b.send('still a connection')
+        assert a.recv() == 'still a connection'
+
+    def test_descriptor_from_a_child_that_has_exited(self):
+        # The descriptor waits in the socket: the sender need not be alive.
+        for duplex in (True, False):
+            reader, writer = Pipe(duplex=duplex)
+            p = self.start(send_descriptor_and_exit, writer, __file__)
+            assert self.finish(p) == 0
+            fd = reduction.recv_handle(reader)
+            try:
+                assert os.read(fd, 3) == b'"""'
+            finally:
+                os.close(fd)
+
+    def test_select_on_pipe_fileno_follows_messages(self):
+        import select
+        a, b = Pipe()
+        p = self.start(sleep_then_send, b, 0.2, 'late')
+        assert select.select([a.fileno()], [], [], 0) == ([], [], [])
+        ready, _, _ = select.select([a.fileno()], [], [], TIMEOUT)
+        assert ready == [a.fileno()]
+        assert a.recv() == 'late'
+        # Drained: the socket goes quiet again.
+        deadline = time.monotonic() + 10
+        while select.select([a.fileno()], [], [], 0)[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert select.select([a.fileno()], [], [], 0)[0] == []
+        assert self.finish(p) == 0

@@ -143,9 +143,13 @@ void after_fork_in_child() noexcept {
         }
       }
     }
-    // The watcher thread does not exist here and the eventfd is the
-    // parent's: forget both (deliberately leaked, never used again).
-    if (s->bell) {
+    // The watcher thread does not exist here. An eventfd doorbell is the
+    // parent's: forget it (deliberately leaked, never used again). A socket
+    // doorbell is the Pipe end's socket, which the child keeps like any
+    // inherited descriptor.
+    if (s->bell && s->bell->is_socket()) {
+      s->bell->reset_after_fork();
+    } else if (s->bell) {
       ::close(s->bell->fd());
       (void)s->bell.release();
     }
@@ -440,16 +444,32 @@ void watcher_main(channel::state* s) {
 int channel::fileno() {
   if (!state_ || state_->closed.load()) throw std::system_error(errc::handle_closed);
   state& s = *state_;
+  std::lock_guard lock(s.bell_mutex);
   if (!(static_cast<std::uint8_t>(s.role) & role_bits(endpoint_role::reader))) {
+    if (s.bell) return s.bell->fd();
     throw std::system_error(EBADF, std::system_category(), "channel endpoint is write-only");
   }
-  std::lock_guard lock(s.bell_mutex);
-  if (!s.bell) {
-    s.bell = std::make_unique<doorbell>();
+  if (!s.bell) s.bell = std::make_unique<doorbell>();
+  if (s.watcher == nullptr) {
     s.watcher_stop.store(false, std::memory_order_relaxed);
     s.watcher = new std::thread(watcher_main, &s);
   }
   return s.bell->fd();
+}
+
+void channel::set_doorbell(doorbell bell) {
+  if (!state_ || state_->closed.load()) throw std::system_error(errc::handle_closed);
+  if (!bell.is_socket()) throw std::system_error(EINVAL, std::system_category(), "not a socket doorbell");
+  state& s = *state_;
+  s.stop_watcher();
+  std::lock_guard lock(s.bell_mutex);
+  s.bell = std::make_unique<doorbell>(std::move(bell));
+}
+
+doorbell* channel::socket_doorbell() noexcept {
+  if (!state_) return nullptr;
+  std::lock_guard lock(state_->bell_mutex);
+  return state_->bell && state_->bell->is_socket() ? state_->bell.get() : nullptr;
 }
 
 void channel::state::stop_watcher() noexcept {

@@ -76,6 +76,7 @@
 #include <string_view>
 
 #include "mphost/ipc/deadline.hpp"
+#include "mphost/ipc/doorbell.hpp"
 #include "mphost/ipc/large_block.hpp"
 #include "mphost/ipc/wait_result.hpp"
 
@@ -181,8 +182,17 @@ class channel {
   wait_result poll(const deadline& until = deadline::immediate());
   // A descriptor that polls readable while a message is ready or the channel
   // is closed (doorbell.hpp: advisory, level-triggered). Starts a watcher
-  // thread on first use; the descriptor lives as long as this endpoint.
+  // thread on first use; the descriptor lives as long as this endpoint. A
+  // write-only endpoint has one only if given a socket doorbell (EBADF
+  // otherwise), which then just holds its socket.
   int fileno();
+  // Makes `bell` (a socket doorbell: doorbell::over_socket) this endpoint's
+  // doorbell, so that fileno() is a socket connected to a peer's (a Pipe
+  // end). Replaces any doorbell it had. Survives fork: the child keeps the
+  // same socket, as it would a descriptor.
+  void set_doorbell(doorbell bell);
+  // The socket doorbell given with set_doorbell, or nullptr.
+  doorbell* socket_doorbell() noexcept;
 
   // Reserves an endpoint of `role` for a process that will open this channel
   // later with the returned ticket; the reservation lasts while this process
