@@ -138,9 +138,10 @@ bool warn_owner_died(semlock_object* self) {
   return rc == 0;
 }
 
-// acquire(block=True, timeout=None) -> bool
-PyObject* semlock_acquire(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  auto* self = reinterpret_cast<semlock_object*>(op);
+// acquire(block=True, timeout=None) -> bool, everything but the case the
+// fast path below settles.
+[[gnu::noinline]] PyObject* semlock_acquire_slow(semlock_object* self, PyObject* const* args, Py_ssize_t nargs,
+                                                 PyObject* kwnames) {
   PyObject* block_obj = nargs > 0 ? args[0] : nullptr;
   PyObject* timeout_obj = nargs > 1 ? args[1] : nullptr;
   if (nargs > 2) {
@@ -175,6 +176,7 @@ PyObject* semlock_acquire(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
       }
       until = ipc::deadline::from_seconds(seconds < 0 ? 0 : seconds);
     }
+    // Only now, about to wait, is the GIL given up.
     do {
       if (until.expired()) break;
       Py_BEGIN_ALLOW_THREADS
@@ -195,14 +197,23 @@ PyObject* semlock_acquire(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
   return PyBool_FromLong(ipc::acquired(result));
 }
 
-PyObject* semlock_release(PyObject* op, PyObject*) {
+// The hot call of the package: acquire() with no arguments on a free lock
+// (or a lock this thread holds recursively) is one attempt and no parsing.
+PyObject* semlock_acquire(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   auto* self = reinterpret_cast<semlock_object*>(op);
+  if (nargs == 0 && kwnames == nullptr && self->sem->try_acquire()) [[likely]] Py_RETURN_TRUE;
+  return semlock_acquire_slow(self, args, nargs, kwnames);
+}
+
+[[gnu::noinline]] PyObject* raise_release_error(std::error_code error) {
   // not_owner -> AssertionError, released_too_many_times -> ValueError (errors.cpp).
-  const std::error_code error = self->sem->try_release();
-  if (error) {
-    set_python_error(std::system_error(error));
-    return nullptr;
-  }
+  set_python_error(std::system_error(error));
+  return nullptr;
+}
+
+PyObject* semlock_release(PyObject* op, PyObject*) {
+  const std::error_code error = reinterpret_cast<semlock_object*>(op)->sem->try_release();
+  if (error) [[unlikely]] return raise_release_error(error);
   Py_RETURN_NONE;
 }
 

@@ -1,5 +1,7 @@
 #include "mphost/ipc/robust_mutex.hpp"
 
+#include <pthread.h>
+
 #include <chrono>
 
 #include "detail/owner_word.hpp"
@@ -17,14 +19,31 @@ adaptive_spin lock_spin(500, 8000);
 // How often a sleeper wakes on its own to see whether the owner died.
 constexpr auto liveness_interval = std::chrono::milliseconds(100);
 
-std::uint32_t self_word() noexcept { return static_cast<std::uint32_t>(current_pid()) & owner_mask; }
+std::uint32_t self_word() noexcept { return current_identity().word; }
 
 void publish_stamp(std::atomic<std::uint64_t>& stamp) noexcept {
-  const auto me = process_identity::current();
-  stamp.store(pack_stamp(me.pid, me.start_time), std::memory_order_relaxed);
+  stamp.store(current_identity().stamp, std::memory_order_relaxed);
 }
 
+void identity_after_fork() noexcept { identity_epoch.fetch_add(1, std::memory_order_relaxed); }
+
 }  // namespace
+
+const self_identity& refresh_self_identity() noexcept {
+  // The handler only marks every thread's entry stale; the entry is rebuilt
+  // here, on first use, from process_identity (refreshed by its own handler,
+  // whichever of the two runs first).
+  static const bool registered = [] { return ::pthread_atfork(nullptr, nullptr, &identity_after_fork) == 0; }();
+  (void)registered;
+  self_identity& me = this_thread_identity;
+  const std::uint64_t epoch = identity_epoch.load(std::memory_order_relaxed);
+  const process_identity who = process_identity::current();
+  me.word = static_cast<std::uint32_t>(who.pid) & owner_mask;
+  me.stamp = pack_stamp(who.pid, who.start_time);
+  me.tid = current_thread_id();
+  me.epoch = epoch;
+  return me;
+}
 
 bool owner_is_dead(std::uint32_t word_value, const std::atomic<std::uint64_t>& stamp) noexcept {
   const std::uint32_t owner = word_value & owner_mask;
@@ -59,11 +78,7 @@ wait_result owner_try_lock(futex_word& word, std::atomic<std::uint64_t>& stamp) 
 
 wait_result owner_lock(futex_word& word, std::atomic<std::uint64_t>& stamp, const deadline& until) noexcept {
   const std::uint32_t self = self_word();
-  std::uint32_t expected = 0;
-  if (word.compare_exchange_strong(expected, self, std::memory_order_acquire, std::memory_order_relaxed)) {
-    publish_stamp(stamp);
-    return wait_result::ok;
-  }
+  if (owner_take_free(word, stamp, current_identity())) return wait_result::ok;
   const std::int64_t start_ns = monotonic_ns();
   const bool got = lock_spin.spin(
       [&]() noexcept {
@@ -119,18 +134,14 @@ wait_result owner_lock(futex_word& word, std::atomic<std::uint64_t>& stamp, cons
   }
 }
 
-bool owner_unlock(futex_word& word, std::atomic<std::uint64_t>& stamp) noexcept {
-  stamp.store(0, std::memory_order_relaxed);
-  const std::uint32_t old = word.exchange(0, std::memory_order_release);
-  if (old & waiters_bit) futex_wake(word, 1);
-  return (old & owner_mask) != 0;
-}
-
 }  // namespace detail
 
 wait_result robust_mutex::lock(const deadline& until) noexcept { return detail::owner_lock(word_, stamp_, until); }
 
-wait_result robust_mutex::try_lock() noexcept { return detail::owner_try_lock(word_, stamp_); }
+wait_result robust_mutex::try_lock() noexcept {
+  if (detail::owner_take_free(word_, stamp_, detail::current_identity())) return wait_result::ok;
+  return detail::owner_try_lock(word_, stamp_);
+}
 
 void robust_mutex::unlock() noexcept { detail::owner_unlock(word_, stamp_); }
 

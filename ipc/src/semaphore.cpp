@@ -7,15 +7,17 @@
 #include "detail/spin.hpp"
 #include "mphost/ipc/error.hpp"
 #include "mphost/ipc/futex.hpp"
-#include "mphost/ipc/process_identity.hpp"
 
 namespace mphost::ipc {
 namespace detail {
 
-// The shared layout, at the start of the semaphore's own segment.
+// The shared layout, at the start of the semaphore's own segment. The
+// recursive owner's record sits on a cache line of its own: the owner
+// updates it on every nested acquire and release, and processes waiting for
+// the lock poll the word's line, which those updates then leave alone.
 struct semlock_state {
   static constexpr std::uint32_t magic_value = 0x6d70736c;  // "mpsl"
-  static constexpr std::uint32_t current_version = 1;
+  static constexpr std::uint32_t current_version = 2;
 
   std::uint32_t magic;
   std::uint32_t version;
@@ -30,7 +32,10 @@ struct semlock_state {
   // Owner mode: detail/owner_word.hpp.
   futex_word word;
   std::atomic<std::uint64_t> stamp;
-  std::atomic<std::uint32_t> owner_thread;
+
+  // Recursive mutex: the owning thread and its depth, written by the owner
+  // only (plain stores; others compare them after reading the word).
+  alignas(64) std::atomic<std::uint32_t> owner_thread;
   std::atomic<std::uint32_t> recursion;
 };
 
@@ -79,11 +84,17 @@ wait_result acquire_counter(detail::semlock_state& s, const deadline& until) noe
 
 }  // namespace
 
-semaphore::semaphore(segment seg) : segment_(std::move(seg)), state_(static_cast<detail::semlock_state*>(segment_.base())) {}
+semaphore::semaphore(segment seg)
+    : segment_(std::move(seg)),
+      state_(static_cast<detail::semlock_state*>(segment_.base())),
+      mode_(state_->owner_mode == 0                                             ? mode::counter
+            : state_->kind == static_cast<int>(semlock_kind::recursive_mutex) ? mode::recursive
+                                                                               : mode::lock) {}
 
 semaphore::semaphore(semaphore&& other) noexcept
     : segment_(std::move(other.segment_)),
       state_(other.state_),
+      mode_(other.mode_),
       local_count_(other.local_count_.load(std::memory_order_relaxed)),
       last_thread_(other.last_thread_.load(std::memory_order_relaxed)) {
   other.state_ = nullptr;
@@ -93,6 +104,7 @@ semaphore& semaphore::operator=(semaphore&& other) noexcept {
   if (this != &other) {
     segment_ = std::move(other.segment_);
     state_ = other.state_;
+    mode_ = other.mode_;
     other.state_ = nullptr;
     local_count_.store(other.local_count_.load(std::memory_order_relaxed), std::memory_order_relaxed);
     last_thread_.store(other.last_thread_.load(std::memory_order_relaxed), std::memory_order_relaxed);
@@ -147,61 +159,92 @@ semlock_kind semaphore::kind() const noexcept { return static_cast<semlock_kind>
 std::uint32_t semaphore::maxvalue() const noexcept { return state_->maxvalue; }
 const void* semaphore::handle() const noexcept { return state_; }
 
-wait_result semaphore::acquire(const deadline& until) noexcept {
+bool semaphore::try_acquire() noexcept {
   detail::semlock_state& s = *state_;
-  const std::uint32_t tid = current_thread_id();
-  wait_result r;
-  if (s.owner_mode) {
-    if (s.kind == static_cast<int>(semlock_kind::recursive_mutex)) {
-      const std::uint32_t w = s.word.load(std::memory_order_relaxed) & detail::owner_mask;
-      if (w == (static_cast<std::uint32_t>(current_pid()) & detail::owner_mask) &&
-          s.owner_thread.load(std::memory_order_relaxed) == tid && s.recursion.load(std::memory_order_relaxed) > 0) {
-        s.recursion.fetch_add(1, std::memory_order_relaxed);
-        return wait_result::ok;
+  if (mode_ == mode::counter) {
+    if (!try_decrement(s.value)) return false;
+    // Units are held concurrently by several threads: count atomically.
+    local_count_.fetch_add(1, std::memory_order_relaxed);
+    last_thread_.store(detail::current_identity().tid, std::memory_order_relaxed);
+    return true;
+  }
+  const detail::self_identity& me = detail::current_identity();
+  if (mode_ == mode::recursive) {
+    // Nested acquire by the owner: only the owner writes these fields.
+    if (s.owner_thread.load(std::memory_order_relaxed) == me.tid &&
+        (s.word.load(std::memory_order_relaxed) & detail::owner_mask) == me.word) {
+      const std::uint32_t depth = s.recursion.load(std::memory_order_relaxed);
+      if (depth > 0) {
+        s.recursion.store(depth + 1, std::memory_order_relaxed);
+        return true;
       }
     }
-    r = until.expired() ? detail::owner_try_lock(s.word, s.stamp) : detail::owner_lock(s.word, s.stamp, until);
-    if (acquired(r)) {
-      s.owner_thread.store(tid, std::memory_order_relaxed);
-      s.recursion.store(1, std::memory_order_relaxed);
-    }
+  }
+  if (!detail::owner_take_free(s.word, s.stamp, me)) return false;
+  note_owner_acquired(me);
+  return true;
+}
+
+void semaphore::note_owner_acquired(const detail::self_identity& me) noexcept {
+  detail::semlock_state& s = *state_;
+  if (mode_ == mode::recursive) {
+    s.owner_thread.store(me.tid, std::memory_order_relaxed);
+    s.recursion.store(1, std::memory_order_relaxed);
   } else {
-    r = acquire_counter(s, until);
+    // Holding the lock serializes this bookkeeping with every other
+    // acquire and release of it (release updates it before freeing the
+    // word), so a plain load and store suffice.
+    local_count_.store(local_count_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    last_thread_.store(me.tid, std::memory_order_relaxed);
   }
-  if (acquired(r)) {
-    local_count_.fetch_add(1, std::memory_order_relaxed);
-    last_thread_.store(tid, std::memory_order_relaxed);
+}
+
+wait_result semaphore::acquire(const deadline& until) noexcept {
+  if (try_acquire()) return wait_result::ok;
+  detail::semlock_state& s = *state_;
+  if (mode_ == mode::counter) {
+    const wait_result r = acquire_counter(s, until);
+    if (acquired(r)) {
+      local_count_.fetch_add(1, std::memory_order_relaxed);
+      last_thread_.store(detail::current_identity().tid, std::memory_order_relaxed);
+    }
+    return r;
   }
+  const wait_result r = until.expired() ? detail::owner_try_lock(s.word, s.stamp) : detail::owner_lock(s.word, s.stamp, until);
+  if (acquired(r)) note_owner_acquired(detail::current_identity());
   return r;
 }
 
 std::error_code semaphore::try_release() noexcept {
   detail::semlock_state& s = *state_;
-  if (s.owner_mode) {
-    if (s.kind == static_cast<int>(semlock_kind::recursive_mutex)) {
+  switch (mode_) {
+    case mode::recursive: {
       if (!is_mine()) return errc::not_owner;
-      if (s.recursion.fetch_sub(1, std::memory_order_relaxed) > 1) return {};
+      const std::uint32_t depth = s.recursion.load(std::memory_order_relaxed);
+      s.recursion.store(depth - 1, std::memory_order_relaxed);
+      if (depth > 1) return {};
       s.owner_thread.store(0, std::memory_order_relaxed);
       detail::owner_unlock(s.word, s.stamp);
-    } else {
-      // Any process may release a Lock; releasing a free one is an error.
-      std::uint32_t v = s.word.load(std::memory_order_relaxed);
-      for (;;) {
-        if ((v & detail::owner_mask) == 0) return errc::released_too_many_times;
-        s.stamp.store(0, std::memory_order_relaxed);
-        s.owner_thread.store(0, std::memory_order_relaxed);
-        if (s.word.compare_exchange_weak(v, 0, std::memory_order_release, std::memory_order_relaxed)) break;
-      }
-      if (v & detail::waiters_bit) futex_wake(s.word, 1);
+      return {};
     }
-  } else {
-    std::uint32_t v = s.value.load(std::memory_order_relaxed);
-    for (;;) {
-      if (v >= s.maxvalue) return errc::released_too_many_times;
-      if (s.value.compare_exchange_weak(v, v + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) break;
+    case mode::lock: {
+      // Any thread of any process may release a Lock; releasing a free one
+      // is an error.
+      if ((s.word.load(std::memory_order_relaxed) & detail::owner_mask) == 0) return errc::released_too_many_times;
+      const std::uint32_t c = local_count_.load(std::memory_order_relaxed);
+      if (c > 0) local_count_.store(c - 1, std::memory_order_relaxed);
+      // Freed meanwhile by a concurrent release: this one was one too many.
+      if (!detail::owner_unlock(s.word, s.stamp)) return errc::released_too_many_times;
+      return {};
     }
-    if (s.waiters.load(std::memory_order_seq_cst) > 0) futex_wake(s.value, 1);
+    case mode::counter: break;
   }
+  std::uint32_t v = s.value.load(std::memory_order_relaxed);
+  for (;;) {
+    if (v >= s.maxvalue) return errc::released_too_many_times;
+    if (s.value.compare_exchange_weak(v, v + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) break;
+  }
+  if (s.waiters.load(std::memory_order_seq_cst) > 0) futex_wake(s.value, 1);
   std::uint32_t c = local_count_.load(std::memory_order_relaxed);
   while (c > 0 && !local_count_.compare_exchange_weak(c, c - 1, std::memory_order_relaxed)) {
   }
@@ -221,20 +264,17 @@ std::uint32_t semaphore::value() const noexcept {
 
 bool semaphore::is_mine() const noexcept {
   const detail::semlock_state& s = *state_;
-  if (s.kind == static_cast<int>(semlock_kind::recursive_mutex)) {
-    const std::uint32_t w = s.word.load(std::memory_order_acquire) & detail::owner_mask;
-    return w == (static_cast<std::uint32_t>(current_pid()) & detail::owner_mask) &&
-           s.owner_thread.load(std::memory_order_relaxed) == current_thread_id() &&
+  const detail::self_identity& me = detail::current_identity();
+  if (mode_ == mode::recursive) {
+    return s.owner_thread.load(std::memory_order_relaxed) == me.tid &&
+           (s.word.load(std::memory_order_acquire) & detail::owner_mask) == me.word &&
            s.recursion.load(std::memory_order_relaxed) > 0;
   }
-  return local_count_.load(std::memory_order_relaxed) > 0 &&
-         last_thread_.load(std::memory_order_relaxed) == current_thread_id();
+  return local_count_.load(std::memory_order_relaxed) > 0 && last_thread_.load(std::memory_order_relaxed) == me.tid;
 }
 
 std::uint32_t semaphore::count() const noexcept {
-  if (state_->kind == static_cast<int>(semlock_kind::recursive_mutex)) {
-    return is_mine() ? state_->recursion.load(std::memory_order_relaxed) : 0;
-  }
+  if (mode_ == mode::recursive) return is_mine() ? state_->recursion.load(std::memory_order_relaxed) : 0;
   return local_count_.load(std::memory_order_relaxed);
 }
 

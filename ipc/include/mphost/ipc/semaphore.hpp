@@ -56,6 +56,7 @@ enum class semlock_kind : int { recursive_mutex = 0, semaphore = 1 };
 
 namespace detail {
 struct semlock_state;
+struct self_identity;
 }
 
 class semaphore {
@@ -87,6 +88,11 @@ class semaphore {
   const void* handle() const noexcept;
 
   [[nodiscard]] wait_result acquire(const deadline& until = deadline::infinite()) noexcept;
+  // The cheapest attempt, for hot paths: takes a free lock, a unit of a
+  // positive counter, or one more level of a recursive mutex the caller
+  // owns (true); otherwise changes nothing (false) -- it neither waits nor
+  // takes over from a dead owner, so follow a false with acquire().
+  [[nodiscard]] bool try_acquire() noexcept;
   // Throws std::system_error: errc::released_too_many_times, errc::not_owner.
   void release();
   // The same without throwing: an empty error_code on success.
@@ -105,10 +111,16 @@ class semaphore {
   void after_fork() noexcept;
 
  private:
+  // Which protocol the shared state follows (fixed at creation; cached
+  // here so that the hot paths read no shared field to choose).
+  enum class mode : std::uint8_t { counter, lock, recursive };
+
   explicit semaphore(segment seg);
+  void note_owner_acquired(const detail::self_identity& me) noexcept;
 
   segment segment_;
   detail::semlock_state* state_ = nullptr;
+  mode mode_ = mode::counter;
   std::atomic<std::uint32_t> local_count_{0};
   std::atomic<std::uint32_t> last_thread_{0};
 };
