@@ -28,7 +28,7 @@ import shlex
 from pathlib import Path
 
 from _matching import matcher
-from _outcomes import SKIP, Outcome, count
+from _outcomes import SKIP, Outcome, category, count, split_fixture_id
 from _runner import SideRun
 from _suites import SUITES
 
@@ -191,6 +191,9 @@ def render_markdown(document: dict) -> str:
           "unexpected successes, `error` includes hangs and crashes; failing class or "
           "module fixtures (`setUpClass (...)`) are counted as results of their own.\n")
 
+    write("\n## By test class\n\n")
+    write(_class_table(runs))
+
     problems = [(suite, side, problem) for suite in _suite_order(runs)
                 for side in SIDES if side in runs[suite]
                 for problem in runs[suite][side].problems]
@@ -271,6 +274,42 @@ def _summary_table(runs: dict[str, dict[str, SideRun]]) -> str:
         lines.append("| " + " | ".join(row) + " |")
     total_row = ["**total**"] + [str(totals[side][c]) for side in SIDES for c in columns] + ["", ""]
     lines.append("| " + " | ".join(total_row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _test_class(test_id: str) -> str | None:
+    # `test.<module>.<Class>.<method>`: the class, with the start method's
+    # prefix of the generated variants kept (WithProcessesTestQueue...).
+    if split_fixture_id(test_id) is not None:
+        return None
+    parts = test_id.split(".")
+    return parts[-2] if len(parts) >= 3 else None
+
+
+def _class_table(runs: dict[str, dict[str, SideRun]]) -> str:
+    """pass/run per test class, the suites of every start method together."""
+    tallies: dict[str, dict[str, list[int]]] = {}
+    for suite in _suite_order(runs):
+        for side in SIDES:
+            run = runs[suite].get(side)
+            if run is None:
+                continue
+            for outcome in run.outcomes.values():
+                name = _test_class(outcome.test_id)
+                if name is None:
+                    continue
+                tally = tallies.setdefault(name, {s: [0, 0, 0] for s in SIDES})[side]
+                kind = category(outcome.status)
+                tally[0] += kind == "pass"
+                tally[1] += kind == "skip"
+                tally[2] += 1
+    lines = ["Each class summed over the suites it appears in (a class of the shared "
+             "multiprocessing tests runs once per start method): passed / skipped / run.\n",
+             "| test class | stock | mphost | same |", "|---|---|---|---|"]
+    for name in sorted(tallies):
+        cells = ["%d / %d / %d" % tuple(tallies[name][side]) for side in SIDES]
+        same = "yes" if tallies[name]["stock"][:2] == tallies[name]["mphost"][:2] else "**no**"
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {same} |")
     return "\n".join(lines) + "\n"
 
 
