@@ -10,6 +10,7 @@
 
 #include "mphost/embed/bindings.hpp"
 #include "mphost/embed/python.hpp"
+#include "mphost/ipc/resource_registry.hpp"
 #include "mphost/runtime/launch.hpp"
 
 namespace mphost::embed {
@@ -51,6 +52,8 @@ bool install_shim(const std::string& executable) {
   if (!ok) PyErr_Print();
   return ok;
 }
+
+void finish_root_registry_at_exit() { ipc::finish_root_registry(); }
 
 int exit_with_status(PyStatus status) {
   if (PyStatus_IsExit(status)) return status.exitcode;
@@ -111,7 +114,20 @@ int launcher_main(int argc, char** argv) {
     std::fprintf(stderr, "mphost: %s\n", e.what());
     return 1;
   }
-  if (argc >= 3 && std::strcmp(argv[1], child_mode_flag) == 0) return child_main(argc, argv, executable);
+  if (argc >= 3 && std::strcmp(argv[1], child_mode_flag) == 0) {
+    // A child records what it creates in its root's registry.
+    ipc::attach_registry_from_environment();
+    return child_main(argc, argv, executable);
+  }
+
+  // A launcher started from inside a live mphost program (sys.executable run
+  // as a subprocess) belongs to that program's tree; any other is a root. A
+  // root first sweeps what killed roots left, then keeps its own registry,
+  // emptied when the root ends: after Py_RunMain, or from the exit hooks when
+  // the process ends another way (exit() from a start-up error, or an
+  // unhandled KeyboardInterrupt, which finalizes and then raises SIGINT).
+  const bool root = !ipc::attach_registry_from_environment() && ipc::start_root_registry();
+  if (root) std::atexit(&finish_root_registry_at_exit);
 
   PyConfig config;
   PyConfig_InitPythonConfig(&config);
@@ -119,12 +135,19 @@ int launcher_main(int argc, char** argv) {
   PyStatus status = configure(config, executable, std::vector<char*>(argv, argv + argc));
   if (!PyStatus_Exception(status)) status = Py_InitializeFromConfig(&config);
   PyConfig_Clear(&config);
-  if (PyStatus_Exception(status)) return exit_with_status(status);
+  if (PyStatus_Exception(status)) {
+    ipc::finish_root_registry();
+    return exit_with_status(status);
+  }
+  if (root) Py_AtExit(&finish_root_registry_at_exit);
   if (!install_shim(executable)) {
     Py_FinalizeEx();
+    ipc::finish_root_registry();
     return 1;
   }
-  return Py_RunMain();
+  const int code = Py_RunMain();
+  ipc::finish_root_registry();
+  return code;
 }
 
 }  // namespace mphost::embed

@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "mphost/ipc/error.hpp"
+#include "mphost/ipc/resource_registry.hpp"
 
 namespace bip = boost::interprocess;
 
@@ -109,28 +110,41 @@ void segment::reset() noexcept {
 segment segment::create_named(const std::string& name, std::size_t size) {
   check_name(name);
   if (size == 0) throw std::system_error(EINVAL, std::system_category(), "shared memory size is zero");
-  try {
-    bip::permissions perms;
-    perms.set_permissions(0600);
-    bip::shared_memory_object shm(bip::create_only, name.c_str(), bip::read_write, perms);
+  const auto make = [&]() -> segment {
     try {
-      shm.truncate(static_cast<bip::offset_t>(size));
-      // Allocate every page now: tmpfs would otherwise allocate on first
-      // touch and a full /dev/shm would kill the toucher with SIGBUS.
-      const int fd = shm.get_mapping_handle().handle;
-      int rc;
-      do {
-        rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
-      } while (rc == EINTR);
-      if (rc != 0 && rc != EOPNOTSUPP && rc != ENOSYS) throw std::system_error(rc, std::system_category(), "posix_fallocate");
-      auto map = std::make_unique<mapping>(mapping{bip::mapped_region(shm, bip::read_write)});
-      return segment(name, std::move(map));
-    } catch (...) {
-      bip::shared_memory_object::remove(name.c_str());
-      throw;
+      bip::permissions perms;
+      perms.set_permissions(0600);
+      bip::shared_memory_object shm(bip::create_only, name.c_str(), bip::read_write, perms);
+      try {
+        shm.truncate(static_cast<bip::offset_t>(size));
+        // Allocate every page now: tmpfs would otherwise allocate on first
+        // touch and a full /dev/shm would kill the toucher with SIGBUS.
+        const int fd = shm.get_mapping_handle().handle;
+        int rc;
+        do {
+          rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
+        } while (rc == EINTR);
+        if (rc != 0 && rc != EOPNOTSUPP && rc != ENOSYS) throw std::system_error(rc, std::system_category(), "posix_fallocate");
+        auto map = std::make_unique<mapping>(mapping{bip::mapped_region(shm, bip::read_write)});
+        return segment(name, std::move(map));
+      } catch (...) {
+        bip::shared_memory_object::remove(name.c_str());
+        throw;
+      }
+    } catch (const bip::interprocess_exception& e) {
+      rethrow_as_system_error(e, ("cannot create shared memory '" + name + "'").c_str());
     }
-  } catch (const bip::interprocess_exception& e) {
-    rethrow_as_system_error(e, ("cannot create shared memory '" + name + "'").c_str());
+  };
+  // The name is recorded before it exists, so no instant passes in which a
+  // killed creator would leave an unrecorded name behind.
+  resource_registry* registry = current_registry();
+  if (registry == nullptr) return make();
+  const std::size_t slot = registry->record(name);
+  try {
+    return make();
+  } catch (...) {
+    if (slot != resource_registry::not_tracked) registry->release_slot(slot, name);
+    throw;
   }
 }
 
@@ -166,11 +180,16 @@ segment segment::open(const std::string& name) {
 
 bool segment::remove(const std::string& name) noexcept {
   if (name.empty()) return false;
+  bool removed = false;
   try {
-    return bip::shared_memory_object::remove(name.c_str());
+    removed = bip::shared_memory_object::remove(name.c_str());
   } catch (...) {
-    return false;
+    removed = false;
   }
+  // Released after the name is gone: a process killed in between leaves a
+  // record of a missing name, which costs nothing.
+  if (resource_registry* registry = current_registry()) registry->release(name);
+  return removed;
 }
 
 }  // namespace mphost::ipc

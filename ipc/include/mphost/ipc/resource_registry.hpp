@@ -1,0 +1,120 @@
+#pragma once
+// The names a program tree has alive in /dev/shm, kept where a dead process
+// cannot take them along: in one owner-only shared segment of its own.
+//
+// The root process of an mphost program creates a registry (a segment named
+// `mphost-reg-<pid>-<24 hex>`, 0600) holding the root's identity (pid and
+// start time) and a table of fixed-size slots. Every process of the tree maps
+// the same registry: forked children inherit the mapping, started children
+// open it by the name found in the MPHOST_REGISTRY environment variable.
+// Once a registry is the process's current one (set_current_registry),
+// segment::create/create_named record each name before the segment exists and
+// segment::remove releases its slot after the name is gone, whichever process
+// created it. When the root ends it removes every name still recorded, then
+// the registry (finish_root_registry); a root that was itself killed leaves
+// its registry behind, and the next root to start removes it together with
+// its names (sweep_dead_registries), judging the owner dead when its pid is
+// gone, a zombie, or now names a process with another start time.
+//
+// Slots are claimed and released with compare-and-swap on one 64-bit tag
+// (free, being written, or the name's hash), never under a lock, so a process
+// killed at any instruction leaves the table usable: at worst one slot stays
+// claimed and unused. A name lives in a window of 64 slots starting at its
+// hash; when the window is full, or the name is longer than max_name_length,
+// the name is simply not tracked (counted in untracked_count()). The table is
+// sparse: pages of /dev/shm are allocated only when a slot in them is first
+// written.
+//
+// A process without a current registry (C++ applications, unit tests) works
+// exactly as if this file did not exist. Registries belong to the user who
+// created them: another user's are never opened or swept.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mphost/ipc/process_identity.hpp"
+#include "mphost/ipc/segment.hpp"
+
+namespace mphost::ipc {
+
+class resource_registry {
+ public:
+  static constexpr std::string_view name_prefix = "mphost-reg-";
+  static constexpr const char* environment_variable = "MPHOST_REGISTRY";
+  // 32768 slots of 128 bytes: 4 MiB of address space, touched page by page.
+  static constexpr std::uint32_t default_slot_count = 32768;
+  static constexpr std::size_t max_name_length = 114;
+  static constexpr std::size_t not_tracked = ~std::size_t{0};
+
+  // A fresh registry owned by the calling process, named
+  // `<prefix><pid>-<24 hex>`. Throws std::system_error.
+  static resource_registry create(std::uint32_t slot_count = default_slot_count,
+                                  std::string_view prefix = name_prefix);
+  // Maps an existing registry; EINVAL if `name` is not a complete registry,
+  // EACCES if another user owns it, ENOENT if it is gone.
+  static resource_registry open(const std::string& name);
+
+  resource_registry() noexcept = default;
+  resource_registry(resource_registry&&) noexcept = default;
+  resource_registry& operator=(resource_registry&&) noexcept = default;
+
+  explicit operator bool() const noexcept { return static_cast<bool>(segment_); }
+  const std::string& name() const noexcept { return segment_.name(); }
+  process_identity owner() const noexcept;
+  bool owner_is_alive() const noexcept;
+  std::uint32_t slot_count() const noexcept;
+
+  // Records `name` (a leading '/' is ignored) and returns its slot, or
+  // not_tracked when the name cannot be kept.
+  std::size_t record(std::string_view name) noexcept;
+  // Frees the slot record() returned, if it still holds `name`.
+  void release_slot(std::size_t slot, std::string_view name) noexcept;
+  // Frees every slot holding `name`; returns how many there were.
+  std::size_t release(std::string_view name) noexcept;
+  bool contains(std::string_view name) const noexcept;
+  // The names recorded now (a snapshot).
+  std::vector<std::string> names() const;
+  // How many names could not be recorded since the registry was created.
+  std::uint64_t untracked_count() const noexcept;
+
+  // Unlinks every name recorded here and then the registry's own name. The
+  // mapping stays valid. Returns how many recorded names still existed.
+  std::size_t remove_all() noexcept;
+
+ private:
+  explicit resource_registry(segment seg) noexcept : segment_(std::move(seg)) {}
+  segment segment_;
+};
+
+// ---- the process-wide current registry ----
+//
+// Set once when a process starts (before it creates shared objects) and
+// inherited by forked children. Not meant to change while other threads
+// create or remove segments.
+
+// The registry segment::create* records into, or nullptr.
+resource_registry* current_registry() noexcept;
+// Makes `registry` the current one (an empty one clears it).
+void set_current_registry(resource_registry registry) noexcept;
+
+// Root start-up: sweeps the registries of dead roots, creates this process's
+// registry, makes it current and exports its name in MPHOST_REGISTRY for
+// every descendant. False (and no registry) if it cannot be created.
+bool start_root_registry() noexcept;
+// Opens the registry named by MPHOST_REGISTRY and makes it current, if it is
+// there and its owner is alive. False otherwise.
+bool attach_registry_from_environment() noexcept;
+// Root end: if the current registry is owned by the calling process, removes
+// every name still recorded and the registry itself. Does nothing in any other
+// process (a forked child of the root included). Safe to call twice.
+void finish_root_registry() noexcept;
+
+// Removes, with all the names they hold, the registries named `<prefix><pid>-`
+// that belong to this user and whose owner is dead. Returns how many
+// registries it removed.
+std::size_t sweep_dead_registries(std::string_view prefix = resource_registry::name_prefix) noexcept;
+
+}  // namespace mphost::ipc

@@ -1,0 +1,340 @@
+#include "mphost/ipc/resource_registry.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <system_error>
+
+#include "mphost/ipc/error.hpp"
+
+namespace mphost::ipc {
+namespace {
+
+constexpr std::uint64_t registry_magic = 0x3130676572687068ull;  // "hphreg01"
+constexpr std::uint32_t registry_version = 1;
+constexpr std::size_t header_bytes = 4096;
+constexpr std::size_t probe_window = 64;
+
+// Slot tags: free, claimed by a writer, or (odd) the hash of a live name.
+constexpr std::uint64_t tag_free = 0;
+constexpr std::uint64_t tag_writing = 2;
+
+struct header {
+  std::uint64_t magic;
+  std::uint32_t version;
+  std::uint32_t slot_count;
+  std::int32_t owner_pid;
+  std::uint32_t reserved;
+  std::uint64_t owner_start_time;
+  std::atomic<std::uint64_t> untracked;
+  std::atomic<std::uint32_t> ready;  // stored last, with release
+};
+static_assert(sizeof(header) <= header_bytes);
+
+struct slot {
+  std::atomic<std::uint64_t> tag;
+  std::int32_t creator;
+  std::uint16_t length;
+  char name[resource_registry::max_name_length];
+};
+static_assert(sizeof(slot) == 128);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+
+std::string_view strip_slash(std::string_view name) noexcept {
+  return (!name.empty() && name.front() == '/') ? name.substr(1) : name;
+}
+
+std::uint64_t name_tag(std::string_view name) noexcept {
+  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
+  for (unsigned char c : name) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h | 1;  // odd: never free or writing
+}
+
+header* header_of(const segment& seg) noexcept { return static_cast<header*>(seg.base()); }
+slot* slots_of(const segment& seg) noexcept { return reinterpret_cast<slot*>(seg.data() + header_bytes); }
+
+bool slot_holds(const slot& s, std::string_view name) noexcept {
+  return s.length == name.size() && std::memcmp(s.name, name.data(), name.size()) == 0;
+}
+
+// A name that can be given to shm_unlink safely: one path component.
+bool removable_name(std::string_view name) noexcept {
+  return !name.empty() && name.size() <= 250 && name != "." && name != ".." &&
+         name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
+}
+
+bool unlink_name(std::string_view name) noexcept {
+  if (!removable_name(name)) return false;
+  std::string path;
+  path.reserve(name.size() + 1);
+  path.push_back('/');
+  path.append(name);
+  return ::shm_unlink(path.c_str()) == 0;
+}
+
+std::atomic<resource_registry*> current{nullptr};
+
+}  // namespace
+
+resource_registry resource_registry::create(std::uint32_t slot_count, std::string_view prefix) {
+  if (slot_count == 0) throw std::system_error(EINVAL, std::system_category(), "registry without slots");
+  const std::size_t size = header_bytes + std::size_t{slot_count} * sizeof(slot);
+  const std::string base = std::string(prefix) + std::to_string(current_pid()) + "-";
+  for (int attempt = 0;; ++attempt) {
+    const std::string name = segment::random_name(base);
+    const std::string path = "/" + name;
+    const int fd = ::shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      if (errno == EEXIST && attempt < 8) continue;
+      throw_errno(("cannot create registry '" + name + "'").c_str());
+    }
+    // No posix_fallocate: the table stays sparse until slots are written.
+    const bool sized = ::fchmod(fd, 0600) == 0 && ::ftruncate(fd, static_cast<off_t>(size)) == 0;
+    const int err = errno;
+    ::close(fd);
+    if (!sized) {
+      ::shm_unlink(path.c_str());
+      throw_errno(err, ("cannot size registry '" + name + "'").c_str());
+    }
+    try {
+      segment seg = segment::open(name);
+      header* h = header_of(seg);
+      h->magic = registry_magic;
+      h->version = registry_version;
+      h->slot_count = slot_count;
+      const process_identity me = process_identity::current();
+      h->owner_pid = me.pid;
+      h->owner_start_time = me.start_time;
+      h->ready.store(1, std::memory_order_release);
+      return resource_registry(std::move(seg));
+    } catch (...) {
+      ::shm_unlink(path.c_str());
+      throw;
+    }
+  }
+}
+
+resource_registry resource_registry::open(const std::string& name) {
+  segment seg = segment::open(name);
+  if (seg.size() < header_bytes) throw std::system_error(EINVAL, std::system_category(), "'" + name + "' is not a registry");
+  const header* h = header_of(seg);
+  if (h->ready.load(std::memory_order_acquire) != 1 || h->magic != registry_magic || h->version != registry_version ||
+      h->slot_count == 0 || seg.size() < header_bytes + std::size_t{h->slot_count} * sizeof(slot)) {
+    throw std::system_error(EINVAL, std::system_category(), "'" + name + "' is not a registry");
+  }
+  return resource_registry(std::move(seg));
+}
+
+process_identity resource_registry::owner() const noexcept {
+  const header* h = header_of(segment_);
+  return {h->owner_pid, h->owner_start_time};
+}
+
+bool resource_registry::owner_is_alive() const noexcept { return process_is_alive(owner()); }
+
+std::uint32_t resource_registry::slot_count() const noexcept { return header_of(segment_)->slot_count; }
+
+std::size_t resource_registry::record(std::string_view name) noexcept {
+  name = strip_slash(name);
+  header* h = header_of(segment_);
+  if (name.empty() || name.size() > max_name_length) {
+    h->untracked.fetch_add(1, std::memory_order_relaxed);
+    return not_tracked;
+  }
+  const std::uint64_t tag = name_tag(name);
+  const std::size_t count = h->slot_count;
+  const std::size_t start = static_cast<std::size_t>(tag >> 1) % count;
+  const std::size_t window = std::min(probe_window, count);
+  slot* table = slots_of(segment_);
+  for (std::size_t i = 0; i < window; ++i) {
+    const std::size_t index = (start + i) % count;
+    slot& s = table[index];
+    std::uint64_t expected = tag_free;
+    // A cheap look first: probing must not dirty pages it does not claim.
+    if (s.tag.load(std::memory_order_relaxed) != tag_free) continue;
+    if (!s.tag.compare_exchange_strong(expected, tag_writing, std::memory_order_acquire, std::memory_order_relaxed)) continue;
+    s.creator = current_pid();
+    s.length = static_cast<std::uint16_t>(name.size());
+    std::memcpy(s.name, name.data(), name.size());
+    s.tag.store(tag, std::memory_order_release);
+    return index;
+  }
+  h->untracked.fetch_add(1, std::memory_order_relaxed);
+  return not_tracked;
+}
+
+void resource_registry::release_slot(std::size_t index, std::string_view name) noexcept {
+  name = strip_slash(name);
+  if (index >= slot_count()) return;
+  slot& s = slots_of(segment_)[index];
+  std::uint64_t tag = name_tag(name);
+  if (s.tag.load(std::memory_order_acquire) != tag || !slot_holds(s, name)) return;
+  s.tag.compare_exchange_strong(tag, tag_free, std::memory_order_release, std::memory_order_relaxed);
+}
+
+std::size_t resource_registry::release(std::string_view name) noexcept {
+  name = strip_slash(name);
+  if (name.empty() || name.size() > max_name_length) return 0;
+  const std::uint64_t tag = name_tag(name);
+  const std::size_t count = slot_count();
+  const std::size_t start = static_cast<std::size_t>(tag >> 1) % count;
+  const std::size_t window = std::min(probe_window, count);
+  slot* table = slots_of(segment_);
+  std::size_t released = 0;
+  for (std::size_t i = 0; i < window; ++i) {
+    slot& s = table[(start + i) % count];
+    std::uint64_t seen = s.tag.load(std::memory_order_acquire);
+    // Two names sharing a 64-bit hash inside one window are not a concern.
+    if (seen != tag || !slot_holds(s, name)) continue;
+    if (s.tag.compare_exchange_strong(seen, tag_free, std::memory_order_release, std::memory_order_relaxed)) ++released;
+  }
+  return released;
+}
+
+bool resource_registry::contains(std::string_view name) const noexcept {
+  name = strip_slash(name);
+  if (name.empty() || name.size() > max_name_length) return false;
+  const std::uint64_t tag = name_tag(name);
+  const std::size_t count = slot_count();
+  const std::size_t start = static_cast<std::size_t>(tag >> 1) % count;
+  const std::size_t window = std::min(probe_window, count);
+  const slot* table = slots_of(segment_);
+  for (std::size_t i = 0; i < window; ++i) {
+    const slot& s = table[(start + i) % count];
+    if (s.tag.load(std::memory_order_acquire) == tag && slot_holds(s, name)) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> resource_registry::names() const {
+  std::vector<std::string> out;
+  const std::size_t count = slot_count();
+  const slot* table = slots_of(segment_);
+  for (std::size_t i = 0; i < count; ++i) {
+    const slot& s = table[i];
+    if ((s.tag.load(std::memory_order_acquire) & 1) == 0) continue;
+    out.emplace_back(s.name, std::min<std::size_t>(s.length, max_name_length));
+  }
+  return out;
+}
+
+std::uint64_t resource_registry::untracked_count() const noexcept {
+  return header_of(segment_)->untracked.load(std::memory_order_relaxed);
+}
+
+std::size_t resource_registry::remove_all() noexcept {
+  if (!segment_) return 0;
+  std::size_t removed = 0;
+  const std::size_t count = slot_count();
+  slot* table = slots_of(segment_);
+  for (std::size_t i = 0; i < count; ++i) {
+    slot& s = table[i];
+    std::uint64_t tag = s.tag.load(std::memory_order_acquire);
+    if ((tag & 1) == 0) continue;
+    const std::string_view name(s.name, std::min<std::size_t>(s.length, max_name_length));
+    if (unlink_name(name)) ++removed;
+    s.tag.compare_exchange_strong(tag, tag_free, std::memory_order_release, std::memory_order_relaxed);
+  }
+  unlink_name(strip_slash(segment_.name()));
+  return removed;
+}
+
+// ---- the process-wide current registry ----
+
+resource_registry* current_registry() noexcept { return current.load(std::memory_order_acquire); }
+
+void set_current_registry(resource_registry registry) noexcept {
+  resource_registry* fresh = nullptr;
+  if (registry) {
+    try {
+      fresh = new resource_registry(std::move(registry));
+    } catch (...) {
+      fresh = nullptr;
+    }
+  }
+  delete current.exchange(fresh, std::memory_order_acq_rel);
+}
+
+bool start_root_registry() noexcept {
+  sweep_dead_registries();
+  try {
+    resource_registry registry = resource_registry::create();
+    if (::setenv(resource_registry::environment_variable, registry.name().c_str(), 1) != 0) {
+      registry.remove_all();
+      return false;
+    }
+    set_current_registry(std::move(registry));
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+bool attach_registry_from_environment() noexcept {
+  const char* name = std::getenv(resource_registry::environment_variable);
+  if (name == nullptr || *name == '\0') return false;
+  try {
+    resource_registry registry = resource_registry::open(name);
+    if (!registry.owner_is_alive()) return false;
+    set_current_registry(std::move(registry));
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+void finish_root_registry() noexcept {
+  resource_registry* r = current_registry();
+  if (r == nullptr || r->owner().pid != current_pid()) return;
+  r->remove_all();
+  set_current_registry(resource_registry());
+}
+
+std::size_t sweep_dead_registries(std::string_view prefix) noexcept {
+  std::vector<std::string> candidates;
+  try {
+    if (DIR* dir = ::opendir("/dev/shm")) {
+      while (dirent* e = ::readdir(dir)) {
+        if (std::strncmp(e->d_name, prefix.data(), prefix.size()) == 0) candidates.emplace_back(e->d_name);
+      }
+      ::closedir(dir);
+    }
+  } catch (...) {
+    return 0;
+  }
+  std::size_t swept = 0;
+  for (const std::string& name : candidates) {
+    char* end = nullptr;
+    const long pid = std::strtol(name.c_str() + prefix.size(), &end, 10);
+    if (pid <= 0 || end == nullptr || *end != '-') continue;
+    struct stat st{};
+    if (::lstat(("/dev/shm/" + name).c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) continue;
+    try {
+      resource_registry registry = resource_registry::open(name);
+      if (registry.owner().pid != pid || registry.owner_is_alive()) continue;
+      registry.remove_all();
+      ++swept;
+    } catch (const std::system_error& e) {
+      // Not (yet) a complete registry: its creator may still be writing the
+      // header. Only a creator that is gone lets us remove it.
+      if (e.code() == std::errc::invalid_argument && !process_is_alive(static_cast<pid_t>(pid))) {
+        if (unlink_name(name)) ++swept;
+      }
+    } catch (...) {
+    }
+  }
+  return swept;
+}
+
+}  // namespace mphost::ipc
