@@ -1,6 +1,5 @@
 #include "mphost/ipc/doorbell.hpp"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -8,12 +7,12 @@
 
 #include <cerrno>
 #include <cstdint>
-#include <cstring>
 #include <mutex>
 #include <new>
 #include <system_error>
 
 #include "mphost/ipc/error.hpp"
+#include "mphost/ipc/fd_passing.hpp"
 
 namespace mphost::ipc {
 
@@ -21,47 +20,16 @@ namespace {
 
 constexpr unsigned char ring_marker = 0xFF;
 
-void close_received(msghdr& msg) noexcept {
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < n; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      ::close(fd);
-    }
-  }
-}
-
-// One non-blocking recvmsg of up to `size` bytes into `data` with room for
-// `max_fds` descriptors; descriptors are appended to `fds`.
+// One recvmsg of up to `size` bytes that does not wait; descriptors beyond
+// `max_fds` (or any, when it is 0) are closed.
 ssize_t receive_once(int fd, void* data, std::size_t size, std::size_t max_fds, std::vector<int>& fds) {
-  iovec iov{data, size};
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * (max_fds == 0 ? 1 : max_fds)));
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.data();
-  msg.msg_controllen = control.size();
-  ssize_t n;
-  do {
-    n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return n;
+  received_with_fds got = receive_with_fds(fd, data, size, max_fds, MSG_DONTWAIT);
   if (max_fds == 0) {
-    close_received(msg);
-    return n;
+    close_all(got.fds);
+  } else {
+    fds.insert(fds.end(), got.fds.begin(), got.fds.end());
   }
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < count; ++i) {
-      int received;
-      std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof received);
-      fds.push_back(received);
-    }
-  }
-  return n;
+  return got.bytes;
 }
 
 }  // namespace

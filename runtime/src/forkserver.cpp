@@ -12,7 +12,7 @@
 #include <cstring>
 #include <map>
 
-#include "detail/fd_passing.hpp"
+#include "mphost/ipc/fd_passing.hpp"
 #include "mphost/ipc/error.hpp"
 #include "mphost/runtime/exit_status.hpp"
 #include "mphost/runtime/handshake.hpp"
@@ -39,13 +39,13 @@ bool equal_in_constant_time(const char* a, const char* b, std::size_t n) noexcep
   return diff == 0;
 }
 
-using detail::close_all;
+using ipc::close_all;
 
 // Receives one request header and its descriptors. Returns nullopt (having
 // closed whatever arrived) when the request is malformed or unauthenticated.
 std::optional<std::vector<int>> receive_request(int conn, const std::string& token) {
   char header[header_size];
-  detail::received_with_fds got = detail::receive_with_fds(conn, header, sizeof header, forkserver_max_fds);
+  ipc::received_with_fds got = ipc::receive_with_fds(conn, header, sizeof header, forkserver_max_fds);
   std::vector<int>& fds = got.fds;
   std::uint32_t declared = 0;
   bool ok = got.bytes == static_cast<ssize_t>(header_size) && !got.truncated &&
@@ -244,7 +244,7 @@ forked_child request_fork(const std::string& socket_path, const std::string& tok
     const std::uint32_t count = static_cast<std::uint32_t>(fds.size());
     std::memcpy(header + sizeof magic, &count, 4);
     std::memcpy(header + sizeof magic + 4, token.data(), forkserver_token_size);
-    const ssize_t n = detail::send_with_fds(conn, header, sizeof header, fds);
+    const ssize_t n = ipc::send_with_fds(conn, header, sizeof header, fds);
     if (n != static_cast<ssize_t>(header_size)) throw_errno(n < 0 ? errno : EIO, "send to forkserver");
     std::int64_t pid = -1;
     if (!read_all(conn, &pid, sizeof pid)) {

@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "detail/fd_passing.hpp"
+#include "mphost/ipc/fd_passing.hpp"
 #include "mphost/ipc/error.hpp"
 #include "mphost/runtime/handshake.hpp"
 
@@ -19,7 +19,7 @@ constexpr char magic[4] = {'M', 'P', 'H', 'O'};
 
 std::size_t header_size(std::size_t count) { return sizeof magic + 4 + count * 4 + 8; }
 
-using detail::close_all;
+using ipc::close_all;
 
 }  // namespace
 
@@ -42,7 +42,7 @@ void send_handover(int sock, std::span<const std::byte> payload, std::span<const
   const std::uint64_t size = payload.size();
   std::memcpy(p, &size, 8);
 
-  const ssize_t n = detail::send_with_fds(sock, header.data(), header.size(), sources);
+  const ssize_t n = ipc::send_with_fds(sock, header.data(), header.size(), sources);
   if (n < 0) throw_errno("sendmsg handover");
   // A stream socket may take the header in parts; the descriptors went with the first.
   if (static_cast<std::size_t>(n) < header.size()) write_all(sock, header.data() + n, header.size() - n);
@@ -52,7 +52,7 @@ void send_handover(int sock, std::span<const std::byte> payload, std::span<const
 std::vector<std::byte> receive_handover(int& sock) {
   // The header's size depends on the count: peek at the fixed part first.
   char fixed[sizeof magic + 4];
-  detail::received_with_fds got = detail::receive_with_fds(sock, fixed, sizeof fixed, handover_max_fds);
+  ipc::received_with_fds got = ipc::receive_with_fds(sock, fixed, sizeof fixed, handover_max_fds);
   if (got.bytes < 0) throw_errno("recvmsg handover");
   std::vector<int>& received = got.fds;
   if (got.bytes == 0) throw std::system_error(errc::peer_closed, "the parent closed the handover socket");

@@ -1,15 +1,17 @@
 #pragma once
 // Bytes with descriptors attached (SCM_RIGHTS) over a Unix stream socket:
-// the one place the runtime builds and parses control messages, for the
-// forkserver's requests and for handovers to spawned children.
+// the one place mphost builds and parses control messages, for the
+// forkserver's requests, handovers to spawned children and descriptors sent
+// over a Pipe end's socket (doorbell.hpp).
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <cstddef>
 #include <span>
 #include <vector>
 
-namespace mphost::runtime::detail {
+namespace mphost::ipc {
 
 // Sends `size` bytes with `fds` attached to the first of them (retrying on
 // EINTR). Returns how many bytes went out, or -1 with errno set.
@@ -21,10 +23,12 @@ struct received_with_fds {
   bool truncated = false; // more descriptors came than `max_fds`
 };
 
-// Receives up to `size` bytes (waiting for all of them) and at most `max_fds`
-// descriptors (retrying on EINTR).
-received_with_fds receive_with_fds(int sock, void* data, std::size_t size, std::size_t max_fds);
+// Receives up to `size` bytes and at most `max_fds` descriptors (retrying on
+// EINTR). `flags` are recvmsg's: by default it waits for all `size` bytes;
+// MSG_DONTWAIT takes what is there without waiting.
+received_with_fds receive_with_fds(int sock, void* data, std::size_t size, std::size_t max_fds,
+                                   int flags = MSG_WAITALL);
 
 void close_all(const std::vector<int>& fds) noexcept;
 
-}  // namespace mphost::runtime::detail
+}  // namespace mphost::ipc

@@ -1,4 +1,4 @@
-#include "detail/fd_passing.hpp"
+#include "mphost/ipc/fd_passing.hpp"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace mphost::runtime::detail {
+namespace mphost::ipc {
 
 ssize_t send_with_fds(int sock, const void* data, std::size_t size, std::span<const int> fds) noexcept {
   std::vector<char> control(fds.empty() ? 0 : CMSG_SPACE(sizeof(int) * fds.size()));
@@ -30,8 +30,8 @@ ssize_t send_with_fds(int sock, const void* data, std::size_t size, std::span<co
   return n;
 }
 
-received_with_fds receive_with_fds(int sock, void* data, std::size_t size, std::size_t max_fds) {
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * max_fds));
+received_with_fds receive_with_fds(int sock, void* data, std::size_t size, std::size_t max_fds, int flags) {
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * (max_fds == 0 ? 1 : max_fds)));
   iovec iov{data, size};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -40,7 +40,7 @@ received_with_fds receive_with_fds(int sock, void* data, std::size_t size, std::
   msg.msg_controllen = control.size();
   received_with_fds got;
   do {
-    got.bytes = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+    got.bytes = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags);
   } while (got.bytes < 0 && errno == EINTR);
   if (got.bytes < 0) return got;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
@@ -58,4 +58,4 @@ void close_all(const std::vector<int>& fds) noexcept {
   for (int fd : fds) ::close(fd);
 }
 
-}  // namespace mphost::runtime::detail
+}  // namespace mphost::ipc
