@@ -6,6 +6,17 @@
 // Written against the C API rather than pybind11: acquire and release are
 // the hottest calls of the package (every Lock, every bounded queue slot),
 // and a vectorcall method costs a fraction of a generic binding's dispatch.
+//
+// Two private helpers, beyond the stdlib's names, keep Python frames off the
+// hottest paths of the shim:
+//   _SemLockFront      a base class for multiprocessing.synchronize.SemLock:
+//                      holds `_semlock` in a slot and implements __enter__
+//                      and __exit__ natively, so `with lock:` calls straight
+//                      into the semaphore.
+//   _locked_property   the descriptor behind sharedctypes' synchronized
+//                      attributes (Value.value, ...): `self.acquire()`, the
+//                      attribute of `self._obj`, `self.release()` -- the
+//                      stdlib's accessor, without its two Python frames.
 #include <cmath>
 #include <new>
 #include <optional>
@@ -302,6 +313,197 @@ PyObject* sem_unlink(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
+// ---- _SemLockFront -------------------------------------------------------
+
+struct front_object {
+  PyObject_HEAD
+  PyObject* semlock;  // set by the Python subclass; nullptr until then
+};
+
+PyTypeObject* semlock_type = nullptr;  // _multiprocessing.SemLock, for the fast path's type test
+
+PyObject* front_new(PyTypeObject* type, PyObject*, PyObject*) { return type->tp_alloc(type, 0); }
+
+void front_dealloc(PyObject* op) {
+  PyTypeObject* type = Py_TYPE(op);
+  Py_CLEAR(reinterpret_cast<front_object*>(op)->semlock);
+  type->tp_free(op);
+  Py_DECREF(type);
+}
+
+PyObject* front_missing(PyObject* op) {
+  PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '_semlock'", Py_TYPE(op)->tp_name);
+  return nullptr;
+}
+
+PyObject* front_get_semlock(PyObject* op, void*) {
+  PyObject* semlock = reinterpret_cast<front_object*>(op)->semlock;
+  return semlock != nullptr ? Py_NewRef(semlock) : front_missing(op);
+}
+
+int front_set_semlock(PyObject* op, PyObject* value, void*) {
+  auto* self = reinterpret_cast<front_object*>(op);
+  if (value == nullptr && self->semlock == nullptr) {
+    front_missing(op);
+    return -1;
+  }
+  Py_XSETREF(self->semlock, Py_XNewRef(value));
+  return 0;
+}
+
+PyObject* front_enter(PyObject* op, PyObject*) {
+  PyObject* semlock = reinterpret_cast<front_object*>(op)->semlock;
+  if (semlock == nullptr) return front_missing(op);
+  if (Py_IS_TYPE(semlock, semlock_type)) [[likely]] return semlock_acquire(semlock, nullptr, 0, nullptr);
+  return PyObject_CallMethod(semlock, "__enter__", nullptr);
+}
+
+PyObject* front_exit(PyObject* op, PyObject* const* args, Py_ssize_t nargs) {
+  PyObject* semlock = reinterpret_cast<front_object*>(op)->semlock;
+  if (semlock == nullptr) return front_missing(op);
+  if (Py_IS_TYPE(semlock, semlock_type)) [[likely]] return semlock_release(semlock, nullptr);
+  PyObject* method = PyObject_GetAttrString(semlock, "__exit__");
+  if (method == nullptr) return nullptr;
+  PyObject* result = PyObject_Vectorcall(method, args, static_cast<std::size_t>(nargs), nullptr);
+  Py_DECREF(method);
+  return result;
+}
+
+PyMethodDef front_methods[] = {
+    {"__enter__", front_enter, METH_NOARGS, "Acquire the SemLock."},
+    {"__exit__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(front_exit)), METH_FASTCALL,
+     "Release the SemLock."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyGetSetDef front_getset[] = {
+    {"_semlock", front_get_semlock, front_set_semlock, "The native SemLock.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyType_Slot front_slots[] = {
+    {Py_tp_new, reinterpret_cast<void*>(front_new)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(front_dealloc)},
+    {Py_tp_methods, front_methods},
+    {Py_tp_getset, front_getset},
+    {Py_tp_doc, const_cast<char*>("Base of multiprocessing.synchronize.SemLock: `with` on the native SemLock.")},
+    {0, nullptr},
+};
+
+PyType_Spec front_spec = {
+    "_multiprocessing._SemLockFront",
+    sizeof(front_object),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    front_slots,
+};
+
+// ---- _locked_property ----------------------------------------------------
+
+struct locked_property_object {
+  PyObject_HEAD
+  PyObject* name;  // str: the attribute of `_obj`
+};
+
+PyObject* str_acquire = nullptr;
+PyObject* str_release = nullptr;
+PyObject* str_obj = nullptr;
+
+PyObject* locked_property_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
+  PyObject* name;
+  if (kwds != nullptr && PyDict_GET_SIZE(kwds) != 0) {
+    PyErr_SetString(PyExc_TypeError, "_locked_property() takes no keyword arguments");
+    return nullptr;
+  }
+  if (!PyArg_ParseTuple(args, "U:_locked_property", &name)) return nullptr;
+  auto* self = reinterpret_cast<locked_property_object*>(type->tp_alloc(type, 0));
+  if (self == nullptr) return nullptr;
+  self->name = Py_NewRef(name);
+  PyUnicode_InternInPlace(&self->name);
+  return reinterpret_cast<PyObject*>(self);
+}
+
+void locked_property_dealloc(PyObject* op) {
+  PyTypeObject* type = Py_TYPE(op);
+  Py_CLEAR(reinterpret_cast<locked_property_object*>(op)->name);
+  type->tp_free(op);
+  Py_DECREF(type);
+}
+
+// instance.<method>() -- looked up on the instance as the stdlib's accessor does.
+bool call_method(PyObject* instance, PyObject* method) {
+  PyObject* result = PyObject_VectorcallMethod(method, &instance, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+  Py_XDECREF(result);
+  return result != nullptr;
+}
+
+// The finally clause: release, with an earlier error (result == nullptr)
+// kept, or chained under the release's own error as Python would.
+PyObject* release_after(PyObject* instance, PyObject* result) {
+  PyObject *type = nullptr, *value = nullptr, *traceback = nullptr;
+  if (result == nullptr) PyErr_Fetch(&type, &value, &traceback);
+  if (!call_method(instance, str_release)) {
+    Py_XDECREF(result);
+    if (type != nullptr) _PyErr_ChainExceptions(type, value, traceback);
+    return nullptr;
+  }
+  if (result == nullptr) PyErr_Restore(type, value, traceback);
+  return result;
+}
+
+PyObject* locked_property_get(PyObject* op, PyObject* instance, PyObject*) {
+  if (instance == nullptr || instance == Py_None) return Py_NewRef(op);
+  if (!call_method(instance, str_acquire)) return nullptr;
+  PyObject* result = nullptr;
+  if (PyObject* obj = PyObject_GetAttr(instance, str_obj); obj != nullptr) {
+    result = PyObject_GetAttr(obj, reinterpret_cast<locked_property_object*>(op)->name);
+    Py_DECREF(obj);
+  }
+  return release_after(instance, result);
+}
+
+int locked_property_set(PyObject* op, PyObject* instance, PyObject* value) {
+  auto* self = reinterpret_cast<locked_property_object*>(op);
+  if (value == nullptr) {
+    PyErr_Format(PyExc_AttributeError, "property '%U' of '%.100s' object has no deleter", self->name,
+                 Py_TYPE(instance)->tp_name);
+    return -1;
+  }
+  if (!call_method(instance, str_acquire)) return -1;
+  PyObject* done = nullptr;
+  if (PyObject* obj = PyObject_GetAttr(instance, str_obj); obj != nullptr) {
+    if (PyObject_SetAttr(obj, self->name, value) == 0) done = Py_NewRef(Py_None);
+    Py_DECREF(obj);
+  }
+  done = release_after(instance, done);
+  if (done == nullptr) return -1;
+  Py_DECREF(done);
+  return 0;
+}
+
+PyObject* locked_property_repr(PyObject* op) {
+  return PyUnicode_FromFormat("<locked property %R>", reinterpret_cast<locked_property_object*>(op)->name);
+}
+
+PyType_Slot locked_property_slots[] = {
+    {Py_tp_new, reinterpret_cast<void*>(locked_property_new)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(locked_property_dealloc)},
+    {Py_tp_descr_get, reinterpret_cast<void*>(locked_property_get)},
+    {Py_tp_descr_set, reinterpret_cast<void*>(locked_property_set)},
+    {Py_tp_repr, reinterpret_cast<void*>(locked_property_repr)},
+    {Py_tp_doc, const_cast<char*>("_locked_property(name): attribute `name` of `self._obj`, read and written "
+                                  "between self.acquire() and self.release().")},
+    {0, nullptr},
+};
+
+PyType_Spec locked_property_spec = {
+    "_multiprocessing._locked_property",
+    sizeof(locked_property_object),
+    0,
+    Py_TPFLAGS_DEFAULT,
+    locked_property_slots,
+};
+
 PyMethodDef module_methods[] = {
     {"sem_unlink", sem_unlink, METH_O, "Remove a named semaphore (FileNotFoundError if there is none)."},
     {nullptr, nullptr, 0, nullptr},
@@ -317,22 +519,38 @@ PyModuleDef module_def = {
 
 extern "C" PyObject* PyInit__multiprocessing() {
   using namespace mphost::embed;
+  if (str_acquire == nullptr) {
+    str_acquire = PyUnicode_InternFromString("acquire");
+    str_release = PyUnicode_InternFromString("release");
+    str_obj = PyUnicode_InternFromString("_obj");
+    if (str_acquire == nullptr || str_release == nullptr || str_obj == nullptr) return nullptr;
+  }
   PyObject* module = PyModule_Create(&module_def);
   if (module == nullptr) return nullptr;
   PyObject* type = PyType_FromSpec(&semlock_spec);
+  PyObject* front = PyType_FromSpec(&front_spec);
+  PyObject* locked_property = PyType_FromSpec(&locked_property_spec);
   PyObject* flags = Py_BuildValue("{s:i,s:i}", "HAVE_SEM_OPEN", 1, "HAVE_SEM_TIMEDWAIT", 1);
   PyObject* value_max = PyLong_FromUnsignedLong(mphost::ipc::semaphore::value_max);
-  if (type == nullptr || flags == nullptr || value_max == nullptr ||
-      PyObject_SetAttrString(type, "SEM_VALUE_MAX", value_max) < 0 ||
-      PyModule_AddObjectRef(module, "SemLock", type) < 0 || PyModule_AddObjectRef(module, "flags", flags) < 0) {
-    Py_XDECREF(type);
-    Py_XDECREF(flags);
-    Py_XDECREF(value_max);
+  const bool ok = type != nullptr && front != nullptr && locked_property != nullptr && flags != nullptr &&
+                  value_max != nullptr && PyObject_SetAttrString(type, "SEM_VALUE_MAX", value_max) == 0 &&
+                  PyModule_AddObjectRef(module, "SemLock", type) == 0 &&
+                  PyModule_AddObjectRef(module, "_SemLockFront", front) == 0 &&
+                  PyModule_AddObjectRef(module, "_locked_property", locked_property) == 0 &&
+                  PyModule_AddObjectRef(module, "flags", flags) == 0;
+  if (ok) {
+    // Kept for the life of the process: the fast path's exact-type test.
+    Py_XDECREF(semlock_type);
+    semlock_type = reinterpret_cast<PyTypeObject*>(Py_NewRef(type));
+  }
+  Py_XDECREF(type);
+  Py_XDECREF(front);
+  Py_XDECREF(locked_property);
+  Py_XDECREF(flags);
+  Py_XDECREF(value_max);
+  if (!ok) {
     Py_DECREF(module);
     return nullptr;
   }
-  Py_DECREF(type);
-  Py_DECREF(flags);
-  Py_DECREF(value_max);
   return module;
 }

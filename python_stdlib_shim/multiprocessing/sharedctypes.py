@@ -11,8 +11,27 @@ Queue, say -- raises RuntimeError, as with the stdlib.
 """
 
 import ctypes
-import keyword
 import weakref
+
+try:
+    from _multiprocessing import _locked_property
+except ImportError:  # a launcher without the native descriptor: same behaviour in Python
+    def _locked_property(name):
+        def getter(self):
+            self.acquire()
+            try:
+                return getattr(self._obj, name)
+            finally:
+                self.release()
+
+        def setter(self, value):
+            self.acquire()
+            try:
+                setattr(self._obj, name, value)
+            finally:
+                self.release()
+
+        return property(getter, setter)
 
 from . import heap
 from . import get_context
@@ -138,54 +157,15 @@ prop_cache = {}
 class_cache = weakref.WeakKeyDictionary()
 
 
-# Accessors are compiled per field name: a constant attribute name is
-# markedly faster than getattr() on this hot path (Value.value under a lock).
-_ACCESSOR_SOURCE = """
-def get_{name}(self):
-    self.acquire()
-    try:
-        return self._obj.{name}
-    finally:
-        self.release()
-
-def set_{name}(self, value):
-    self.acquire()
-    try:
-        self._obj.{name} = value
-    finally:
-        self.release()
-"""
-
-
 def make_property(name):
-    """A property reading and writing attribute `name` of ``self._obj``
-    under the wrapper's lock."""
+    """A data descriptor reading and writing attribute `name` of ``self._obj``
+    between ``self.acquire()`` and ``self.release()``, as a property with
+    those accessors would; native, so that ``v.value`` runs no Python frame."""
     try:
         return prop_cache[name]
     except KeyError:
-        pass
-    if name.isidentifier() and not keyword.iskeyword(name):
-        namespace = {}
-        exec(_ACCESSOR_SOURCE.format(name=name), namespace)
-        getter, setter = namespace['get_' + name], namespace['set_' + name]
-    else:
-        # A ctypes field name need not be an identifier.
-        def getter(self):
-            self.acquire()
-            try:
-                return getattr(self._obj, name)
-            finally:
-                self.release()
-
-        def setter(self, value):
-            self.acquire()
-            try:
-                setattr(self._obj, name, value)
-            finally:
-                self.release()
-
-    prop_cache[name] = prop = property(getter, setter)
-    return prop
+        prop = prop_cache[name] = _locked_property(name)
+        return prop
 
 
 class SynchronizedBase(object):

@@ -21,6 +21,16 @@ from . import util
 
 from _multiprocessing import SemLock as _NativeSemLock, sem_unlink
 
+try:
+    from _multiprocessing import _SemLockFront
+except ImportError:  # a launcher without the native base: same behaviour in Python
+    class _SemLockFront(object):
+        def __enter__(self):
+            return self._semlock.__enter__()
+
+        def __exit__(self, *args):
+            return self._semlock.__exit__(*args)
+
 RECURSIVE_MUTEX, SEMAPHORE = list(range(2))
 
 
@@ -31,8 +41,12 @@ class AbandonedLockWarning(RuntimeWarning):
 SEM_VALUE_MAX = _multiprocessing.SemLock.SEM_VALUE_MAX
 
 
-class SemLock(object):
-    """Python face of a native semaphore: pickling, naming, clean-up."""
+class SemLock(_SemLockFront):
+    """Python face of a native semaphore: pickling, naming, clean-up.
+
+    The native base keeps ``_semlock`` and implements ``__enter__`` and
+    ``__exit__``, so that ``with lock:`` runs no Python code; ``acquire`` and
+    ``release`` are the native methods themselves (see _make_methods)."""
 
     _rand = tempfile._RandomNameSequence()
 
@@ -67,12 +81,6 @@ class SemLock(object):
     def _make_methods(self):
         self.acquire = self._semlock.acquire
         self.release = self._semlock.release
-
-    def __enter__(self):
-        return self._semlock.__enter__()
-
-    def __exit__(self, *args):
-        return self._semlock.__exit__(*args)
 
     def __getstate__(self):
         context.assert_spawning(self)

@@ -129,6 +129,59 @@ class TestValue:
         setattr(v, 'class', 8)
         assert (v.get_obj().x, getattr(v.get_obj(), 'a b'), getattr(v.get_obj(), 'class')) == (3, 9, 8)
 
+    def test_attribute_is_read_and_written_between_acquire_and_release(self):
+        class RecordingLock:
+            def __init__(self):
+                self.events = []
+
+            def acquire(self, *args):
+                self.events.append('acquire')
+                return True
+
+            def release(self):
+                self.events.append('release')
+
+        lock = RecordingLock()
+        v = Value('i', 1, lock=lock)
+        assert v.value == 1
+        assert lock.events == ['acquire', 'release']
+        v.value = 5
+        assert v.get_obj().value == 5
+        assert lock.events == ['acquire', 'release'] * 2
+        # The lock is given back when the access itself fails.
+        with pytest.raises(TypeError):
+            v.value = 'not an int'
+        assert lock.events == ['acquire', 'release'] * 3
+        assert v.get_obj().value == 5
+
+    def test_a_failing_release_is_raised_over_the_accesss_error(self):
+        class BrokenRelease:
+            def acquire(self, *args):
+                return True
+
+            def release(self):
+                raise RuntimeError('release failed')
+
+        v = Value('i', 1, lock=BrokenRelease())
+        with pytest.raises(RuntimeError, match='release failed') as info:
+            v.value = 'not an int'
+        assert isinstance(info.value.__context__, TypeError)
+        with pytest.raises(RuntimeError, match='release failed'):
+            v.value
+
+    def test_synchronized_attributes_are_data_descriptors(self):
+        v = Value('i', 1)
+        prop = sharedctypes.Synchronized.value
+        assert prop.__get__(None, sharedctypes.Synchronized) is prop
+        # An instance attribute of the same name does not hide it.
+        v.__dict__['value'] = 'shadow'
+        assert v.value == 1
+        with pytest.raises(AttributeError, match="property 'value' of 'Synchronized' object has no deleter"):
+            del v.value
+        # The lock is free afterwards: another acquire does not block.
+        assert v.get_lock().acquire(timeout=1)
+        v.get_lock().release()
+
     def test_copy_is_independent(self):
         foo = Point(2, 5.0, 2 ** 33)
         bar = copy(foo)
