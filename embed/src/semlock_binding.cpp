@@ -216,21 +216,37 @@ PyObject* semlock_acquire(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
   return semlock_acquire_slow(self, args, nargs, kwnames);
 }
 
-[[gnu::noinline]] PyObject* raise_release_error(std::error_code error) {
+[[gnu::noinline]] PyObject* raise_release_error(mphost::errc error) {
   // not_owner -> AssertionError, released_too_many_times -> ValueError (errors.cpp).
-  set_python_error(std::system_error(error));
+  set_python_error(std::system_error(make_error_code(error)));
   return nullptr;
 }
 
-PyObject* semlock_release(PyObject* op, PyObject*) {
-  const std::error_code error = reinterpret_cast<semlock_object*>(op)->sem->try_release();
-  if (error) [[unlikely]] return raise_release_error(error);
+PyObject* semlock_release_now(PyObject* op) {
+  const mphost::errc error = reinterpret_cast<semlock_object*>(op)->sem->release_status();
+  if (error != mphost::errc{}) [[unlikely]] return raise_release_error(error);
   Py_RETURN_NONE;
+}
+
+// release() is METH_FASTCALL rather than METH_NOARGS: the interpreter
+// specializes calls of fast-call builtins into a direct C call.
+PyObject* semlock_release(PyObject* op, PyObject* const*, Py_ssize_t nargs) {
+  if (nargs != 0) [[unlikely]] {
+    PyErr_Format(PyExc_TypeError, "SemLock.release() takes no arguments (%zd given)", nargs);
+    return nullptr;
+  }
+  return semlock_release_now(op);
 }
 
 PyObject* semlock_enter(PyObject* op, PyObject*) { return semlock_acquire(op, nullptr, 0, nullptr); }
 
-PyObject* semlock_exit(PyObject* op, PyObject* const*, Py_ssize_t) { return semlock_release(op, nullptr); }
+PyObject* semlock_exit(PyObject* op, PyObject* const*, Py_ssize_t nargs) {
+  if (nargs > 3) [[unlikely]] {
+    PyErr_Format(PyExc_TypeError, "__exit__ expected at most 3 arguments, got %zd", nargs);
+    return nullptr;
+  }
+  return semlock_release_now(op);
+}
 
 PyObject* semlock_count(PyObject* op, PyObject*) {
   return PyLong_FromUnsignedLong(reinterpret_cast<semlock_object*>(op)->sem->count());
@@ -266,7 +282,8 @@ PyObject* get_recovered(PyObject* op, void*) {
 PyMethodDef semlock_methods[] = {
     {"acquire", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(semlock_acquire)),
      METH_FASTCALL | METH_KEYWORDS, "Acquire; with block=False or a timeout, return False if that fails."},
-    {"release", semlock_release, METH_NOARGS, "Release."},
+    {"release", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(semlock_release)), METH_FASTCALL,
+     "Release."},
     {"__enter__", semlock_enter, METH_NOARGS, "Acquire."},
     {"__exit__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(semlock_exit)), METH_FASTCALL,
      "Release."},
@@ -361,7 +378,7 @@ PyObject* front_enter(PyObject* op, PyObject*) {
 PyObject* front_exit(PyObject* op, PyObject* const* args, Py_ssize_t nargs) {
   PyObject* semlock = reinterpret_cast<front_object*>(op)->semlock;
   if (semlock == nullptr) return front_missing(op);
-  if (Py_IS_TYPE(semlock, semlock_type)) [[likely]] return semlock_release(semlock, nullptr);
+  if (Py_IS_TYPE(semlock, semlock_type)) [[likely]] return semlock_release_now(semlock);
   PyObject* method = PyObject_GetAttrString(semlock, "__exit__");
   if (method == nullptr) return nullptr;
   PyObject* result = PyObject_Vectorcall(method, args, static_cast<std::size_t>(nargs), nullptr);

@@ -161,6 +161,16 @@ const void* semaphore::handle() const noexcept { return state_; }
 
 bool semaphore::try_acquire() noexcept {
   detail::semlock_state& s = *state_;
+  if (mode_ == mode::lock) [[likely]] {
+    const detail::self_identity& me = detail::current_identity();
+    if (!detail::owner_take_free(s.word, s.stamp, me)) return false;
+    // Holding the lock serializes this bookkeeping with every other acquire
+    // and release of it (release updates it before freeing the word), so a
+    // plain load and store suffice.
+    local_count_.store(local_count_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    last_thread_.store(me.tid, std::memory_order_relaxed);
+    return true;
+  }
   if (mode_ == mode::counter) {
     if (!try_decrement(s.value)) return false;
     // Units are held concurrently by several threads: count atomically.
@@ -169,15 +179,13 @@ bool semaphore::try_acquire() noexcept {
     return true;
   }
   const detail::self_identity& me = detail::current_identity();
-  if (mode_ == mode::recursive) {
-    // Nested acquire by the owner: only the owner writes these fields.
-    if (s.owner_thread.load(std::memory_order_relaxed) == me.tid &&
-        (s.word.load(std::memory_order_relaxed) & detail::owner_mask) == me.word) {
-      const std::uint32_t depth = s.recursion.load(std::memory_order_relaxed);
-      if (depth > 0) {
-        s.recursion.store(depth + 1, std::memory_order_relaxed);
-        return true;
-      }
+  // Nested acquire by the owner: only the owner writes these fields.
+  if (s.owner_thread.load(std::memory_order_relaxed) == me.tid &&
+      (s.word.load(std::memory_order_relaxed) & detail::owner_mask) == me.word) {
+    const std::uint32_t depth = s.recursion.load(std::memory_order_relaxed);
+    if (depth > 0) {
+      s.recursion.store(depth + 1, std::memory_order_relaxed);
+      return true;
     }
   }
   if (!detail::owner_take_free(s.word, s.stamp, me)) return false;
@@ -191,9 +199,6 @@ void semaphore::note_owner_acquired(const detail::self_identity& me) noexcept {
     s.owner_thread.store(me.tid, std::memory_order_relaxed);
     s.recursion.store(1, std::memory_order_relaxed);
   } else {
-    // Holding the lock serializes this bookkeeping with every other
-    // acquire and release of it (release updates it before freeing the
-    // word), so a plain load and store suffice.
     local_count_.store(local_count_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     last_thread_.store(me.tid, std::memory_order_relaxed);
   }
@@ -216,16 +221,22 @@ wait_result semaphore::acquire(const deadline& until) noexcept {
 }
 
 std::error_code semaphore::try_release() noexcept {
+  const errc e = release_status();
+  if (e == errc{}) return {};
+  return e;
+}
+
+errc semaphore::release_status() noexcept {
   detail::semlock_state& s = *state_;
   switch (mode_) {
     case mode::recursive: {
       if (!is_mine()) return errc::not_owner;
       const std::uint32_t depth = s.recursion.load(std::memory_order_relaxed);
       s.recursion.store(depth - 1, std::memory_order_relaxed);
-      if (depth > 1) return {};
+      if (depth > 1) return errc{};
       s.owner_thread.store(0, std::memory_order_relaxed);
       detail::owner_unlock(s.word, s.stamp);
-      return {};
+      return errc{};
     }
     case mode::lock: {
       // Any thread of any process may release a Lock; releasing a free one
@@ -235,7 +246,7 @@ std::error_code semaphore::try_release() noexcept {
       if (c > 0) local_count_.store(c - 1, std::memory_order_relaxed);
       // Freed meanwhile by a concurrent release: this one was one too many.
       if (!detail::owner_unlock(s.word, s.stamp)) return errc::released_too_many_times;
-      return {};
+      return errc{};
     }
     case mode::counter: break;
   }
@@ -248,7 +259,7 @@ std::error_code semaphore::try_release() noexcept {
   std::uint32_t c = local_count_.load(std::memory_order_relaxed);
   while (c > 0 && !local_count_.compare_exchange_weak(c, c - 1, std::memory_order_relaxed)) {
   }
-  return {};
+  return errc{};
 }
 
 void semaphore::release() {

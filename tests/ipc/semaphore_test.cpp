@@ -127,6 +127,69 @@ TEST_F(SemaphoreTest, IsMineAndCountOfASemaphoreFollowThisHandlesAcquisitions) {
   EXPECT_FALSE(sem.is_mine());
 }
 
+TEST_F(SemaphoreTest, TryAcquireTakesWhatIsFreeAndOtherwiseChangesNothing) {
+  semaphore lock = make(semlock_kind::semaphore, 1, 1);
+  EXPECT_TRUE(lock.try_acquire());
+  EXPECT_FALSE(lock.try_acquire());
+  EXPECT_EQ(lock.value(), 0u);
+  EXPECT_EQ(lock.count(), 1u);
+  EXPECT_TRUE(lock.is_mine());
+  EXPECT_EQ(lock.release_status(), errc{});
+  EXPECT_EQ(lock.release_status(), errc::released_too_many_times);
+  EXPECT_EQ(lock.count(), 0u);
+  EXPECT_EQ(lock.value(), 1u);
+
+  semaphore rlock = make(semlock_kind::recursive_mutex, 1, 1);
+  EXPECT_TRUE(rlock.try_acquire());
+  EXPECT_TRUE(rlock.try_acquire());
+  EXPECT_EQ(rlock.count(), 2u);
+  std::thread other([&] {
+    EXPECT_FALSE(rlock.try_acquire());
+    EXPECT_EQ(rlock.release_status(), errc::not_owner);
+  });
+  other.join();
+  EXPECT_EQ(rlock.count(), 2u);
+  EXPECT_EQ(rlock.release_status(), errc{});
+  EXPECT_EQ(rlock.release_status(), errc{});
+  EXPECT_EQ(rlock.release_status(), errc::not_owner);
+  EXPECT_EQ(rlock.value(), 1u);
+
+  semaphore counter = make(semlock_kind::semaphore, 1, 3);
+  EXPECT_TRUE(counter.try_acquire());
+  EXPECT_FALSE(counter.try_acquire());
+  EXPECT_EQ(counter.count(), 1u);
+}
+
+TEST_F(SemaphoreTest, AForkedChildIsNotTheOwnerOfItsParentsLocks) {
+  watchdog guard(20s);
+  semaphore rlock = make(semlock_kind::recursive_mutex, 1, 1);
+  semaphore lock = make(semlock_kind::semaphore, 1, 1);
+  ASSERT_EQ(rlock.acquire(), wait_result::ok);
+  ASSERT_TRUE(rlock.is_mine());
+  ASSERT_TRUE(lock.try_acquire());
+  const auto held = run_in_child([&] {
+    // Same thread, new process: the parent's ownership is not this one's.
+    if (rlock.is_mine() || rlock.count() != 0) return 1;
+    if (rlock.try_acquire()) return 2;
+    if (rlock.release_status() != errc::not_owner) return 3;
+    if (lock.try_acquire()) return 4;
+    return 0;
+  });
+  ASSERT_TRUE(held.exited);
+  EXPECT_EQ(held.code, 0);
+  rlock.release();
+  lock.release();
+  const auto free = run_in_child([&] {
+    // Taken in the child, by the child.
+    if (!rlock.try_acquire() || !rlock.is_mine() || !rlock.try_acquire() || rlock.count() != 2) return 1;
+    if (rlock.release_status() != errc{} || rlock.release_status() != errc{}) return 2;
+    return 0;
+  });
+  ASSERT_TRUE(free.exited);
+  EXPECT_EQ(free.code, 0);
+  EXPECT_EQ(rlock.value(), 1u);
+}
+
 TEST_F(SemaphoreTest, AnotherProcessOpensItByName) {
   watchdog guard(20s);
   semaphore sem = make(semlock_kind::semaphore, 0, 5);

@@ -46,6 +46,7 @@
 #include <system_error>
 
 #include "mphost/ipc/deadline.hpp"
+#include "mphost/ipc/error.hpp"
 #include "mphost/ipc/segment.hpp"
 #include "mphost/ipc/wait_result.hpp"
 
@@ -97,6 +98,9 @@ class semaphore {
   void release();
   // The same without throwing: an empty error_code on success.
   [[nodiscard]] std::error_code try_release() noexcept;
+  // The same for hot paths, without building an error_code: errc{} (zero)
+  // on success, else errc::released_too_many_times or errc::not_owner.
+  [[nodiscard]] errc release_status() noexcept;
 
   // Current value: the counter, or 1/0 for free/held locks.
   std::uint32_t value() const noexcept;
