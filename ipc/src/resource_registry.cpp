@@ -19,9 +19,14 @@ namespace mphost::ipc {
 namespace {
 
 constexpr std::uint64_t registry_magic = 0x3130676572687068ull;  // "hphreg01"
-constexpr std::uint32_t registry_version = 1;
+constexpr std::uint32_t registry_version = 2;
 constexpr std::size_t header_bytes = 4096;
 constexpr std::size_t probe_window = 64;
+// Slots come in groups of one page. The header marks each group a slot was
+// ever written in, so scans read only those pages: reading a hole of a tmpfs
+// file would allocate it.
+constexpr std::size_t group_slots = 32;
+constexpr std::size_t bitmap_words = 256;  // up to 256 * 64 * 32 = 524288 slots
 
 // Slot tags: free, claimed by a writer, or (odd) the hash of a live name.
 constexpr std::uint64_t tag_free = 0;
@@ -36,6 +41,7 @@ struct header {
   std::uint64_t owner_start_time;
   std::atomic<std::uint64_t> untracked;
   std::atomic<std::uint32_t> ready;  // stored last, with release
+  std::atomic<std::uint64_t> touched[bitmap_words];
 };
 static_assert(sizeof(header) <= header_bytes);
 
@@ -64,6 +70,27 @@ std::uint64_t name_tag(std::string_view name) noexcept {
 header* header_of(const segment& seg) noexcept { return static_cast<header*>(seg.base()); }
 slot* slots_of(const segment& seg) noexcept { return reinterpret_cast<slot*>(seg.data() + header_bytes); }
 
+void mark_touched(header* h, std::size_t index) noexcept {
+  const std::size_t group = index / group_slots;
+  const std::uint64_t bit = std::uint64_t{1} << (group % 64);
+  std::atomic<std::uint64_t>& word = h->touched[group / 64];
+  if ((word.load(std::memory_order_relaxed) & bit) == 0) word.fetch_or(bit, std::memory_order_release);
+}
+
+// Calls fn(slot&) for every slot of every group ever written.
+template <typename F>
+void for_each_touched_slot(const segment& seg, F&& fn) {
+  header* h = header_of(seg);
+  slot* table = slots_of(seg);
+  const std::size_t count = h->slot_count;
+  const std::size_t groups = (count + group_slots - 1) / group_slots;
+  for (std::size_t g = 0; g < groups; ++g) {
+    if ((h->touched[g / 64].load(std::memory_order_acquire) & (std::uint64_t{1} << (g % 64))) == 0) continue;
+    const std::size_t end = std::min(count, (g + 1) * group_slots);
+    for (std::size_t i = g * group_slots; i < end; ++i) fn(table[i]);
+  }
+}
+
 bool slot_holds(const slot& s, std::string_view name) noexcept {
   return s.length == name.size() && std::memcmp(s.name, name.data(), name.size()) == 0;
 }
@@ -88,7 +115,9 @@ std::atomic<resource_registry*> current{nullptr};
 }  // namespace
 
 resource_registry resource_registry::create(std::uint32_t slot_count, std::string_view prefix) {
-  if (slot_count == 0) throw std::system_error(EINVAL, std::system_category(), "registry without slots");
+  if (slot_count == 0 || slot_count > bitmap_words * 64 * group_slots) {
+    throw std::system_error(EINVAL, std::system_category(), "registry slot count out of range");
+  }
   const std::size_t size = header_bytes + std::size_t{slot_count} * sizeof(slot);
   const std::string base = std::string(prefix) + std::to_string(current_pid()) + "-";
   for (int attempt = 0;; ++attempt) {
@@ -163,6 +192,8 @@ std::size_t resource_registry::record(std::string_view name) noexcept {
     std::uint64_t expected = tag_free;
     // A cheap look first: probing must not dirty pages it does not claim.
     if (s.tag.load(std::memory_order_relaxed) != tag_free) continue;
+    // Marked before the slot can be claimed, so no scan misses a live name.
+    mark_touched(h, index);
     if (!s.tag.compare_exchange_strong(expected, tag_writing, std::memory_order_acquire, std::memory_order_relaxed)) continue;
     s.creator = current_pid();
     s.length = static_cast<std::uint16_t>(name.size());
@@ -219,13 +250,10 @@ bool resource_registry::contains(std::string_view name) const noexcept {
 
 std::vector<std::string> resource_registry::names() const {
   std::vector<std::string> out;
-  const std::size_t count = slot_count();
-  const slot* table = slots_of(segment_);
-  for (std::size_t i = 0; i < count; ++i) {
-    const slot& s = table[i];
-    if ((s.tag.load(std::memory_order_acquire) & 1) == 0) continue;
+  for_each_touched_slot(segment_, [&](const slot& s) {
+    if ((s.tag.load(std::memory_order_acquire) & 1) == 0) return;
     out.emplace_back(s.name, std::min<std::size_t>(s.length, max_name_length));
-  }
+  });
   return out;
 }
 
@@ -236,16 +264,13 @@ std::uint64_t resource_registry::untracked_count() const noexcept {
 std::size_t resource_registry::remove_all() noexcept {
   if (!segment_) return 0;
   std::size_t removed = 0;
-  const std::size_t count = slot_count();
-  slot* table = slots_of(segment_);
-  for (std::size_t i = 0; i < count; ++i) {
-    slot& s = table[i];
+  for_each_touched_slot(segment_, [&](slot& s) {
     std::uint64_t tag = s.tag.load(std::memory_order_acquire);
-    if ((tag & 1) == 0) continue;
+    if ((tag & 1) == 0) return;
     const std::string_view name(s.name, std::min<std::size_t>(s.length, max_name_length));
     if (unlink_name(name)) ++removed;
     s.tag.compare_exchange_strong(tag, tag_free, std::memory_order_release, std::memory_order_relaxed);
-  }
+  });
   unlink_name(strip_slash(segment_.name()));
   return removed;
 }

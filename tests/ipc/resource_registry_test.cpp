@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -85,6 +86,28 @@ TEST_F(ResourceRegistryTest, RecordsReleasesAndListsNames) {
   EXPECT_EQ(r.release("mphost-a"), 0u);
   EXPECT_FALSE(r.contains("mphost-a"));
   EXPECT_EQ(r.names(), std::vector<std::string>{"mphost-b"});
+}
+
+TEST_F(ResourceRegistryTest, ListingAndEmptyingReadOnlyThePagesSlotsWereWrittenIn) {
+  resource_registry r = resource_registry::create(resource_registry::default_slot_count, registry_prefix());
+  testing::name_guard guard(r.name());
+  std::vector<std::string> recorded;
+  for (int i = 0; i < 100; ++i) {
+    recorded.push_back(testing::test_prefix() + "never-created-" + std::to_string(i));
+    ASSERT_NE(r.record(recorded.back()), resource_registry::not_tracked);
+  }
+  auto names = r.names();
+  std::sort(names.begin(), names.end());
+  std::sort(recorded.begin(), recorded.end());
+  EXPECT_EQ(names, recorded);
+  // 4 MiB of slots, of which at most the header and 100 pages were touched.
+  struct stat st{};
+  ASSERT_EQ(::stat(("/dev/shm/" + r.name()).c_str(), &st), 0);
+  EXPECT_GE(st.st_size, 4 << 20);
+  EXPECT_LE(st.st_blocks * 512, 101 * 4096);
+  EXPECT_EQ(r.remove_all(), 0u);  // none of them exists
+  EXPECT_TRUE(r.names().empty());
+  EXPECT_FALSE(testing::shm_exists(r.name()));
 }
 
 TEST_F(ResourceRegistryTest, OpeningSomethingElseThanARegistryFails) {

@@ -23,7 +23,8 @@
 // hash; when the window is full, or the name is longer than max_name_length,
 // the name is simply not tracked (counted in untracked_count()). The table is
 // sparse: pages of /dev/shm are allocated only when a slot in them is first
-// written.
+// written, and the header marks those pages so that listing or emptying the
+// registry reads no other.
 //
 // A process without a current registry (C++ applications, unit tests) works
 // exactly as if this file did not exist. Registries belong to the user who
@@ -50,7 +51,8 @@ class resource_registry {
   static constexpr std::size_t not_tracked = ~std::size_t{0};
 
   // A fresh registry owned by the calling process, named
-  // `<prefix><pid>-<24 hex>`. Throws std::system_error.
+  // `<prefix><pid>-<24 hex>`, with 1 to 524288 slots. Throws
+  // std::system_error.
   static resource_registry create(std::uint32_t slot_count = default_slot_count,
                                   std::string_view prefix = name_prefix);
   // Maps an existing registry; EINVAL if `name` is not a complete registry,
