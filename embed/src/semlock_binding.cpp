@@ -447,9 +447,39 @@ void locked_property_dealloc(PyObject* op) {
   Py_DECREF(type);
 }
 
-// instance.<method>() -- looked up on the instance as the stdlib's accessor does.
+// The native SemLock behind `bound`, if it is that SemLock's method `fn`.
+semlock_object* bound_semlock(PyObject* bound, void (*fn)()) {
+  if (!PyCFunction_Check(bound) ||
+      reinterpret_cast<void (*)()>(PyCFunction_GET_FUNCTION(bound)) != fn) {
+    return nullptr;
+  }
+  PyObject* self = PyCFunction_GET_SELF(bound);
+  return self != nullptr && Py_IS_TYPE(self, semlock_type) ? reinterpret_cast<semlock_object*>(self) : nullptr;
+}
+
+// instance.<method>() -- looked up on the instance as the stdlib's accessor
+// does. When it is the plain acquire() or release() of a native SemLock (the
+// wrapper's own lock), the cheapest path of that call is taken directly.
 bool call_method(PyObject* instance, PyObject* method) {
-  PyObject* result = PyObject_VectorcallMethod(method, &instance, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+  PyObject* bound = PyObject_GetAttr(instance, method);
+  if (bound == nullptr) return false;
+  if (method == str_acquire) {
+    if (semlock_object* lock = bound_semlock(bound, reinterpret_cast<void (*)()>(semlock_acquire));
+        lock != nullptr && lock->sem->try_acquire()) {
+      Py_DECREF(bound);
+      return true;
+    }
+  } else if (semlock_object* lock = bound_semlock(bound, reinterpret_cast<void (*)()>(semlock_release));
+             lock != nullptr) {
+    Py_DECREF(bound);
+    const mphost::errc error = lock->sem->release_status();
+    if (error == mphost::errc{}) return true;
+    raise_release_error(error);
+    return false;
+  }
+  // Anything else, or an acquire that must wait: an ordinary call.
+  PyObject* result = PyObject_CallNoArgs(bound);
+  Py_DECREF(bound);
   Py_XDECREF(result);
   return result != nullptr;
 }
