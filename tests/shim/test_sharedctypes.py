@@ -169,6 +169,36 @@ class TestValue:
         with pytest.raises(RuntimeError, match='release failed'):
             v.value
 
+    def test_attribute_waits_for_a_lock_held_elsewhere_and_reports_release_errors(self):
+        import threading
+        import time
+        v = Value('q', 7)
+        lock = v.get_lock()
+        held, done = threading.Event(), threading.Event()
+
+        def hold():
+            with lock:
+                held.set()
+                time.sleep(0.2)
+            done.set()
+
+        t = threading.Thread(target=hold)
+        t.start()
+        assert held.wait(10)
+        start = time.monotonic()
+        assert v.value == 7
+        # The read waited for the other thread's release.
+        assert done.is_set() and time.monotonic() - start >= 0.1
+        t.join()
+        # A release of the RLock by a thread that does not hold it raises as
+        # release() itself does, from the accessor too.
+        v.acquire = lambda: True
+        with pytest.raises(AssertionError):
+            v.value
+        with pytest.raises(AssertionError):
+            v.value = 3
+        assert v.get_obj().value == 3
+
     def test_synchronized_attributes_are_data_descriptors(self):
         v = Value('i', 1)
         prop = sharedctypes.Synchronized.value
