@@ -39,6 +39,12 @@
 // is_mine() for the semaphore kind report this handle's own acquisitions in
 // this process (reset by after_fork()); for the recursive mutex they read the
 // shared owner record.
+//
+// Cost. An uncontended acquire+release of a Lock or an RLock is two atomic
+// read-modify-writes on the lock word (one to take it, one to free it) and
+// plain stores; a nested acquire+release of an RLock by its owner is none.
+// The lock kinds keep their bookkeeping with plain stores because holding
+// the lock already serializes it; a counting semaphore counts atomically.
 
 #include <atomic>
 #include <cstdint>
