@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "mphost/embed/bindings.hpp"
+#include "mphost/embed/queue_port.hpp"
 #include "mphost/ipc/channel.hpp"
 #include "mphost/ipc/error.hpp"
 
@@ -167,6 +168,10 @@ class channel_handle {
 
   bool closed() const noexcept { return !ch_; }
 
+  // The endpoint itself, for native callers (queue_port.cpp): empty once
+  // closed, at the same address for as long as this handle lives.
+  ipc::channel* endpoint() noexcept { return &ch_; }
+
  private:
   bool finish_send(ipc::wait_result result, std::span<const std::byte>, const py::object&) {
     switch (result) {
@@ -215,6 +220,15 @@ py::object receive_fds(channel_handle& h, std::size_t size, std::size_t maxfds, 
 }
 
 }  // namespace
+
+ipc::channel* channel_of(PyObject* handle) {
+  try {
+    return py::cast<channel_handle&>(py::handle(handle)).endpoint();
+  } catch (const py::cast_error&) {
+    PyErr_Format(PyExc_TypeError, "expected an _mphost.Channel, not %.200s", Py_TYPE(handle)->tp_name);
+    return nullptr;
+  }
+}
 
 void bind_channel(py::module_& m) {
   py::class_<block_view>(m, "Block", py::buffer_protocol(),

@@ -4,6 +4,7 @@
 
 #include "mphost/embed/bindings.hpp"
 #include "mphost/embed/errors.hpp"
+#include "mphost/embed/queue_port.hpp"
 
 PYBIND11_MODULE(_mphost, m) {
   m.doc() = "mphost's native runtime: process launch, fork, forkserver, IPC.";
@@ -13,4 +14,5 @@ PYBIND11_MODULE(_mphost, m) {
   mphost::embed::bind_forkserver(m);
   mphost::embed::bind_spawn(m);
   mphost::embed::bind_channel(m);
+  if (!mphost::embed::add_queue_port(m.ptr())) throw pybind11::error_already_set();
 }

@@ -246,8 +246,24 @@ void channel::reservation::abandon() noexcept {
 
 message::message() noexcept = default;
 message::~message() = default;
-message::message(message&&) noexcept = default;
-message& message::operator=(message&&) noexcept = default;
+// A moved-from message is empty, with no buffer (the defaulted moves would
+// leave it a capacity without storage).
+message::message(message&& other) noexcept
+    : buffer_(std::move(other.buffer_)), size_(other.size_), capacity_(other.capacity_), block_(std::move(other.block_)) {
+  other.size_ = 0;
+  other.capacity_ = 0;
+}
+message& message::operator=(message&& other) noexcept {
+  if (this != &other) {
+    buffer_ = std::move(other.buffer_);
+    size_ = other.size_;
+    capacity_ = other.capacity_;
+    block_ = std::move(other.block_);
+    other.size_ = 0;
+    other.capacity_ = 0;
+  }
+  return *this;
+}
 
 std::span<const std::byte> message::bytes() const noexcept {
   if (block_) return block_.bytes();

@@ -12,6 +12,12 @@ _on_queue_feeder_error (which prints the traceback), only synchronously.
 Subclasses that override the stdlib's feeder protocol (`_start_thread` or
 `_feed`, as loky does) get that protocol: a feeder thread, `_buffer`,
 `_notempty`, `_send_bytes`...
+
+Otherwise put() and get() are each one native call (`_mphost.QueuePort`):
+semaphore, pickling and channel in one go. Items made only of builtin
+values (None, bool, int, float, str, bytes, and tuples, lists and dicts of
+those) are pickled and unpickled there, to the very bytes ForkingPickler
+writes; anything else goes through ForkingPickler and its reducers.
 """
 
 __all__ = ['Queue', 'SimpleQueue', 'JoinableQueue']
@@ -33,6 +39,51 @@ from .util import debug, info, Finalize, register_after_fork, is_exiting
 
 _ForkingPickler = context.reduction.ForkingPickler
 _dumps = connection._dumps
+
+
+class _PyQueuePort:
+    """What _mphost.QueuePort does, in Python: for a launcher built before
+    the native port existed (the shim and the launcher are built apart)."""
+
+    def __init__(self, queue, writer, reader, semlock, dumps, loads):
+        self._queue = weakref.ref(queue)
+        self._writer, self._reader = writer, reader
+        self._semlock, self._dumps, self._loads = semlock, dumps, loads
+        self.closed = False
+
+    def put(self, obj, block=True, timeout=None):
+        if self.closed:
+            raise ValueError(f'Queue {self._queue()!r} is closed')
+        if not self._semlock.acquire(block, timeout):
+            raise Full
+        try:
+            data = self._dumps(obj)
+        except Exception as e:
+            self._semlock.release()
+            self._queue()._on_queue_feeder_error(e, obj)
+            return
+        self._writer.send(data)
+
+    def get(self, block=True, timeout=None):
+        if self.closed:
+            raise ValueError(f'Queue {self._queue()!r} is closed')
+        data = self._reader.recv(timeout if block else 0)
+        if data is None:
+            raise Empty
+        self._semlock.release()
+        return self._loads(data)
+
+    def dumps(self, obj):
+        return self._dumps(obj)
+
+    def close(self):
+        self.closed = True
+
+
+try:
+    from _mphost import QueuePort as _QueuePort
+except ImportError:
+    _QueuePort = _PyQueuePort
 
 # Put on a feeder thread's buffer to make it flush and stop.
 _sentinel = object()
@@ -83,6 +134,16 @@ class Queue(object):
         self._recv_bytes = self._reader.recv_bytes
         self._poll = self._reader.poll
         self._direct = not self._uses_feeder()
+        self._port = _QueuePort(self, self._writer._outbound, self._reader._inbound,
+                                self._sem._semlock, _dumps, _ForkingPickler.loads)
+        if self._direct:
+            # put/get straight to the native calls, unless a subclass
+            # defines its own.
+            cls = type(self)
+            if cls.put is Queue.put:
+                self.put = self._port.put
+            if cls.get is Queue.get:
+                self.get = self._port.get
 
     def _uses_feeder(self):
         cls = type(self)
@@ -92,27 +153,22 @@ class Queue(object):
         """Put obj on the queue; raise queue.Full if a bounded queue stays full."""
         if self._closed:
             raise ValueError(f'Queue {self!r} is closed')
+        if self._direct:
+            self._port.put(obj, block, timeout)
+            return
         if not self._sem.acquire(block, timeout):
             raise Full
-        if self._direct:
-            self._put_direct(obj)
-            return
         with self._notempty:
             if self._thread is None:
                 self._start_thread()
             self._buffer.append(obj)
             self._notempty.notify()
 
-    def _put_direct(self, obj):
-        data = self._pickle_for_put(obj)
-        if data is not None:
-            self._writer._outbound.send(data)
-
     def _pickle_for_put(self, obj):
         # What the feeder thread would do with an item, in the caller's
         # thread: None when it cannot be pickled (the error is reported).
         try:
-            return _dumps(obj)
+            return self._port.dumps(obj)
         except Exception as e:
             self._sem.release()
             self._on_queue_feeder_error(e, obj)
@@ -124,11 +180,7 @@ class Queue(object):
             raise ValueError(f'Queue {self!r} is closed')
         if self._direct:
             # The channel hands each message to exactly one reader.
-            data = self._reader._inbound.recv(timeout if block else 0)
-            if data is None:
-                raise Empty
-            self._sem.release()
-            return _ForkingPickler.loads(data)
+            return self._port.get(block, timeout)
         if block and timeout is None:
             with self._rlock:
                 data = self._recv_bytes()
@@ -166,6 +218,7 @@ class Queue(object):
     def close(self):
         """No more puts or gets from this process; what was put is delivered."""
         self._closed = True
+        self._port.close()
         close = self._close
         if close:
             self._close = None
