@@ -566,12 +566,12 @@ PyModuleDef module_def = {
 
 extern "C" PyObject* PyInit__multiprocessing() {
   using namespace mphost::embed;
-  if (str_acquire == nullptr) {
-    str_acquire = PyUnicode_InternFromString("acquire");
-    str_release = PyUnicode_InternFromString("release");
-    str_obj = PyUnicode_InternFromString("_obj");
-    if (str_acquire == nullptr || str_release == nullptr || str_obj == nullptr) return nullptr;
-  }
+  // Made anew at every initialization (never released): an interpreter
+  // started again in the same process must not use the previous one's objects.
+  str_acquire = PyUnicode_InternFromString("acquire");
+  str_release = PyUnicode_InternFromString("release");
+  str_obj = PyUnicode_InternFromString("_obj");
+  if (str_acquire == nullptr || str_release == nullptr || str_obj == nullptr) return nullptr;
   PyObject* module = PyModule_Create(&module_def);
   if (module == nullptr) return nullptr;
   PyObject* type = PyType_FromSpec(&semlock_spec);
@@ -586,8 +586,7 @@ extern "C" PyObject* PyInit__multiprocessing() {
                   PyModule_AddObjectRef(module, "_locked_property", locked_property) == 0 &&
                   PyModule_AddObjectRef(module, "flags", flags) == 0;
   if (ok) {
-    // Kept for the life of the process: the fast path's exact-type test.
-    Py_XDECREF(semlock_type);
+    // The fast paths' exact-type test; kept like the strings above.
     semlock_type = reinterpret_cast<PyTypeObject*>(Py_NewRef(type));
   }
   Py_XDECREF(type);
