@@ -2,6 +2,7 @@
 
 import os
 import signal
+import threading
 
 from . import util
 
@@ -17,6 +18,10 @@ class Popen(object):
         util._flush_std_streams()
         self.returncode = None
         self.finalizer = None
+        # The exit status can be collected once: threads that poll together
+        # (join() in several threads, and start() of another process, which
+        # polls every child) take turns, and all see the same code.
+        self._poll_lock = threading.Lock()
         self._launch(process_obj)
 
     def duplicate_for_child(self, fd):
@@ -25,16 +30,30 @@ class Popen(object):
 
     def poll(self, flag=os.WNOHANG):
         """The exit code, or None while the child runs (flag 0 blocks)."""
-        if self.returncode is None:
-            import _mphost
-            try:
-                code = _mphost.wait_for_exit(self.pid, flag != os.WNOHANG)
-            except OSError:
-                # Reaped elsewhere (e.g. os.waitpid(-1) in user code).
-                return None
-            if code is not None:
-                self.returncode = code
+        while self.returncode is None:
+            if flag != os.WNOHANG:
+                # Sleep on the sentinel, not under the lock.
+                from .connection import wait
+                wait([self.sentinel])
+            with self._poll_lock:
+                if self.returncode is None:
+                    code = self._collect_exit_code()
+                    if code is not None:
+                        self.returncode = code
+            if flag == os.WNOHANG:
+                break
         return self.returncode
+
+    def _collect_exit_code(self):
+        # The code of an ended child, None while it runs; called once the
+        # sentinel is readable or to look without waiting.
+        import _mphost
+        try:
+            return _mphost.wait_for_exit(self.pid, False)
+        except ChildProcessError:
+            # Reaped by os.waitpid(-1) in user code: the code is lost, as
+            # with the stdlib; the child is gone all the same.
+            return 255
 
     def wait(self, timeout=None):
         """Wait for the child to end; None if it still runs after timeout."""

@@ -51,14 +51,12 @@ class Popen(popen_fork.Popen):
         finally:
             os.close(write_end)
 
-    def poll(self, flag=os.WNOHANG):
-        if self.returncode is None:
-            from .connection import wait
-            timeout = 0 if flag == os.WNOHANG else None
-            if not wait([self.sentinel], timeout):
-                return None
-            import _mphost
-            code = _mphost.forkserver_read_exit_code(self.sentinel)
-            # No code means the zygote itself went away.
-            self.returncode = 255 if code is None else code
-        return self.returncode
+    def _collect_exit_code(self):
+        # The zygote sends the code when the child ends, then lets it go.
+        from .connection import wait
+        if not wait([self.sentinel], 0):
+            return None
+        import _mphost
+        code = _mphost.forkserver_read_exit_code(self.sentinel)
+        # No code means the zygote itself went away.
+        return 255 if code is None else code

@@ -634,6 +634,13 @@ def main(fd):
             for name in names:
                 try:
                     func(name)
+                except FileNotFoundError as e:
+                    # A semaphore is a segment of mphost's own, which the
+                    # root of the program removes when it ends, perhaps
+                    # first. Other names gone behind the tracker's back are
+                    # reported, as the stdlib does.
+                    if rtype != 'semaphore':
+                        warnings.warn('resource_tracker: %r: %s' % (name, e))
                 except Exception as e:
                     warnings.warn('resource_tracker: %r: %s' % (name, e))
         if journal is not None:

@@ -115,6 +115,33 @@ class ProcessSuite(StartMethodSuite):
         assert self.finish(p) == -signal.SIGKILL
         assert 'exitcode=-SIGKILL' in repr(p)
 
+    def test_exit_code_read_by_several_threads_at_once(self):
+        # join() in threads, and start() of other processes (which polls
+        # every child), may read a child's end together: all see its code.
+        import threading
+        for _ in range(5):
+            victims = [self.start(sleep_forever) for _ in range(2)]
+            seen = []
+            barrier = threading.Barrier(5)
+
+            def reader(p):
+                barrier.wait()
+                p.join(TIMEOUT)
+                seen.append(p.exitcode)
+
+            threads = [threading.Thread(target=reader, args=(p,)) for p in victims for _ in range(2)]
+            for t in threads:
+                t.start()
+            for p in victims:
+                p.kill()
+            barrier.wait()
+            extra = self.start(exit_with, 0)  # polls the children
+            for t in threads:
+                t.join(TIMEOUT)
+            assert extra.join(TIMEOUT) is None and extra.exitcode == 0
+            assert seen == [-signal.SIGKILL] * 4, seen
+            assert [p.exitcode for p in victims] == [-signal.SIGKILL] * 2
+
     def test_identity_in_child(self, tmp_path):
         out = tmp_path / 'identity'
         p = self.start(report_identity, str(out), name='worker-x')
