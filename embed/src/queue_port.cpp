@@ -328,6 +328,26 @@ PyObject* port_get(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
   if (released == nullptr) return nullptr;
   Py_DECREF(released);
   const auto bytes = msg.bytes();
+  if (msg.is_block()) {
+    // A large message is unpickled in place, from the block's mapping: one
+    // copy fewer. (The builtin codec's output never travels as a block, and
+    // pickle.loads reads whatever it wrote anyway.) The view is released
+    // before the block goes back, so nothing can read it afterwards.
+    PyObject* view = PyMemoryView_FromMemory(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
+                                             static_cast<Py_ssize_t>(bytes.size()), PyBUF_READ);
+    if (view == nullptr) return nullptr;
+    PyObject* item = PyObject_CallOneArg(self->loads, view);
+    PyObject* done = PyObject_CallMethod(view, "release", nullptr);
+    Py_DECREF(view);
+    msg.clear();
+    spare = std::move(msg);
+    if (done == nullptr) {
+      Py_XDECREF(item);  // something kept a view of the block: refuse it
+      return nullptr;
+    }
+    Py_DECREF(done);
+    return item;
+  }
   PyObject* item = builtin_pickle::decode(bytes);
   if (item == nullptr) {
     PyObject* data = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(bytes.data()),

@@ -1,9 +1,7 @@
 """The forkserver start method: children forked by the program's zygote."""
 
-import io
 import os
 
-from .context import reduction, set_spawning_popen
 from . import forkserver
 from . import popen_fork
 from . import popen_spawn_posix

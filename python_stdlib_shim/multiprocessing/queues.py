@@ -25,7 +25,6 @@ __all__ = ['Queue', 'SimpleQueue', 'JoinableQueue']
 import collections
 import errno
 import os
-import sys
 import threading
 import time
 import types
@@ -41,49 +40,7 @@ _ForkingPickler = context.reduction.ForkingPickler
 _dumps = connection._dumps
 
 
-class _PyQueuePort:
-    """What _mphost.QueuePort does, in Python: for a launcher built before
-    the native port existed (the shim and the launcher are built apart)."""
-
-    def __init__(self, queue, writer, reader, semlock, dumps, loads):
-        self._queue = weakref.ref(queue)
-        self._writer, self._reader = writer, reader
-        self._semlock, self._dumps, self._loads = semlock, dumps, loads
-        self.closed = False
-
-    def put(self, obj, block=True, timeout=None):
-        if self.closed:
-            raise ValueError(f'Queue {self._queue()!r} is closed')
-        if not self._semlock.acquire(block, timeout):
-            raise Full
-        try:
-            data = self._dumps(obj)
-        except Exception as e:
-            self._semlock.release()
-            self._queue()._on_queue_feeder_error(e, obj)
-            return
-        self._writer.send(data)
-
-    def get(self, block=True, timeout=None):
-        if self.closed:
-            raise ValueError(f'Queue {self._queue()!r} is closed')
-        data = self._reader.recv(timeout if block else 0)
-        if data is None:
-            raise Empty
-        self._semlock.release()
-        return self._loads(data)
-
-    def dumps(self, obj):
-        return self._dumps(obj)
-
-    def close(self):
-        self.closed = True
-
-
-try:
-    from _mphost import QueuePort as _QueuePort
-except ImportError:
-    _QueuePort = _PyQueuePort
+from _mphost import QueuePort as _QueuePort
 
 # Put on a feeder thread's buffer to make it flush and stop.
 _sentinel = object()

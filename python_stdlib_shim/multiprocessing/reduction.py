@@ -13,7 +13,6 @@ import io
 import os
 import pickle
 import socket
-import sys
 
 from . import context
 

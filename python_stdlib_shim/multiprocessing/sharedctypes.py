@@ -13,25 +13,7 @@ Queue, say -- raises RuntimeError, as with the stdlib.
 import ctypes
 import weakref
 
-try:
-    from _multiprocessing import _locked_property
-except ImportError:  # a launcher without the native descriptor: same behaviour in Python
-    def _locked_property(name):
-        def getter(self):
-            self.acquire()
-            try:
-                return getattr(self._obj, name)
-            finally:
-                self.release()
-
-        def setter(self, value):
-            self.acquire()
-            try:
-                setattr(self._obj, name, value)
-            finally:
-                self.release()
-
-        return property(getter, setter)
+from _multiprocessing import _locked_property
 
 from . import heap
 from . import get_context

@@ -19,17 +19,7 @@ from . import context
 from . import process
 from . import util
 
-from _multiprocessing import SemLock as _NativeSemLock, sem_unlink
-
-try:
-    from _multiprocessing import _SemLockFront
-except ImportError:  # a launcher without the native base: same behaviour in Python
-    class _SemLockFront(object):
-        def __enter__(self):
-            return self._semlock.__enter__()
-
-        def __exit__(self, *args):
-            return self._semlock.__exit__(*args)
+from _multiprocessing import SemLock as _NativeSemLock, _SemLockFront, sem_unlink
 
 RECURSIVE_MUTEX, SEMAPHORE = list(range(2))
 

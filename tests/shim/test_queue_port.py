@@ -150,7 +150,6 @@ def test_items_round_trip_through_both_paths():
     for item in items:
         got = q.get(timeout=5)
         assert got == item and type(got) is type(item)
-    assert q.get(timeout=5) == (shared, shared) if False else True
     q.put((shared, shared))
     a, b = q.get(timeout=5)
     assert a is b
@@ -285,3 +284,28 @@ def test_items_cross_processes():
     assert q.get(timeout=10) is Color.RED
     p.join(10)
     assert p.exitcode == 0
+
+
+def test_large_items_are_unpickled_from_shared_memory_and_stay_valid():
+    # Above the large-message threshold an item travels in a block of its own
+    # and is unpickled straight from it: what comes out must own its bytes,
+    # valid after the block has gone back to be reused by later items.
+    import numpy
+    q = multiprocessing.Queue()
+    items = [bytes(range(256)) * 4096, bytearray(b'x' * (3 << 20)),
+             numpy.arange(1 << 18, dtype=numpy.float64),
+             memoryview(b'y' * (1 << 20)).toreadonly().tobytes(),
+             ('nested', [b'z' * (2 << 20)], {'k': memoryview(b'w' * (1 << 20)).tobytes()})]
+    received = []
+    for item in items:
+        q.put(item)
+        received.append(q.get(timeout=30))
+        q.put(b'\xff' * len(pickle.dumps(item, protocol=5)))  # reuses the block
+        q.get(timeout=30)
+    assert received[0] == items[0]
+    assert received[1] == items[1] and isinstance(received[1], bytearray)
+    assert (received[2] == items[2]).all()
+    assert received[3] == b'y' * (1 << 20)
+    assert received[4] == items[4]
+    q.close()
+    q.join_thread()

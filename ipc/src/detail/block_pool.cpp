@@ -8,7 +8,10 @@
 namespace mphost::ipc::detail {
 namespace {
 
-constexpr std::size_t cache_entries = 16;
+// Enough mappings for every block a fast producer keeps in flight at once:
+// blocks cycle through the cache in order, so a cache smaller than that
+// cycle misses every time (each miss maps, and faults in, a whole block).
+constexpr std::size_t cache_entries = 64;
 constexpr std::uint64_t cache_byte_limit = std::uint64_t{128} << 20;
 
 [[noreturn]] void corrupt(const char* what) { throw std::system_error(errc::corrupt_frame, what); }
