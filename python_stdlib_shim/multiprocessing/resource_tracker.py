@@ -48,6 +48,7 @@ import signal
 import stat
 import sys
 import threading
+import time
 import warnings
 
 from . import spawn
@@ -196,6 +197,35 @@ class ResourceTracker(object):
             os.close(read_end)
         self._fd = write_end
         self._pid = pid
+        # Last of this process's exit work (after children are joined and
+        # channel ends closed): let the tracker finish before the program's
+        # root removes what its tree left, so leftovers are reported and
+        # removed by the tracker, as with the stdlib.
+        util.Finalize(self, ResourceTracker._finish_at_exit, args=(self, pid),
+                      exitpriority=-2000)
+
+    def _finish_at_exit(self, pid, limit=2.0):
+        # The tracker ends once every holder of its pipe has closed it: wait
+        # a bounded time, for a process that outlives us may hold it still.
+        with self._lock:
+            if self._pid != pid or self._fd is None:
+                return
+            # The forkserver zygote holds the pipe too: it goes first.
+            forkserver = sys.modules.get(__package__ + '.forkserver')
+            if forkserver is not None:
+                forkserver._forkserver._stop()
+            os.close(self._fd)
+            self._fd = None
+            self._pid = None
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if done or time.monotonic() >= deadline:
+                return
+            time.sleep(0.002)
 
     def _check_alive(self):
         """Probe the pipe: False once the tracker has gone."""
@@ -634,13 +664,6 @@ def main(fd):
             for name in names:
                 try:
                     func(name)
-                except FileNotFoundError as e:
-                    # A semaphore is a segment of mphost's own, which the
-                    # root of the program removes when it ends, perhaps
-                    # first. Other names gone behind the tracker's back are
-                    # reported, as the stdlib does.
-                    if rtype != 'semaphore':
-                        warnings.warn('resource_tracker: %r: %s' % (name, e))
                 except Exception as e:
                     warnings.warn('resource_tracker: %r: %s' % (name, e))
         if journal is not None:

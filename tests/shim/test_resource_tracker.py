@@ -113,6 +113,40 @@ class TestProgramEnd:
         assert "resource_tracker: '/%s': [Errno 2]" % a in proc.stderr
         assert not shm_exists(b)
 
+    def test_children_killed_holding_locks(self):
+        # Named semaphores of children killed while holding them: the tracker
+        # reports and removes them before the root of the program clears
+        # what is left, so each is reported once, as leaked, as with the
+        # stdlib (never as already gone).
+        proc = run_program('''
+            import multiprocessing, os, signal
+
+            def hold(lock, conn):
+                lock.acquire()
+                mine = multiprocessing.Lock()
+                mine.acquire()
+                conn.send(mine._semlock.name)
+                signal.pause()
+
+            if __name__ == '__main__':
+                for method in ('spawn', 'forkserver'):
+                    ctx = multiprocessing.get_context(method)
+                    lock = ctx.Lock()
+                    r, w = ctx.Pipe(duplex=False)
+                    p = ctx.Process(target=hold, args=(lock, w))
+                    p.start()
+                    print(r.recv(), flush=True)
+                    p.kill()
+                    p.join(30)
+                    assert p.exitcode == -signal.SIGKILL
+        ''')
+        assert proc.returncode == 0, proc.stderr
+        names = proc.stdout.split()
+        assert len(names) == 2
+        assert 'There appear to be 2 leaked semaphore objects' in proc.stderr, proc.stderr
+        assert '[Errno' not in proc.stderr, proc.stderr
+        assert not [n for n in names if os.path.exists('/dev/shm/' + n.lstrip('/'))]
+
     def test_child_killed_holding_segments(self):
         # The program ends normally; its child was SIGKILLed while holding
         # segments it never unlinked: the tracker removes them.
