@@ -87,6 +87,25 @@ chunk = best(lambda: pickle.loads(pickle.dumps(ints, protocol=pickle.HIGHEST_PRO
 print(json.dumps({"dumps": dumps, "loads": loads, "int_ns": chunk / len(ints) * 1e3}))
 """
 
+# The Queue scenario's own consumer loop over pickled (producer, seq) items,
+# unpickled by a C-level get (no queue): what one consumer costs per message
+# before any IPC.
+_CONSUMER_PROBE = r"""
+import json, pickle, sys, time
+sys.path.insert(0, sys.argv[1])
+import bench_queue
+n = int(sys.argv[2])
+blobs = [pickle.dumps((0, seq), protocol=4) for seq in range(n)] + [pickle.dumps(None)]
+out = []
+for _ in range(5):
+    get = map(pickle.loads, blobs).__next__
+    t0 = time.perf_counter()
+    stats, disorder, _ = bench_queue.consume(get, None, 1)
+    out.append((time.perf_counter() - t0) / n * 1e6)
+    assert disorder is None and stats[0][0] == n
+print(json.dumps({"consumer_us": min(out)}))
+"""
+
 _IDLE_PROBE = "import sys; sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.read()"
 
 
@@ -125,6 +144,12 @@ def run_python(python, quick):
                                           "pickle.loads of the small benchmark tuple, in one process")
     out["pickle_int_list_ns"] = _entry(pk["int_ns"], "ns",
                                        "pickle.dumps+loads of a list of 100000 ints, per item")
+    done = subprocess.run([python, "-c", _CONSUMER_PROBE, str(HERE / "scenarios"),
+                           "20000" if quick else "500000"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    out["queue_consumer_loop_us"] = _entry(
+        json.loads(done.stdout)["consumer_us"], "us",
+        "the Queue scenario's consumer loop with pickle.loads, no queue, per message")
     out["python_S_idle_pss_kib"] = _entry(_idle_pss_kib(python), "KiB",
                                           f"PSS of an idle {python} -S")
     out["cores"] = _entry(os.cpu_count(), "cores", "os.cpu_count()")

@@ -29,18 +29,25 @@ def _producer(q, start, producer, count, timeout):
 
 
 def _consumer(q, results, nproducers):
+    stats, disorder, t_last = consume(q.get, lambda: results.put(("warm",)), nproducers)
+    results.put(("done", stats, disorder, t_last))
+
+
+def consume(get, on_warm, nproducers):
+    """The consumer's loop: take items with get() until None; check order and
+    count, sum and sum of squares per producer. The limits probe of
+    tools/bench times this same loop over items that need no queue."""
     last = [-1] * nproducers
     stats = [[0, 0, 0] for _ in range(nproducers)]  # count, sum, sum of squares
     disorder = None
     t_last = 0.0
-    get = q.get
     clock = bl.now
     while True:
         item = get()
         if item is None:
             break
         if item == WARM:
-            results.put(("warm",))
+            on_warm()
             continue
         t_last = clock()
         producer, seq = item
@@ -51,7 +58,7 @@ def _consumer(q, results, nproducers):
         s[0] += 1
         s[1] += seq
         s[2] += seq * seq
-    results.put(("done", stats, disorder, t_last))
+    return stats, disorder, t_last
 
 
 def main():
