@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "mphost/embed/bindings.hpp"
+#include "mphost/embed/gathered_send.hpp"
 #include "mphost/embed/queue_port.hpp"
 #include "mphost/ipc/channel.hpp"
 #include "mphost/ipc/error.hpp"
@@ -75,6 +76,12 @@ class channel_handle {
 
   // True when sent, False on timeout.
   bool send(const py::handle& data, const py::object& timeout) {
+    if (PyList_Check(data.ptr()) || PyTuple_Check(data.ptr())) {
+      // Parts of one message (a pickle and its out-of-band buffers).
+      const int sent = send_gathered(get(), data.ptr(), deadline_from(timeout));
+      if (sent < 0) throw py::error_already_set();
+      return sent == 1;
+    }
     if (PyBytes_Check(data.ptr())) {
       // The common case (a pickle): no buffer request needed.
       return send_bytes(std::span(reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(data.ptr())),
@@ -221,6 +228,15 @@ py::object receive_fds(channel_handle& h, std::size_t size, std::size_t maxfds, 
 
 }  // namespace
 
+PyObject* block_object(ipc::large_block block) {
+  try {
+    return py::cast(block_view{std::move(block)}).release().ptr();
+  } catch (py::error_already_set& e) {
+    e.restore();
+    return nullptr;
+  }
+}
+
 ipc::channel* channel_of(PyObject* handle) {
   try {
     return py::cast<channel_handle&>(py::handle(handle)).endpoint();
@@ -235,8 +251,10 @@ void bind_channel(py::module_& m) {
                          "A large message mapped in place; read it through memoryview().")
       .def_buffer([](block_view& b) {
         auto bytes = b.block.bytes();
+        // Writable: a received block is this process's alone, and objects
+        // unpickled over it (out-of-band buffers) are as mutable as copies.
         return py::buffer_info(bytes.data(), 1, py::format_descriptor<unsigned char>::format(), 1,
-                               {static_cast<py::ssize_t>(bytes.size())}, {1}, /*readonly=*/true);
+                               {static_cast<py::ssize_t>(bytes.size())}, {1}, /*readonly=*/false);
       })
       .def("__len__", [](const block_view& b) { return b.block.size(); });
 
@@ -262,7 +280,8 @@ void bind_channel(py::module_& m) {
       .def_property_readonly("unbounded", [](channel_handle& h) { return h.get().unbounded(); })
       .def_property_readonly("closed", &channel_handle::closed)
       .def("send", &channel_handle::send, py::arg("data"), py::arg("timeout") = py::none(),
-           "Send one message; False if the timeout passed first. BrokenPipeError when no reader is left.")
+           "Send one message (bytes-like, or a list or tuple of bytes-like parts sent as their "
+           "concatenation); False if the timeout passed first. BrokenPipeError when no reader is left.")
       .def("recv", &channel_handle::recv, py::arg("timeout") = py::none(), py::arg("in_place") = false,
            "The next message as bytes (a Block over shared memory for large ones with in_place), "
            "None on timeout. EOFError when empty and no writer is left.")

@@ -15,6 +15,7 @@
 
 #include "mphost/embed/builtin_pickle.hpp"
 #include "mphost/embed/errors.hpp"
+#include "mphost/embed/gathered_send.hpp"
 #include "mphost/ipc/channel.hpp"
 #include "mphost/ipc/error.hpp"
 
@@ -242,6 +243,12 @@ int pickle_and_send(port_object* self, ipc::channel* ch, PyObject* obj) {
   if (spilled == nullptr) {
     return send_span(ch, std::as_bytes(std::span(buffer.data(), buffer.size()))) ? 1 : -1;
   }
+  if (PyList_Check(spilled) || PyTuple_Check(spilled)) {
+    // A pickle with out-of-band buffers, in parts.
+    const int sent = send_gathered(*ch, spilled, ipc::deadline::infinite());
+    Py_DECREF(spilled);
+    return sent == 1 ? 1 : -1;
+  }
   Py_buffer view;
   if (PyObject_GetBuffer(spilled, &view, PyBUF_C_CONTIGUOUS) != 0) {
     Py_DECREF(spilled);
@@ -329,23 +336,16 @@ PyObject* port_get(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
   Py_DECREF(released);
   const auto bytes = msg.bytes();
   if (msg.is_block()) {
-    // A large message is unpickled in place, from the block's mapping: one
-    // copy fewer. (The builtin codec's output never travels as a block, and
-    // pickle.loads reads whatever it wrote anyway.) The view is released
-    // before the block goes back, so nothing can read it afterwards.
-    PyObject* view = PyMemoryView_FromMemory(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
-                                             static_cast<Py_ssize_t>(bytes.size()), PyBUF_READ);
-    if (view == nullptr) return nullptr;
-    PyObject* item = PyObject_CallOneArg(self->loads, view);
-    PyObject* done = PyObject_CallMethod(view, "release", nullptr);
-    Py_DECREF(view);
+    // A large message is unpickled in place, from the block's mapping: no
+    // copy of the message, and out-of-band buffers (numpy arrays...) stay
+    // where they are, keeping the block while they live. (The builtin
+    // codec's output never travels as a block.)
+    PyObject* block = block_object(msg.release_block());
     msg.clear();
     spare = std::move(msg);
-    if (done == nullptr) {
-      Py_XDECREF(item);  // something kept a view of the block: refuse it
-      return nullptr;
-    }
-    Py_DECREF(done);
+    if (block == nullptr) return nullptr;
+    PyObject* item = PyObject_CallOneArg(self->loads, block);
+    Py_DECREF(block);
     return item;
   }
   PyObject* item = builtin_pickle::decode(bytes);

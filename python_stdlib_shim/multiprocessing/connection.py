@@ -264,16 +264,33 @@ class _Encoder:
 
     Building a ForkingPickler copies the whole reducer table, which costs
     several times more than pickling a small message; this one is built
-    once per thread and rebuilt when reducers are registered.
+    once per thread and rebuilt when reducers are registered. With
+    `out_of_band`, it pickles with protocol 5 and keeps large buffers
+    (numpy arrays, bytearrays, PickleBuffer) out of the pickle, in
+    `self.buffers`.
     """
 
-    __slots__ = ('pickler', 'chunks', 'key', 'busy')
+    __slots__ = ('pickler', 'chunks', 'key', 'busy', 'protocol', 'buffers', 'callback')
 
-    def __init__(self):
+    def __init__(self, out_of_band=False):
         self.pickler = None
         self.chunks = []
         self.key = None
         self.busy = False
+        self.buffers = []
+        self.protocol = 5 if out_of_band else _PROTOCOL
+        self.callback = self._take_buffer if out_of_band else None
+
+    def _take_buffer(self, buffer):
+        # Out of band (a false result) when large and contiguous.
+        try:
+            size = buffer.raw().nbytes
+        except BufferError:
+            return True
+        if size < _OUT_OF_BAND_MIN:
+            return True
+        self.buffers.append(buffer)
+        return False
 
     def dumps(self, obj):
         key = (len(copyreg.dispatch_table), len(_ForkingPickler._extra_reducers))
@@ -282,7 +299,7 @@ class _Encoder:
             table.update(_ForkingPickler._extra_reducers)
             sink = _Sink()
             sink.write = self.chunks.append
-            self.pickler = pickle.Pickler(sink, _PROTOCOL)
+            self.pickler = pickle.Pickler(sink, self.protocol, buffer_callback=self.callback)
             self.pickler.dispatch_table = table
             self.key = key
         chunks = self.chunks
@@ -317,6 +334,85 @@ def _dumps(obj):
         # Re-entered (a finalizer sending while this thread pickles).
         return _ForkingPickler.dumps(obj)
     return encoder.dumps(obj)
+
+
+# Messages over shared-memory channels (Pipe ends, queues) may carry
+# protocol 5 out-of-band buffers: a frame of parts that the channel writes
+# one after the other, each buffer copied once, and that the receiver
+# unpickles in place, its buffers still in shared memory:
+#
+#   magic 'MPH\0', u32 buffer count n, u64 pickle size, n x u64 buffer size,
+#   zero padding to 64 bytes, the pickle, then each buffer, each starting at
+#   a multiple of 64 bytes (zero padding between).
+#
+# No pickle can start with the magic (BININT2 then opcode 0). Buffers
+# smaller than _OUT_OF_BAND_MIN stay in the pickle.
+_OUT_OF_BAND_MAGIC = b'MPH\0'
+_OUT_OF_BAND_MIN = 64 * 1024
+_OUT_OF_BAND_ALIGN = 64
+_OUT_OF_BAND_HEAD = struct.Struct('<4sIQ')
+
+
+def _padding(size):
+    return -size % _OUT_OF_BAND_ALIGN
+
+
+def _dumps_for_channel(obj):
+    """The message for `obj` on a channel: the pickle's bytes, or, when `obj`
+    holds large buffers, the parts of an out-of-band frame (a list)."""
+    try:
+        encoder = _encoders.channel_encoder
+    except AttributeError:
+        encoder = _encoders.channel_encoder = _Encoder(out_of_band=True)
+    if encoder.busy:
+        return _ForkingPickler.dumps(obj)
+    encoder.buffers = buffers = []
+    data = encoder.dumps(obj)
+    if not buffers:
+        return data
+    raws = [b.raw() for b in buffers]
+    head = _OUT_OF_BAND_HEAD.pack(_OUT_OF_BAND_MAGIC, len(raws), len(data)) + \
+        struct.pack('<%dQ' % len(raws), *(r.nbytes for r in raws))
+    parts = [head, bytes(_padding(len(head))), data]
+    at = len(head) + _padding(len(head)) + len(data)
+    for raw in raws:
+        gap = _padding(at)
+        if gap:
+            parts.append(bytes(gap))
+        parts.append(raw)
+        at += gap + raw.nbytes
+    return parts
+
+
+def _loads_channel_message(data):
+    """Unpickle a channel message: bytes, or a block received in place."""
+    view = memoryview(data)
+    if view[:4] != _OUT_OF_BAND_MAGIC:
+        return _unpickle_message(view)
+    try:
+        _, count, size = _OUT_OF_BAND_HEAD.unpack_from(view)
+        sizes = struct.unpack_from('<%dQ' % count, view, _OUT_OF_BAND_HEAD.size)
+        at = _OUT_OF_BAND_HEAD.size + 8 * count
+        at += _padding(at)
+        pickled = view[at:at + size]
+        at += size
+        buffers = []
+        for n in sizes:
+            at += _padding(at)
+            buffers.append(view[at:at + n])
+            at += n
+        if at > len(view) or len(pickled) != size:
+            raise ValueError('sizes beyond the message')
+    except (struct.error, ValueError) as exc:
+        raise pickle.UnpicklingError(
+            'received a message of %d bytes with a damaged out-of-band frame: %s'
+            % (len(view), exc)) from exc
+    try:
+        return pickle.loads(pickled, buffers=buffers)
+    except (pickle.UnpicklingError, EOFError, IndexError, struct.error, ValueError) as exc:
+        raise pickle.UnpicklingError(
+            'received a message of %d bytes that is not a valid pickle: %s'
+            % (len(view), exc)) from exc
 
 
 def _unpickle_message(data):
@@ -592,6 +688,19 @@ class _ChannelConnection(Connection):
             if channel is not None:
                 channel.close()
         self._inbound = self._outbound = None
+
+    def send(self, obj):
+        """Send a picklable object (large buffers out of band, see
+        _dumps_for_channel)."""
+        self._check_closed()
+        self._check_writable()
+        self._outbound.send(_dumps_for_channel(obj))
+
+    def recv(self):
+        """Receive one pickled object; a large one is read in place."""
+        self._check_closed()
+        self._check_readable()
+        return _loads_channel_message(self._inbound.recv(None, True))
 
     def _send_bytes(self, buf):
         self._outbound.send(buf)

@@ -37,7 +37,7 @@ from . import context
 from .util import debug, info, Finalize, register_after_fork, is_exiting
 
 _ForkingPickler = context.reduction.ForkingPickler
-_dumps = connection._dumps
+_dumps = connection._dumps_for_channel
 
 
 from _mphost import QueuePort as _QueuePort
@@ -92,7 +92,7 @@ class Queue(object):
         self._poll = self._reader.poll
         self._direct = not self._uses_feeder()
         self._port = _QueuePort(self, self._writer._outbound, self._reader._inbound,
-                                self._sem._semlock, _dumps, _ForkingPickler.loads)
+                                self._sem._semlock, _dumps, connection._loads_channel_message)
         if self._direct:
             # put/get straight to the native calls, unless a subclass
             # defines its own.

@@ -22,6 +22,8 @@
 
 #include "mphost/embed/python.hpp"
 
+#include "mphost/ipc/large_block.hpp"
+
 namespace mphost::ipc {
 class channel;
 }
@@ -36,5 +38,10 @@ bool add_queue_port(PyObject* module);
 // binding, in channel_binding.cpp): it lives as long as that object, and is
 // empty once the handle is closed. nullptr with TypeError for other objects.
 ipc::channel* channel_of(PyObject* handle);
+
+// A received large block as an `_mphost.Block` (a writable buffer over its
+// mapping, which lives as long as the object or any view of it). New
+// reference, or nullptr with a Python error set.
+PyObject* block_object(ipc::large_block block);
 
 }  // namespace mphost::embed
