@@ -70,6 +70,8 @@ ROWS = (
         (), None, "wakeup"),
     Row("queue_1mib", "Queue, 1 MiB msgs", "bench_queue_bytes.py",
         ("--size", str(1 << 20)), _ratio(5, "≥ 5×"), "memcpy"),
+    Row("queue_numpy_1mib", "Queue, 1 MiB numpy arrays", "bench_queue_bytes.py",
+        ("--size", str(1 << 20), "--numpy"), None, "memcpy"),
     Row("pipe_roundtrip", "Pipe round trip, small object", "bench_pipe_roundtrip.py",
         (), _ratio(5, "≤ 1/5 latency"), "wakeup"),
     Row("pipe_1mib", "Pipe send_bytes, 1 MiB", "bench_pipe_bytes.py",
