@@ -367,7 +367,10 @@ def _dumps_for_channel(obj):
     if encoder.busy:
         return _ForkingPickler.dumps(obj)
     encoder.buffers = buffers = []
-    data = encoder.dumps(obj)
+    try:
+        data = encoder.dumps(obj)
+    finally:
+        encoder.buffers = []  # holds no caller's buffer after the call
     if not buffers:
         return data
     raws = [b.raw() for b in buffers]
