@@ -11,14 +11,13 @@
 
 #include <unistd.h>
 
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "mphost/embed/bindings.hpp"
-#include "mphost/embed/gathered_send.hpp"
+#include "mphost/embed/channel_send.hpp"
 #include "mphost/embed/queue_port.hpp"
 #include "mphost/ipc/channel.hpp"
 #include "mphost/ipc/error.hpp"
@@ -27,9 +26,6 @@ namespace py = pybind11;
 
 namespace mphost::embed {
 namespace {
-
-// Above this size a copy is worth giving the GIL up for.
-constexpr std::size_t release_gil_above = 64 * 1024;
 
 ipc::endpoint_role role_from(const std::string& role) {
   if (role == "reader") return ipc::endpoint_role::reader;
@@ -52,12 +48,6 @@ ipc::deadline deadline_from(const py::object& timeout) {
   const double seconds = timeout.cast<double>();
   if (std::isnan(seconds)) throw py::value_error("timeout must not be NaN");
   return ipc::deadline::from_seconds(seconds);
-}
-
-[[noreturn]] void raise_broken_pipe() {
-  PyErr_SetObject(PyExc_BrokenPipeError,
-                  py::make_tuple(EPIPE, "the other end of the channel is closed").ptr());
-  throw py::error_already_set();
 }
 
 // A large message received in place: its mapping, exposed as a buffer.
@@ -102,18 +92,9 @@ class channel_handle {
   }
 
   bool send_bytes(std::span<const std::byte> bytes, const py::object& timeout) {
-    ipc::channel& ch = get();
-    ipc::wait_result result;
-    if (bytes.size() <= release_gil_above) {
-      result = ch.send(bytes, ipc::deadline::immediate());
-      if (result != ipc::wait_result::timed_out) return finish_send(result, bytes, timeout);
-    }
-    const ipc::deadline until = deadline_from(timeout);
-    {
-      py::gil_scoped_release release;
-      result = ch.send(bytes, until);
-    }
-    return finish_send(result, bytes, timeout);
+    const int sent = send_message(get(), bytes, deadline_from(timeout));
+    if (sent < 0) throw py::error_already_set();
+    return sent == 1;
   }
 
   // The message (bytes, or a buffer over a large block when `in_place`),
@@ -180,19 +161,6 @@ class channel_handle {
   ipc::channel* endpoint() noexcept { return &ch_; }
 
  private:
-  bool finish_send(ipc::wait_result result, std::span<const std::byte>, const py::object&) {
-    switch (result) {
-      case ipc::wait_result::ok: return true;
-      case ipc::wait_result::timed_out: return false;
-      case ipc::wait_result::closed: raise_broken_pipe();
-      case ipc::wait_result::interrupted:
-        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-        return false;
-      case ipc::wait_result::owner_died: return true;
-    }
-    return false;
-  }
-
   ipc::channel ch_;
 };
 

@@ -5,7 +5,6 @@
 // dispatch would be a good part of that.
 #include "mphost/embed/queue_port.hpp"
 
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -15,7 +14,7 @@
 
 #include "mphost/embed/builtin_pickle.hpp"
 #include "mphost/embed/errors.hpp"
-#include "mphost/embed/gathered_send.hpp"
+#include "mphost/embed/channel_send.hpp"
 #include "mphost/ipc/channel.hpp"
 #include "mphost/ipc/error.hpp"
 
@@ -213,25 +212,6 @@ ipc::deadline deadline_from(PyObject* timeout, bool& ok) {
   return ipc::deadline::from_seconds(seconds);
 }
 
-bool send_span(ipc::channel* ch, std::span<const std::byte> bytes) {
-  ipc::wait_result result = ipc::wait_result::timed_out;
-  if (!guarded([&] { result = ch->send(bytes, ipc::deadline::immediate()); })) return false;
-  while (result == ipc::wait_result::timed_out || result == ipc::wait_result::interrupted) {
-    // Only a bounded channel waits for room (a Queue's never does).
-    if (!without_gil([&] { result = ch->send(bytes, ipc::deadline::infinite()); })) return false;
-    if (result == ipc::wait_result::interrupted && PyErr_CheckSignals() != 0) return false;
-  }
-  if (result == ipc::wait_result::closed) {
-    PyObject* args = Py_BuildValue("(is)", EPIPE, "the other end of the channel is closed");
-    if (args != nullptr) {
-      PyErr_SetObject(PyExc_BrokenPipeError, args);
-      Py_DECREF(args);
-    }
-    return false;
-  }
-  return true;  // ok, or owner_died (the frame went in all the same)
-}
-
 // Pickles `obj` and sends it. 1: sent; 0: not picklable, reported; -1: error.
 int pickle_and_send(port_object* self, ipc::channel* ch, PyObject* obj) {
   thread_local std::string buffer;
@@ -241,7 +221,7 @@ int pickle_and_send(port_object* self, ipc::channel* ch, PyObject* obj) {
     return report_unpicklable(self, obj) ? 0 : -1;
   }
   if (spilled == nullptr) {
-    return send_span(ch, std::as_bytes(std::span(buffer.data(), buffer.size()))) ? 1 : -1;
+    return send_message(*ch, std::as_bytes(std::span(buffer.data(), buffer.size())), ipc::deadline::infinite()) == 1 ? 1 : -1;
   }
   if (PyList_Check(spilled) || PyTuple_Check(spilled)) {
     // A pickle with out-of-band buffers, in parts.
@@ -254,7 +234,8 @@ int pickle_and_send(port_object* self, ipc::channel* ch, PyObject* obj) {
     Py_DECREF(spilled);
     return -1;
   }
-  const bool sent = send_span(ch, std::span(static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)));
+  const bool sent = send_message(*ch, std::span(static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)),
+                                 ipc::deadline::infinite()) == 1;
   PyBuffer_Release(&view);
   Py_DECREF(spilled);
   return sent ? 1 : -1;
