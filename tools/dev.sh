@@ -20,6 +20,8 @@ packages=(
   libboost-dev pybind11-dev libgtest-dev libexpat1-dev zlib1g-dev
   python3-pytest python3-numpy python3-psutil python3-matplotlib
   python3-tqdm python3-joblib python3-dask
+  python3-sklearn python3-torch python3-pebble python3-distributed
+  python3-pandas python3-scipy python3-cloudpickle
 )
 
 setup() {
