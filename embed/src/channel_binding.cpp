@@ -11,7 +11,9 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -50,6 +52,41 @@ ipc::deadline deadline_from(const py::object& timeout) {
   return ipc::deadline::from_seconds(seconds);
 }
 
+// recv's receipt: (buffer, byte_offset) naming 8 writable, 8-byte aligned
+// bytes, held for the call. ValueError when they are not.
+struct receipt_slot {
+  explicit receipt_slot(const py::object& spec) {
+    if (spec.is_none()) return;
+    if (!PyTuple_Check(spec.ptr()) || PyTuple_GET_SIZE(spec.ptr()) != 2) {
+      throw py::value_error("receipt must be a (buffer, byte_offset) tuple");
+    }
+    const auto offset = py::cast<Py_ssize_t>(py::handle(PyTuple_GET_ITEM(spec.ptr(), 1)));
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(spec.ptr(), 0), &view, PyBUF_WRITABLE) != 0) throw py::error_already_set();
+    if (offset < 0 || view.len < 8 || offset > view.len - 8) {
+      const std::string what = "receipt offset " + std::to_string(offset) + " is outside the buffer of " +
+                               std::to_string(view.len) + " bytes (8 are needed)";
+      PyBuffer_Release(&view);
+      throw py::value_error(what);
+    }
+    auto* at = static_cast<char*>(view.buf) + offset;
+    if (reinterpret_cast<std::uintptr_t>(at) % alignof(std::atomic<std::uint64_t>) != 0) {
+      PyBuffer_Release(&view);
+      throw py::value_error("receipt must be 8-byte aligned");
+    }
+    held = true;
+    word = reinterpret_cast<std::atomic<std::uint64_t>*>(at);
+  }
+  ~receipt_slot() {
+    if (held) PyBuffer_Release(&view);
+  }
+  receipt_slot(const receipt_slot&) = delete;
+  receipt_slot& operator=(const receipt_slot&) = delete;
+
+  Py_buffer view{};
+  bool held = false;
+  std::atomic<std::uint64_t>* word = nullptr;
+};
+
 // A large message received in place: its mapping, exposed as a buffer.
 struct block_view {
   ipc::large_block block;
@@ -64,52 +101,50 @@ class channel_handle {
     return ch_;
   }
 
-  // True when sent, False on timeout.
-  bool send(const py::handle& data, const py::object& timeout) {
+  // The message's identity (a nonzero int) when sent, False on timeout.
+  py::object send(const py::handle& data, const py::object& timeout) {
+    std::uint64_t sent_id = 0;
+    int sent;
     if (PyList_Check(data.ptr()) || PyTuple_Check(data.ptr())) {
       // Parts of one message (a pickle and its out-of-band buffers).
-      const int sent = send_gathered(get(), data.ptr(), deadline_from(timeout));
-      if (sent < 0) throw py::error_already_set();
-      return sent == 1;
-    }
-    if (PyBytes_Check(data.ptr())) {
+      sent = send_gathered(get(), data.ptr(), deadline_from(timeout), &sent_id);
+    } else if (PyBytes_Check(data.ptr())) {
       // The common case (a pickle): no buffer request needed.
-      return send_bytes(std::span(reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(data.ptr())),
-                                  static_cast<std::size_t>(PyBytes_GET_SIZE(data.ptr()))),
-                        timeout);
-    }
-    Py_buffer view;
-    if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) throw py::error_already_set();
-    try {
-      const bool sent = send_bytes(std::span(static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)),
-                                   timeout);
+      sent = send_message(get(),
+                          std::span(reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(data.ptr())),
+                                    static_cast<std::size_t>(PyBytes_GET_SIZE(data.ptr()))),
+                          deadline_from(timeout), &sent_id);
+    } else {
+      Py_buffer view;
+      if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) throw py::error_already_set();
+      try {
+        sent = send_message(get(), std::span(static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)),
+                            deadline_from(timeout), &sent_id);
+      } catch (...) {
+        PyBuffer_Release(&view);
+        throw;
+      }
       PyBuffer_Release(&view);
-      return sent;
-    } catch (...) {
-      PyBuffer_Release(&view);
-      throw;
     }
-  }
-
-  bool send_bytes(std::span<const std::byte> bytes, const py::object& timeout) {
-    const int sent = send_message(get(), bytes, deadline_from(timeout));
     if (sent < 0) throw py::error_already_set();
-    return sent == 1;
+    if (sent == 0) return py::bool_(false);
+    return py::int_(sent_id);
   }
 
   // The message (bytes, or a buffer over a large block when `in_place`),
   // or None on timeout.
-  py::object recv(const py::object& timeout, bool in_place) {
+  py::object recv(const py::object& timeout, bool in_place, const py::object& receipt_spec) {
     ipc::channel& ch = get();
+    receipt_slot receipt(receipt_spec);
     ipc::message msg;
-    ipc::wait_result result = ch.recv(msg, ipc::deadline::immediate());
+    ipc::wait_result result = ch.recv(msg, ipc::deadline::immediate(), receipt.word);
     if (result == ipc::wait_result::timed_out) {
       const ipc::deadline until = deadline_from(timeout);
       if (!until.expired()) {
         do {
           {
             py::gil_scoped_release release;
-            result = ch.recv(msg, until);
+            result = ch.recv(msg, until, receipt.word);
           }
           if (result == ipc::wait_result::interrupted && PyErr_CheckSignals() != 0) throw py::error_already_set();
         } while (result == ipc::wait_result::interrupted);
@@ -249,10 +284,16 @@ void bind_channel(py::module_& m) {
       .def_property_readonly("closed", &channel_handle::closed)
       .def("send", &channel_handle::send, py::arg("data"), py::arg("timeout") = py::none(),
            "Send one message (bytes-like, or a list or tuple of bytes-like parts sent as their "
-           "concatenation); False if the timeout passed first. BrokenPipeError when no reader is left.")
+           "concatenation). Returns the message's identity, a nonzero int unique in the channel "
+           "(true, as this returned before), or False if the timeout passed first. "
+           "BrokenPipeError when no reader is left.")
       .def("recv", &channel_handle::recv, py::arg("timeout") = py::none(), py::arg("in_place") = false,
+           py::arg("receipt") = py::none(),
            "The next message as bytes (a Block over shared memory for large ones with in_place), "
-           "None on timeout. EOFError when empty and no writer is left.")
+           "None on timeout. EOFError when empty and no writer is left. receipt=(buffer, byte_offset): "
+           "8 writable, 8-byte aligned bytes (shared memory, e.g. a RawArray) into which the identity "
+           "send() returned for the message is stored (native-endian uint64, release ordering) as soon "
+           "as the message is taken, before it is copied out; ValueError if they are not.")
       .def("poll", &channel_handle::poll, py::arg("timeout") = 0.0)
       .def("fileno", [](channel_handle& h) { return h.get().fileno(); })
       .def(

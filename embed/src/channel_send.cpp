@@ -115,17 +115,17 @@ int guarded(Fn&& fn) {
 
 }  // namespace
 
-int send_message(ipc::channel& ch, std::span<const std::byte> bytes, const ipc::deadline& until) {
+int send_message(ipc::channel& ch, std::span<const std::byte> bytes, const ipc::deadline& until, std::uint64_t* sent) {
   return guarded([&] {
     bool python_error = false;
     const ipc::wait_result result = with_waiting(
-        until, bytes.size() > release_gil_above, [&](const ipc::deadline& d) { return ch.send(bytes, d); },
+        until, bytes.size() > release_gil_above, [&](const ipc::deadline& d) { return ch.send(bytes, d, sent); },
         python_error);
     return outcome(result, python_error);
   });
 }
 
-int send_gathered(ipc::channel& ch, PyObject* parts, const ipc::deadline& until) {
+int send_gathered(ipc::channel& ch, PyObject* parts, const ipc::deadline& until, std::uint64_t* sent) {
   PyObject* seq = PySequence_Fast(parts, "parts must be a list or tuple of bytes-like objects");
   if (seq == nullptr) return -1;
   held_buffers held;
@@ -149,7 +149,7 @@ int send_gathered(ipc::channel& ch, PyObject* parts, const ipc::deadline& until)
       } else {
         held.copy_to(block.bytes());
       }
-      result = with_waiting(until, false, [&](const ipc::deadline& d) { return ch.send_block(block, d); },
+      result = with_waiting(until, false, [&](const ipc::deadline& d) { return ch.send_block(block, d, sent); },
                             python_error);
     } else {
       ipc::channel::reservation space;
@@ -158,6 +158,7 @@ int send_gathered(ipc::channel& ch, PyObject* parts, const ipc::deadline& until)
       if (result == ipc::wait_result::ok) {
         held.copy_to(space.bytes());
         space.commit();
+        if (sent != nullptr) *sent = space.id();
       }
     }
     return outcome(result, python_error);

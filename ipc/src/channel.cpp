@@ -121,22 +121,24 @@ std::size_t channel::capacity() const noexcept { return state_ ? state_->capacit
 bool channel::unbounded() const noexcept { return state_ && state_->unbounded; }
 std::size_t channel::large_threshold() const noexcept { return state_ ? state_->threshold : 0; }
 
-wait_result channel::send(std::span<const std::byte> bytes, const deadline& until) {
+wait_result channel::send(std::span<const std::byte> bytes, const deadline& until, std::uint64_t* sent) {
   state& s = usable(state_, endpoint_role::writer);
   if (bytes.size() > s.threshold) {
     // Unless it is sent, the block goes back to the pool when dropped.
     large_block block = s.blocks->take(bytes.size());
     std::memcpy(block.bytes().data(), bytes.data(), bytes.size());
-    return send_block(block, until);
+    return send_block(block, until, sent);
   }
   std::shared_ptr<void> keep;
   frame_header* header = nullptr;
   std::byte* payload = nullptr;
-  const wait_result r = detail::reserve_frame(s, frame_kind::data, bytes.size(), keep, header, payload, until);
+  std::uint64_t identity = 0;
+  const wait_result r = detail::reserve_frame(s, frame_kind::data, bytes.size(), keep, header, payload, identity, until);
   if (r != wait_result::ok) return r;
   if (!bytes.empty()) std::memcpy(payload, bytes.data(), bytes.size());
   commit_frame(header);
   detail::notify_readers(*s.ctl);
+  if (sent != nullptr) *sent = identity;
   return wait_result::ok;
 }
 
@@ -145,7 +147,7 @@ large_block channel::make_block(std::size_t size) {
   return s.blocks->take(size);
 }
 
-wait_result channel::send_block(large_block& block, const deadline& until) {
+wait_result channel::send_block(large_block& block, const deadline& until, std::uint64_t* sent) {
   state& s = usable(state_, endpoint_role::writer);
   if (!block) throw std::system_error(EINVAL, std::system_category(), "empty large block");
   if (block.name().compare(0, s.block_prefix.size(), s.block_prefix) != 0) {
@@ -155,12 +157,14 @@ wait_result channel::send_block(large_block& block, const deadline& until) {
   std::shared_ptr<void> keep;
   frame_header* header = nullptr;
   std::byte* payload = nullptr;
-  const wait_result r = detail::reserve_frame(s, frame_kind::block, sizeof ref, keep, header, payload, until);
+  std::uint64_t identity = 0;
+  const wait_result r = detail::reserve_frame(s, frame_kind::block, sizeof ref, keep, header, payload, identity, until);
   if (r != wait_result::ok) return r;
   std::memcpy(payload, &ref, sizeof ref);
   commit_frame(header);
   detail::notify_readers(*s.ctl);
   detail::block_access::release_in_flight(block);  // the receiver gives it back
+  if (sent != nullptr) *sent = identity;
   return wait_result::ok;
 }
 
@@ -170,19 +174,21 @@ wait_result channel::reserve(std::size_t size, reservation& out, const deadline&
   out.abandon();
   frame_header* header = nullptr;
   std::byte* payload = nullptr;
-  const wait_result r = detail::reserve_frame(s, frame_kind::data, size, out.ring_, header, payload, until);
+  std::uint64_t identity = 0;
+  const wait_result r = detail::reserve_frame(s, frame_kind::data, size, out.ring_, header, payload, identity, until);
   if (r != wait_result::ok) return r;
   out.owner_ = &s;
+  out.id_ = identity;
   out.header_ = header;
   out.payload_ = payload;
   out.size_ = size;
   return wait_result::ok;
 }
 
-wait_result channel::recv(message& out, const deadline& until) {
+wait_result channel::recv(message& out, const deadline& until, std::atomic<std::uint64_t>* receipt) {
   state& s = usable(state_, endpoint_role::reader);
   out.clear();
-  return detail::receive(s, &out, until);
+  return detail::receive(s, &out, until, receipt);
 }
 
 wait_result channel::poll(const deadline& until) {
@@ -208,7 +214,12 @@ void channel::close() noexcept {
 channel::reservation::reservation() noexcept = default;
 channel::reservation::~reservation() { abandon(); }
 channel::reservation::reservation(reservation&& other) noexcept
-    : ring_(std::move(other.ring_)), owner_(other.owner_), header_(other.header_), payload_(other.payload_), size_(other.size_) {
+    : ring_(std::move(other.ring_)),
+      owner_(other.owner_),
+      header_(other.header_),
+      payload_(other.payload_),
+      size_(other.size_),
+      id_(other.id_) {
   other.header_ = nullptr;
   other.owner_ = nullptr;
 }
@@ -220,6 +231,7 @@ channel::reservation& channel::reservation::operator=(reservation&& other) noexc
     header_ = other.header_;
     payload_ = other.payload_;
     size_ = other.size_;
+    id_ = other.id_;
     other.header_ = nullptr;
     other.owner_ = nullptr;
   }

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <functional>
@@ -1020,6 +1021,76 @@ TEST_F(ChannelTest, SignalHandlerInterruptsABlockedRecv) {
   poker.join();
   ::sigaction(SIGUSR1, &old, nullptr);
   EXPECT_EQ(r, wait_result::interrupted);
+}
+
+TEST_F(ChannelTest, SendReportsIdentitiesThatRecvStoresIntoAReceipt) {
+  watchdog guard(30s);
+  // Small and unbounded: the stream crosses several rings; large messages
+  // travel as blocks; reservations commit.
+  channel ch = make(options(4096, true), endpoint_role::both);
+  std::vector<std::uint64_t> sent_ids;
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 400; ++i) {
+    std::string payload = std::to_string(i) + std::string(static_cast<std::size_t>(i % 7 == 0 ? 3000 : i % 90), 'q');
+    std::uint64_t id = 0;
+    if (i % 5 == 4 && payload.size() <= ch.large_threshold()) {
+      channel::reservation space;
+      ASSERT_EQ(ch.reserve(payload.size(), space, deadline::immediate()), wait_result::ok);
+      std::memcpy(space.bytes().data(), payload.data(), payload.size());
+      space.commit();
+      id = space.id();
+    } else {
+      ASSERT_EQ(ch.send(bytes_of(payload), deadline::immediate(), &id), wait_result::ok);
+    }
+    EXPECT_NE(id, 0u);
+    sent_ids.push_back(id);
+    payloads.push_back(payload);
+  }
+  std::vector<std::uint64_t> sorted = sent_ids;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "identities repeat";
+  EXPECT_GT(sent_ids.back() >> 56, 1u) << "the stream should have crossed into later rings";
+  // The receipt may live anywhere, e.g. in another shared segment.
+  segment receipts = segment::create(64, testing::test_prefix() + "rc-");
+  testing::name_guard receipts_guard;
+  receipts_guard.set(receipts.name(), &segment::remove);
+  auto* receipt = new (static_cast<std::byte*>(receipts.base()) + 8) std::atomic<std::uint64_t>(0);
+  message m;
+  for (std::size_t i = 0; i < sent_ids.size(); ++i) {
+    ASSERT_EQ(ch.recv(m, deadline::immediate(), receipt), wait_result::ok);
+    EXPECT_EQ(text_of(m), payloads[i]);
+    EXPECT_EQ(receipt->load(std::memory_order_acquire), sent_ids[i]) << i;
+  }
+  // Nothing taken: the receipt keeps its value.
+  EXPECT_EQ(ch.recv(m, deadline::immediate(), receipt), wait_result::timed_out);
+  EXPECT_EQ(receipt->load(), sent_ids.back());
+}
+
+TEST_F(ChannelTest, ReceiptOfAReaderKilledAfterTheTakeNamesTheMessage) {
+  watchdog guard(30s);
+  channel ch = make(options(), endpoint_role::both);
+  segment receipts = segment::create(64, testing::test_prefix() + "rc-");
+  testing::name_guard receipts_guard;
+  receipts_guard.set(receipts.name(), &segment::remove);
+  auto* receipt = new (receipts.base()) std::atomic<std::uint64_t>(0);
+  std::uint64_t first = 0;
+  std::uint64_t second = 0;
+  ASSERT_EQ(ch.send(bytes_of("task one"), deadline::immediate(), &first), wait_result::ok);
+  ASSERT_EQ(ch.send(bytes_of(std::string(100000, 't')), deadline::immediate(), &second), wait_result::ok);
+  const mphost::testing::child_result died = run_in_child([&] {
+    message m;
+    if (ch.recv(m, deadline::after(5s), receipt) != wait_result::ok) return 2;
+    ::kill(::getpid(), SIGKILL);  // dies holding the message
+    return 3;
+  });
+  EXPECT_FALSE(died.exited);
+  EXPECT_EQ(died.signal, SIGKILL);
+  EXPECT_EQ(receipt->load(std::memory_order_acquire), first);
+  message m;
+  std::atomic<std::uint64_t> mine{0};
+  ASSERT_EQ(ch.recv(m, deadline::after(5s), &mine), wait_result::ok);
+  EXPECT_TRUE(m.is_block());
+  EXPECT_EQ(mine.load(), second);
 }
 
 }  // namespace

@@ -157,7 +157,8 @@ void advance_head_ring(channel::state& s) {
 
 // Takes the next message into `out` (or, with out == nullptr, only says
 // whether there is one). Under read_lock.
-take_result take_locked(channel::state& s, message* out, bool check_writers, block_ref& ref, spin_hint& hint) {
+take_result take_locked(channel::state& s, message* out, bool check_writers, block_ref& ref, spin_hint& hint,
+                        std::atomic<std::uint64_t>* receipt) {
   control& c = *s.ctl;
   for (;;) {
     const std::uint64_t hr = c.head_ring.load(std::memory_order_acquire);
@@ -230,6 +231,8 @@ take_result take_locked(channel::state& s, message* out, bool check_writers, blo
         break;
     }
     consume(c, r, head + f.size);
+    // The message is ours from here: say so at once (channel.hpp, Receipts).
+    if (receipt != nullptr) receipt->store(message_identity(r.id, head), std::memory_order_release);
     // More published frames and other readers asleep: pass the wake-up on,
     // so that a wake spent on a reader that found a pending frame is not lost.
     if (head + f.size != tail && c.readers_waiting.load(std::memory_order_relaxed) != 0) {
@@ -255,7 +258,7 @@ bool hint_changed(const control& c, const spin_hint& h) noexcept {
 // Reserves a frame of `length` payload bytes, waiting for room as the
 // deadline allows (bounded channels only).
 wait_result reserve_frame(channel::state& s, frame_kind kind, std::size_t length, std::shared_ptr<void>& ring_keep,
-                          frame_header*& header, std::byte*& payload, const deadline& until) {
+                          frame_header*& header, std::byte*& payload, std::uint64_t& identity, const deadline& until) {
   control& c = *s.ctl;
   s.ensure_slot();
   const std::uint64_t size = frame_size(length);
@@ -293,6 +296,7 @@ wait_result reserve_frame(channel::state& s, frame_kind kind, std::size_t length
           }
           header = begin_frame(r.data, offset, kind, static_cast<std::uint32_t>(length), s.writer_id());
           payload = r.data + offset + sizeof(frame_header);
+          identity = message_identity(r.id, tail);
           if (r.id != 0) ring_keep = s.w_ring;
           r.hdr->tail.store(tail + size, std::memory_order_release);
           if (start_ns != 0) s.send_spin.record(start_ns);
@@ -343,7 +347,7 @@ wait_result reserve_frame(channel::state& s, frame_kind kind, std::size_t length
   }
 }
 
-wait_result receive(channel::state& s, message* out, const deadline& until) {
+wait_result receive(channel::state& s, message* out, const deadline& until, std::atomic<std::uint64_t>* receipt) {
   control& c = *s.ctl;
   bool check_writers = false;
   bool spun = false;
@@ -352,7 +356,7 @@ wait_result receive(channel::state& s, message* out, const deadline& until) {
     block_ref ref;
     {
       detail::scoped_lock lock(c.read_lock);
-      t = take_locked(s, out, check_writers, ref, hint);
+      t = take_locked(s, out, check_writers, ref, hint, receipt);
     }
     if (t == take_result::got_block) detail::message_access::set_block(*out, s.blocks->adopt(ref));
     return t == take_result::got || t == take_result::got_block;

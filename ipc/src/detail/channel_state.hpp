@@ -67,14 +67,21 @@ bool is_power_of_two(std::uint64_t x) noexcept;
 bool valid_ring(const ring_header* h, std::uint64_t id, std::uint64_t room) noexcept;
 std::shared_ptr<ring_map> make_map(ring_header* h, segment seg);
 void init_ring(ring_header* h, std::uint64_t id, std::uint64_t capacity, std::uint64_t data_offset) noexcept;
+// The identity of the frame at `position` of ring `ring_id` (channel.hpp).
+constexpr std::uint64_t message_identity(std::uint64_t ring_id, std::uint64_t position) noexcept {
+  return ((ring_id + 1) << 56) | ((position / frame_alignment) & ((std::uint64_t{1} << 56) - 1));
+}
 // After a commit: wakes a sleeping reader and the doorbell watchers.
 void notify_readers(control& c) noexcept;
 // Reserves a frame of `length` payload bytes, waiting for room as the
 // deadline allows (bounded channels only); sets the header and payload.
+// `identity` is set to the frame's message identity.
 wait_result reserve_frame(channel::state& s, frame_kind kind, std::size_t length, std::shared_ptr<void>& ring_keep,
-                          frame_header*& header, std::byte*& payload, const deadline& until);
-// recv (out != nullptr) or poll (out == nullptr) with waiting.
-wait_result receive(channel::state& s, message* out, const deadline& until);
+                          frame_header*& header, std::byte*& payload, std::uint64_t& identity, const deadline& until);
+// recv (out != nullptr) or poll (out == nullptr) with waiting. A recv
+// stores the identity of the message it takes into `receipt` (if any).
+wait_result receive(channel::state& s, message* out, const deadline& until,
+                    std::atomic<std::uint64_t>* receipt = nullptr);
 
 }  // namespace detail
 

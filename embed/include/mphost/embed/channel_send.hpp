@@ -16,7 +16,9 @@
 // unless they raised. Returns 1 when sent, 0 when `until` passed first, -1
 // with a Python error set: a part that is not a buffer (TypeError), no
 // reader left (BrokenPipeError), or the core's error as errors.hpp maps it.
+// When sent, `*sent` (if given) is the message's identity (channel.hpp).
 
+#include <cstdint>
 #include <span>
 
 #include "mphost/embed/python.hpp"
@@ -28,7 +30,8 @@ class channel;
 
 namespace mphost::embed {
 
-int send_message(ipc::channel& ch, std::span<const std::byte> bytes, const ipc::deadline& until);
-int send_gathered(ipc::channel& ch, PyObject* parts, const ipc::deadline& until);
+int send_message(ipc::channel& ch, std::span<const std::byte> bytes, const ipc::deadline& until,
+                 std::uint64_t* sent = nullptr);
+int send_gathered(ipc::channel& ch, PyObject* parts, const ipc::deadline& until, std::uint64_t* sent = nullptr);
 
 }  // namespace mphost::embed

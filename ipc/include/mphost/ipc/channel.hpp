@@ -63,10 +63,28 @@
 // the ring's unread contents are discarded and the channel stays usable.
 // Failures to create or map segments throw std::system_error with errno.
 //
+// Identities and receipts. Every message has an identity: a nonzero 64-bit
+// number, unique among the messages of one channel for the channel's
+// lifetime. It is (ring id + 1) << 56 | (position of the frame in that ring
+// / 16), where the ring id counts the rings of an unbounded channel from 0
+// and the position is the ring's running byte count (it never wraps: a ring
+// carries 2^60 bytes before the encoding repeats). send, send_block and a
+// committed reservation report it to the writer; recv can store it into a
+// receipt, a std::atomic<std::uint64_t> that may live in another shared
+// segment (a slot per pool worker, read by the parent), with release
+// ordering, as soon as the message is taken: after the frame left the ring
+// and before recv copies out a large block's contents or returns. A reader
+// that dies after that store has left a true statement of the message it
+// held; one killed in the few instructions between the frame leaving the
+// ring (the head moving, under the read lock) and the store loses the
+// message without a receipt. A data frame (not a block) is copied out of the
+// ring before it is taken, as the ring space is reused at once after.
+//
 // Threads. One channel object may be used by several threads at once, except
 // that close() and destruction must not race with other calls. A reservation
 // must be committed or abandoned before its channel object is closed.
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -159,24 +177,29 @@ class channel {
   bool unbounded() const noexcept;
   std::size_t large_threshold() const noexcept;
 
-  // Sends one message (any size; empty is allowed). Throws
-  // std::system_error: errc::handle_closed after close(), EBADF on an
-  // endpoint that may not write, errno when a block or ring cannot be made.
-  wait_result send(std::span<const std::byte> bytes, const deadline& until = deadline::infinite());
+  // Sends one message (any size; empty is allowed); on ok, `*sent` (if
+  // given) is its identity. Throws std::system_error: errc::handle_closed
+  // after close(), EBADF on an endpoint that may not write, errno when a
+  // block or ring cannot be made.
+  wait_result send(std::span<const std::byte> bytes, const deadline& until = deadline::infinite(),
+                   std::uint64_t* sent = nullptr);
   // A block for a message of `size` bytes, to fill and pass to send_block
   // (from the channel's pool when one fits).
   large_block make_block(std::size_t size);
   // Sends a filled block of this channel by reference; on ok the block is
   // consumed (empty), otherwise it stays with the caller (dropping it
   // returns it to the pool). EINVAL for a block of another channel.
-  wait_result send_block(large_block& block, const deadline& until = deadline::infinite());
+  wait_result send_block(large_block& block, const deadline& until = deadline::infinite(), std::uint64_t* sent = nullptr);
   // Two-step send: reserve `size` bytes, fill reservation::bytes(), commit.
   // Sizes above large_threshold() throw errc::message_too_large here.
   wait_result reserve(std::size_t size, reservation& out, const deadline& until = deadline::infinite());
 
   // Receives one message into `out`. Throws errc::corrupt_frame (see
-  // Faults), errc::handle_closed, EBADF on a write-only endpoint.
-  wait_result recv(message& out, const deadline& until = deadline::infinite());
+  // Faults), errc::handle_closed, EBADF on a write-only endpoint. With a
+  // receipt (8-byte aligned, in any mapping), the message's identity is
+  // stored into it as soon as the message is taken (see Identities).
+  wait_result recv(message& out, const deadline& until = deadline::infinite(),
+                   std::atomic<std::uint64_t>* receipt = nullptr);
   // Waits until a message is ready (ok) or the channel is closed (closed),
   // without taking it.
   wait_result poll(const deadline& until = deadline::immediate());
@@ -236,6 +259,8 @@ class channel::reservation {
   std::span<std::byte> bytes() const noexcept { return {payload_, size_}; }
   // Publishes the message and wakes a sleeping reader.
   void commit() noexcept;
+  // The identity the message has (valid from reserve() on, once committed).
+  std::uint64_t id() const noexcept { return id_; }
   // Gives the space up; readers skip it.
   void abandon() noexcept;
 
@@ -246,6 +271,7 @@ class channel::reservation {
   void* header_ = nullptr;
   std::byte* payload_ = nullptr;
   std::size_t size_ = 0;
+  std::uint64_t id_ = 0;
 };
 
 // In a child between fork() and exec(): unregisters every endpoint the child
