@@ -174,8 +174,8 @@ def test_callbacks(tp):
 
 
 def test_callback_may_use_the_pool(tp):
-    # A callback runs in the thread that reads results; waiting on the pool
-    # from there must not deadlock.
+    # A callback runs in the result handler thread; waiting on the pool from
+    # there must not deadlock (it does with the stdlib).
     out = []
     r = tp.apply_async(h.sqr, (2,), callback=lambda v: out.append(tp.apply(h.sqr, (v,))))
     assert r.get(TIMEOUT) == 4 and out == [16]
@@ -285,6 +285,23 @@ def test_terminate_while_busy():
     bounded_join(p)
     assert not r.ready()
     assert all(not w.is_alive() for w in p._pool)
+
+
+def test_terminate_does_not_wait_for_running_tasks():
+    # As with the stdlib: busy worker threads cannot be stopped, and
+    # terminate() leaves them to finish their task (they are daemon threads)
+    # instead of waiting for them; their results are never delivered.
+    p = ThreadPool(2)
+    r = p.map_async(time.sleep, [3, 3, 3])
+    time.sleep(0.3)
+    started = time.monotonic()
+    p.terminate()
+    assert time.monotonic() - started < 1.0
+    assert p._state == mpool.TERMINATE and not r.ready()
+    assert not p._result_handler.is_alive() and not p._task_handler.is_alive()
+    assert sum(w.is_alive() for w in p._pool) == 2
+    bounded_join(p)               # join() does wait for them, as stock's does
+    assert not r.ready() and not any(w.is_alive() for w in p._pool)
 
 
 def test_context_manager():

@@ -1,0 +1,282 @@
+"""The worker side of multiprocessing.pool: the loop a pool worker runs,
+the exceptions that carry a task's failure back to the caller, and the
+message tags both sides share. See multiprocessing.pool for the overview;
+every public name here is re-exported there (and named after it)."""
+
+import itertools
+import os
+import signal
+import time
+import traceback
+
+from . import util
+from .context import ProcessError
+
+# Tags of the messages workers (and the worker handler) put on the outqueue.
+# `seq` numbers the tasks and batches one worker took (1, 2, ...).
+_STARTED = 0   # (_STARTED, pid, seq, job, first index, number of tasks)
+_DONE = 1      # (_DONE, pid, seq, job, index, (success, value))
+_BATCH = 2     # (_BATCH, pid, seq, seconds spent, job, first index, [(success, value), ...])
+_EXITED = 3    # (_EXITED, pid, exitcode, held), put by the parent; held is
+               # (job, first index, number of tasks, seq) or None
+# A worker's slot on the task board: job, first index, number of tasks, seq.
+_SLOT_CELLS = 4
+
+# How long an idle worker process polls for its next task before it sleeps
+# in get(): a task that arrives meanwhile costs no wake-up of a sleeping
+# process (tens of microseconds on other cores), which is most of a short
+# task's round trip. Each miss halves the budget; after a few misses the
+# worker stops polling and tries again every _SPIN_RETRY tasks.
+_IDLE_SPIN_SECONDS = 0.0001
+_SPIN_RETRY = 64
+
+
+def mapstar(args):
+    return list(map(*args))
+
+
+def starmapstar(args):
+    return list(itertools.starmap(args[0], args[1]))
+
+
+#
+# Exceptions that cross from workers to the caller
+#
+
+class RemoteTraceback(Exception):
+    """The formatted traceback of an exception raised in a worker; it is
+    the ``__cause__`` of the exception re-raised in the caller."""
+
+    def __init__(self, tb):
+        self.tb = tb
+
+    def __str__(self):
+        return self.tb
+
+
+class ExceptionWithTraceback:
+    """Carries an exception and its formatted traceback to the parent,
+    where unpickling rebuilds the exception with a RemoteTraceback cause."""
+
+    def __init__(self, exc, tb):
+        text = ''.join(traceback.format_exception(type(exc), exc, tb))
+        self.exc = exc
+        self.tb = '\n"""\n%s"""' % text
+
+    def __reduce__(self):
+        return rebuild_exc, (self.exc, self.tb)
+
+
+def rebuild_exc(exc, tb):
+    exc.__cause__ = RemoteTraceback(tb)
+    return exc
+
+
+class MaybeEncodingError(Exception):
+    """A task's result (or exception) could not be pickled back to the
+    caller; keeps the reprs of the value and of the pickling error."""
+
+    def __init__(self, exc, value):
+        self.exc = repr(exc)
+        self.value = repr(value)
+        super().__init__(self.exc, self.value)
+
+    def __str__(self):
+        return f"Error sending result: '{self.value}'. Reason: '{self.exc}'"
+
+    def __repr__(self):
+        return f'<{type(self).__name__}: {self}>'
+
+
+class WorkerLostError(ProcessError):
+    """A pool worker died (killed by a signal, os._exit, a crash...) while it
+    held tasks of a call; that call fails with this error. The pool starts a
+    replacement worker and stays usable."""
+
+    def __init__(self, pid, exitcode, ntasks=1):
+        self.pid = pid
+        self.exitcode = exitcode
+        self.ntasks = ntasks
+        if exitcode is not None and exitcode < 0:
+            try:
+                how = 'died with ' + signal.Signals(-exitcode).name
+            except ValueError:
+                how = f'died with signal {-exitcode}'
+        else:
+            how = f'exited with code {exitcode}'
+        what = 'a task' if ntasks == 1 else f'a batch of {ntasks} tasks'
+        super().__init__(f'worker {pid} {how} while running {what}')
+
+    def __reduce__(self):
+        return type(self), (self.pid, self.exitcode, self.ntasks)
+
+
+
+def _helper_reraises_exception(ex):
+    """Kept for code that names it; the pool itself never sends it."""
+    raise ex
+
+
+#
+# The worker loop
+#
+
+def _call(func, args, kwds, wrap_exception):
+    try:
+        return (True, func(*args, **kwds))
+    except Exception as e:
+        if not wrap_exception:
+            return (False, e)
+        if func is not _helper_reraises_exception:
+            e = ExceptionWithTraceback(e, e.__traceback__)
+        return _sendable_failure(e)
+
+
+def _sendable_failure(exc):
+    """(False, exc), or (False, MaybeEncodingError) if exc would not survive
+    the trip to the parent. Exceptions whose __init__ wants other arguments
+    than their args pickle fine but fail to unpickle, which would leave the
+    parent without any answer for the task."""
+    from .reduction import ForkingPickler
+    try:
+        ForkingPickler.loads(ForkingPickler.dumps(exc))
+    except Exception as e:
+        return (False, MaybeEncodingError(e, getattr(exc, 'exc', exc)))
+    return (False, exc)
+
+
+def _encodable(result):
+    """result, or a failure carrying a MaybeEncodingError if it cannot be
+    pickled."""
+    from .reduction import ForkingPickler
+    try:
+        ForkingPickler.dumps(result[1])
+        return result
+    except Exception as e:
+        return (False, MaybeEncodingError(e, result[1]))
+
+
+def _task_marker(tracking, put, pid):
+    """The function a worker calls before running a task or batch, telling
+    the parent what it holds: in its slot of the pool's task board when it
+    has one, else with a STARTED message. None when nothing is tracked."""
+    if tracking is None:
+        return None
+    board, slot = tracking
+    if board is None:
+        def mark(seq, job, first, n):
+            put((_STARTED, pid, seq, job, first, n))
+        return mark
+    cells = memoryview(board).cast('B').cast('q')
+    base = slot * _SLOT_CELLS
+
+    def mark(seq, job, first, n):
+        cells[base] = job
+        cells[base + 1] = first
+        cells[base + 2] = n
+        cells[base + 3] = seq      # written last: it validates the others
+    return mark
+
+
+def _spin_until_readable(poll, budget):
+    """Poll (yielding the CPU in between) until there is something to read
+    (True) or `budget` seconds passed (False)."""
+    if poll(0):
+        return True
+    deadline = time.perf_counter() + budget
+    pause = os.sched_yield
+    while time.perf_counter() < deadline:
+        pause()
+        if poll(0):
+            return True
+    return False
+
+
+def _run_batch(tasks, put, pid, seq, wrap_exception, mark):
+    job, first = tasks[0][0], tasks[0][1]
+    if mark is not None:
+        mark(seq, job, first, len(tasks))
+    started = time.perf_counter()
+    results = [_call(func, args, kwds, wrap_exception) for _, _, func, args, kwds in tasks]
+    spent = time.perf_counter() - started
+    try:
+        put((_BATCH, pid, seq, spent, job, first, results))
+    except Exception:
+        put((_BATCH, pid, seq, spent, job, first, [_encodable(r) for r in results]))
+    return len(tasks)
+
+
+def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
+           wrap_exception=False, _tracking=None):
+    """Body of a pool worker: take tasks from inqueue until told to stop
+    (None) or maxtasks tasks are done; put their results on outqueue.
+
+    With `_tracking` (given by Pool), the worker tells the parent which
+    task it runs, so that its death fails that task instead of losing it.
+    """
+    if maxtasks is not None and not (isinstance(maxtasks, int) and maxtasks >= 1):
+        raise AssertionError(f'Maxtasks {maxtasks!r} is not valid')
+    put = outqueue.put
+    get = inqueue.get
+    if hasattr(inqueue, '_writer'):
+        # This process only reads tasks and only writes results.
+        inqueue._writer.close()
+        outqueue._reader.close()
+    if initializer is not None:
+        initializer(*initargs)
+    pid = os.getpid()
+    mark = _task_marker(_tracking, put, pid)
+    # Worker processes poll a little before sleeping; threads never do.
+    reader = getattr(inqueue, '_reader', None)
+    poll = reader.poll if reader is not None and _IDLE_SPIN_SECONDS else None
+    budget = _IDLE_SPIN_SECONDS
+    skipped = 0
+    seq = 0            # numbers the tasks and batches this worker takes
+    completed = 0
+    while maxtasks is None or completed < maxtasks:
+        try:
+            if poll is not None:
+                if budget:
+                    if _spin_until_readable(poll, budget):
+                        budget = _IDLE_SPIN_SECONDS
+                    elif budget > _IDLE_SPIN_SECONDS / 8:
+                        budget /= 2
+                    else:
+                        budget = 0
+                else:
+                    skipped += 1
+                    if skipped >= _SPIN_RETRY:
+                        budget, skipped = _IDLE_SPIN_SECONDS, 0
+            msg = get()
+        except (EOFError, OSError):
+            util.debug('worker got EOFError or OSError -- exiting')
+            break
+        if msg is None:
+            util.debug('worker got sentinel -- exiting')
+            break
+        seq += 1
+        if type(msg) is list:
+            completed += _run_batch(msg, put, pid, seq, wrap_exception, mark)
+        else:
+            job, i, func, args, kwds = msg
+            if mark is not None:
+                mark(seq, job, i, 1)
+            result = _call(func, args, kwds, wrap_exception)
+            try:
+                put((_DONE, pid, seq, job, i, result))
+            except Exception as e:
+                wrapped = MaybeEncodingError(e, result[1])
+                util.debug(f'Possible encoding error while sending result: {wrapped}')
+                put((_DONE, pid, seq, job, i, (False, wrapped)))
+            completed += 1
+        # Drop references to the task before waiting for the next one.
+        msg = job = func = args = kwds = result = None
+    util.debug(f'worker exiting after {completed} tasks')
+
+
+# Their home is multiprocessing.pool, as in the stdlib: that is the module
+# pickles and tracebacks name.
+for _obj in (mapstar, starmapstar, RemoteTraceback, ExceptionWithTraceback, rebuild_exc,
+             MaybeEncodingError, WorkerLostError, worker):
+    _obj.__module__ = 'multiprocessing.pool'
+del _obj
