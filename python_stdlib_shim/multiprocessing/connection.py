@@ -260,59 +260,53 @@ class _ConnectionBase:
 
 
 class _Encoder:
-    """A ForkingPickler-equivalent pickler kept for reuse by one thread.
+    """The pickler `send()` and `put()` use: ForkingPickler's output, byte
+    for byte (same protocol, same reducers), from a pickler kept per thread.
 
     Building a ForkingPickler copies the whole reducer table, which costs
     several times more than pickling a small message; this one is built
-    once per thread and rebuilt when reducers are registered. With
-    `out_of_band`, it pickles with protocol 5 and keeps large buffers
-    (numpy arrays, bytearrays, PickleBuffer) out of the pickle, in
-    `self.buffers`.
+    once per thread and rebuilt when reducers are registered.
+
+    The pickler writes into a list of chunks instead of one growing buffer:
+    the C pickler hands a payload of 64 KiB or more (a bytes object, the
+    bytes of a numpy array) to write() as it is, between two frames, so a
+    large payload is referenced here, not copied. `parts(obj)` returns
+    those chunks, and a channel copies them once, straight into shared
+    memory; `dumps(obj)` joins them.
     """
 
-    __slots__ = ('pickler', 'chunks', 'key', 'busy', 'protocol', 'buffers', 'callback')
+    __slots__ = ('pickler', 'chunks', 'key', 'busy')
 
-    def __init__(self, out_of_band=False):
+    def __init__(self):
         self.pickler = None
         self.chunks = []
         self.key = None
         self.busy = False
-        self.buffers = []
-        self.protocol = 5 if out_of_band else _PROTOCOL
-        self.callback = self._take_buffer if out_of_band else None
 
-    def _take_buffer(self, buffer):
-        # Out of band (a false result) when large and contiguous.
-        try:
-            size = buffer.raw().nbytes
-        except BufferError:
-            return True
-        if size < _OUT_OF_BAND_MIN:
-            return True
-        self.buffers.append(buffer)
-        return False
-
-    def dumps(self, obj):
+    def parts(self, obj):
         key = (len(copyreg.dispatch_table), len(_ForkingPickler._extra_reducers))
         if key != self.key or self.pickler is None:
             table = copyreg.dispatch_table.copy()
             table.update(_ForkingPickler._extra_reducers)
             sink = _Sink()
             sink.write = self.chunks.append
-            self.pickler = pickle.Pickler(sink, self.protocol, buffer_callback=self.callback)
+            self.pickler = pickle.Pickler(sink, _PROTOCOL)
             self.pickler.dispatch_table = table
             self.key = key
         chunks = self.chunks
         self.busy = True
         try:
             self.pickler.dump(obj)
-            if len(chunks) == 1:
-                return chunks[0]
-            return b''.join(chunks)
+            taken = chunks[:]
         finally:
             chunks.clear()
             self.pickler.clear_memo()
             self.busy = False
+        return taken
+
+    def dumps(self, obj):
+        chunks = self.parts(obj)
+        return chunks[0] if len(chunks) == 1 else b''.join(chunks)
 
 
 class _Sink:
@@ -324,98 +318,39 @@ _PROTOCOL = pickle.DEFAULT_PROTOCOL
 _encoders = threading.local()
 
 
-def _dumps(obj):
-    """ForkingPickler.dumps(obj), with a per-thread reusable pickler."""
+def _thread_encoder():
+    """This thread's encoder, or None while it is busy (a finalizer that
+    sends while the thread pickles)."""
     try:
         encoder = _encoders.encoder
     except AttributeError:
         encoder = _encoders.encoder = _Encoder()
-    if encoder.busy:
-        # Re-entered (a finalizer sending while this thread pickles).
+    return None if encoder.busy else encoder
+
+
+def _dumps(obj):
+    """ForkingPickler.dumps(obj), with a per-thread reusable pickler."""
+    encoder = _thread_encoder()
+    if encoder is None:
         return _ForkingPickler.dumps(obj)
     return encoder.dumps(obj)
 
 
-# Messages over shared-memory channels (Pipe ends, queues) may carry
-# protocol 5 out-of-band buffers: a frame of parts that the channel writes
-# one after the other, each buffer copied once, and that the receiver
-# unpickles in place, its buffers still in shared memory:
-#
-#   magic 'MPH\0', u32 buffer count n, u64 pickle size, n x u64 buffer size,
-#   zero padding to 64 bytes, the pickle, then each buffer, each starting at
-#   a multiple of 64 bytes (zero padding between).
-#
-# No pickle can start with the magic (BININT2 then opcode 0). Buffers
-# smaller than _OUT_OF_BAND_MIN stay in the pickle.
-_OUT_OF_BAND_MAGIC = b'MPH\0'
-_OUT_OF_BAND_MIN = 64 * 1024
-_OUT_OF_BAND_ALIGN = 64
-_OUT_OF_BAND_HEAD = struct.Struct('<4sIQ')
-
-
-def _padding(size):
-    return -size % _OUT_OF_BAND_ALIGN
-
-
 def _dumps_for_channel(obj):
-    """The message for `obj` on a channel: the pickle's bytes, or, when `obj`
-    holds large buffers, the parts of an out-of-band frame (a list)."""
-    try:
-        encoder = _encoders.channel_encoder
-    except AttributeError:
-        encoder = _encoders.channel_encoder = _Encoder(out_of_band=True)
-    if encoder.busy:
+    """The message `send(obj)` or `put(obj)` writes on a channel.
+
+    The message is ForkingPickler.dumps(obj), exactly, so that every reader
+    takes it: recv() or get(), and equally recv_bytes() followed by any
+    unpickler, as on the stdlib, where send(obj) is
+    send_bytes(ForkingPickler.dumps(obj)). Only its delivery differs: a
+    pickle with large payloads is returned as the list of its chunks, which
+    the channel gathers into one message without joining them first.
+    """
+    encoder = _thread_encoder()
+    if encoder is None:
         return _ForkingPickler.dumps(obj)
-    encoder.buffers = buffers = []
-    try:
-        data = encoder.dumps(obj)
-    finally:
-        encoder.buffers = []  # holds no caller's buffer after the call
-    if not buffers:
-        return data
-    raws = [b.raw() for b in buffers]
-    head = _OUT_OF_BAND_HEAD.pack(_OUT_OF_BAND_MAGIC, len(raws), len(data)) + \
-        struct.pack('<%dQ' % len(raws), *(r.nbytes for r in raws))
-    parts = [head, bytes(_padding(len(head))), data]
-    at = len(head) + _padding(len(head)) + len(data)
-    for raw in raws:
-        gap = _padding(at)
-        if gap:
-            parts.append(bytes(gap))
-        parts.append(raw)
-        at += gap + raw.nbytes
-    return parts
-
-
-def _loads_channel_message(data):
-    """Unpickle a channel message: bytes, or a block received in place."""
-    view = memoryview(data)
-    if view[:4] != _OUT_OF_BAND_MAGIC:
-        return _unpickle_message(view)
-    try:
-        _, count, size = _OUT_OF_BAND_HEAD.unpack_from(view)
-        sizes = struct.unpack_from('<%dQ' % count, view, _OUT_OF_BAND_HEAD.size)
-        at = _OUT_OF_BAND_HEAD.size + 8 * count
-        at += _padding(at)
-        pickled = view[at:at + size]
-        at += size
-        buffers = []
-        for n in sizes:
-            at += _padding(at)
-            buffers.append(view[at:at + n])
-            at += n
-        if at > len(view) or len(pickled) != size:
-            raise ValueError('sizes beyond the message')
-    except (struct.error, ValueError) as exc:
-        raise pickle.UnpicklingError(
-            'received a message of %d bytes with a damaged out-of-band frame: %s'
-            % (len(view), exc)) from exc
-    try:
-        return pickle.loads(pickled, buffers=buffers)
-    except (pickle.UnpicklingError, EOFError, IndexError, struct.error, ValueError) as exc:
-        raise pickle.UnpicklingError(
-            'received a message of %d bytes that is not a valid pickle: %s'
-            % (len(view), exc)) from exc
+    chunks = encoder.parts(obj)
+    return chunks[0] if len(chunks) == 1 else chunks
 
 
 def _unpickle_message(data):
@@ -693,17 +628,18 @@ class _ChannelConnection(Connection):
         self._inbound = self._outbound = None
 
     def send(self, obj):
-        """Send a picklable object (large buffers out of band, see
-        _dumps_for_channel)."""
+        """Send a picklable object: ForkingPickler.dumps(obj), gathered
+        into the channel (see _dumps_for_channel)."""
         self._check_closed()
         self._check_writable()
         self._outbound.send(_dumps_for_channel(obj))
 
     def recv(self):
-        """Receive one pickled object; a large one is read in place."""
+        """Receive one pickled object; a large message is unpickled where
+        it lies in shared memory (the unpickler copies what it keeps)."""
         self._check_closed()
         self._check_readable()
-        return _loads_channel_message(self._inbound.recv(None, True))
+        return _unpickle_message(self._inbound.recv(None, True))
 
     def _send_bytes(self, buf):
         self._outbound.send(buf)

@@ -92,7 +92,7 @@ class Queue(object):
         self._poll = self._reader.poll
         self._direct = not self._uses_feeder()
         self._port = _QueuePort(self, self._writer._outbound, self._reader._inbound,
-                                self._sem._semlock, _dumps, connection._loads_channel_message)
+                                self._sem._semlock, _dumps, connection._unpickle_message)
         if self._direct:
             # put/get straight to the native calls, unless a subclass
             # defines its own.
