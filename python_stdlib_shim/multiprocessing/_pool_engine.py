@@ -15,7 +15,7 @@ import traceback
 
 from . import util
 from .connection import wait
-from ._pool_worker import (_STARTED, _DONE, _BATCH, _EXITED, _SLOT_CELLS,
+from ._pool_worker import (_DONE, _BATCH, _EXITED, _UNREADABLE, _SLOT_CELLS,
                            WorkerLostError, worker)
 
 #
@@ -202,6 +202,11 @@ def _has_callback(result):
             or getattr(result, '_error_callback', None) is not None)
 
 
+def _dumps(obj):
+    from .reduction import ForkingPickler
+    return ForkingPickler.dumps(obj)
+
+
 class _Engine:
     """The machinery of one pool: queues, helper threads, worker upkeep and
     the routing of results. It holds no reference to the Pool object, so a
@@ -232,7 +237,8 @@ class _Engine:
         self.state = RUN
 
         self.doorbell = _Doorbell()
-        # The task board: one slot per worker where it notes the task it runs.
+        # The task board: one slot per worker, where the inqueue's channel
+        # stores the identity of the message the worker took (its receipt).
         self.board = None
         self._cells = None
         self._free_slots = []
@@ -240,10 +246,13 @@ class _Engine:
         if self.tracks_tasks:
             nslots = 2 * self.processes
             try:
-                board = self.ctx.RawArray('q', nslots * _SLOT_CELLS)
-                self._cells = memoryview(board).cast('B').cast('q')
-            except Exception as e:   # no shared memory: workers send STARTED
+                if not hasattr(getattr(self.inqueue, '_writer', None), '_outbound'):
+                    raise TypeError('the inqueue is not a channel')
+                board = self.ctx.RawArray('Q', nslots * _SLOT_CELLS)
+                self._cells = memoryview(board).cast('B').cast('Q')
+            except Exception as e:   # the pool runs without tracking, like stock
                 util.debug(f'pool runs without a task board: {e!r}')
+                self.tracks_tasks = False
             else:
                 self.board = board
                 self._free_slots = list(range(nslots - 1, -1, -1))
@@ -259,8 +268,11 @@ class _Engine:
         self._window = _WINDOW_PER_WORKER * self.processes + 1
         self._inflight = 0           # messages on the inqueue or held by workers
         self._slot_waiting = False
-        self._held = {}              # pid -> (job, first, n, seq) from STARTED messages
-        self._answered = {}          # pid -> seq of the last task it answered
+        # Tracking (see _record and _dispatch); identities are the inqueue's.
+        self._sent = {}              # ident -> (job, first, n); None for a stop sentinel
+        self._early = {}             # ident -> None (answered) or the exception to
+                                     # fail it with, settled before _record saw it
+        self._answered = {}          # pid -> ident of the last message it answered
         self._streams = {}           # job -> _Stream being sent
         self._reader = None          # ident of the thread holding the reader role
         self._bg_ident = None
@@ -294,15 +306,12 @@ class _Engine:
         with self._pool_lock:
             for _ in range(self.processes - len(self.workers)):
                 tracking, slot = None, None
-                if self.tracks_tasks:
-                    if self._free_slots:
-                        slot = self._free_slots.pop()
-                        base = slot * _SLOT_CELLS
-                        for k in range(_SLOT_CELLS):
-                            self._cells[base + k] = 0
-                        tracking = (self.board, slot)
-                    else:
-                        tracking = (None, -1)
+                if self.tracks_tasks and self._free_slots:
+                    slot = self._free_slots.pop()
+                    base = slot * _SLOT_CELLS
+                    for k in range(_SLOT_CELLS):
+                        self._cells[base + k] = 0
+                    tracking = (self.board, slot)
                 w = self.Process(self.ctx, target=worker,
                                  args=(self.inqueue, self.outqueue, self.initializer,
                                        self.initargs, self.maxtasks,
@@ -321,8 +330,9 @@ class _Engine:
                 util.debug('added worker')
 
     def join_exited(self):
-        """Reap workers that exited; return [(pid, exitcode, held)] of them,
-        held being what the board says the worker last took (or None)."""
+        """Reap workers that exited; return [(pid, exitcode, ident)] of them,
+        ident being the receipt on the board: the identity of the last
+        message the worker took (0: none, or untracked)."""
         exited = []
         with self._pool_lock:
             for w in list(self.workers):
@@ -330,23 +340,20 @@ class _Engine:
                     util.debug(f'cleaning up worker {w.pid}')
                     w.join()
                     self.workers.remove(w)
-                    held = None
+                    ident = 0
                     slot = self._slot_of.pop(w, None)
                     if slot is not None:
-                        base = slot * _SLOT_CELLS
-                        job, first, n, seq = self._cells[base:base + _SLOT_CELLS]
-                        if seq:
-                            held = (job, first, n, seq)
+                        ident = self._cells[slot * _SLOT_CELLS]
                         self._free_slots.append(slot)
-                    exited.append((w.pid, w.exitcode, held))
+                    exited.append((w.pid, w.exitcode, ident))
         return exited
 
     def maintain(self):
         exited = self.join_exited()
         if exited and self.tracks_tasks and self.state != TERMINATE:
-            for pid, exitcode, held in exited:
+            for pid, exitcode, ident in exited:
                 # Queued behind everything the worker wrote before it died.
-                self.outqueue.put((_EXITED, pid, exitcode, held))
+                self.outqueue.put((_EXITED, pid, exitcode, ident))
         if self.state != TERMINATE:
             self.repopulate()
 
@@ -380,11 +387,59 @@ class _Engine:
         stream = _Stream(result, func, args, set_length, self.maxtasks is None, left)
         self.taskqueue.put(stream)
 
+    def _write(self, obj, what=None):
+        """Put one message on the inqueue. When tasks are tracked, the
+        message is ForkingPickler.dumps(obj) written on the inqueue's channel
+        (what SimpleQueue.put writes), and its identity is recorded with
+        `what` it carries: (job, first index, number of tasks), or None."""
+        if not self.tracks_tasks:
+            with self._put_lock:
+                self._put_task(obj)
+            return
+        data = _dumps(obj)
+        with self._put_lock:
+            ident = self.inqueue._writer._outbound.send(data)
+        data = None
+        self._record(ident, what)
+
+    def _record(self, ident, what):
+        """Note what message `ident` carries, unless its answer (or the
+        death of the worker that took it) was already read: a reader can be
+        faster than the sender's return from send()."""
+        with self._lock:
+            early = self._early.pop(ident, _NOTHING)
+            if early is _NOTHING:
+                self._sent[ident] = what
+                return
+            if early is None or what is None:
+                return               # answered, or a sentinel
+            job, first, n = what
+            if isinstance(early, WorkerLostError):
+                # Its worker died holding it: EXITED left the slot to us.
+                early = WorkerLostError(early.pid, early.exitcode, n)
+                self._inflight -= 1
+                if self._slot_waiting:
+                    self._slot_cond.notify()
+        self._lose(job, first, n, early)
+
+    def _lose(self, job, first, n, exc):
+        """Fail n tasks of job from first on, from a thread that is not
+        reading results."""
+        with self._lock:
+            result = self.cache.get(job)
+            done = result is not None and result._lose(first, n, exc)
+            if self._sleepers and not done:
+                self._cond.notify_all()
+            wake = self._reader_must_look()
+        if done:
+            self._finish([result])
+        if wake:
+            self._kick()
+
     def _send_one(self, task):
         """Put one task on the inqueue (a window slot is already taken)."""
         try:
-            with self._put_lock:
-                self._put_task(task)
+            self._write(task, (task[0], task[1], 1))
         except Exception as e:
             util.debug(f'could not send task: {e!r}')
             self._release_slots(1)
@@ -392,8 +447,7 @@ class _Engine:
 
     def _send_batch(self, batch):
         try:
-            with self._put_lock:
-                self._put_task(batch)
+            self._write(batch, (batch[0][0], batch[0][1], len(batch)))
             return
         except Exception:
             pass
@@ -502,9 +556,11 @@ class _Engine:
             self._bg_cond.notify_all()
         if self.state != TERMINATE:
             util.debug('task handler sending sentinel to workers')
-            with self._put_lock:
+            try:
                 for _ in range(len(self.workers)):
-                    self._put_task(None)
+                    self._write(None)
+            except Exception as e:
+                util.debug(f'could not send the stop sentinels: {e!r}')
         self._kick()
         util.debug('task handler exiting')
 
@@ -553,8 +609,9 @@ class _Engine:
         """Apply one outqueue message (lock held); return results it completed."""
         tag = msg[0]
         if tag == _BATCH:
-            _, pid, seq, spent, job, first, results = msg
-            self._answered[pid] = seq
+            _, pid, ident, spent, job, first, results = msg
+            if ident:
+                self._settle(pid, ident, None)
             self._inflight -= 1
             stream = self._streams.get(job)
             if stream is not None:
@@ -562,32 +619,53 @@ class _Engine:
             result = self.cache.get(job)
             done = result is not None and result._deliver_batch(first, results)
         elif tag == _DONE:
-            _, pid, seq, job, i, value = msg
-            self._answered[pid] = seq
+            _, pid, ident, job, i, value = msg
+            if ident:
+                self._settle(pid, ident, None)
             self._inflight -= 1
             result = self.cache.get(job)
             done = result is not None and result._deliver(i, value)
-        elif tag == _STARTED:
-            _, pid, seq, job, first, n = msg
-            self._held[pid] = (job, first, n, seq)
-            return None
         elif tag == _EXITED:
-            _, pid, exitcode, held = msg
-            announced = self._held.pop(pid, None)
-            held = held or announced
+            _, pid, exitcode, ident = msg
             answered = self._answered.pop(pid, 0)
-            if held is None or held[3] <= answered:
+            if not ident or ident == answered:
                 return None          # it held nothing when it died
+            what = self._sent.pop(ident, _NOTHING)
+            if what is None:
+                return None          # it took a stop sentinel
+            if what is _NOTHING:     # sent, not yet recorded: _record fails it
+                self._early[ident] = WorkerLostError(pid, exitcode)
+                return None
             self._inflight -= 1
-            job, first, n, _ = held
+            job, first, n = what
             util.info(f'worker {pid} exited with {exitcode} holding {n} task(s) of job {job}')
             result = self.cache.get(job)
             done = result is not None and result._lose(first, n, WorkerLostError(pid, exitcode, n))
+        elif tag == _UNREADABLE:
+            _, pid, ident, exc = msg
+            what = self._settle(pid, ident, exc)
+            self._inflight -= 1
+            if what is None:
+                return None
+            job, first, n = what
+            result = self.cache.get(job)
+            done = result is not None and result._lose(first, n, exc)
         else:
             raise RuntimeError(f'unexpected message on the result queue: {msg!r}')
         if self._slot_waiting and self._inflight < self._window:
             self._slot_cond.notify()
         return [result] if done else None
+
+    def _settle(self, pid, ident, early):
+        """Message `ident` was answered by worker pid (lock held): forget it
+        and return what it carried; if its sender has not recorded it yet,
+        leave `early` (None, or the exception that fails it) for _record."""
+        self._answered[pid] = ident
+        what = self._sent.pop(ident, _NOTHING)
+        if what is _NOTHING:
+            self._early[ident] = early
+            return None
+        return what
 
     def _handle(self, msg):
         if msg is None:

@@ -13,14 +13,17 @@ from . import util
 from .context import ProcessError
 
 # Tags of the messages workers (and the worker handler) put on the outqueue.
-# `seq` numbers the tasks and batches one worker took (1, 2, ...).
-_STARTED = 0   # (_STARTED, pid, seq, job, first index, number of tasks)
-_DONE = 1      # (_DONE, pid, seq, job, index, (success, value))
-_BATCH = 2     # (_BATCH, pid, seq, seconds spent, job, first index, [(success, value), ...])
-_EXITED = 3    # (_EXITED, pid, exitcode, held), put by the parent; held is
-               # (job, first index, number of tasks, seq) or None
-# A worker's slot on the task board: job, first index, number of tasks, seq.
-_SLOT_CELLS = 4
+# `ident` is the identity of the inqueue message (task or batch) a reply
+# answers, as the channel reported it to the sender and stored it in the
+# worker's receipt; 0 when the pool does not track tasks.
+_DONE = 1        # (_DONE, pid, ident, job, index, (success, value))
+_BATCH = 2       # (_BATCH, pid, ident, seconds spent, job, first index, [(success, value), ...])
+_EXITED = 3      # (_EXITED, pid, exitcode, ident), put by the parent: ident is
+                 # the dead worker's receipt, the last message it took (0: none)
+_UNREADABLE = 4  # (_UNREADABLE, pid, ident, exception): the message could not
+                 # be unpickled; the tasks it held fail with the exception
+# A worker's slot on the task board (unsigned 64-bit cells): its receipt.
+_SLOT_CELLS = 1
 
 # How long an idle worker process polls for its next task before it sleeps
 # in get(): a task that arrives meanwhile costs no wake-up of a sleeping
@@ -156,26 +159,46 @@ def _encodable(result):
         return (False, MaybeEncodingError(e, result[1]))
 
 
-def _task_marker(tracking, put, pid):
-    """The function a worker calls before running a task or batch, telling
-    the parent what it holds: in its slot of the pool's task board when it
-    has one, else with a STARTED message. None when nothing is tracked."""
-    if tracking is None:
-        return None
-    board, slot = tracking
-    if board is None:
-        def mark(seq, job, first, n):
-            put((_STARTED, pid, seq, job, first, n))
-        return mark
-    cells = memoryview(board).cast('B').cast('q')
-    base = slot * _SLOT_CELLS
+def _task_taker(inqueue, tracking):
+    """The worker's get(): returns (ident, message), ident being the
+    identity of the inqueue message taken (0 when not tracked).
 
-    def mark(seq, job, first, n):
-        cells[base] = job
-        cells[base + 1] = first
-        cells[base + 2] = n
-        cells[base + 3] = seq      # written last: it validates the others
-    return mark
+    With `tracking` (board, slot), the message is taken from the inqueue's
+    channel with a receipt: the channel stores the message's identity in
+    the worker's board slot the moment it is taken, so a worker that dies
+    at any point after that leaves a record of what it held. The message is
+    unpickled afterwards; a failure to unpickle raises _Unreadable."""
+    if tracking is None:
+        get = inqueue.get
+
+        def take():
+            return 0, get()
+        return take
+    from .reduction import ForkingPickler
+    board, slot = tracking
+    recv = inqueue._reader._inbound.recv
+    loads = ForkingPickler.loads
+    cells = memoryview(board).cast('B').cast('Q')
+    base = slot * _SLOT_CELLS
+    receipt = (board, base * cells.itemsize)
+
+    def take():
+        data = recv(None, receipt=receipt)
+        ident = cells[base]
+        try:
+            return ident, loads(data)
+        except Exception as e:
+            raise _Unreadable(ident, e) from e
+    return take
+
+
+class _Unreadable(Exception):
+    """A task message that the worker took could not be unpickled."""
+
+    def __init__(self, ident, exc):
+        super().__init__(ident, exc)
+        self.ident = ident
+        self.exc = exc
 
 
 def _spin_until_readable(poll, budget):
@@ -192,17 +215,15 @@ def _spin_until_readable(poll, budget):
     return False
 
 
-def _run_batch(tasks, put, pid, seq, wrap_exception, mark):
+def _run_batch(tasks, put, pid, ident, wrap_exception):
     job, first = tasks[0][0], tasks[0][1]
-    if mark is not None:
-        mark(seq, job, first, len(tasks))
     started = time.perf_counter()
     results = [_call(func, args, kwds, wrap_exception) for _, _, func, args, kwds in tasks]
     spent = time.perf_counter() - started
     try:
-        put((_BATCH, pid, seq, spent, job, first, results))
+        put((_BATCH, pid, ident, spent, job, first, results))
     except Exception:
-        put((_BATCH, pid, seq, spent, job, first, [_encodable(r) for r in results]))
+        put((_BATCH, pid, ident, spent, job, first, [_encodable(r) for r in results]))
     return len(tasks)
 
 
@@ -211,13 +232,14 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
     """Body of a pool worker: take tasks from inqueue until told to stop
     (None) or maxtasks tasks are done; put their results on outqueue.
 
-    With `_tracking` (given by Pool), the worker tells the parent which
-    task it runs, so that its death fails that task instead of losing it.
+    With `_tracking` (given by Pool: the task board and this worker's
+    slot on it), the worker takes tasks with a receipt (see _task_taker), so
+    that its death fails the task it held instead of losing it, and a task
+    that cannot be unpickled fails with the error instead of killing it.
     """
     if maxtasks is not None and not (isinstance(maxtasks, int) and maxtasks >= 1):
         raise AssertionError(f'Maxtasks {maxtasks!r} is not valid')
     put = outqueue.put
-    get = inqueue.get
     if hasattr(inqueue, '_writer'):
         # This process only reads tasks and only writes results.
         inqueue._writer.close()
@@ -225,13 +247,12 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
     if initializer is not None:
         initializer(*initargs)
     pid = os.getpid()
-    mark = _task_marker(_tracking, put, pid)
+    take = _task_taker(inqueue, _tracking)
     # Worker processes poll a little before sleeping; threads never do.
     reader = getattr(inqueue, '_reader', None)
     poll = reader.poll if reader is not None and _IDLE_SPIN_SECONDS else None
     budget = _IDLE_SPIN_SECONDS
     skipped = 0
-    seq = 0            # numbers the tasks and batches this worker takes
     completed = 0
     while maxtasks is None or completed < maxtasks:
         try:
@@ -247,27 +268,34 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
                     skipped += 1
                     if skipped >= _SPIN_RETRY:
                         budget, skipped = _IDLE_SPIN_SECONDS, 0
-            msg = get()
+            ident, msg = take()
         except (EOFError, OSError):
             util.debug('worker got EOFError or OSError -- exiting')
             break
+        except _Unreadable as e:
+            # Fail the task (or batch) it carried; carry on with the next.
+            util.debug(f'worker could not unpickle a task: {e.exc!r}')
+            exc = e.exc
+            if wrap_exception:
+                exc = ExceptionWithTraceback(exc, exc.__traceback__)
+            put((_UNREADABLE, pid, e.ident, _sendable_failure(exc)[1]))
+            e = exc = None
+            completed += 1
+            continue
         if msg is None:
             util.debug('worker got sentinel -- exiting')
             break
-        seq += 1
         if type(msg) is list:
-            completed += _run_batch(msg, put, pid, seq, wrap_exception, mark)
+            completed += _run_batch(msg, put, pid, ident, wrap_exception)
         else:
             job, i, func, args, kwds = msg
-            if mark is not None:
-                mark(seq, job, i, 1)
             result = _call(func, args, kwds, wrap_exception)
             try:
-                put((_DONE, pid, seq, job, i, result))
+                put((_DONE, pid, ident, job, i, result))
             except Exception as e:
                 wrapped = MaybeEncodingError(e, result[1])
                 util.debug(f'Possible encoding error while sending result: {wrapped}')
-                put((_DONE, pid, seq, job, i, (False, wrapped)))
+                put((_DONE, pid, ident, job, i, (False, wrapped)))
             completed += 1
         # Drop references to the task before waiting for the next one.
         msg = job = func = args = kwds = result = None

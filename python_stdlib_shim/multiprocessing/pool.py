@@ -7,10 +7,11 @@ How a task travels through a process Pool::
   apply_async --(window has room)-------------------+
        |                                            v
        +--(window full)--+                      inqueue ---------> worker()
-  map / imap --stream----+--> _taskqueue --> task    (ctx.            | notes the task on
-                              (local)       handler   SimpleQueue)     | its board slot,
-                                       batches, keeps                  | runs it, replies
-                                       the window                      v
+  map / imap --stream----+--> _taskqueue --> task    (ctx.            | takes a task with
+                              (local)       handler   SimpleQueue)     | a receipt in its
+                                       batches, keeps                  | board slot, runs
+                                       the window                      | it, replies
+                                                                       v
   get() / next() <---- reader role <------------------------------ outqueue
     a caller that waits reads the outqueue itself;              (ctx.SimpleQueue)
     when nobody waits the result handler thread does                   ^
@@ -30,17 +31,20 @@ How a task travels through a process Pool::
   task handler consumes lazy iterables at the workers' pace, and batch sizes
   follow the measurements. While the window has room, apply_async puts its
   task on the inqueue from the caller's own thread.
-- Before running a task or batch, a worker writes (job, first index, count,
-  seq) in its slot of the task board, and every reply carries the seq it
-  answers; no message is spent on this. When a worker dies, the worker
-  handler reads its slot and posts EXITED on the outqueue, behind everything
-  the worker wrote. If the slot names a task that was not answered, whoever
-  reads EXITED fails that task with WorkerLostError (a
-  multiprocessing.ProcessError naming the pid and the signal or exit code):
-  a map fails as a whole, an imap yields the error at the positions of the
-  lost batch. The worker handler has meanwhile started a replacement.
-  Without a board (no shared memory), workers announce tasks with STARTED
-  messages instead.
+- Every message the parent writes on the inqueue has an identity, which
+  the channel returns from send(); the parent records identity -> (job,
+  first index, count). A worker takes a message with a receipt: the channel
+  stores the identity in the worker's slot of the task board the moment the
+  message leaves the queue, before the worker even unpickles it; every
+  reply carries the identity it answers. No message is spent on this. When
+  a worker dies, the worker handler reads its slot and posts EXITED on the
+  outqueue, behind everything the worker wrote. If the receipt names a
+  message that was not answered, whoever reads EXITED fails its tasks with
+  WorkerLostError (a multiprocessing.ProcessError naming the pid and the
+  signal or exit code): a map fails as a whole, an imap yields the error at
+  the positions of the lost batch. The worker handler has meanwhile started
+  a replacement. A message that the worker cannot unpickle fails its tasks
+  with the error (the worker carries on).
 - One thread at a time reads the outqueue (the reader role). A caller
   blocked in get(), wait() or next() takes the role and reads its own
   results, which saves a hand-off between threads per result; the result

@@ -173,3 +173,34 @@ class SpecialIterable:
 
     def __len__(self):
         return 1
+
+
+def _rebuild_slowly(parent_pid, seconds, payload):
+    if os.getpid() != parent_pid:
+        time.sleep(seconds)
+    return payload
+
+
+class SlowToLoad:
+    """An argument whose unpickling takes `seconds` in any process but the
+    one that made it: a worker holds its task for that long before it can
+    run it."""
+
+    def __init__(self, seconds, payload=b''):
+        self.seconds = seconds
+        self.payload = payload
+        self.parent_pid = os.getpid()
+
+    def __reduce__(self):
+        return _rebuild_slowly, (self.parent_pid, self.seconds, self.payload)
+
+
+def _refuse_to_rebuild(message):
+    raise ValueError(message)
+
+
+class BrokenToLoad:
+    """Pickles fine; unpickling raises ValueError (in any process)."""
+
+    def __reduce__(self):
+        return _refuse_to_rebuild, ('cannot be rebuilt here',)
