@@ -284,7 +284,8 @@ class _Encoder:
         self.busy = False
 
     def parts(self, obj):
-        key = (len(copyreg.dispatch_table), len(_ForkingPickler._extra_reducers))
+        key = (len(copyreg.dispatch_table), len(_ForkingPickler._extra_reducers),
+               _ForkingPickler._generation)
         if key != self.key or self.pickler is None:
             table = copyreg.dispatch_table.copy()
             table.update(_ForkingPickler._extra_reducers)

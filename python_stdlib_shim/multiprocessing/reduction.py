@@ -26,6 +26,9 @@ class ForkingPickler(pickle.Pickler):
 
     _extra_reducers = {}
     _copyreg_dispatch_table = copyreg.dispatch_table
+    # Bumped by register(), so that picklers kept for reuse notice a reducer
+    # replaced for a type that already had one.
+    _generation = 0
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -36,6 +39,7 @@ class ForkingPickler(pickle.Pickler):
     def register(cls, type, reduce):
         """Pickle objects of `type` with `reduce(obj)`."""
         cls._extra_reducers[type] = reduce
+        ForkingPickler._generation += 1
 
     @classmethod
     def dumps(cls, obj, protocol=None):

@@ -187,3 +187,18 @@ def test_damaged_bytes_are_a_clear_unpickling_error_and_the_pipe_stays_usable():
             a.recv()
     b.send(numpy.arange(1 << 16))
     assert (a.recv() == numpy.arange(1 << 16)).all()
+
+
+class Replaced:
+    pass
+
+
+def test_a_reducer_registered_again_is_used_at_once():
+    from multiprocessing.reduction import ForkingPickler as FP
+    r, w = multiprocessing.Pipe(duplex=False)
+    FP.register(Replaced, lambda obj: (str, ('first',)))
+    w.send(Replaced())
+    assert r.recv() == 'first'
+    FP.register(Replaced, lambda obj: (str, ('second',)))
+    w.send(Replaced())
+    assert r.recv() == 'second'
