@@ -63,6 +63,12 @@ run_tests() {
   (cd "$root" && /usr/bin/python3 tools/bench/run_bench.py --quick --mphost "$build_dir/bin/mphost") || status=1
   echo "== Python tests of the shim, under mphost"
   (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/shim) || status=1
+  echo "== Real clients (scikit-learn, scipy, torch, pebble, dask.distributed, pandas, joblib): under mphost and stock"
+  (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/clients) || status=1
+  echo "== joblib's own tests under mphost: test_parallel and test_memmapping"
+  local joblib_tests=/usr/lib/python3/dist-packages/joblib/test
+  (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider \
+    "$joblib_tests/test_parallel.py" "$joblib_tests/test_memmapping.py") || status=1
   return $status
 }
 
