@@ -316,6 +316,10 @@ void bind_channel(py::module_& m) {
           py::arg("watch"), py::arg("ring"),
           "Make fileno() the socket `watch` (a Pipe end), rung through `ring`, a duplicate of the peer's "
           "end, or -1 for a write-only end. Takes ownership of both descriptors.")
+      .def(
+          "ring_through", [](channel_handle& h, int fd) { h.get().ring_through(fd); }, py::arg("fd"),
+          "Make the socket fd (not taken over) the one this channel's writers write ring markers into, in "
+          "every process, through whatever descriptor of it their process holds (a Pipe's peer socket).")
       .def("socket_fds",
            [](channel_handle& h) -> py::object {
              ipc::doorbell* bell = h.get().socket_doorbell();

@@ -138,6 +138,7 @@ wait_result channel::send(std::span<const std::byte> bytes, const deadline& unti
   if (!bytes.empty()) std::memcpy(payload, bytes.data(), bytes.size());
   commit_frame(header);
   detail::notify_readers(*s.ctl);
+  s.ring_bells();
   if (sent != nullptr) *sent = identity;
   return wait_result::ok;
 }
@@ -163,6 +164,7 @@ wait_result channel::send_block(large_block& block, const deadline& until, std::
   std::memcpy(payload, &ref, sizeof ref);
   commit_frame(header);
   detail::notify_readers(*s.ctl);
+  s.ring_bells();
   detail::block_access::release_in_flight(block);  // the receiver gives it back
   if (sent != nullptr) *sent = identity;
   return wait_result::ok;
@@ -188,12 +190,16 @@ wait_result channel::reserve(std::size_t size, reservation& out, const deadline&
 wait_result channel::recv(message& out, const deadline& until, std::atomic<std::uint64_t>* receipt) {
   state& s = usable(state_, endpoint_role::reader);
   out.clear();
-  return detail::receive(s, &out, until, receipt);
+  const wait_result r = detail::receive(s, &out, until, receipt);
+  if (r == wait_result::ok || r == wait_result::timed_out) s.settle_bells();
+  return r;
 }
 
 wait_result channel::poll(const deadline& until) {
   state& s = usable(state_, endpoint_role::reader);
-  return detail::receive(s, nullptr, until);
+  const wait_result r = detail::receive(s, nullptr, until);
+  if (r == wait_result::timed_out) s.settle_bells();
+  return r;
 }
 
 std::uint64_t channel::queued_bytes() const noexcept {
@@ -242,6 +248,7 @@ void channel::reservation::commit() noexcept {
   if (header_ == nullptr) return;
   commit_frame(static_cast<frame_header*>(header_));
   detail::notify_readers(*owner_->ctl);
+  owner_->ring_bells();
   header_ = nullptr;
   ring_.reset();
 }

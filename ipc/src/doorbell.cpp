@@ -1,8 +1,10 @@
 #include "mphost/ipc/doorbell.hpp"
 
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +12,7 @@
 #include <mutex>
 #include <new>
 #include <system_error>
+#include <vector>
 
 #include "mphost/ipc/error.hpp"
 #include "mphost/ipc/fd_passing.hpp"
@@ -32,7 +35,75 @@ ssize_t receive_once(int fd, void* data, std::size_t size, std::size_t max_fds, 
   return got.bytes;
 }
 
+// The socket descriptors that socket doorbells of this process hold, with
+// their inodes, so that ring_socket() finds one for a given socket. An
+// entry leaves before its descriptor is closed, under the same mutex that
+// ring_socket() holds while it writes: a marker never goes to a reused
+// descriptor number.
+struct socket_registry {
+  std::mutex mutex;
+  std::vector<std::pair<int, std::uint64_t>> fds;
+};
+
+socket_registry& sockets() {
+  static socket_registry* r = [] {
+    auto* created = new socket_registry;
+    ::pthread_atfork([] { sockets().mutex.lock(); }, [] { sockets().mutex.unlock(); },
+                     [] { new (&sockets().mutex) std::mutex(); });
+    return created;
+  }();
+  return *r;
+}
+
+void register_socket(int fd) {
+  if (fd < 0) return;
+  const std::uint64_t ino = doorbell::socket_inode(fd);
+  socket_registry& r = sockets();
+  std::lock_guard guard(r.mutex);
+  r.fds.emplace_back(fd, ino);
+}
+
+// Closes fd (if >= 0), forgetting it first.
+void close_socket(int fd) noexcept {
+  if (fd < 0) return;
+  socket_registry& r = sockets();
+  std::lock_guard guard(r.mutex);
+  for (auto it = r.fds.begin(); it != r.fds.end(); ++it) {
+    if (it->first == fd) {
+      r.fds.erase(it);
+      break;
+    }
+  }
+  ::close(fd);
+}
+
+bool send_marker(int fd) noexcept {
+  const unsigned char marker = ring_marker;
+  ssize_t n;
+  do {
+    n = ::send(fd, &marker, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  // EAGAIN: the socket is full of unread bytes, so readable anyway.
+  return n == 1 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
 }  // namespace
+
+std::uint64_t doorbell::socket_inode(int fd) noexcept {
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return 0;
+  return static_cast<std::uint64_t>(st.st_ino);
+}
+
+bool doorbell::ring_socket(std::uint64_t inode) noexcept {
+  if (inode == 0) return false;
+  socket_registry& r = sockets();
+  std::lock_guard guard(r.mutex);
+  for (const auto& [fd, ino] : r.fds) {
+    if (ino == inode) return send_marker(fd);
+  }
+  return false;
+}
 
 // Serialises the reads of a socket doorbell's socket within the process.
 struct doorbell::socket_lock {
@@ -49,28 +120,43 @@ doorbell doorbell::over_socket(int watch, int ring) {
   bell.fd_ = watch;
   bell.ring_fd_ = ring;
   bell.socket_ = true;
+  bell.markers_ = ring >= 0;
   bell.lock_ = std::make_unique<socket_lock>();
+  register_socket(watch);
+  register_socket(ring);
   return bell;
 }
 
-doorbell::~doorbell() {
-  if (fd_ >= 0) ::close(fd_);
-  if (ring_fd_ >= 0) ::close(ring_fd_);
+doorbell::~doorbell() { release(); }
+
+void doorbell::release() noexcept {
+  if (socket_) {
+    close_socket(fd_);
+    close_socket(ring_fd_);
+  } else if (fd_ >= 0) {
+    ::close(fd_);
+  }
+  fd_ = -1;
+  ring_fd_ = -1;
 }
 
 doorbell::doorbell(doorbell&& other) noexcept
-    : fd_(other.fd_), ring_fd_(other.ring_fd_), socket_(other.socket_), lock_(std::move(other.lock_)) {
+    : fd_(other.fd_),
+      ring_fd_(other.ring_fd_),
+      socket_(other.socket_),
+      markers_(other.markers_),
+      lock_(std::move(other.lock_)) {
   other.fd_ = -1;
   other.ring_fd_ = -1;
 }
 
 doorbell& doorbell::operator=(doorbell&& other) noexcept {
   if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    if (ring_fd_ >= 0) ::close(ring_fd_);
+    release();
     fd_ = other.fd_;
     ring_fd_ = other.ring_fd_;
     socket_ = other.socket_;
+    markers_ = other.markers_;
     lock_ = std::move(other.lock_);
     other.fd_ = -1;
     other.ring_fd_ = -1;
@@ -97,7 +183,7 @@ void doorbell::ring() noexcept {
 void doorbell::clear() noexcept {
   if (fd_ < 0) return;
   if (socket_) {
-    if (ring_fd_ < 0) return;
+    if (!markers_) return;
     std::lock_guard guard(lock_->mutex);
     unsigned char head[64];
     for (;;) {
@@ -154,8 +240,8 @@ long doorbell::receive(std::span<std::byte> out, std::size_t max_fds, std::vecto
     }
     // Markers are skipped; data is read up to the next marker.
     std::size_t run = 0;
-    const bool markers = ring_fd_ >= 0 && head[0] == ring_marker;
-    while (run < static_cast<std::size_t>(n) && (ring_fd_ < 0 || (head[run] == ring_marker) == markers)) ++run;
+    const bool markers = markers_ && head[0] == ring_marker;
+    while (run < static_cast<std::size_t>(n) && (!markers_ || (head[run] == ring_marker) == markers)) ++run;
     if (markers) {
       std::vector<int> unused;
       (void)receive_once(fd_, head.data(), run, 0, unused);
@@ -169,6 +255,22 @@ long doorbell::receive(std::span<std::byte> out, std::size_t max_fds, std::vecto
     result = wait_result::ok;
     return got;
   }
+}
+
+void doorbell::drop_ring_end() noexcept {
+  if (!socket_) return;
+  close_socket(ring_fd_);
+  ring_fd_ = -1;
+}
+
+bool doorbell::at_end_of_file() const noexcept {
+  if (!socket_ || fd_ < 0) return false;
+  unsigned char byte;
+  ssize_t n;
+  do {
+    n = ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  return n == 0;
 }
 
 bool doorbell::is_ringing() const noexcept { return wait(deadline::immediate()) == wait_result::ok; }

@@ -543,12 +543,20 @@ def Pipe(duplex=True):
 
 
 def _attach_sockets(first, second):
-    # `first` polls socket a, rung through a duplicate of b; `second` gets b,
-    # rung through a duplicate of a when it reads, plain when write-only.
+    # `first` gets socket a, `second` socket b, of one socket pair. A
+    # channel's writers ring its readers' socket by writing a marker into
+    # the peer socket: first's channel through b, second's (when it reads)
+    # through a. A reading end also keeps a duplicate of its peer until its
+    # descriptor is first asked for (then it rings itself if a message is
+    # already waiting, and lets the duplicate go, so that its socket reads
+    # end of file once every copy of the peer is gone, as a stock Pipe's).
     a, b = socket.socketpair()
     a, b = a.detach(), b.detach()
     fds = [a, b]
     try:
+        first.ring_through(b)
+        if second.role != 'writer':
+            second.ring_through(a)
         ring_b = os.dup(b)
         fds.append(ring_b)
         ring_a = os.dup(a) if second.role != 'writer' else -1
@@ -905,23 +913,26 @@ def wait(object_list, timeout=None):
     (descriptors) or anything with fileno(). An empty list is returned
     when `timeout` seconds pass first.
     """
-    # A channel's descriptor is rung asynchronously and is only a hint
-    # (another process may have taken the message): channels are asked
-    # directly, and their descriptors only wake the wait.
-    channels = [obj for obj in object_list
-                if isinstance(obj, _ChannelConnection) and obj._inbound is not None]
+    # A Pipe end's descriptor (a queue's reader is one too) is readable
+    # exactly when poll(0) is True (its channel rings and clears it
+    # synchronously), so the selector answers for it as for any descriptor.
+    # A channel end without a socket has a doorbell that follows other
+    # processes a wake-up late: such ends are asked directly, and their
+    # descriptors only wake the wait.
+    asked = [obj for obj in object_list
+             if isinstance(obj, _ChannelConnection) and obj._inbound is not None
+             and obj._inbound.socket_fds() is None]
     with _WaitSelector() as selector:
         for obj in object_list:
             selector.register(obj, selectors.EVENT_READ)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            ready_channels = [obj for obj in channels if obj._inbound.poll(0)]
-            events = selector.select(0 if ready_channels else timeout)
-            ready = [key.fileobj for key, _events in events
-                     if not isinstance(key.fileobj, _ChannelConnection)]
-            if events and not ready_channels:
-                ready_channels = [obj for obj in channels if obj._inbound.poll(0)]
-            ready += ready_channels
+            ready_asked = [obj for obj in asked if obj._inbound.poll(0)]
+            events = selector.select(0 if ready_asked else timeout)
+            ready = [key.fileobj for key, _events in events if key.fileobj not in asked]
+            if events and not ready_asked:
+                ready_asked = [obj for obj in asked if obj._inbound.poll(0)]
+            ready += ready_asked
             if ready:
                 return ready
             if deadline is not None:

@@ -805,13 +805,125 @@ TEST_F(ChannelTest, SocketDoorbellIsTheFilenoAndSurvivesFork) {
   EXPECT_EQ(r.socket_doorbell()->receive(buf, 1, fds, deadline::after(5s), result), 1);
   EXPECT_EQ(buf[0], std::byte{0});
   EXPECT_TRUE(fds.empty());
-  // Drained: the watcher takes its marker back.
-  bool quiet = false;
-  for (int i = 0; i < 500 && !quiet; ++i) {
-    quiet = !fd_readable(sv[0], 0);
-    if (!quiet) std::this_thread::sleep_for(10ms);
+  // Drained: nothing rang it (no ring_through), nothing is left.
+  EXPECT_FALSE(fd_readable(sv[0], 0));
+}
+
+// A Pipe's channel: reader socket sv[0] (with a duplicate of sv[1] until
+// armed), writer socket sv[1], rung through sv[1].
+struct socket_pipe {
+  int sv[2] = {-1, -1};
+};
+
+socket_pipe attach_socket_pair(channel& r, channel& w) {
+  socket_pipe p;
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p.sv) != 0) throw std::system_error(errno, std::system_category());
+  r.ring_through(p.sv[1]);
+  r.set_doorbell(doorbell::over_socket(p.sv[0], ::fcntl(p.sv[1], F_DUPFD_CLOEXEC, 0)));
+  w.set_doorbell(doorbell::over_socket(p.sv[1], -1));
+  return p;
+}
+
+TEST_F(ChannelTest, SocketDoorbellIsExactForAWriterInAnotherProcess) {
+  watchdog guard(60s);
+  channel r = make(options(), endpoint_role::reader);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  (void)attach_socket_pair(r, w);
+  const int fd = r.fileno();  // arms: writers ring from now on
+  EXPECT_EQ(r.socket_doorbell()->ring_fd(), -1) << "armed: the reader lets its duplicate of the peer go";
+  int go[2], done[2];
+  ASSERT_EQ(::pipe(go), 0);
+  ASSERT_EQ(::pipe(done), 0);
+  testing::child_guard child(fork_child([&] {
+    char c;
+    for (int round = 0; round < 3; ++round) {
+      if (::read(go[0], &c, 1) != 1) return 1;
+      for (int i = 0; i <= round; ++i) {
+        if (w.send(bytes_of("m" + std::to_string(i)), deadline::after(5s)) != wait_result::ok) return 2;
+      }
+      if (::write(done[1], "d", 1) != 1) return 3;
+    }
+    if (::read(go[0], &c, 1) != 1) return 4;
+    return 0;  // exits: the writer is gone without closing its endpoint
+  }));
+  w.close();  // the child's is the only writer now
+  message m;
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_FALSE(fd_readable(fd, 0));
+    ASSERT_EQ(::write(go[1], "g", 1), 1);
+    char c;
+    ASSERT_EQ(::read(done[0], &c, 1), 1);
+    // Readable the moment the writer's send returned, exactly as poll says.
+    EXPECT_TRUE(fd_readable(fd, 0)) << round;
+    EXPECT_EQ(r.poll(deadline::immediate()), wait_result::ok);
+    for (int i = 0; i <= round; ++i) {
+      EXPECT_TRUE(fd_readable(fd, 0));
+      ASSERT_EQ(r.recv(m, deadline::immediate()), wait_result::ok);
+    }
+    // Quiet the moment the last one is taken.
+    EXPECT_FALSE(fd_readable(fd, 0)) << round;
+    EXPECT_EQ(r.poll(deadline::immediate()), wait_result::timed_out);
   }
-  EXPECT_TRUE(quiet);
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  EXPECT_EQ(wait_child(child.release()).code, 0);
+  // Every copy of the writers' socket is gone: end of file, closed at once.
+  EXPECT_TRUE(fd_readable(fd, 0));
+  EXPECT_EQ(r.poll(deadline::immediate()), wait_result::closed);
+  EXPECT_EQ(r.recv(m, deadline::immediate()), wait_result::closed);
+  for (int f : {go[0], go[1], done[0], done[1]}) ::close(f);
+}
+
+TEST_F(ChannelTest, ArmingASocketDoorbellRingsForAMessageAlreadyWaiting) {
+  watchdog guard(30s);
+  channel r = make(options(), endpoint_role::reader);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  const socket_pipe sp = attach_socket_pair(r, w);
+  ASSERT_EQ(w.send(bytes_of("early"), deadline::immediate()), wait_result::ok);
+  EXPECT_FALSE(fd_readable(sp.sv[0], 0)) << "nobody asked for the descriptor: nothing rang";
+  w.close();  // the writer's socket goes too: only the reader can ring now
+  const int fd = r.fileno();
+  EXPECT_TRUE(fd_readable(fd, 0));
+  message m;
+  ASSERT_EQ(r.recv(m, deadline::immediate()), wait_result::ok);
+  // No writer left: end of file, readable, as poll says.
+  EXPECT_TRUE(fd_readable(fd, 0));
+  EXPECT_EQ(r.poll(deadline::immediate()), wait_result::closed);
+}
+
+TEST_F(ChannelTest, LastWriterClosingRingsASocketDoorbell) {
+  watchdog guard(30s);
+  channel r = make(options(), endpoint_role::reader);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  channel w2 = channel::open(r.name(), endpoint_role::writer);  // holds no socket
+  (void)attach_socket_pair(r, w);
+  const int fd = r.fileno();
+  ASSERT_EQ(w2.send(bytes_of("x"), deadline::immediate()), wait_result::ok);
+  EXPECT_TRUE(fd_readable(fd, 0)) << "w's socket is in this process: w2 rings through it";
+  message m;
+  ASSERT_EQ(r.recv(m, deadline::immediate()), wait_result::ok);
+  EXPECT_FALSE(fd_readable(fd, 0));
+  w2.close();
+  EXPECT_FALSE(fd_readable(fd, 0));
+  EXPECT_EQ(r.poll(deadline::immediate()), wait_result::timed_out);
+  w.close();
+  EXPECT_TRUE(fd_readable(fd, 0));
+  EXPECT_EQ(r.poll(deadline::immediate()), wait_result::closed);
+}
+
+TEST_F(ChannelTest, EventfdDoorbellFollowsThisProcessAtOnce) {
+  watchdog guard(30s);
+  channel r = make(options(), endpoint_role::both);
+  channel w = channel::open(r.name(), endpoint_role::both);
+  ASSERT_EQ(w.send(bytes_of("before"), deadline::immediate()), wait_result::ok);
+  const int fd = r.fileno();
+  EXPECT_TRUE(fd_readable(fd, 0)) << "exact from the first fileno";
+  message m;
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(w.recv(m, deadline::immediate()), wait_result::ok);  // another endpoint of this process takes it
+    ASSERT_FALSE(fd_readable(fd, 0)) << i;
+    ASSERT_EQ(w.send(bytes_of("again"), deadline::immediate()), wait_result::ok);
+    ASSERT_TRUE(fd_readable(fd, 0)) << i;
+  }
 }
 
 TEST_F(ChannelTest, OnlyASocketDoorbellCanBeSet) {

@@ -197,5 +197,44 @@ TEST(SocketDoorbellTest, AnEventfdDoorbellCannotReceive) {
   EXPECT_THROW(bell.receive(buf, 0, fds, deadline::immediate(), result), std::system_error);
 }
 
+TEST(DoorbellTest, RingSocketWritesThroughADescriptorOfThatSocket) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  const std::uint64_t peer = doorbell::socket_inode(sv[1]);
+  ASSERT_NE(peer, 0u);
+  EXPECT_EQ(doorbell::socket_inode(-1), 0u);
+  {
+    doorbell reader = doorbell::over_socket(sv[0], -1);
+    reader.set_reads_markers(true);
+    EXPECT_FALSE(doorbell::ring_socket(peer)) << "no doorbell holds the peer yet";
+    {
+      doorbell writer = doorbell::over_socket(sv[1], -1);
+      doorbell moved = std::move(writer);  // moving keeps the registration
+      EXPECT_TRUE(doorbell::ring_socket(peer));
+      EXPECT_TRUE(readable(reader.fd()));
+      reader.clear();
+      EXPECT_FALSE(readable(reader.fd()));
+      EXPECT_FALSE(reader.at_end_of_file());
+    }
+    EXPECT_FALSE(doorbell::ring_socket(peer)) << "gone with its doorbell";
+    EXPECT_TRUE(readable(reader.fd()));
+    EXPECT_TRUE(reader.at_end_of_file());
+  }
+}
+
+TEST(DoorbellTest, DroppingTheRingEndLetsThePeerEndOfFileShow) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  doorbell reader = doorbell::over_socket(sv[0], ::fcntl(sv[1], F_DUPFD_CLOEXEC, 0));
+  ::close(sv[1]);
+  EXPECT_FALSE(reader.at_end_of_file()) << "the ring end is a copy of the peer";
+  reader.ring();
+  EXPECT_TRUE(readable(reader.fd()));
+  reader.clear();
+  reader.drop_ring_end();
+  EXPECT_EQ(reader.ring_fd(), -1);
+  EXPECT_TRUE(reader.at_end_of_file());
+}
+
 }  // namespace
 }  // namespace mphost::ipc

@@ -25,6 +25,11 @@ using detail::endpoint_slot;
 constexpr std::int64_t fork_place_validity_ns = 30'000'000'000;  // 30 s
 constexpr std::int64_t reap_interval_ns = 2'000'000;              // 2 ms
 
+// Eventfd doorbells in this process (channel::fileno of a reading endpoint
+// without a socket doorbell); while there are none, sends and recvs do not
+// look for them.
+std::atomic<int> local_eventfd_bells{0};
+
 std::uint8_t role_bits(endpoint_role role) noexcept { return static_cast<std::uint8_t>(role); }
 
 void count_in(control& c, std::uint8_t role) noexcept {
@@ -152,6 +157,7 @@ void after_fork_in_child() noexcept {
     } else if (s->bell) {
       ::close(s->bell->fd());
       (void)s->bell.release();
+      local_eventfd_bells.fetch_sub(1, std::memory_order_relaxed);
     }
     s->watcher = nullptr;
     s->watcher_stop.store(false, std::memory_order_relaxed);
@@ -252,6 +258,10 @@ void channel::state::ensure_slot() {
 void channel::state::detach() noexcept {
   if (closed.exchange(true)) return;
   stop_watcher();
+  {
+    std::lock_guard lock(bell_mutex);
+    if (bell && !bell->is_socket()) local_eventfd_bells.fetch_sub(1, std::memory_order_acq_rel);
+  }
   unregister_state(this);
   bool last = false;
   if (slot != detail::no_slot) {
@@ -265,6 +275,8 @@ void channel::state::detach() noexcept {
     slot = detail::no_slot;
   }
   wake_all_waiters();
+  // The last writer gone: end of file, which readers' descriptors show.
+  if (!last && ctl->live_writers.load(std::memory_order_acquire) == 0) ring_bells();
   if (last && (ctl->flags & detail::flag_remove_when_unused) && !ctl->removed.exchange(1)) remove_names(name);
   // Peers that died without closing must not keep the names alive: if only
   // dead endpoints remain, reaping them makes this the last close.
@@ -287,6 +299,7 @@ bool channel::state::reap_dead() noexcept {
   }
   last_reap_ns.store(detail::monotonic_ns(), std::memory_order_relaxed);
   if (any) wake_all_waiters();
+  if (any && !last && c.live_writers.load(std::memory_order_acquire) == 0) ring_bells();
   if (last && (c.flags & detail::flag_remove_when_unused) && !c.removed.exchange(1)) remove_names(name);
   return any;
 }
@@ -386,14 +399,15 @@ void release_endpoints_before_exec() noexcept {
   }
 }
 
-// ---- the doorbell watcher ----
+// ---- doorbells ----
 
 namespace {
 
 // Whether a recv would find something: a committed message at the head of
 // the ring being read (after padding and abandoned frames), a frame whose
 // writer is gone (recv discards it, so look), a later ring, corrupt bytes
-// (recv reports them), or no writers left. Lock-free and approximate.
+// (recv reports them), or no writers left. Lock-free; exact for the moment
+// it looks.
 bool looks_readable(channel::state& s, std::shared_ptr<detail::ring_map>& ring, bool check_writers) {
   control& c = *s.ctl;
   if (c.live_writers.load(std::memory_order_acquire) == 0) return true;
@@ -412,23 +426,73 @@ bool looks_readable(channel::state& s, std::shared_ptr<detail::ring_map>& ring, 
   return c.tail_ring.load(std::memory_order_acquire) > ring->id;
 }
 
+bool readable_now(channel::state& s) noexcept {
+  std::shared_ptr<detail::ring_map> ring;
+  try {
+    return looks_readable(s, ring, false);
+  } catch (...) {
+    return true;  // let recv surface the failure
+  }
+}
+
+// Rings (or, with ring == false, settles) this process's eventfd doorbells
+// of s's channel, each under its bell_mutex, so that a watcher thread's
+// look-then-act cannot interleave with ours.
+void touch_local_bells(channel::state& s, bool ring) noexcept {
+  registry& r = endpoints_registry();
+  std::lock_guard lock(r.mutex);
+  for (channel::state* other : r.states) {
+    if (other->ctl == nullptr || other->closed.load(std::memory_order_relaxed)) continue;
+    std::lock_guard bell_lock(other->bell_mutex);
+    if (!other->bell || other->bell->is_socket() || other->name != s.name) continue;
+    if (ring || readable_now(*other)) {
+      other->bell->ring();
+    } else {
+      other->bell->clear();
+    }
+  }
+}
+
+// Writes the marker, under c.bell_lock. The flag is set first: a reader that
+// sees the marker (and then takes the last message) sees the flag too, and
+// comes for the lock to clear it.
+void ring_socket_locked(control& c, std::uint64_t socket) noexcept {
+  c.bell_rung.store(1, std::memory_order_seq_cst);
+  if (!doorbell::ring_socket(socket)) c.bell_rung.store(0, std::memory_order_seq_cst);
+}
+
+// Once the channel's socket doorbell is armed, a reading end's duplicate of
+// the peer socket (its ring end, used to arm) goes: a socket whose peer is
+// held only by the writers reads end of file when they are all gone.
+// Under s.bell_mutex.
+void drop_ring_end(channel::state& s) noexcept {
+  if (s.bell && s.bell->is_socket() && s.bell->ring_fd() >= 0 &&
+      s.ctl->bell_armed.load(std::memory_order_acquire) != 0) {
+    s.bell->drop_ring_end();
+  }
+}
+
 void watcher_main(channel::state* s) {
   control& c = *s->ctl;
   c.watchers.fetch_add(1, std::memory_order_seq_cst);
-  std::shared_ptr<detail::ring_map> ring;
   bool check_writers = false;
   while (!s->watcher_stop.load(std::memory_order_acquire)) {
     const std::uint32_t seq = c.watch_seq.load(std::memory_order_acquire);
-    bool ready = true;
-    try {
-      ready = looks_readable(*s, ring, check_writers);
-    } catch (...) {
-      ready = true;  // let recv surface the failure
-    }
-    if (ready) {
-      s->bell->ring();
-    } else {
-      s->bell->clear();
+    {
+      std::lock_guard lock(s->bell_mutex);
+      bool ready = true;
+      std::shared_ptr<detail::ring_map> ring;
+      try {
+        ready = looks_readable(*s, ring, check_writers);
+      } catch (...) {
+      }
+      if (s->bell) {
+        if (ready) {
+          s->bell->ring();
+        } else {
+          s->bell->clear();
+        }
+      }
     }
     check_writers = false;
     if (futex_wait(c.watch_seq, seq, deadline::after(100ms)) == wait_result::timed_out) {
@@ -441,15 +505,75 @@ void watcher_main(channel::state* s) {
 
 }  // namespace
 
+void channel::state::ring_bells() noexcept {
+  control& c = *ctl;
+  // Pairs with settle_bells: either it sees what we committed, or we see
+  // the doorbell quiet and ring it.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const std::uint64_t socket = c.bell_socket.load(std::memory_order_acquire);
+  if (socket != 0 && c.bell_armed.load(std::memory_order_seq_cst) != 0 &&
+      c.bell_rung.load(std::memory_order_seq_cst) == 0) {
+    detail::scoped_lock lock(c.bell_lock);
+    if (c.bell_rung.load(std::memory_order_relaxed) == 0) ring_socket_locked(c, socket);
+  }
+  if (local_eventfd_bells.load(std::memory_order_acquire) != 0) touch_local_bells(*this, true);
+}
+
+void channel::state::settle_bells() noexcept {
+  control& c = *ctl;
+  if (c.bell_armed.load(std::memory_order_relaxed) != 0 && bell && bell->ring_fd() >= 0) {
+    std::lock_guard lock(bell_mutex);
+    drop_ring_end(*this);
+  }
+  if (c.bell_rung.load(std::memory_order_seq_cst) != 0 && bell && bell->is_socket() && !readable_now(*this)) {
+    detail::scoped_lock lock(c.bell_lock);
+    if (c.bell_rung.load(std::memory_order_relaxed) != 0) {
+      c.bell_rung.store(0, std::memory_order_seq_cst);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (readable_now(*this)) {
+        c.bell_rung.store(1, std::memory_order_relaxed);  // its marker is still there
+      } else {
+        // Every marker was written under bell_lock, so all are in the socket.
+        bell->clear();
+      }
+    }
+  }
+  if (local_eventfd_bells.load(std::memory_order_acquire) != 0) touch_local_bells(*this, false);
+}
+
+bool channel::state::socket_peer_gone() const noexcept {
+  return bell && bell->is_socket() && (static_cast<std::uint8_t>(role) & role_bits(endpoint_role::reader)) &&
+         bell->at_end_of_file();
+}
+
 int channel::fileno() {
   if (!state_ || state_->closed.load()) throw std::system_error(errc::handle_closed);
   state& s = *state_;
   std::lock_guard lock(s.bell_mutex);
+  if (s.bell && s.bell->is_socket()) {
+    // Rung by the channel's writers from now on, and by us now if a message
+    // is already there (through our ring end: the writers' process may
+    // hold none of the socket any more).
+    control& c = *s.ctl;
+    if (c.bell_socket.load(std::memory_order_acquire) != 0 && c.bell_armed.load(std::memory_order_acquire) == 0) {
+      detail::scoped_lock arm(c.bell_lock);
+      c.bell_armed.store(1, std::memory_order_seq_cst);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (c.bell_rung.load(std::memory_order_relaxed) == 0 && readable_now(s)) {
+        ring_socket_locked(c, c.bell_socket.load(std::memory_order_relaxed));
+      }
+    }
+    drop_ring_end(s);
+    return s.bell->fd();
+  }
   if (!(static_cast<std::uint8_t>(s.role) & role_bits(endpoint_role::reader))) {
-    if (s.bell) return s.bell->fd();
     throw std::system_error(EBADF, std::system_category(), "channel endpoint is write-only");
   }
-  if (!s.bell) s.bell = std::make_unique<doorbell>();
+  if (!s.bell) {
+    s.bell = std::make_unique<doorbell>();
+    local_eventfd_bells.fetch_add(1, std::memory_order_acq_rel);
+    if (readable_now(s)) s.bell->ring();  // exact from the first look on
+  }
   if (s.watcher == nullptr) {
     s.watcher_stop.store(false, std::memory_order_relaxed);
     s.watcher = new std::thread(watcher_main, &s);
@@ -462,8 +586,24 @@ void channel::set_doorbell(doorbell bell) {
   if (!bell.is_socket()) throw std::system_error(EINVAL, std::system_category(), "not a socket doorbell");
   state& s = *state_;
   s.stop_watcher();
+  const bool reads = (static_cast<std::uint8_t>(s.role) & role_bits(endpoint_role::reader)) != 0;
+  bell.set_reads_markers(reads);
   std::lock_guard lock(s.bell_mutex);
+  if (s.bell && !s.bell->is_socket()) local_eventfd_bells.fetch_sub(1, std::memory_order_acq_rel);
   s.bell = std::make_unique<doorbell>(std::move(bell));
+}
+
+void channel::ring_through(int fd) {
+  if (!state_ || state_->closed.load()) throw std::system_error(errc::handle_closed);
+  const std::uint64_t inode = doorbell::socket_inode(fd);
+  if (inode == 0) throw std::system_error(ENOTSOCK, std::system_category(), "not a socket");
+  state& s = *state_;
+  {
+    detail::scoped_lock lock(s.ctl->bell_lock);
+    s.ctl->bell_socket.store(inode, std::memory_order_release);
+    s.ctl->bell_rung.store(0, std::memory_order_relaxed);
+  }
+  if (readable_now(s)) s.ring_bells();
 }
 
 doorbell* channel::socket_doorbell() noexcept {

@@ -28,7 +28,7 @@ namespace mphost::ipc::detail {
 
 inline constexpr std::uint64_t control_magic = 0x316c6e6863706d6dull;  // "mmphchl1"
 inline constexpr std::uint64_t ring_magic = 0x31676e6972706d6dull;     // "mmpring1"
-inline constexpr std::uint32_t layout_version = 2;
+inline constexpr std::uint32_t layout_version = 3;
 inline constexpr std::uint32_t max_endpoints = 256;
 inline constexpr std::uint32_t no_slot = ~0u;
 inline constexpr std::uint64_t min_capacity = 4096;
@@ -91,6 +91,16 @@ struct control {
   alignas(64) futex_word space_seq;
   std::atomic<std::uint32_t> writers_waiting;
   std::atomic<std::uint64_t> space_wanted;
+
+  // The socket doorbell of a Pipe end (doorbell.hpp, channel.hpp Readiness):
+  // bell_socket is the inode of the socket writers write a marker into to
+  // make the readers' socket readable (0: none); bell_armed is 1 once some
+  // process asked for the descriptor (until then nobody rings); bell_rung
+  // is 1 while a marker is there. They change only under bell_lock.
+  alignas(64) robust_mutex bell_lock;
+  std::atomic<std::uint64_t> bell_socket;
+  std::atomic<std::uint32_t> bell_armed;
+  std::atomic<std::uint32_t> bell_rung;
 
   alignas(64) std::atomic<std::uint32_t> live_readers;
   std::atomic<std::uint32_t> live_writers;

@@ -375,6 +375,9 @@ wait_result receive(channel::state& s, message* out, const deadline& until, std:
         continue;
       }
       if (t == take_result::empty) {
+        // Every copy of the writers' socket is closed: they are gone, even
+        // if their processes are not reaped yet (as a pipe tells it).
+        if (s.socket_peer_gone()) return wait_result::closed;
         s.maybe_reap();
         if (c.live_writers.load(std::memory_order_acquire) == 0) continue;
       }

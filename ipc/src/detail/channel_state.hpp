@@ -135,6 +135,16 @@ struct channel::state {
   void wake_all_waiters() noexcept;
   void poke_watchers() noexcept;
   void stop_watcher() noexcept;
+
+  // Doorbells (channel.hpp, Readiness; channel_endpoints.cpp). After a
+  // commit, or once no writer is left: rings the channel's socket doorbell
+  // if it is quiet, and this process's eventfd doorbells of the channel.
+  void ring_bells() noexcept;
+  // After a recv or a poll that found nothing: clears the doorbells if the
+  // channel has nothing ready any more.
+  void settle_bells() noexcept;
+  // A reader's socket doorbell reads end of file: no writer is left.
+  bool socket_peer_gone() const noexcept;
 };
 
 }  // namespace mphost::ipc

@@ -63,6 +63,34 @@
 // the ring's unread contents are discarded and the channel stays usable.
 // Failures to create or map segments throw std::system_error with errno.
 //
+// Readiness. fileno() is readable exactly when poll(immediate) reports ok or
+// closed, with no delay in the processes that send and receive:
+// - Socket doorbells (Pipe ends, and so the ends of every Queue: set_doorbell
+//   and ring_through). A flag in the channel says whether the readers'
+//   socket holds a marker. The send that finds it clear (after its commit)
+//   sets it and writes the marker, under a lock in the channel; the recv (or
+//   empty poll) that leaves the channel with nothing ready takes the lock,
+//   clears the flag, looks again, and either drains the markers or, if a
+//   message arrived meanwhile, sets the flag back. So in every process the
+//   descriptor turns readable before send returns and quiet before the recv
+//   that emptied it returns, whichever processes send and receive. The last
+//   writer's close rings it (end of file); a writer that dies leaves the
+//   readers' socket at end of file once no process holds its peer any more,
+//   as a pipe does, and recv and poll report closed at once then. Nothing
+//   rings until some process has asked for a reading end's descriptor
+//   (fileno arms the channel, and rings through that end's duplicate of the
+//   peer if a message is already waiting; reading ends then let their
+//   duplicates go), so a Pipe nobody waits on costs no system calls. A
+//   writer in a process that holds no descriptor of the ringing socket
+//   cannot ring (Pipe ends always carry theirs).
+// - Eventfd doorbells (reading endpoints without a socket, opened by name:
+//   one per process and endpoint). Sends and recvs in this process ring and
+//   clear this process's doorbells of the channel synchronously; what other
+//   processes do reaches them through a watcher thread, one futex wake-up
+//   later (tens of microseconds), so across processes they lag that long.
+// A readable descriptor still only means that a recv would not wait at the
+// moment it was rung: another reader may take the message first.
+//
 // Identities and receipts. Every message has an identity: a nonzero 64-bit
 // number, unique among the messages of one channel for the channel's
 // lifetime. It is (ring id + 1) << 56 | (position of the frame in that ring
@@ -204,16 +232,24 @@ class channel {
   // without taking it.
   wait_result poll(const deadline& until = deadline::immediate());
   // A descriptor that polls readable while a message is ready or the channel
-  // is closed (doorbell.hpp: advisory, level-triggered). Starts a watcher
-  // thread on first use; the descriptor lives as long as this endpoint. A
-  // write-only endpoint has one only if given a socket doorbell (EBADF
-  // otherwise), which then just holds its socket.
+  // is closed (see Readiness). A reading endpoint with a socket doorbell
+  // (set_doorbell) returns its socket and arms the channel's socket ringing;
+  // one without gets an eventfd doorbell of this process, and a watcher
+  // thread for what other processes do. The descriptor lives as long as this
+  // endpoint. A write-only endpoint has one only if given a socket doorbell
+  // (EBADF otherwise), which then just holds its socket.
   int fileno();
   // Makes `bell` (a socket doorbell: doorbell::over_socket) this endpoint's
   // doorbell, so that fileno() is a socket connected to a peer's (a Pipe
   // end). Replaces any doorbell it had. Survives fork: the child keeps the
   // same socket, as it would a descriptor.
   void set_doorbell(doorbell bell);
+  // Makes the socket `fd` (not taken over) the one this channel's writers
+  // ring: they write a marker into whatever descriptor of that socket their
+  // process holds in a socket doorbell (any endpoint's), which makes the
+  // peer socket, the readers' doorbell, readable. Set once, when a Pipe is
+  // made; it holds for every endpoint of the channel in every process.
+  void ring_through(int fd);
   // The socket doorbell given with set_doorbell, or nullptr.
   doorbell* socket_doorbell() noexcept;
 

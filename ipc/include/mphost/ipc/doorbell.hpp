@@ -10,27 +10,31 @@
 // - socket (over_socket): one end of a connected Unix stream socket pair, to
 //   be the descriptor of a Pipe end, so that it is a real socket: raw bytes
 //   and descriptors (SCM_RIGHTS) written into the peer's end arrive on it, as
-//   on the stdlib's socketpair Pipe. The doorbell holds this end (`watch`)
-//   and a duplicate of the peer's end (`ring`): ring() writes one marker byte
-//   into `ring`, which makes `watch` readable; clear() consumes marker bytes
-//   at the head of `watch` and stops at the first other byte, which belongs
-//   to whoever reads the socket (receive()). Marker bytes are 0xFF; a raw
-//   0xFF written by a user into the peer's end is taken for a marker.
-//   Reading the socket is serialised within the process (clear() and
-//   receive() take one mutex), so neither takes a byte meant for the other.
-//   A doorbell with no `ring` end (a write-only Pipe end) only holds its
-//   socket: fd() is that end, and ring()/clear() do nothing.
+//   on the stdlib's socketpair Pipe, and it reads end of file once every
+//   copy of the peer's end is closed (the peer's processes closed it or
+//   died), as there. The doorbell holds this end (`watch`) and optionally a
+//   duplicate of the peer's end (`ring`: ring() writes one marker byte into
+//   it, which makes `watch` readable). Whoever holds a descriptor of the
+//   peer's end can ring, in any process: ring_socket(inode) writes a marker
+//   through any socket descriptor a doorbell of this process holds with that
+//   inode (a channel's writers use it, channel.hpp Readiness). clear()
+//   consumes marker bytes at the head of `watch` and stops at the first
+//   other byte, which belongs to whoever reads the socket (receive()).
+//   Marker bytes are 0xFF; a raw 0xFF written by a user into the peer's end
+//   of a reading end is taken for a marker (set_reads_markers(false), for a
+//   write-only Pipe end, makes every byte data). Reading the socket is
+//   serialised within the process (clear() and receive() take one mutex),
+//   so neither takes a byte meant for the other.
 //
-// A channel uses one per process to make itself selectable (fileno of a
-// Connection, the reader of a Queue in multiprocessing.connection.wait): a
-// watcher thread sleeps on the channel's futex and rings the doorbell while
-// the channel has a message or has been closed by every writer, and clears it
-// when the channel is seen empty again. So a readable doorbell means "a recv
-// would probably not block"; it is advisory. Another reader, in this or
-// another process, may take the message first; callers confirm with the
-// channel's own poll or a timed recv, as with a pipe shared by several
-// readers.
-//
+// A channel endpoint uses a doorbell to make itself selectable (fileno of a
+// Connection, the reader of a Queue in multiprocessing.connection.wait), and
+// the channel decides when it rings and when it is cleared (channel.hpp,
+// Readiness): for a socket doorbell, writers ring it as part of send and
+// readers clear it as part of the recv that empties the channel, so it is
+// exact in every process; for an eventfd doorbell (one per process and
+// channel) sends and recvs of this process ring and clear it at once, and a
+// watcher thread follows what other processes do, a wake-up later.
+
 // Ordering: ring() is called after the event it reports has happened in
 // shared memory, and eventfd reads and writes are system calls (full
 // barriers), so a thread that sees the descriptor readable and then looks at
@@ -43,6 +47,7 @@
 // use the inherited descriptor.
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <vector>
@@ -60,6 +65,12 @@ class doorbell {
   // peer's end, or -1): takes ownership of both descriptors, which must be
   // ends of a connected AF_UNIX stream socket pair.
   static doorbell over_socket(int watch, int ring);
+  // Writes a ring marker into a socket descriptor that a doorbell of this
+  // process holds (as `watch` or `ring`) and whose inode is `inode`; false
+  // if there is none. Safe against concurrent destruction of doorbells.
+  static bool ring_socket(std::uint64_t inode) noexcept;
+  // The inode of socket descriptor fd (0 if it is not a socket).
+  static std::uint64_t socket_inode(int fd) noexcept;
   ~doorbell();
   doorbell(doorbell&& other) noexcept;
   doorbell& operator=(doorbell&& other) noexcept;
@@ -80,6 +91,14 @@ class doorbell {
   // Socket doorbells only: whether this is one, and the peer end (-1 if none).
   bool is_socket() const noexcept { return socket_; }
   int ring_fd() const noexcept { return ring_fd_; }
+  // Socket doorbells only: whether 0xFF bytes at the head of the socket are
+  // markers (clear() and receive() skip them). Default: if a ring end was given.
+  void set_reads_markers(bool on) noexcept { markers_ = on; }
+  // Socket doorbells only: closes the ring end (ring() does nothing after).
+  void drop_ring_end() noexcept;
+  // Socket doorbells only: the socket reads end of file now (every copy of
+  // the peer's end is closed) with nothing before it.
+  bool at_end_of_file() const noexcept;
 
   // Socket doorbells only: waits for the next bytes on the socket that are
   // not ring markers and reads at most out.size() of them, with up to
@@ -95,9 +114,11 @@ class doorbell {
 
  private:
   struct socket_lock;
+  void release() noexcept;
   int fd_ = -1;
   int ring_fd_ = -1;
   bool socket_ = false;
+  bool markers_ = false;
   std::unique_ptr<socket_lock> lock_;
 };
 
