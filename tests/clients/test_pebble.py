@@ -1,8 +1,12 @@
 """pebble: ProcessPool with per-task timeouts, and @concurrent.process."""
 
+import pytest
 
-def test_process_pool_timeouts(client_program):
+
+@pytest.mark.parametrize('method', ['fork', 'spawn', 'forkserver'])
+def test_process_pool_timeouts(client_program, method):
     client_program('''
+        import multiprocessing
         import time
         from concurrent.futures import TimeoutError
         from pebble import ProcessPool
@@ -12,7 +16,7 @@ def test_process_pool_timeouts(client_program):
             return seconds
 
         if __name__ == '__main__':
-            with ProcessPool(max_workers=2) as pool:
+            with ProcessPool(max_workers=2, context=multiprocessing.get_context(METHOD)) as pool:
                 futures = [pool.schedule(nap, args=(d,), timeout=1.0) for d in (0.1, 5, 0.2, 0.3)]
                 for f in futures:
                     try:
@@ -22,7 +26,7 @@ def test_process_pool_timeouts(client_program):
                 mapped = pool.map(nap, [0.05, 0.1, 0.15], timeout=5)
                 print('map', list(mapped.result()))
             print('pool closed')
-    ''')
+    '''.replace('METHOD', repr(method)))
 
 
 def test_concurrent_process_decorator(client_program):

@@ -106,19 +106,32 @@ def _run_all(workdir):
     return results
 
 
+class _Summary:
+    """Prints the matrix's size and run times at the end of the session."""
+
+    def __init__(self, lines):
+        self.lines = lines
+
+    def pytest_terminal_summary(self, terminalreporter):
+        terminalreporter.section('payload matrix')
+        for line in self.lines:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope='module')
 def matrix(request, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp('payload_matrix'))
     results = _run_all(workdir)
-    reporter = request.config.pluginmanager.get_plugin('terminalreporter')
-    if reporter is not None:
-        times = ', '.join('%s %s %.1fs (%s)' % (i, m, results[i, m]['seconds'], results[i, m]['status'])
-                          for i in ('stock', 'mphost') for m in METHODS)
-        reporter.write_line('')
-        reporter.write_line('payload matrix: %d payloads x %d transports x %d start methods = %d cells'
-                            % (len(PAYLOADS), len(TRANSPORTS), len(METHODS),
-                               len(PAYLOADS) * len(TRANSPORTS) * len(METHODS)))
-        reporter.write_line('payload matrix runs: ' + times)
+    cells = [(t, p) for t in TRANSPORTS for p in PAYLOADS]
+    differing = sum(results['stock', m]['cells'].get(c) != results['mphost', m]['cells'].get(c)
+                    for m in METHODS for c in cells)
+    lines = ['payload matrix: %d payloads x %d transports x %d start methods = %d cells; '
+             '%d differ from stock' % (len(PAYLOADS), len(TRANSPORTS), len(METHODS),
+                                        len(cells) * len(METHODS), differing)]
+    lines += ['  %-10s stock %5.1fs (exit %s)   mphost %5.1fs (exit %s)'
+              % (m, results['stock', m]['seconds'], results['stock', m]['status'],
+                 results['mphost', m]['seconds'], results['mphost', m]['status']) for m in METHODS]
+    request.config.pluginmanager.register(_Summary(lines), 'payload-matrix-summary')
     return results
 
 
