@@ -8,6 +8,7 @@
 #include "mphost/runtime/exit_status.hpp"
 #include "mphost/runtime/fork.hpp"
 #include "mphost/runtime/launch.hpp"
+#include "mphost/runtime/parent_death.hpp"
 #include "mphost/runtime/sentinel.hpp"
 
 namespace py = pybind11;
@@ -47,8 +48,20 @@ void bind_process(py::module_& m) {
   m.def("pidfd_supported", &runtime::pidfd_supported);
 
   m.def(
-      "fork", [] { return runtime::fork_process(interpreter_fork_hooks()); },
-      "fork() with the interpreter's fork protocol: returns the child's pid, 0 in the child.");
+      "fork",
+      [](bool die_with_parent) {
+        return runtime::fork_process(interpreter_fork_hooks(), {die_with_parent});
+      },
+      py::arg("die_with_parent") = false,
+      "fork() with the interpreter's fork protocol: returns the child's pid, 0 in the child. With "
+      "die_with_parent (daemon children) the child is killed when this process ends, however it ends.");
+
+  m.def(
+      "die_with_parent",
+      [](int parent_pidfd, pid_t expected_ppid) { runtime::watch_parent(parent_pidfd, expected_ppid); },
+      py::arg("parent_pidfd"), py::arg("expected_ppid") = 0,
+      "In a child: be killed once `parent_pidfd` (a pidfd of the parent) is readable; at once if it "
+      "already is, or if expected_ppid is given and is no longer the kernel parent.");
 }
 
 }  // namespace mphost::embed

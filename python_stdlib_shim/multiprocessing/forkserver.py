@@ -187,10 +187,12 @@ def _zygote_main(config):
     signal.signal(signal.SIGINT, previous_sigint)
     _forkserver._forkserver_pid = None
     _forkserver._forkserver_alive_fd = None
-    _forkserver._inherited_fds = fds[1:]
+    # fds: the handshake pipe, a pidfd of the parent, then the descriptors
+    # the parent passed (popen_forkserver).
+    _forkserver._inherited_fds = fds[2:]
     code = 1
     try:
-        code = spawn._main(fds[0])
+        code = spawn._main(fds[0], parent_sentinel=fds[1])
     finally:
         util._flush_std_streams()
         os._exit(code)

@@ -87,7 +87,8 @@ class Popen(object):
         # parent ending before the child looks.
         parent_sentinel = _mphost.open_sentinel(os.getpid())
         try:
-            self.pid = _mphost.fork()
+            # A daemon child dies with this process, however it ends.
+            self.pid = _mphost.fork(die_with_parent=bool(process_obj.daemon))
             if self.pid == 0:
                 code = 1
                 try:

@@ -37,10 +37,15 @@ class Popen(popen_fork.Popen):
         import _mphost
         payload = popen_spawn_posix._pickle_for_child(self, process_obj)
         read_end, write_end = os.pipe()
+        # The child's parent is this process, not the zygote that forks it: a
+        # pidfd of ours goes along as the child's parent sentinel.
+        parent_pidfd = _mphost.open_sentinel(os.getpid())
         try:
-            self.pid, self.sentinel = forkserver.connect_to_new_process([read_end] + self._fds)
+            self.pid, self.sentinel = forkserver.connect_to_new_process(
+                [read_end, parent_pidfd] + self._fds)
         finally:
             os.close(read_end)
+            os.close(parent_pidfd)
         self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
         try:
             _mphost.write_message(write_end, payload)

@@ -122,8 +122,16 @@ def _run_from_stream(stream, parent_sentinel=None):
         process_obj = reduction.pickle.load(stream)
     finally:
         del current._inheriting
+    expected_ppid = 0
     if parent_sentinel is None:
+        # A spawned child's kernel parent is its parent process: while
+        # getppid() still says so, the pidfd opened by pid is the parent's.
         parent_sentinel = _open_parent_sentinel(process_obj._parent_pid)
+        expected_ppid = process_obj._parent_pid
+    if process_obj.daemon:
+        # A daemon child dies with its parent, however the parent ends.
+        import _mphost
+        _mphost.die_with_parent(parent_sentinel, expected_ppid)
     return process_obj._bootstrap(parent_sentinel)
 
 
