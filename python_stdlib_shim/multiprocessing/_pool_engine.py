@@ -203,8 +203,18 @@ def _has_callback(result):
 
 
 def _dumps(obj):
-    from .reduction import ForkingPickler
-    return ForkingPickler.dumps(obj)
+    """The inqueue message for obj: ForkingPickler.dumps(obj), as
+    SimpleQueue.put writes it (in chunks the channel gathers, when the
+    connection module offers that)."""
+    global _dumps_impl
+    if _dumps_impl is None:
+        from . import connection
+        from .reduction import ForkingPickler
+        _dumps_impl = getattr(connection, '_dumps_for_channel', ForkingPickler.dumps)
+    return _dumps_impl(obj)
+
+
+_dumps_impl = None
 
 
 class _Engine:

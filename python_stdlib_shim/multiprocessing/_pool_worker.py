@@ -183,11 +183,14 @@ def _task_taker(inqueue, tracking):
     receipt = (board, base * cells.itemsize)
 
     def take():
-        data = recv(None, receipt=receipt)
+        # A large message is unpickled where it lies in shared memory (the
+        # unpickler copies what it keeps), as Connection.recv does.
+        data = recv(None, True, receipt)
         ident = cells[base]
         try:
             return ident, loads(data)
         except Exception as e:
+            del data                 # the traceback must not keep the block
             raise _Unreadable(ident, e) from e
     return take
 
