@@ -150,9 +150,10 @@ def _open_parent_sentinel(pid):
 def _check_not_importing_main():
     if getattr(process.current_process(), '_inheriting', False):
         raise RuntimeError('''
-        A new process was started while this child process was still importing
-        the parent's main module (as __mp_main__): the code that starts processes
-        runs at import time.
+        An attempt has been made to start a new process before the current
+        process has finished its bootstrapping phase: this child process was
+        still importing its parent's main module (as __mp_main__), so the
+        code that starts processes runs at import time.
 
         With the spawn and forkserver start methods, a child imports the main
         module of its parent. Protect the code that starts processes with
