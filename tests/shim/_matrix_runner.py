@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from multiprocessing.reduction import ForkingPickler
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -498,6 +499,7 @@ def main(argv):
                 else:
                     EchoTransport(ctx, transport).run(names, emit, give_up)
             except Exception as e:
+                traceback.print_exc()
                 for name in names:
                     if name not in done:
                         emit(name, {'there': 'transport failed: ' + describe_error(e), 'back': ''})

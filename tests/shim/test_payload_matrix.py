@@ -33,6 +33,7 @@ METHODS = ['fork', 'spawn', 'forkserver']
 TRANSPORTS = _matrix_runner.TRANSPORTS
 PAYLOADS = list(_matrix_payloads.PAYLOADS)
 RUN_TIMEOUT = 300  # one runner, one start method, every transport
+MAX_SHOWN = 12  # differing payloads shown in full in one failure
 EXIT_TIMEOUT = 30  # from its last cell to its exit
 
 pytestmark = pytest.mark.skipif(not os.path.exists(STOCK), reason='stock python3 is not installed')
@@ -181,8 +182,12 @@ def test_same_as_stock(matrix, transport, method):
             diffs.append('  %s\n    stock:  %s\n    mphost: %s'
                          % (name, _short(want), _short(got) if got is not None else missing_note))
     if diffs:
+        shown = diffs[:MAX_SHOWN]
+        if len(diffs) > MAX_SHOWN:
+            shown.append('  ... and %d more: %s' % (len(diffs) - MAX_SHOWN, ', '.join(
+                d.split('\n', 1)[0].strip() for d in diffs[MAX_SHOWN:])))
         message = '%d of %d payloads differ from stock through %s under %s:\n%s' % (
-            len(diffs), len(names), transport, method, '\n'.join(diffs))
+            len(diffs), len(names), transport, method, '\n'.join(shown))
         if mine['status'] != 0:
             message += '\nmphost runner (%s), last lines:\n%s' % (mine['status'], _log_tail(mine))
         pytest.fail(message, pytrace=False)
