@@ -28,7 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _matrix_payloads as mp_payloads  # noqa: E402
 
 CELL_TIMEOUT = 8.0        # one cell through an echo child
-BATCH_TIMEOUT = 30.0      # all cells of one pool transport, submitted together
+FIRST_CELL_TIMEOUT = 30.0  # the first cell after the child started (its imports)
+BATCH_TIMEOUT = 45.0      # all cells of one pool transport, submitted together
 HANGS_PER_TRANSPORT = 3   # after this many timed-out cells, a transport stops
 RUN_DEADLINE = 200.0      # the whole run, all transports
 POLL = 0.02
@@ -164,7 +165,7 @@ class EchoTransport:
             box = []
             t = threading.Thread(target=lambda: box.append(listener.accept()), daemon=True)
             t.start()
-            t.join(CELL_TIMEOUT)
+            t.join(FIRST_CELL_TIMEOUT)
             if not box:
                 raise TimeoutError('Listener.accept: no connection from the child')
             conn = box[0]
@@ -223,7 +224,7 @@ class EchoTransport:
                     return self.recv()
                 return ('died', None, self.proc.exitcode)
 
-    def cell(self, idx, payload):
+    def cell(self, idx, payload, timeout=CELL_TIMEOUT):
         result = {}
         try:
             self.send(('cell', idx, payload))
@@ -235,7 +236,7 @@ class EchoTransport:
             result.setdefault('there', 'not delivered')
             result['back'] = 'send end marker: ' + describe_error(e)
             return result, 'broken'
-        deadline = time.monotonic() + CELL_TIMEOUT
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 msg = self._receive(deadline)
@@ -245,7 +246,7 @@ class EchoTransport:
                 return result, 'broken'
             if msg is None:
                 result.setdefault('there', 'not delivered')
-                result.setdefault('back', 'lost: no answer within %gs' % CELL_TIMEOUT)
+                result.setdefault('back', 'lost: no answer within %gs' % timeout)
                 return result, 'hang'
             tag, i, value = msg
             if tag == 'died':
@@ -266,6 +267,7 @@ class EchoTransport:
     def run(self, payload_names, emit, give_up):
         hangs = 0
         self._open()
+        fresh = True
         try:
             for idx, name in enumerate(payload_names):
                 if give_up():
@@ -274,12 +276,15 @@ class EchoTransport:
                 if hangs >= HANGS_PER_TRANSPORT:
                     emit(name, {'there': 'not run: %d earlier cells hung' % hangs, 'back': ''})
                     continue
-                result, state = self.cell(idx, mp_payloads.build(name))
+                timeout = FIRST_CELL_TIMEOUT if fresh else CELL_TIMEOUT
+                result, state = self.cell(idx, mp_payloads.build(name), timeout)
                 emit(name, result)
+                fresh = False
                 if state != 'ok':
                     hangs += state == 'hang'
                     self.close(graceful=False)
                     self._open()
+                    fresh = True
             if self.name == 'joinable_queue':
                 q_in = self.queues[0]
                 t = threading.Thread(target=q_in.join, daemon=True)
