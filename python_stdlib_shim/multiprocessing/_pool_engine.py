@@ -748,7 +748,10 @@ class _Engine:
     def wait_ready(self, ready, timeout=None):
         """Block until ready() is true (checked with the lock held) or
         `timeout` seconds pass; return ready(). The calling thread reads the
-        outqueue itself when no other thread is reading it."""
+        outqueue itself when no other thread is reading it and no hand-over
+        to the result handler thread is pending (the results it would read
+        could only complete behind the hand-over: it sleeps until the
+        handler has run it)."""
         lock = self._lock
         deadline = None if timeout is None else time.monotonic() + timeout
         me = threading.get_ident()
@@ -775,7 +778,9 @@ class _Engine:
                         if self._reader == me:
                             outer = True     # a callback run by this reader waits
                             break
-                        if self._reader is None and self._readable and self.state != TERMINATE:
+                        if (self._reader is None and self._readable and self.state != TERMINATE
+                                and (me == self._bg_ident
+                                     or not (self._handoff or self._handoff_busy))):
                             self._reader = me
                             outer = False
                             break
@@ -792,18 +797,24 @@ class _Engine:
                     continue
                 try:
                     while True:
-                        if deadline is None:
+                        # While a hand-over is pending, read only what is
+                        # already there, then sleep until the handler ran it.
+                        pending = me != self._bg_ident and (self._handoff or self._handoff_busy)
+                        if pending:
+                            msg = self._receive(0)
+                        elif deadline is None:
                             msg = self._receive(None)
                         else:
                             msg = self._receive(max(deadline - time.monotonic(), 0))
-                        if msg is not _NOTHING:
+                        got = msg is not _NOTHING
+                        if got:
                             self._handle(msg)
                             msg = None    # do not keep results alive while waiting
                         if ready():
                             return True
                         if deadline is not None and time.monotonic() >= deadline:
                             return False
-                        if self.state == TERMINATE:
+                        if self.state == TERMINATE or (pending and not got):
                             break
                 except (EOFError, OSError):
                     self._readable = False
