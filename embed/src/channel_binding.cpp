@@ -52,6 +52,21 @@ ipc::deadline deadline_from(const py::object& timeout) {
   return ipc::deadline::from_seconds(seconds);
 }
 
+// The GIL released for a scope. Taking it back may end the thread (a daemon
+// thread that comes back into a finalizing interpreter is ended with
+// pthread_exit, whose unwinding must pass through), so the destructor is
+// not noexcept: a noexcept one would abort the process instead.
+class gil_released {
+ public:
+  gil_released() noexcept : state_(PyEval_SaveThread()) {}
+  ~gil_released() noexcept(false) { PyEval_RestoreThread(state_); }
+  gil_released(const gil_released&) = delete;
+  gil_released& operator=(const gil_released&) = delete;
+
+ private:
+  PyThreadState* state_;
+};
+
 // recv's receipt: (buffer, byte_offset) naming 8 writable, 8-byte aligned
 // bytes, held for the call. ValueError when they are not.
 struct receipt_slot {
@@ -143,7 +158,7 @@ class channel_handle {
       if (!until.expired()) {
         do {
           {
-            py::gil_scoped_release release;
+            gil_released release;
             result = ch.recv(msg, until, receipt.word);
           }
           if (result == ipc::wait_result::interrupted && PyErr_CheckSignals() != 0) throw py::error_already_set();
@@ -174,7 +189,7 @@ class channel_handle {
       const ipc::deadline until = deadline_from(timeout);
       while (!until.expired() || result == ipc::wait_result::interrupted) {
         {
-          py::gil_scoped_release release;
+          gil_released release;
           result = ch.poll(until);
         }
         if (result != ipc::wait_result::interrupted) break;
@@ -184,10 +199,10 @@ class channel_handle {
     return result == ipc::wait_result::ok || result == ipc::wait_result::closed;
   }
 
-  void close() noexcept {
-    if (ch_) ch_.close();
-    ch_ = ipc::channel();
-  }
+  // Threads blocked in this endpoint (recv, poll, a bounded send,
+  // receive_fds) wake and raise OSError('handle is closed'), unless
+  // `wake_waiters` is false; the endpoint's state outlives their calls.
+  void close(bool wake_waiters) noexcept { ch_.close(wake_waiters); }
 
   bool closed() const noexcept { return !ch_; }
 
@@ -202,8 +217,8 @@ class channel_handle {
 // Bytes and descriptors sent into the peer of a Pipe end's socket
 // (reduction.send_handle, or raw writes), read past the doorbell's markers.
 py::object receive_fds(channel_handle& h, std::size_t size, std::size_t maxfds, const py::object& timeout) {
-  ipc::doorbell* bell = h.get().socket_doorbell();
-  if (bell == nullptr) {
+  ipc::channel& ch = h.get();
+  if (ch.socket_doorbell() == nullptr) {
     PyErr_SetString(PyExc_OSError, "this connection has no socket");
     throw py::error_already_set();
   }
@@ -215,8 +230,8 @@ py::object receive_fds(channel_handle& h, std::size_t size, std::size_t maxfds, 
   for (;;) {
     ipc::wait_result result = ipc::wait_result::ok;
     {
-      py::gil_scoped_release release;
-      got = bell->receive(std::as_writable_bytes(std::span(data.data(), data.size())), maxfds, fds, until, result);
+      gil_released release;
+      got = ch.receive_socket(std::as_writable_bytes(std::span(data.data(), data.size())), maxfds, fds, until, result);
     }
     if (got >= 0) break;
     if (result == ipc::wait_result::timed_out) return py::none();
@@ -330,7 +345,9 @@ void bind_channel(py::module_& m) {
       .def("receive_fds", &receive_fds, py::arg("size"), py::arg("maxfds"), py::arg("timeout") = py::none(),
            "Read up to `size` bytes from the socket given with use_socket, skipping ring markers, with up to "
            "`maxfds` descriptors: (data, [fds]), or None on timeout.")
-      .def("close", &channel_handle::close);
+      .def("close", &channel_handle::close, py::arg("wake_waiters") = true,
+           "Close this endpoint. Threads blocked in it raise OSError('handle is closed'), unless "
+           "wake_waiters is False (at exit: they keep waiting, detached).");
 }
 
 }  // namespace mphost::embed

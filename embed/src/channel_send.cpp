@@ -43,11 +43,13 @@ class held_buffers {
 };
 
 // The GIL released for a scope, and taken back however the scope is left
-// (a core call may throw).
+// (a core call may throw). Taking it back may end a daemon thread of a
+// finalizing interpreter (pthread_exit): not noexcept, so that unwinding
+// passes through instead of aborting the process.
 class released_gil {
  public:
   released_gil() noexcept : state_(PyEval_SaveThread()) {}
-  ~released_gil() { PyEval_RestoreThread(state_); }
+  ~released_gil() noexcept(false) { PyEval_RestoreThread(state_); }
   released_gil(const released_gil&) = delete;
   released_gil& operator=(const released_gil&) = delete;
 

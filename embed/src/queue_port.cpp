@@ -243,8 +243,29 @@ int pickle_and_send(port_object* self, ipc::channel* ch, PyObject* obj) {
 
 // ---- methods ----
 
+// The queue, held for a call: the port refers to it weakly (no cycle), and
+// a caller of queue.put/get holds only the port, so without this the queue
+// (and its connections, which close the channel) could be collected while
+// the call waits, as it cannot be on the stdlib.
+class queue_hold {
+ public:
+  explicit queue_hold(port_object* self) noexcept : queue_(queue_of(self)) {}
+  // Without the GIL only while a daemon thread is being ended by a
+  // finalizing interpreter (unwinding out of a wait): then the reference is
+  // left alone.
+  ~queue_hold() {
+    if (PyGILState_Check()) Py_XDECREF(queue_);
+  }
+  queue_hold(const queue_hold&) = delete;
+  queue_hold& operator=(const queue_hold&) = delete;
+
+ private:
+  PyObject* queue_;
+};
+
 PyObject* port_put(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   auto* self = reinterpret_cast<port_object*>(op);
+  const queue_hold hold(self);
   PyObject *block, *timeout;
   if (!parse_block_timeout("put", args, nargs, kwnames, 1, block, timeout)) return nullptr;
   if (self->closed) return raise_closed(self);
@@ -271,6 +292,7 @@ PyObject* port_put(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
 
 PyObject* port_get(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   auto* self = reinterpret_cast<port_object*>(op);
+  const queue_hold hold(self);
   PyObject *block_obj, *timeout;
   if (!parse_block_timeout("get", args, nargs, kwnames, 0, block_obj, timeout)) return nullptr;
   if (self->closed) return raise_closed(self);

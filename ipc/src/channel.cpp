@@ -21,8 +21,8 @@ std::uint64_t round_capacity(std::size_t requested) noexcept {
   return c;
 }
 
-std::unique_ptr<channel::state> make_state(segment seg, endpoint_role role) {
-  auto s = std::make_unique<channel::state>();
+std::shared_ptr<channel::state> make_state(segment seg, endpoint_role role) {
+  auto s = std::make_shared<channel::state>();
   s->ctl = static_cast<control*>(seg.base());
   s->control_segment = std::make_shared<segment>(std::move(seg));
   s->name = s->control_segment->name();
@@ -41,13 +41,16 @@ void check_role(endpoint_role role) {
   if (r < 1 || r > 3) throw std::system_error(EINVAL, std::system_category(), "invalid channel endpoint role");
 }
 
-channel::state& usable(const std::unique_ptr<channel::state>& s, endpoint_role need) {
+// The endpoint's state, held for the call: a close() by another thread
+// meanwhile leaves it mapped until the call returns (channel.hpp, Threads).
+std::shared_ptr<channel::state> usable(const std::atomic<std::shared_ptr<channel::state>>& held, endpoint_role need) {
+  std::shared_ptr<channel::state> s = held.load(std::memory_order_acquire);
   if (!s || s->closed.load(std::memory_order_relaxed)) throw std::system_error(errc::handle_closed);
   if (!(static_cast<std::uint8_t>(s->role) & static_cast<std::uint8_t>(need))) {
     throw std::system_error(EBADF, std::system_category(),
                             need == endpoint_role::writer ? "channel endpoint is read-only" : "channel endpoint is write-only");
   }
-  return *s;
+  return s;
 }
 
 }  // namespace
@@ -55,12 +58,12 @@ channel::state& usable(const std::unique_ptr<channel::state>& s, endpoint_role n
 // ---- channel ----
 
 channel::channel() noexcept = default;
-channel::channel(std::unique_ptr<state> s) noexcept : state_(std::move(s)) {}
-channel::channel(channel&&) noexcept = default;
+channel::channel(std::shared_ptr<state> s) noexcept : state_(std::move(s)) {}
+channel::channel(channel&& other) noexcept : state_(other.state_.exchange(nullptr)) {}
 channel& channel::operator=(channel&& other) noexcept {
   if (this != &other) {
     close();
-    state_ = std::move(other.state_);
+    state_.store(other.state_.exchange(nullptr));
   }
   return *this;
 }
@@ -112,17 +115,32 @@ channel channel::open(const std::string& name, endpoint_role role, std::uint64_t
   return channel(std::move(s));
 }
 
-const std::string& channel::name() const noexcept {
-  static const std::string none;
-  return state_ ? state_->name : none;
+std::string channel::name() const {
+  const std::shared_ptr<state> s = state_.load(std::memory_order_acquire);
+  return s ? s->name : std::string();
 }
-endpoint_role channel::role() const noexcept { return state_ ? state_->role : endpoint_role::both; }
-std::size_t channel::capacity() const noexcept { return state_ ? state_->capacity : 0; }
-bool channel::unbounded() const noexcept { return state_ && state_->unbounded; }
-std::size_t channel::large_threshold() const noexcept { return state_ ? state_->threshold : 0; }
+endpoint_role channel::role() const noexcept {
+  const std::shared_ptr<state> s = state_.load(std::memory_order_acquire);
+  return s ? s->role : endpoint_role::both;
+}
+std::size_t channel::capacity() const noexcept {
+  const std::shared_ptr<state> s = state_.load(std::memory_order_acquire);
+  return s ? s->capacity : 0;
+}
+bool channel::unbounded() const noexcept {
+  const std::shared_ptr<state> s = state_.load(std::memory_order_acquire);
+  return s && s->unbounded;
+}
+std::size_t channel::large_threshold() const noexcept {
+  const std::shared_ptr<state> s = state_.load(std::memory_order_acquire);
+  return s ? s->threshold : 0;
+}
+channel::operator bool() const noexcept { return static_cast<bool>(state_.load(std::memory_order_acquire)); }
 
 wait_result channel::send(std::span<const std::byte> bytes, const deadline& until, std::uint64_t* sent) {
-  state& s = usable(state_, endpoint_role::writer);
+  const std::shared_ptr<state> held = usable(state_, endpoint_role::writer);
+  state& s = *held;
+  const detail::exit_watch exiting;
   if (bytes.size() > s.threshold) {
     // Unless it is sent, the block goes back to the pool when dropped.
     large_block block = s.blocks->take(bytes.size());
@@ -134,6 +152,7 @@ wait_result channel::send(std::span<const std::byte> bytes, const deadline& unti
   std::byte* payload = nullptr;
   std::uint64_t identity = 0;
   const wait_result r = detail::reserve_frame(s, frame_kind::data, bytes.size(), keep, header, payload, identity, until);
+  exiting.before_return(s.cancelled);
   if (r != wait_result::ok) return r;
   if (!bytes.empty()) std::memcpy(payload, bytes.data(), bytes.size());
   commit_frame(header);
@@ -144,12 +163,14 @@ wait_result channel::send(std::span<const std::byte> bytes, const deadline& unti
 }
 
 large_block channel::make_block(std::size_t size) {
-  state& s = usable(state_, endpoint_role::writer);
+  const std::shared_ptr<state> held = usable(state_, endpoint_role::writer);
+  state& s = *held;
   return s.blocks->take(size);
 }
 
 wait_result channel::send_block(large_block& block, const deadline& until, std::uint64_t* sent) {
-  state& s = usable(state_, endpoint_role::writer);
+  const std::shared_ptr<state> held = usable(state_, endpoint_role::writer);
+  state& s = *held;
   if (!block) throw std::system_error(EINVAL, std::system_category(), "empty large block");
   if (block.name().compare(0, s.block_prefix.size(), s.block_prefix) != 0) {
     throw std::system_error(EINVAL, std::system_category(), "large block of another channel");
@@ -159,7 +180,9 @@ wait_result channel::send_block(large_block& block, const deadline& until, std::
   frame_header* header = nullptr;
   std::byte* payload = nullptr;
   std::uint64_t identity = 0;
+  const detail::exit_watch exiting;
   const wait_result r = detail::reserve_frame(s, frame_kind::block, sizeof ref, keep, header, payload, identity, until);
+  exiting.before_return(s.cancelled);
   if (r != wait_result::ok) return r;
   std::memcpy(payload, &ref, sizeof ref);
   commit_frame(header);
@@ -171,15 +194,18 @@ wait_result channel::send_block(large_block& block, const deadline& until, std::
 }
 
 wait_result channel::reserve(std::size_t size, reservation& out, const deadline& until) {
-  state& s = usable(state_, endpoint_role::writer);
+  const std::shared_ptr<state> held = usable(state_, endpoint_role::writer);
+  state& s = *held;
   if (size > s.threshold) throw std::system_error(errc::message_too_large);
   out.abandon();
   frame_header* header = nullptr;
   std::byte* payload = nullptr;
   std::uint64_t identity = 0;
+  const detail::exit_watch exiting;
   const wait_result r = detail::reserve_frame(s, frame_kind::data, size, out.ring_, header, payload, identity, until);
+  exiting.before_return(s.cancelled);
   if (r != wait_result::ok) return r;
-  out.owner_ = &s;
+  out.owner_ = held;
   out.id_ = identity;
   out.header_ = header;
   out.payload_ = payload;
@@ -188,31 +214,45 @@ wait_result channel::reserve(std::size_t size, reservation& out, const deadline&
 }
 
 wait_result channel::recv(message& out, const deadline& until, std::atomic<std::uint64_t>* receipt) {
-  state& s = usable(state_, endpoint_role::reader);
+  const std::shared_ptr<state> held = usable(state_, endpoint_role::reader);
+  state& s = *held;
   out.clear();
+  const detail::exit_watch exiting;
   const wait_result r = detail::receive(s, &out, until, receipt);
   if (r == wait_result::ok || r == wait_result::timed_out) s.settle_bells();
+  exiting.before_return(s.cancelled);
   return r;
 }
 
 wait_result channel::poll(const deadline& until) {
-  state& s = usable(state_, endpoint_role::reader);
+  const std::shared_ptr<state> held = usable(state_, endpoint_role::reader);
+  state& s = *held;
+  const detail::exit_watch exiting;
   const wait_result r = detail::receive(s, nullptr, until);
   if (r == wait_result::timed_out) s.settle_bells();
+  exiting.before_return(s.cancelled);
   return r;
 }
 
 std::uint64_t channel::queued_bytes() const noexcept {
-  if (!state_ || state_->closed.load(std::memory_order_relaxed)) return 0;
-  const control& c = *state_->ctl;
+  const std::shared_ptr<state> held = state_.load(std::memory_order_acquire);
+  if (!held || held->closed.load(std::memory_order_relaxed)) return 0;
+  const control& c = *held->ctl;
   if (c.head_ring.load(std::memory_order_acquire) != 0) return 0;  // only ring 0 is measured here
   return c.ring0.tail.load(std::memory_order_acquire) - c.ring0.head.load(std::memory_order_acquire);
 }
 
-void channel::close() noexcept {
-  if (!state_) return;
-  state_->detach();
-  state_.reset();
+void channel::close(bool wake_waiters) noexcept {
+  const std::shared_ptr<state> held = state_.exchange(nullptr);
+  if (!held) return;
+  // Calls of other threads in progress hold the state (and its mappings):
+  // they see it cancelled when woken, and it goes with the last of them.
+  if (wake_waiters) {
+    held->cancelled.store(true, std::memory_order_release);
+  } else {
+    detail::process_exiting.store(true, std::memory_order_release);
+  }
+  held->detach();
 }
 
 // ---- reservation ----
@@ -221,7 +261,7 @@ channel::reservation::reservation() noexcept = default;
 channel::reservation::~reservation() { abandon(); }
 channel::reservation::reservation(reservation&& other) noexcept
     : ring_(std::move(other.ring_)),
-      owner_(other.owner_),
+      owner_(std::move(other.owner_)),
       header_(other.header_),
       payload_(other.payload_),
       size_(other.size_),
@@ -233,7 +273,7 @@ channel::reservation& channel::reservation::operator=(reservation&& other) noexc
   if (this != &other) {
     abandon();
     ring_ = std::move(other.ring_);
-    owner_ = other.owner_;
+    owner_ = std::move(other.owner_);
     header_ = other.header_;
     payload_ = other.payload_;
     size_ = other.size_;
@@ -251,6 +291,7 @@ void channel::reservation::commit() noexcept {
   owner_->ring_bells();
   header_ = nullptr;
   ring_.reset();
+  owner_.reset();
 }
 
 void channel::reservation::abandon() noexcept {
@@ -259,6 +300,7 @@ void channel::reservation::abandon() noexcept {
   detail::notify_readers(*owner_->ctl);
   header_ = nullptr;
   ring_.reset();
+  owner_.reset();
 }
 
 // ---- message ----

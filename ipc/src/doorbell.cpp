@@ -214,12 +214,16 @@ void doorbell::reset_after_fork() noexcept {
 }
 
 long doorbell::receive(std::span<std::byte> out, std::size_t max_fds, std::vector<int>& fds, const deadline& until,
-                       wait_result& result) {
+                       wait_result& result, const std::atomic<bool>* cancelled) {
   if (!socket_) throw std::system_error(EINVAL, std::system_category(), "not a socket doorbell");
   std::vector<unsigned char> head(out.size() < 4096 ? out.size() : 4096);
   if (head.empty()) throw std::system_error(EINVAL, std::system_category(), "empty receive buffer");
   for (;;) {
-    const wait_result w = wait(until);
+    // With a cancel flag: wait in slices, looking at it between them.
+    const wait_result w =
+        cancelled == nullptr ? wait(until) : wait(deadline::earliest(until, deadline::after(std::chrono::milliseconds(50))));
+    if (cancelled != nullptr && cancelled->load(std::memory_order_acquire)) throw std::system_error(errc::handle_closed);
+    if (w == wait_result::timed_out && !until.expired()) continue;
     if (w == wait_result::closed) throw_errno("poll");
     if (w != wait_result::ok) {
       result = w;

@@ -631,9 +631,13 @@ class _ChannelConnection(Connection):
         return self._handle.fileno()
 
     def _close(self):
+        # Threads blocked on this end (recv, poll, a send waiting for room)
+        # wake with OSError('handle is closed'); at exit they are left
+        # waiting, as the stdlib leaves a thread blocked on a closed pipe.
+        wake = not util.is_exiting()
         for channel in (self._inbound, self._outbound):
             if channel is not None:
-                channel.close()
+                channel.close(wake)
         self._inbound = self._outbound = None
 
     def send(self, obj):

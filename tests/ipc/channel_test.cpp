@@ -1205,5 +1205,114 @@ TEST_F(ChannelTest, ReceiptOfAReaderKilledAfterTheTakeNamesTheMessage) {
   EXPECT_EQ(mine.load(), second);
 }
 
+// ---- close under a waiting thread ----
+
+// Runs `blocked` in a thread, closes `ch` from this one once it waits, and
+// expects the thread to end with errc::handle_closed.
+void expect_close_wakes(channel& ch, const std::function<void()>& blocked) {
+  std::atomic<int> outcome{0};  // 1: handle_closed, 2: returned, 3: other error
+  std::thread t([&] {
+    try {
+      blocked();
+      outcome = 2;
+    } catch (const std::system_error& e) {
+      outcome = e.code() == make_error_code(errc::handle_closed) ? 1 : 3;
+    }
+  });
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(outcome.load(), 0) << "it should be waiting";
+  const auto start = std::chrono::steady_clock::now();
+  ch.close();
+  t.join();
+  EXPECT_EQ(outcome.load(), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
+TEST_F(ChannelTest, CloseWakesABlockedRecvAndPollWithHandleClosed) {
+  watchdog guard(30s);
+  for (bool poll : {false, true}) {
+    channel r = make(options(), endpoint_role::reader);
+    channel w = channel::open(r.name(), endpoint_role::writer);
+    expect_close_wakes(r, [&] {
+      message m;
+      if (poll) {
+        (void)r.poll(deadline::infinite());
+      } else {
+        (void)r.recv(m, deadline::infinite());
+      }
+    });
+    // The writer sees the reader gone.
+    EXPECT_EQ(w.send(bytes_of("x"), deadline::immediate()), wait_result::closed);
+  }
+}
+
+TEST_F(ChannelTest, CloseWakesABlockedBoundedSend) {
+  watchdog guard(30s);
+  channel w = make(options(4096), endpoint_role::writer);
+  channel r = channel::open(w.name(), endpoint_role::reader);
+  const std::string payload(500, 'f');
+  while (w.send(bytes_of(payload), deadline::immediate()) == wait_result::ok) {
+  }
+  expect_close_wakes(w, [&] { (void)w.send(bytes_of(payload), deadline::infinite()); });
+  message m;
+  int left = 0;
+  while (r.recv(m, deadline::immediate()) == wait_result::ok) ++left;
+  EXPECT_GT(left, 0);
+  EXPECT_EQ(r.recv(m, deadline::immediate()), wait_result::closed);
+}
+
+TEST_F(ChannelTest, CloseWakesAThreadReadingTheSocket) {
+  watchdog guard(30s);
+  channel r = make(options(), endpoint_role::reader);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  (void)attach_socket_pair(r, w);
+  expect_close_wakes(r, [&] {
+    std::vector<std::byte> buf(16);
+    std::vector<int> fds;
+    wait_result result;
+    (void)r.receive_socket(buf, 1, fds, deadline::infinite(), result);
+  });
+}
+
+TEST_F(ChannelTest, ManyThreadsBlockedInOneEndpointAllWakeOnClose) {
+  watchdog guard(30s);
+  for (int round = 0; round < 20; ++round) {
+    channel r = make(options(), endpoint_role::both);
+    std::atomic<int> woken{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i) {
+      threads.emplace_back([&, i] {
+        message m;
+        try {
+          if (i % 2) {
+            (void)r.poll(deadline::after(20s));
+          } else {
+            (void)r.recv(m, deadline::after(20s));
+          }
+        } catch (const std::system_error&) {
+          ++woken;
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(round % 5));
+    r.close();
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(woken.load(), 4);
+  }
+}
+
+TEST_F(ChannelTest, AReservationOutlivesTheClose) {
+  channel r = make(options(), endpoint_role::reader);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  channel::reservation space;
+  ASSERT_EQ(w.reserve(3, space, deadline::immediate()), wait_result::ok);
+  w.close();
+  std::memcpy(space.bytes().data(), "abc", 3);
+  space.commit();
+  message m;
+  ASSERT_EQ(r.recv(m, deadline::immediate()), wait_result::ok);
+  EXPECT_EQ(text_of(m), "abc");
+}
+
 }  // namespace
 }  // namespace mphost::ipc

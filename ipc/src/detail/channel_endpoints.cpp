@@ -337,22 +337,24 @@ void channel::state::poke_watchers() noexcept {
 // ---- channel: the public endpoint calls ----
 
 std::uint64_t channel::hand_over(endpoint_role r, std::chrono::seconds validity) {
-  if (!state_ || state_->closed.load()) throw std::system_error(errc::handle_closed);
+  const std::shared_ptr<state> held = state_.load(std::memory_order_acquire);
+  if (!held || held->closed.load()) throw std::system_error(errc::handle_closed);
   const std::int64_t expiry =
       detail::monotonic_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(validity).count();
   std::uint32_t gen = 0;
-  std::uint32_t i = claim_slot(*state_->ctl, role_bits(r), detail::slot_pending, process_identity::current(), expiry, &gen);
-  if (i == detail::no_slot && state_->reap_dead()) {
-    i = claim_slot(*state_->ctl, role_bits(r), detail::slot_pending, process_identity::current(), expiry, &gen);
+  std::uint32_t i = claim_slot(*held->ctl, role_bits(r), detail::slot_pending, process_identity::current(), expiry, &gen);
+  if (i == detail::no_slot && held->reap_dead()) {
+    i = claim_slot(*held->ctl, role_bits(r), detail::slot_pending, process_identity::current(), expiry, &gen);
   }
   if (i == detail::no_slot) throw std::system_error(EMFILE, std::system_category(), "too many endpoints on channel");
-  state_->poke_watchers();
+  held->poke_watchers();
   return (std::uint64_t{i} << 16) | gen;
 }
 
 void channel::withdraw_hand_overs() noexcept {
-  if (!state_ || state_->closed.load()) return;
-  detail::control& c = *state_->ctl;
+  const std::shared_ptr<state> held = state_.load(std::memory_order_acquire);
+  if (!held || held->closed.load()) return;
+  detail::control& c = *held->ctl;
   const auto me = static_cast<std::uint32_t>(current_pid());
   bool last = false;
   for (std::uint32_t i = 0; i < detail::max_endpoints; ++i) {
@@ -366,9 +368,10 @@ void channel::withdraw_hand_overs() noexcept {
 }
 
 channel::endpoint_counts channel::endpoints() {
-  if (!state_ || state_->closed.load()) throw std::system_error(errc::handle_closed);
-  state_->reap_dead();
-  return {state_->ctl->live_readers.load(std::memory_order_acquire), state_->ctl->live_writers.load(std::memory_order_acquire)};
+  const std::shared_ptr<state> held = state_.load(std::memory_order_acquire);
+  if (!held || held->closed.load()) throw std::system_error(errc::handle_closed);
+  held->reap_dead();
+  return {held->ctl->live_readers.load(std::memory_order_acquire), held->ctl->live_writers.load(std::memory_order_acquire)};
 }
 
 bool channel::remove(const std::string& name) noexcept {
@@ -547,8 +550,9 @@ bool channel::state::socket_peer_gone() const noexcept {
 }
 
 int channel::fileno() {
-  if (!state_ || state_->closed.load()) throw std::system_error(errc::handle_closed);
-  state& s = *state_;
+  const std::shared_ptr<state> held = state_.load(std::memory_order_acquire);
+  if (!held || held->closed.load()) throw std::system_error(errc::handle_closed);
+  state& s = *held;
   std::lock_guard lock(s.bell_mutex);
   if (s.bell && s.bell->is_socket()) {
     // Rung by the channel's writers from now on, and by us now if a message
@@ -582,9 +586,10 @@ int channel::fileno() {
 }
 
 void channel::set_doorbell(doorbell bell) {
-  if (!state_ || state_->closed.load()) throw std::system_error(errc::handle_closed);
+  const std::shared_ptr<state> held = state_.load(std::memory_order_acquire);
+  if (!held || held->closed.load()) throw std::system_error(errc::handle_closed);
   if (!bell.is_socket()) throw std::system_error(EINVAL, std::system_category(), "not a socket doorbell");
-  state& s = *state_;
+  state& s = *held;
   s.stop_watcher();
   const bool reads = (static_cast<std::uint8_t>(s.role) & role_bits(endpoint_role::reader)) != 0;
   bell.set_reads_markers(reads);
@@ -594,10 +599,11 @@ void channel::set_doorbell(doorbell bell) {
 }
 
 void channel::ring_through(int fd) {
-  if (!state_ || state_->closed.load()) throw std::system_error(errc::handle_closed);
+  const std::shared_ptr<state> held = state_.load(std::memory_order_acquire);
+  if (!held || held->closed.load()) throw std::system_error(errc::handle_closed);
   const std::uint64_t inode = doorbell::socket_inode(fd);
   if (inode == 0) throw std::system_error(ENOTSOCK, std::system_category(), "not a socket");
-  state& s = *state_;
+  state& s = *held;
   {
     detail::scoped_lock lock(s.ctl->bell_lock);
     s.ctl->bell_socket.store(inode, std::memory_order_release);
@@ -606,10 +612,27 @@ void channel::ring_through(int fd) {
   if (readable_now(s)) s.ring_bells();
 }
 
+long channel::receive_socket(std::span<std::byte> out, std::size_t max_fds, std::vector<int>& fds,
+                             const deadline& until, wait_result& result) {
+  const std::shared_ptr<state> held = state_.load(std::memory_order_acquire);
+  if (!held || held->closed.load()) throw std::system_error(errc::handle_closed);
+  doorbell* bell = nullptr;
+  {
+    std::lock_guard lock(held->bell_mutex);
+    if (held->bell && held->bell->is_socket()) bell = held->bell.get();
+  }
+  if (bell == nullptr) throw std::system_error(EBADF, std::system_category(), "this channel endpoint has no socket");
+  const detail::exit_watch exiting;
+  const long got = bell->receive(out, max_fds, fds, until, result, &held->cancelled);
+  exiting.before_return(held->cancelled);
+  return got;
+}
+
 doorbell* channel::socket_doorbell() noexcept {
-  if (!state_) return nullptr;
-  std::lock_guard lock(state_->bell_mutex);
-  return state_->bell && state_->bell->is_socket() ? state_->bell.get() : nullptr;
+  const std::shared_ptr<state> held = state_.load(std::memory_order_acquire);
+  if (!held) return nullptr;
+  std::lock_guard lock(held->bell_mutex);
+  return held->bell && held->bell->is_socket() ? held->bell.get() : nullptr;
 }
 
 void channel::state::stop_watcher() noexcept {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <new>
+#include <thread>
 
 #include "detail/channel_state.hpp"
 #include "mphost/ipc/error.hpp"
@@ -260,11 +261,13 @@ bool hint_changed(const control& c, const spin_hint& h) noexcept {
 wait_result reserve_frame(channel::state& s, frame_kind kind, std::size_t length, std::shared_ptr<void>& ring_keep,
                           frame_header*& header, std::byte*& payload, std::uint64_t& identity, const deadline& until) {
   control& c = *s.ctl;
+  s.throw_if_cancelled();
   s.ensure_slot();
   const std::uint64_t size = frame_size(length);
   std::int64_t start_ns = 0;
   bool spun = false;
   for (;;) {
+    s.throw_if_cancelled();
     if (c.live_readers.load(std::memory_order_acquire) == 0) return wait_result::closed;
     std::shared_ptr<ring_map> full;
     std::uint64_t seen_head = 0;
@@ -326,6 +329,7 @@ wait_result reserve_frame(channel::state& s, frame_kind kind, std::size_t length
       spun = true;
     }
     const std::uint32_t seq = c.space_seq.load(std::memory_order_acquire);
+    s.throw_if_cancelled();
     // Publish what we need (keeping the smallest need), then announce
     // ourselves, then look once more.
     std::uint64_t published = c.space_wanted.load(std::memory_order_relaxed);
@@ -339,6 +343,7 @@ wait_result reserve_frame(channel::state& s, frame_kind kind, std::size_t length
     }
     const wait_result r = futex_wait(c.space_seq, seq, deadline::earliest(until, deadline::after(liveness_interval)));
     c.writers_waiting.fetch_sub(1, std::memory_order_relaxed);
+    s.throw_if_cancelled();
     if (r == wait_result::interrupted) return r;
     if (r == wait_result::timed_out) {
       if (until.expired()) return wait_result::timed_out;
@@ -362,6 +367,7 @@ wait_result receive(channel::state& s, message* out, const deadline& until, std:
     return t == take_result::got || t == take_result::got_block;
   };
   for (;;) {
+    s.throw_if_cancelled();
     take_result t;
     spin_hint hint;
     if (attempt(t, hint)) {
@@ -392,8 +398,10 @@ wait_result receive(channel::state& s, message* out, const deadline& until, std:
       if (s.recv_spin.spin([&]() noexcept { return hint_changed(c, hint); }, start_ns)) continue;
       spun = true;
     }
-    // Announce ourselves, then look once more before sleeping.
+    // Announce ourselves, then look once more before sleeping (a close()
+    // bumps data_seq after it cancels: we see one or the other).
     const std::uint32_t seq = c.data_seq.load(std::memory_order_acquire);
+    s.throw_if_cancelled();
     c.readers_waiting.fetch_add(1, std::memory_order_seq_cst);
     bool got;
     try {
@@ -409,12 +417,28 @@ wait_result receive(channel::state& s, message* out, const deadline& until, std:
     }
     const wait_result r = futex_wait(c.data_seq, seq, deadline::earliest(until, deadline::after(liveness_interval)));
     c.readers_waiting.fetch_sub(1, std::memory_order_relaxed);
+    s.throw_if_cancelled();
     if (r == wait_result::interrupted) return r;
     if (r == wait_result::timed_out) {
       s.reap_dead();
       check_writers = true;
     }
   }
+}
+
+}  // namespace detail
+
+void channel::state::throw_if_cancelled() const {
+  if (cancelled.load(std::memory_order_acquire)) throw std::system_error(errc::handle_closed);
+}
+
+namespace detail {
+
+std::atomic<bool> process_exiting{false};
+
+void exit_watch::before_return(const std::atomic<bool>& cancelled) const noexcept {
+  if (began_exiting_ || !process_exiting.load(std::memory_order_acquire) || cancelled.load(std::memory_order_acquire)) return;
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
 }  // namespace detail

@@ -14,6 +14,7 @@
 #include "detail/spin.hpp"
 #include "mphost/ipc/channel.hpp"
 #include "mphost/ipc/doorbell.hpp"
+#include "mphost/ipc/error.hpp"
 #include "mphost/ipc/frame.hpp"
 #include "mphost/ipc/segment.hpp"
 
@@ -60,6 +61,24 @@ class scoped_lock {
 
 namespace detail {
 
+// Set by the first close(false) of the process (it is exiting): from then on
+// a call of this process that was waiting parks instead of returning, as a
+// thread blocked on a pipe stays blocked while its process exits (a daemon
+// thread that came back into a finalizing interpreter would be ended, or
+// would report an end of file that only the exit made).
+extern std::atomic<bool> process_exiting;
+
+// Held by each call that may wait: a call that began before the process
+// started exiting and would return after parks instead (never returns).
+class exit_watch {
+ public:
+  exit_watch() noexcept : began_exiting_(process_exiting.load(std::memory_order_acquire)) {}
+  void before_return(const std::atomic<bool>& cancelled) const noexcept;
+
+ private:
+  bool began_exiting_;
+};
+
 // Ring helpers (detail/channel_ring.cpp).
 bool is_power_of_two(std::uint64_t x) noexcept;
 // Checks a ring header found in shared memory; `room` is how many bytes the
@@ -101,6 +120,11 @@ struct channel::state {
   std::uint32_t slot_generation = 0;
   std::uint32_t fork_slot = detail::no_slot;
   std::atomic<bool> closed{false};
+  // Set by close(): calls in progress stop waiting and throw handle_closed.
+  std::atomic<bool> cancelled{false};
+  // For a call that waits, at each turn: throws handle_closed once the
+  // endpoint is closed (close(true)).
+  void throw_if_cancelled() const;
 
   std::shared_ptr<detail::ring_map> ring0;
   // Writer side, guarded by ctl->write_lock.

@@ -108,9 +108,15 @@
 // message without a receipt. A data frame (not a block) is copied out of the
 // ring before it is taken, as the ring space is reused at once after.
 //
-// Threads. One channel object may be used by several threads at once, except
-// that close() and destruction must not race with other calls. A reservation
-// must be committed or abandoned before its channel object is closed.
+// Threads. One channel object may be used by several threads at once,
+// close() included: each call holds the endpoint's state (shared ownership)
+// for its duration, so a close() by another thread never unmaps what a call
+// is using. close() marks the state cancelled and wakes every waiter; a call
+// blocked in send, recv, poll or receive_socket then throws
+// errc::handle_closed (a call that had already taken its message returns
+// it). Only destroying or moving into the channel object itself while
+// another thread is inside a call on it is undefined, as for any object. A
+// reservation holds the endpoint too, and may be committed after close().
 
 #include <atomic>
 #include <chrono>
@@ -120,6 +126,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "mphost/ipc/deadline.hpp"
 #include "mphost/ipc/doorbell.hpp"
@@ -198,8 +205,8 @@ class channel {
   channel(const channel&) = delete;
   channel& operator=(const channel&) = delete;
 
-  explicit operator bool() const noexcept { return static_cast<bool>(state_); }
-  const std::string& name() const noexcept;
+  explicit operator bool() const noexcept;
+  std::string name() const;
   endpoint_role role() const noexcept;
   std::size_t capacity() const noexcept;
   bool unbounded() const noexcept;
@@ -271,14 +278,28 @@ class channel {
   // Bytes of frames waiting in the ring being read (approximate).
   std::uint64_t queued_bytes() const noexcept;
 
-  // Unregisters this endpoint and unmaps; wakes peers so they notice.
-  void close() noexcept;
+  // Unregisters this endpoint and wakes peers so they notice; unmaps once
+  // no call of another thread is in progress on it. Calls of other threads
+  // blocked in this endpoint (send, recv, poll, receive_socket) are woken
+  // and throw errc::handle_closed. With `wake_waiters` false (a process
+  // that is exiting closes what it holds), they are not: from then on, every
+  // call of this process that began before and would return (on any
+  // channel) never returns instead, as a thread blocked on a pipe stays
+  // blocked while its process exits; calls begun after work as usual.
+  void close(bool wake_waiters = true) noexcept;
+
+  // Socket doorbells only (doorbell::receive), keeping the endpoint alive
+  // for the call; a close() meanwhile makes it throw errc::handle_closed.
+  // EBADF without a socket doorbell.
+  long receive_socket(std::span<std::byte> out, std::size_t max_fds, std::vector<int>& fds, const deadline& until,
+                      wait_result& result);
 
   struct state;
 
  private:
-  explicit channel(std::unique_ptr<state> s) noexcept;
-  std::unique_ptr<state> state_;
+  explicit channel(std::shared_ptr<state> s) noexcept;
+  // Loaded by each call and held for its duration (see Threads).
+  std::atomic<std::shared_ptr<state>> state_;
 };
 
 // Space reserved in a channel's ring by channel::reserve.
@@ -303,7 +324,7 @@ class channel::reservation {
  private:
   friend class channel;
   std::shared_ptr<void> ring_;  // keeps the ring mapped
-  channel::state* owner_ = nullptr;
+  std::shared_ptr<channel::state> owner_;  // keeps the endpoint
   void* header_ = nullptr;
   std::byte* payload_ = nullptr;
   std::size_t size_ = 0;

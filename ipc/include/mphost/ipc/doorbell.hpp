@@ -46,6 +46,7 @@
 // parent, so owners of a doorbell make a new one in the child rather than
 // use the inherited descriptor.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -105,9 +106,10 @@ class doorbell {
   // `max_fds` descriptors passed along (appended to `fds`, close-on-exec).
   // Returns the byte count (0: end of file, every copy of the peer's end is
   // closed), or -1 with `result` timed_out or interrupted. Throws
-  // std::system_error on a socket error, EINVAL on an eventfd doorbell.
+  // std::system_error on a socket error, EINVAL on an eventfd doorbell,
+  // errc::handle_closed once `*cancelled` is true (looked at every 50 ms).
   long receive(std::span<std::byte> out, std::size_t max_fds, std::vector<int>& fds, const deadline& until,
-               wait_result& result);
+               wait_result& result, const std::atomic<bool>* cancelled = nullptr);
   // In a forked child: the descriptors are shared with the parent and stay;
   // the lock a parent's thread may have held at fork is replaced.
   void reset_after_fork() noexcept;
