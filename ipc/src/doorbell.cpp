@@ -197,7 +197,9 @@ void doorbell::clear() noexcept {
       if (markers == 0) return;  // someone else's bytes come first
       std::vector<int> unused;
       if (receive_once(fd_, head, markers, 0, unused) <= 0) return;
-      if (markers < static_cast<std::size_t>(n)) return;
+      // Other bytes follow, or the peek saw the whole queue: done. (Markers
+      // are written under the channel's bell lock, which the caller holds.)
+      if (markers < static_cast<std::size_t>(n) || static_cast<std::size_t>(n) < sizeof head) return;
     }
   }
   std::uint64_t value;
