@@ -89,7 +89,11 @@
 //   processes do reaches them through a watcher thread, one futex wake-up
 //   later (tens of microseconds), so across processes they lag that long.
 // A readable descriptor still only means that a recv would not wait at the
-// moment it was rung: another reader may take the message first.
+// moment it was rung: another reader may take the message first. Raw bytes
+// written into a Pipe end's peer socket (descriptors sent with send_handle)
+// make it readable too, as they would a stock pipe, while poll() looks only
+// at the channel; and receive_socket, which skips markers ahead of such
+// bytes, can leave a waiting message unsignalled until the next send.
 //
 // Identities and receipts. Every message has an identity: a nonzero 64-bit
 // number, unique among the messages of one channel for the channel's
