@@ -4,10 +4,8 @@ blocked in them: the blocked thread ends with the error the stdlib names
 where the stdlib keeps waiting; the process never crashes (channel.hpp,
 Threads)."""
 
-import ctypes
 import gc
 import multiprocessing
-import os
 import subprocess
 import sys
 import textwrap
@@ -157,6 +155,11 @@ def _send_after(w, delay):
     w.send('from child')
 
 
+def _put_after(q, delay):
+    time.sleep(delay)
+    q.put('from child')
+
+
 def _close_and_send(r, w):
     r.close()   # the child's copy: the parent's reader is not affected
     w.send('from child')
@@ -192,15 +195,31 @@ def test_a_child_started_while_a_thread_waits(method):
 
 
 @pytest.mark.parametrize('method', START_METHODS)
+def test_a_child_started_while_a_thread_waits_on_a_queue(method):
+    ctx = multiprocessing.get_context(method)
+    q = ctx.Queue()
+    blocked = Blocked(q.get)
+    p = ctx.Process(target=_put_after, args=(q, 0))
+    p.start()
+    p.join(TIMEOUT)
+    assert p.exitcode == 0
+    assert blocked.ended()
+    assert blocked.error is None and blocked.result == 'from child'
+    q.close()
+    q.join_thread()
+
+
+@pytest.mark.parametrize('method', START_METHODS)
 def test_queue_close_under_a_getter_with_a_child_putting(method):
     ctx = multiprocessing.get_context(method)
     q = ctx.Queue()
     blocked = Blocked(q.get)
-    p = ctx.Process(target=_send_after, args=(ctx.Pipe(duplex=False)[1], 0))
+    p = ctx.Process(target=_put_after, args=(q, 0.3))
     p.start()
     q.close()
     assert_handle_closed(blocked)
     p.join(TIMEOUT)
+    assert p.exitcode == 0
     q.join_thread()
 
 
@@ -217,7 +236,8 @@ def test_pebble_pool_shutdown(method):
     pool = pebble.ProcessPool(max_workers=2, context=ctx)
     done = pool.schedule(_sleep, args=(0.01,))
     assert done.result(timeout=TIMEOUT) == 0.01
-    running = [pool.schedule(_sleep, args=(20,)) for _ in range(3)]
+    for _ in range(3):
+        pool.schedule(_sleep, args=(20,))
     time.sleep(0.3)
     pool.stop()
     pool.join(TIMEOUT)

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import START_METHODS, STOCK_PYTHON
+from conftest import START_METHODS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROG = os.path.join(HERE, '_readiness_prog.py')
