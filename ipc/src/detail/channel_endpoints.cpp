@@ -545,8 +545,10 @@ void channel::state::settle_bells() noexcept {
 }
 
 bool channel::state::socket_peer_gone() const noexcept {
-  return bell && bell->is_socket() && (static_cast<std::uint8_t>(role) & role_bits(endpoint_role::reader)) &&
-         bell->at_end_of_file();
+  // While this end keeps its duplicate of the peer (not armed yet) the
+  // socket cannot read end of file: no system call then.
+  return bell && bell->is_socket() && bell->ring_fd() < 0 &&
+         (static_cast<std::uint8_t>(role) & role_bits(endpoint_role::reader)) && bell->at_end_of_file();
 }
 
 int channel::fileno() {
