@@ -29,9 +29,9 @@ import _matrix_payloads as mp_payloads  # noqa: E402
 
 CELL_TIMEOUT = 8.0        # one cell through an echo child
 FIRST_CELL_TIMEOUT = 30.0  # the first cell after the child started (its imports)
-BATCH_TIMEOUT = 45.0      # all cells of one pool transport, submitted together
+BATCH_TIMEOUT = 30.0      # all cells of one pool transport, submitted together
 HANGS_PER_TRANSPORT = 3   # after this many timed-out cells, a transport stops
-RUN_DEADLINE = 200.0      # the whole run, all transports
+RUN_DEADLINE = 150.0      # the whole run, all transports
 POLL = 0.02
 SHUTDOWN_TIMEOUT = 15.0  # closing the pools and the manager at the end
 JOIN_TIMEOUT = 2.0      # JoinableQueue.join after the cells (stock hangs: dropped puts)

@@ -32,7 +32,7 @@ MPHOST = sys.executable
 METHODS = ['fork', 'spawn', 'forkserver']
 TRANSPORTS = _matrix_runner.TRANSPORTS
 PAYLOADS = list(_matrix_payloads.PAYLOADS)
-RUN_TIMEOUT = 300  # one runner, one start method, every transport
+RUN_TIMEOUT = 240  # one runner, one start method, every transport
 MAX_SHOWN = 12  # differing payloads shown in full in one failure
 EXIT_TIMEOUT = 30  # from its last cell to its exit
 
