@@ -256,8 +256,6 @@ class _Engine:
         if self.tracks_tasks:
             nslots = 2 * self.processes
             try:
-                if not hasattr(getattr(self.inqueue, '_writer', None), '_outbound'):
-                    raise TypeError('the inqueue is not a channel')
                 board = self.ctx.RawArray('Q', nslots * _SLOT_CELLS)
                 self._cells = memoryview(board).cast('B').cast('Q')
             except Exception as e:   # the pool runs without tracking, like stock
@@ -266,6 +264,13 @@ class _Engine:
             else:
                 self.board = board
                 self._free_slots = list(range(nslots - 1, -1, -1))
+        # Receipts need the pool's own inqueue, written as its writer's
+        # send() would; a queue of another kind (a subclass's _setup_queues,
+        # e.g. with its own pickler) keeps its put and workers mark tasks.
+        writer = getattr(self.inqueue, '_writer', None)
+        self._receipts = (self.tracks_tasks and type(self.inqueue).__name__ == 'SimpleQueue'
+                          and hasattr(writer, '_outbound')
+                          and self._put_task == getattr(writer, 'send', None))
         self.cache.notifier = self._cache_emptied
         self._pool_lock = threading.RLock()   # guards the worker list
         self._put_lock = threading.Lock()     # parent threads writing the inqueue
@@ -321,7 +326,7 @@ class _Engine:
                     base = slot * _SLOT_CELLS
                     for k in range(_SLOT_CELLS):
                         self._cells[base + k] = 0
-                    tracking = (self.board, slot)
+                    tracking = (self.board, slot, 'receipt' if self._receipts else 'mark')
                 w = self.Process(self.ctx, target=worker,
                                  args=(self.inqueue, self.outqueue, self.initializer,
                                        self.initargs, self.maxtasks,
@@ -340,9 +345,8 @@ class _Engine:
                 util.debug('added worker')
 
     def join_exited(self):
-        """Reap workers that exited; return [(pid, exitcode, ident)] of them,
-        ident being the receipt on the board: the identity of the last
-        message the worker took (0: none, or untracked)."""
+        """Reap workers that exited; return [(pid, exitcode, ident, held)]
+        of them: what their board slots say (see _EXITED)."""
         exited = []
         with self._pool_lock:
             for w in list(self.workers):
@@ -350,20 +354,23 @@ class _Engine:
                     util.debug(f'cleaning up worker {w.pid}')
                     w.join()
                     self.workers.remove(w)
-                    ident = 0
+                    ident, held = 0, None
                     slot = self._slot_of.pop(w, None)
                     if slot is not None:
-                        ident = self._cells[slot * _SLOT_CELLS]
+                        base = slot * _SLOT_CELLS
+                        ident = self._cells[base]
+                        if not self._receipts:
+                            held = tuple(self._cells[base + 1:base + _SLOT_CELLS])
                         self._free_slots.append(slot)
-                    exited.append((w.pid, w.exitcode, ident))
+                    exited.append((w.pid, w.exitcode, ident, held))
         return exited
 
     def maintain(self):
         exited = self.join_exited()
         if exited and self.tracks_tasks and self.state != TERMINATE:
-            for pid, exitcode, ident in exited:
+            for pid, exitcode, ident, held in exited:
                 # Queued behind everything the worker wrote before it died.
-                self.outqueue.put((_EXITED, pid, exitcode, ident))
+                self.outqueue.put((_EXITED, pid, exitcode, ident, held))
         if self.state != TERMINATE:
             self.repopulate()
 
@@ -402,7 +409,7 @@ class _Engine:
         message is ForkingPickler.dumps(obj) written on the inqueue's channel
         (what SimpleQueue.put writes), and its identity is recorded with
         `what` it carries: (job, first index, number of tasks), or None."""
-        if not self.tracks_tasks:
+        if not self._receipts:
             with self._put_lock:
                 self._put_task(obj)
             return
@@ -621,7 +628,7 @@ class _Engine:
         if tag == _BATCH:
             _, pid, ident, spent, job, first, results = msg
             if ident:
-                self._settle(pid, ident, None)
+                self._settle(pid, ident)
             self._inflight -= 1
             stream = self._streams.get(job)
             if stream is not None:
@@ -631,16 +638,16 @@ class _Engine:
         elif tag == _DONE:
             _, pid, ident, job, i, value = msg
             if ident:
-                self._settle(pid, ident, None)
+                self._settle(pid, ident)
             self._inflight -= 1
             result = self.cache.get(job)
             done = result is not None and result._deliver(i, value)
         elif tag == _EXITED:
-            _, pid, exitcode, ident = msg
+            _, pid, exitcode, ident, held = msg
             answered = self._answered.pop(pid, 0)
             if not ident or ident == answered:
                 return None          # it held nothing when it died
-            what = self._sent.pop(ident, _NOTHING)
+            what = held if not self._receipts else self._sent.pop(ident, _NOTHING)
             if what is None:
                 return None          # it took a stop sentinel
             if what is _NOTHING:     # sent, not yet recorded: _record fails it
@@ -666,11 +673,13 @@ class _Engine:
             self._slot_cond.notify()
         return [result] if done else None
 
-    def _settle(self, pid, ident, early):
+    def _settle(self, pid, ident, early=None):
         """Message `ident` was answered by worker pid (lock held): forget it
         and return what it carried; if its sender has not recorded it yet,
         leave `early` (None, or the exception that fails it) for _record."""
         self._answered[pid] = ident
+        if not self._receipts:
+            return None
         what = self._sent.pop(ident, _NOTHING)
         if what is _NOTHING:
             self._early[ident] = early

@@ -18,12 +18,16 @@ from .context import ProcessError
 # worker's receipt; 0 when the pool does not track tasks.
 _DONE = 1        # (_DONE, pid, ident, job, index, (success, value))
 _BATCH = 2       # (_BATCH, pid, ident, seconds spent, job, first index, [(success, value), ...])
-_EXITED = 3      # (_EXITED, pid, exitcode, ident), put by the parent: ident is
-                 # the dead worker's receipt, the last message it took (0: none)
+_EXITED = 3      # (_EXITED, pid, exitcode, ident, held), put by the parent:
+                 # ident is what the dead worker's board slot says it took
+                 # last (0: nothing); held is (job, first index, number of
+                 # tasks) from the slot when the worker marks its tasks
 _UNREADABLE = 4  # (_UNREADABLE, pid, ident, exception): the message could not
                  # be unpickled; the tasks it held fail with the exception
-# A worker's slot on the task board (unsigned 64-bit cells): its receipt.
-_SLOT_CELLS = 1
+# A worker's slot on the task board (unsigned 64-bit cells): the receipt
+# (or the worker's own number of the task it took, see _task_taker), then
+# job, first index and number of tasks when the worker marks them itself.
+_SLOT_CELLS = 4
 
 # How long an idle worker process polls for its next task before it sleeps
 # in get(): a task that arrives meanwhile costs no wake-up of a sleeping
@@ -160,26 +164,32 @@ def _encodable(result):
 
 
 def _task_taker(inqueue, tracking):
-    """The worker's get(): returns (ident, message), ident being the
-    identity of the inqueue message taken (0 when not tracked).
+    """The worker's get(): returns (ident, message), ident naming the
+    inqueue message taken in the replies (0 when not tracked).
 
-    With `tracking` (board, slot), the message is taken from the inqueue's
-    channel with a receipt: the channel stores the message's identity in
-    the worker's board slot the moment it is taken, so a worker that dies
-    at any point after that leaves a record of what it held. The message is
-    unpickled afterwards; a failure to unpickle raises _Unreadable."""
+    With `tracking` (board, slot, 'receipt'), the message is taken from the
+    inqueue's channel with a receipt: the channel stores the message's
+    identity in the worker's board slot the moment it is taken, so a worker
+    that dies at any point after that leaves a record of what it held. The
+    message is unpickled afterwards; a failure to unpickle raises
+    _Unreadable. With (board, slot, 'mark') (an inqueue of another kind,
+    whose writer pickles its own way), the worker gets the task from the
+    queue, then marks it in its slot under a number of its own: a death
+    while unpickling goes unnoticed there."""
     if tracking is None:
         get = inqueue.get
 
         def take():
             return 0, get()
         return take
-    from .reduction import ForkingPickler
-    board, slot = tracking
-    recv = inqueue._reader._inbound.recv
-    loads = ForkingPickler.loads
+    board, slot, how = tracking
     cells = memoryview(board).cast('B').cast('Q')
     base = slot * _SLOT_CELLS
+    if how == 'mark':
+        return _task_marker(inqueue.get, cells, base)
+    from .reduction import ForkingPickler
+    recv = inqueue._reader._inbound.recv
+    loads = ForkingPickler.loads
     receipt = (board, base * cells.itemsize)
 
     def take():
@@ -192,6 +202,23 @@ def _task_taker(inqueue, tracking):
         except Exception as e:
             del data                 # the traceback must not keep the block
             raise _Unreadable(ident, e) from e
+    return take
+
+
+def _task_marker(get, cells, base):
+    seq = 0
+
+    def take():
+        nonlocal seq
+        msg = get()
+        if msg is not None:
+            seq += 1
+            first = msg[0] if type(msg) is list else msg
+            cells[base + 1] = first[0]
+            cells[base + 2] = first[1]
+            cells[base + 3] = len(msg) if type(msg) is list else 1
+            cells[base] = seq        # written last: it validates the others
+        return seq, msg
     return take
 
 

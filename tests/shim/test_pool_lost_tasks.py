@@ -154,3 +154,36 @@ def test_maxtasksperchild_counts_an_unreadable_task(method, make_pool):
         p.apply_async(len, (h.BrokenToLoad(),)).get(TIMEOUT)
     assert p.apply(h.sqr, (2,)) == 4
     assert p.apply(h.sqr, (3,)) == 9
+
+
+class _OwnPicklingPool(mpool.Pool):
+    """A pool whose inqueue writer pickles its own way, as joblib's
+    MemmappingPool does: the pool must keep using it (no receipts then),
+    and workers mark the tasks they run instead."""
+
+    def _setup_queues(self):
+        from multiprocessing.reduction import ForkingPickler
+        super()._setup_queues()
+        self.puts = 0
+        writer = self._inqueue._writer
+
+        def put(obj):
+            self.puts += 1
+            writer.send_bytes(ForkingPickler.dumps(obj))
+        self._quick_put = put
+
+
+def test_pool_with_its_own_inqueue_writer(method):
+    p = _OwnPicklingPool(1, context=multiprocessing.get_context(method))
+    try:
+        assert p.map(h.sqr, range(10)) == [x * x for x in range(10)]
+        assert p.puts >= 1
+        puts = p.puts
+        r = p.apply_async(h.kill_self, (-1,))
+        with pytest.raises(mpool.WorkerLostError, match='SIGKILL'):
+            r.get(5)
+        assert p.puts == puts + 1
+        assert p.apply(h.sqr, (5,)) == 25
+    finally:
+        p.terminate()
+        bounded_join(p)
