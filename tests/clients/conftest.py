@@ -116,11 +116,11 @@ def _tail(text, lines=25):
 
 @pytest.fixture
 def client_program(request, tmp_path):
-    """client_program(source, timeout=120): run source under mphost and stock;
+    """client_program(source, timeout=60): run source under mphost and stock;
     fail unless both end with status 0 and print the same thing, and unless
     mphost left no name of its own in /dev/shm. Returns mphost's stdout."""
 
-    def run(source, timeout=120):
+    def run(source, timeout=60):
         if not os.path.exists(STOCK):
             pytest.skip('stock python3 is not installed')
         script = tmp_path / 'client.py'

@@ -22,4 +22,4 @@ def test_local_cluster_processes(client_program):
                     print('map', sum(client.gather(futures)))
                     x = da.arange(100000, chunks=10000)
                     print('array', int(x.sum().compute()), float((x ** 2).mean().compute()))
-    ''', timeout=180)
+    ''', timeout=90)
