@@ -44,7 +44,9 @@ How a task travels through a process Pool::
   signal or exit code): a map fails as a whole, an imap yields the error at
   the positions of the lost batch. The worker handler has meanwhile started
   a replacement. A message that the worker cannot unpickle fails its tasks
-  with the error (the worker carries on).
+  with the error (the worker carries on). A pool whose inqueue writer is not
+  its own (a subclass's _setup_queues with its own pickler) keeps that
+  writer; its workers mark the task they run on the board once unpickled.
 - One thread at a time reads the outqueue (the reader role). A caller
   blocked in get(), wait() or next() takes the role and reads its own
   results, which saves a hand-off between threads per result; the result
@@ -58,10 +60,11 @@ How a task travels through a process Pool::
   so results become ready in the order they completed; results without
   callbacks complete in the reading thread when nothing is pending.
 
-The code is split by side: the worker loop and the exceptions it sends are
-in _pool_worker, the parent's helper threads and bookkeeping in
-_pool_engine; this module keeps the API, the result objects and every name
-the stdlib's module has.
+The code is split by noun: the worker loop and the exceptions it sends are
+in _pool_worker; the parent's helper threads and bookkeeping in
+_pool_engine; how the parent receives (outqueue readers, wake-ups, the
+cache of pending results) in _pool_inbox. This module keeps the API, the
+result objects and every name the stdlib's module has.
 
 A ThreadPool runs the same machinery with worker threads and in-process
 queues; nothing is pickled and worker deaths are not tracked.
@@ -77,8 +80,8 @@ import types
 import warnings
 
 from . import util
-from ._pool_engine import (INIT, RUN, CLOSE, TERMINATE, _NOTHING, _Engine, _LocalResults,
-                           _PipeResults, _PoolCache)
+from ._pool_engine import INIT, RUN, CLOSE, TERMINATE, _Engine
+from ._pool_inbox import _NOTHING, _LocalResults, _PipeResults, _PoolCache
 # The stdlib's names of the worker side live here too (noqa: re-exports).
 from ._pool_worker import (  # noqa: F401
     mapstar, starmapstar, RemoteTraceback, ExceptionWithTraceback, rebuild_exc,
