@@ -115,8 +115,9 @@ int launcher_main(int argc, char** argv) {
     return 1;
   }
   if (argc >= 3 && std::strcmp(argv[1], child_mode_flag) == 0) {
-    // A child records what it creates in its root's registry.
-    ipc::attach_registry_from_environment();
+    // A child records what it creates in its root's registry; it becomes a
+    // member once it has work (a warm spare may wait long before it does).
+    ipc::attach_registry_from_environment(false);
     return child_main(argc, argv, executable);
   }
 

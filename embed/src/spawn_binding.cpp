@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include "mphost/embed/bindings.hpp"
+#include "mphost/ipc/resource_registry.hpp"
 #include "mphost/runtime/handover.hpp"
 #include "mphost/runtime/warm_pool.hpp"
 
@@ -68,6 +69,8 @@ void bind_spawn(py::module_& m) {
           payload = runtime::receive_handover(fd);
         }
         ::close(fd);
+        // Work from here on: this process may create names of the tree.
+        ipc::join_current_registry();
         return py::bytes(reinterpret_cast<const char*>(payload.data()), payload.size());
       },
       py::arg("fd"),

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <system_error>
 
 #include "mphost/ipc/error.hpp"
@@ -22,6 +24,8 @@ constexpr std::uint64_t registry_magic = 0x3130676572687068ull;  // "hphreg01"
 constexpr std::uint32_t registry_version = 2;
 constexpr std::size_t header_bytes = 4096;
 constexpr std::size_t probe_window = 64;
+// How long a finishing root waits for the other members of its tree to end.
+constexpr int finish_wait_ms = 500;
 // Slots come in groups of one page. The header marks each group a slot was
 // ever written in, so scans read only those pages: reading a hole of a tmpfs
 // file would allocate it.
@@ -111,6 +115,54 @@ bool unlink_name(std::string_view name) noexcept {
 }
 
 std::atomic<resource_registry*> current{nullptr};
+
+// ---- membership ----
+//
+// Each member process holds a shared POSIX record lock on its registry,
+// through a descriptor of its own. Record locks belong to a process (a fork
+// child takes its own again) and the kernel drops them however the process
+// ends, so "somebody still holds a read lock" means exactly "a process of
+// the tree still runs". Caveat of record locks: a process that closes any
+// descriptor of the file loses its lock; no member opens its own registry
+// again after joining.
+std::atomic<int> member_fd{-1};
+
+bool lock_shared(int fd) noexcept {
+  struct flock l{};
+  l.l_type = F_RDLCK;
+  l.l_whence = SEEK_SET;
+  int rc;
+  do {
+    rc = ::fcntl(fd, F_SETLK, &l);
+  } while (rc != 0 && errno == EINTR);
+  return rc == 0;
+}
+
+// True when a process other than the caller holds a lock on the file.
+bool held_by_others(int fd) noexcept {
+  struct flock l{};
+  l.l_type = F_WRLCK;
+  l.l_whence = SEEK_SET;
+  // Cannot tell: keep the names, the next sweep looks again.
+  if (::fcntl(fd, F_GETLK, &l) != 0) return true;
+  return l.l_type != F_UNLCK;
+}
+
+int open_registry_file(std::string_view name) noexcept {
+  if (!removable_name(name)) return -1;
+  const std::string path = "/" + std::string(name);
+  return ::shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0);
+}
+
+void relock_in_child() noexcept {
+  const int fd = member_fd.load(std::memory_order_relaxed);
+  if (fd >= 0) lock_shared(fd);
+}
+
+void leave_membership() noexcept {
+  const int fd = member_fd.exchange(-1, std::memory_order_acq_rel);
+  if (fd >= 0) ::close(fd);  // drops this process's lock
+}
 
 }  // namespace
 
@@ -288,7 +340,41 @@ void set_current_registry(resource_registry registry) noexcept {
       fresh = nullptr;
     }
   }
+  leave_membership();
   delete current.exchange(fresh, std::memory_order_acq_rel);
+}
+
+bool join_current_registry() noexcept {
+  resource_registry* r = current_registry();
+  if (r == nullptr) return false;
+  if (member_fd.load(std::memory_order_acquire) >= 0) return true;
+  static std::once_flag at_fork;
+  try {
+    std::call_once(at_fork, [] { ::pthread_atfork(nullptr, nullptr, &relock_in_child); });
+  } catch (...) {
+    return false;
+  }
+  const int fd = open_registry_file(strip_slash(r->name()));
+  if (fd < 0) return false;
+  if (!lock_shared(fd)) {
+    ::close(fd);
+    return false;
+  }
+  int expected = -1;
+  if (!member_fd.compare_exchange_strong(expected, fd, std::memory_order_acq_rel)) ::close(fd);
+  return true;
+}
+
+bool others_attached_to_current_registry() noexcept {
+  const int fd = member_fd.load(std::memory_order_acquire);
+  if (fd >= 0) return held_by_others(fd);
+  resource_registry* r = current_registry();
+  if (r == nullptr) return false;
+  const int probe = open_registry_file(strip_slash(r->name()));
+  if (probe < 0) return false;
+  const bool others = held_by_others(probe);
+  ::close(probe);
+  return others;
 }
 
 bool start_root_registry() noexcept {
@@ -300,19 +386,21 @@ bool start_root_registry() noexcept {
       return false;
     }
     set_current_registry(std::move(registry));
+    join_current_registry();
     return true;
   } catch (...) {
     return false;
   }
 }
 
-bool attach_registry_from_environment() noexcept {
+bool attach_registry_from_environment(bool member) noexcept {
   const char* name = std::getenv(resource_registry::environment_variable);
   if (name == nullptr || *name == '\0') return false;
   try {
     resource_registry registry = resource_registry::open(name);
     if (!registry.owner_is_alive()) return false;
     set_current_registry(std::move(registry));
+    if (member) join_current_registry();
     return true;
   } catch (...) {
     return false;
@@ -322,7 +410,17 @@ bool attach_registry_from_environment() noexcept {
 void finish_root_registry() noexcept {
   resource_registry* r = current_registry();
   if (r == nullptr || r->owner().pid != current_pid()) return;
-  r->remove_all();
+  // Processes of the tree that are ending as we do (workers just terminated,
+  // a tracker finishing its report) get a moment to go.
+  bool others = others_attached_to_current_registry();
+  for (int i = 0; others && i < finish_wait_ms / 2; ++i) {
+    ::usleep(2000);
+    others = others_attached_to_current_registry();
+  }
+  // Members that outlive the root (orphans of a killed child) may still use
+  // and create names: everything stays, registry included, for the first
+  // root to start once the last of them has ended (sweep_dead_registries).
+  if (!others) r->remove_all();
   set_current_registry(resource_registry());
 }
 
@@ -348,6 +446,12 @@ std::size_t sweep_dead_registries(std::string_view prefix) noexcept {
     try {
       resource_registry registry = resource_registry::open(name);
       if (registry.owner().pid != pid || registry.owner_is_alive()) continue;
+      // The root is gone but processes of its tree still run.
+      const int probe = open_registry_file(name);
+      if (probe < 0) continue;
+      const bool others = held_by_others(probe);
+      ::close(probe);
+      if (others) continue;
       registry.remove_all();
       ++swept;
     } catch (const std::system_error& e) {

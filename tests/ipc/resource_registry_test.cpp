@@ -302,5 +302,82 @@ TEST_F(ResourceRegistryTest, ARootExportsItsRegistryAndRemovesItWithItsNamesAtTh
   }
 }
 
+
+TEST_F(ResourceRegistryTest, ARootWhoseTreeStillRunsLeavesTheRegistryAndItsNames) {
+  watchdog dog(20s);
+  resource_registry created = resource_registry::create(1024, registry_prefix());
+  const std::string registry_name = created.name();
+  testing::name_guard guard(registry_name);
+  set_current_registry(std::move(created));
+  ASSERT_TRUE(join_current_registry());
+  EXPECT_FALSE(others_attached_to_current_registry());
+
+  // A forked child is a member of its own (its lock is taken again after fork).
+  name_pipe pipe;
+  const pid_t child = fork_child([&] {
+    segment s = segment::create(4096, testing::test_prefix());
+    pipe.send(s.name());
+    ::pause();
+    return 0;
+  });
+  testing::child_guard reap(child);
+  const auto names = pipe.receive(1);
+  ASSERT_EQ(names.size(), 1u);
+  testing::name_guard g0(names[0]);
+  EXPECT_TRUE(others_attached_to_current_registry());
+
+  const auto start = std::chrono::steady_clock::now();
+  finish_root_registry();
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 400ms);
+  EXPECT_EQ(current_registry(), nullptr);
+  EXPECT_TRUE(testing::shm_exists(names[0]));
+  EXPECT_TRUE(testing::shm_exists(registry_name));
+
+  ::kill(reap.release(), SIGKILL);
+  wait_child(child);
+  resource_registry left = resource_registry::open(registry_name);
+  EXPECT_EQ(left.remove_all(), 1u);
+}
+
+TEST_F(ResourceRegistryTest, TheRegistryOfAKilledRootIsSweptOnlyOnceItsTreeHasEnded) {
+  watchdog dog(20s);
+  name_pipe pipe;
+  // A root that forks a member, which creates a segment and outlives it.
+  const pid_t root = fork_child([&] {
+    set_current_registry(resource_registry::create(4096, registry_prefix()));
+    join_current_registry();
+    pipe.send(current_registry()->name());
+    fork_child([&] {
+      segment s = segment::create(4096, testing::test_prefix());
+      pipe.send(s.name());
+      pipe.send(std::to_string(::getpid()));
+      ::pause();
+      return 0;
+    });
+    ::pause();
+    return 0;
+  });
+  testing::child_guard reap_root(root);
+  const auto got = pipe.receive(3);
+  ASSERT_EQ(got.size(), 3u);
+  testing::name_guard g0(got[0]), g1(got[1]);
+  const pid_t member = std::stoi(got[2]);
+  struct killer {
+    pid_t pid;
+    ~killer() { ::kill(pid, SIGKILL); }
+  } kill_member{member};
+  ::kill(reap_root.release(), SIGKILL);
+  wait_child(root);
+  // The root is dead, its orphan runs: nothing is swept.
+  EXPECT_EQ(sweep_dead_registries(registry_prefix()), 0u);
+  EXPECT_TRUE(testing::shm_exists(got[0]));
+  EXPECT_TRUE(testing::shm_exists(got[1]));
+  ::kill(member, SIGKILL);
+  for (int i = 0; i < 2000 && process_is_alive(member); ++i) ::usleep(1000);
+  EXPECT_EQ(sweep_dead_registries(registry_prefix()), 1u);
+  EXPECT_FALSE(testing::shm_exists(got[0]));
+  EXPECT_FALSE(testing::shm_exists(got[1]));
+}
+
 }  // namespace
 }  // namespace mphost::ipc

@@ -213,3 +213,184 @@ def test_a_program_started_inside_another_joins_its_registry(mphost_executable):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [ours]
     assert os.path.exists('/dev/shm/' + ours)
+
+
+DYING_CHILD = textwrap.dedent('''
+    import multiprocessing as mp
+    import os
+    import signal
+    import sys
+    import time
+
+    def mapped_names():
+        names = set()
+        with open('/proc/self/maps') as f:
+            for line in f:
+                fields = line.split(None, 5)
+                if len(fields) == 6:
+                    path = fields[5].strip()
+                    if path.startswith('/dev/shm/mphost-') and not path.endswith('(deleted)'):
+                        names.add(path[len('/dev/shm/'):])
+        return names
+
+    def report(path, pid, names):
+        with open(path + '.tmp', 'w') as f:
+            f.write(' '.join([str(pid)] + sorted(names)))
+        os.rename(path + '.tmp', path)
+
+    def make_and_leave(method, how, path):
+        ctx = mp.get_context(method)
+        q = ctx.Queue()
+        q.put('small')
+        q.put(b'q' * (1 << 20))
+        r, w = ctx.Pipe()
+        w.send('small')
+        w.send(b'p' * (1 << 20))
+        s = ctx.SimpleQueue()
+        s.put(b's' * (300 << 10))
+        time.sleep(0.2)  # the queue's puts are in the channel
+        report(path, os.getpid(), mapped_names())
+        if how == 'exit':
+            os._exit(7)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def orphan(method, path):
+        # Runs on after its parent was killed and the root has ended; lets go
+        # of the root's output so that whoever reads it sees its end.
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        deadline = time.monotonic() + 30
+        while os.path.exists(path + '.root') and time.monotonic() < deadline:
+            time.sleep(0.01)
+        make_and_leave(method, 'exit', path)
+
+    def parent_of_orphan(method, path):
+        mp.get_context(method).Process(target=orphan, args=(method, path)).start()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if __name__ == '__main__':
+        method, how, path = sys.argv[1:4]
+        ctx = mp.get_context(method)
+        if how == 'orphan':
+            open(path + '.root', 'w').close()
+            p = ctx.Process(target=parent_of_orphan, args=(method, path))
+        else:
+            p = ctx.Process(target=make_and_leave, args=(method, how, path))
+        p.start()
+        p.join(60)
+        print('EXIT', p.exitcode)
+        print('REGISTRY', os.environ.get('MPHOST_REGISTRY', ''))
+        print('ROOT', *sorted(mapped_names()), flush=True)
+''')
+
+
+def mphost_names():
+    return {n for n in os.listdir('/dev/shm') if n.startswith('mphost-')}
+
+
+def tree_leftovers(new, names, pids):
+    """The names of `new` that belong to the tree: `names`, names derived
+    from them, and registries of the tree's processes."""
+    found = set()
+    for n in new:
+        if any(n == t or n.startswith(t + '.') for t in names):
+            found.add(n)
+        if any(n.startswith('mphost-reg-%d-' % pid) for pid in pids):
+            found.add(n)
+    return found
+
+
+def read_report(path, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, 'the child never reported'
+        time.sleep(0.02)
+    pid, *names = path.read_text().split()
+    return int(pid), names
+
+
+def wait_unmapped(name, timeout=TIMEOUT):
+    """Wait until no process maps /dev/shm/<name>."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        mapped = False
+        for pid in os.listdir('/proc'):
+            if not pid.isdigit():
+                continue
+            try:
+                with open('/proc/%s/maps' % pid) as f:
+                    if '/dev/shm/' + name in f.read():
+                        mapped = True
+                        break
+            except OSError:
+                continue
+        if not mapped:
+            return
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def dying_child(tmp_path, mphost_executable):
+    if not os.path.isdir('/dev/shm'):
+        pytest.skip('no /dev/shm')
+    path = tmp_path / 'dying.py'
+    path.write_text(DYING_CHILD)
+    return path
+
+
+@pytest.mark.parametrize('how', ['kill', 'exit'])
+@pytest.mark.parametrize('method', ['fork', 'spawn', 'forkserver'])
+def test_names_of_a_child_that_died_go_when_the_root_ends(dying_child, method, how):
+    """A child makes a Queue, a Pipe and a SimpleQueue, puts small and large
+    messages, and is SIGKILLed or calls os._exit: once the root has ended
+    normally, nothing of the tree is in /dev/shm."""
+    report_path = dying_child.parent / 'report'
+    before = mphost_names()
+    proc = subprocess.run([sys.executable, str(dying_child), method, how, str(report_path)],
+                          capture_output=True, text=True, timeout=TIMEOUT,
+                          env=own_root_environment(), cwd=dying_child.parent)
+    after = mphost_names()
+    assert proc.returncode == 0, proc.stderr
+    out = parse(proc.stdout.splitlines())
+    assert out['EXIT'] == [str(-signal.SIGKILL if how == 'kill' else 7)], proc.stdout
+    child, names = read_report(report_path, 0)
+    # Three channels at least, with the blocks of the large messages.
+    assert len(names) >= 3, names
+    registry = out['REGISTRY']
+    assert registry and registry[0].startswith('mphost-reg-'), proc.stdout
+    tree = set(names) | set(registry) | set(out.get('ROOT', []))
+    assert tree_leftovers(after - before, tree, [child]) == set()
+    assert leftovers(sorted(tree)) == set()
+
+
+@pytest.mark.parametrize('method', ['fork', 'spawn', 'forkserver'])
+def test_names_of_an_orphan_that_outlived_the_root(dying_child, method):
+    """A child is killed and leaves an orphan that runs on after the root
+    has ended and then makes queues and pipes and calls os._exit. The
+    orphan's names stay recorded (the registry outlives the root while a
+    member of its tree runs), and the next root to start removes them."""
+    report_path = dying_child.parent / 'report'
+    # Output to files: processes that outlive the root (the orphan, the
+    # tracker it keeps alive) hold them open.
+    stdout_path, stderr_path = dying_child.parent / 'out', dying_child.parent / 'err'
+    with open(stdout_path, 'w') as stdout, open(stderr_path, 'w') as stderr:
+        proc = subprocess.Popen([sys.executable, str(dying_child), method, 'orphan', str(report_path)],
+                                stdout=stdout, stderr=stderr, env=own_root_environment(),
+                                cwd=dying_child.parent)
+        assert proc.wait(TIMEOUT) == 0, stderr_path.read_text()
+    out = parse(stdout_path.read_text().splitlines())
+    registry = out['REGISTRY']
+    assert registry and registry[0].startswith('mphost-reg-'), proc.stdout
+    # The root has ended: let the orphan go on.
+    os.unlink(str(report_path) + '.root')
+    orphan, names = read_report(report_path)
+    wait_gone([orphan])
+    assert len(names) >= 3, names
+    # The tracker the orphan kept alive ends after it: the tree is over when
+    # no process maps its registry any more.
+    wait_unmapped(registry[0])
+    nxt = subprocess.run([sys.executable, '-c', 'pass'], capture_output=True, text=True,
+                         timeout=TIMEOUT, env=own_root_environment())
+    assert nxt.returncode == 0, nxt.stderr
+    assert leftovers(names + registry) == set()

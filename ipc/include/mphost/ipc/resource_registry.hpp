@@ -10,10 +10,25 @@
 // Once a registry is the process's current one (set_current_registry),
 // segment::create/create_named record each name before the segment exists and
 // segment::remove releases its slot after the name is gone, whichever process
-// created it. When the root ends it removes every name still recorded, then
-// the registry (finish_root_registry); a root that was itself killed leaves
-// its registry behind, and the next root to start removes it together with
-// its names (sweep_dead_registries), judging the owner dead when its pid is
+// created it, so the names of a child that was killed or left by os._exit
+// stay recorded.
+//
+// Membership. Every process of the tree that may create names holds a shared
+// POSIX record lock on the registry file (join_current_registry: the root,
+// every attached process, and every forked child of one, which takes its own
+// lock again in a pthread_atfork handler). The kernel drops a process's lock
+// however the process ends, so a lock held by another process means a
+// member of the tree still runs.
+//
+// When the root ends (finish_root_registry) it waits up to half a second for
+// the other members to end, then, if none is left, removes every name still
+// recorded and the registry: whatever its children did, nothing of the tree
+// is left. Members that outlive the root (the orphans of a killed child)
+// keep the registry alive: names stay, since they may use them, and are
+// still recorded when they create more. A registry whose owner is dead and
+// that no member holds any more (a root that was itself killed, or the last
+// survivor gone) is removed together with its names by the next root to
+// start (sweep_dead_registries), which judges the owner dead when its pid is
 // gone, a zombie, or now names a process with another start time.
 //
 // Slots are claimed and released with compare-and-swap on one 64-bit tag
@@ -103,20 +118,32 @@ resource_registry* current_registry() noexcept;
 void set_current_registry(resource_registry registry) noexcept;
 
 // Root start-up: sweeps the registries of dead roots, creates this process's
-// registry, makes it current and exports its name in MPHOST_REGISTRY for
-// every descendant. False (and no registry) if it cannot be created.
+// registry, makes it current, joins it and exports its name in
+// MPHOST_REGISTRY for every descendant. False (and no registry) if it cannot
+// be created.
 bool start_root_registry() noexcept;
 // Opens the registry named by MPHOST_REGISTRY and makes it current, if it is
-// there and its owner is alive. False otherwise.
-bool attach_registry_from_environment() noexcept;
-// Root end: if the current registry is owned by the calling process, removes
-// every name still recorded and the registry itself. Does nothing in any other
-// process (a forked child of the root included). Safe to call twice.
+// there and its owner is alive; joins it too when `member`. False otherwise.
+// (A warm spawn child attaches without joining, and joins when it is given
+// work: until then it creates nothing and must not keep a finishing root
+// waiting.)
+bool attach_registry_from_environment(bool member = true) noexcept;
+// Makes the calling process a member of the current registry (idempotent).
+// False without a current registry or if the lock cannot be taken.
+bool join_current_registry() noexcept;
+// True when a process other than the caller is a member of the current
+// registry.
+bool others_attached_to_current_registry() noexcept;
+// Root end: if the current registry is owned by the calling process, waits
+// (at most 0.5 s) for the other members to end; if none is left, removes
+// every name still recorded and the registry itself, else leaves both to the
+// sweep. Clears the current registry. Does nothing in any other process (a
+// forked child of the root included). Safe to call twice.
 void finish_root_registry() noexcept;
 
 // Removes, with all the names they hold, the registries named `<prefix><pid>-`
-// that belong to this user and whose owner is dead. Returns how many
-// registries it removed.
+// that belong to this user, whose owner is dead and that no process holds as
+// a member any more. Returns how many registries it removed.
 std::size_t sweep_dead_registries(std::string_view prefix = resource_registry::name_prefix) noexcept;
 
 }  // namespace mphost::ipc
