@@ -118,7 +118,10 @@ int launcher_main(int argc, char** argv) {
     // A child records what it creates in its root's registry; it becomes a
     // member once it has work (a warm spare may wait long before it does).
     ipc::attach_registry_from_environment(false);
-    return child_main(argc, argv, executable);
+    const int code = child_main(argc, argv, executable);
+    // A child that outlived its root and became the root of what it made.
+    ipc::finish_root_registry();
+    return code;
   }
 
   // A launcher started from inside a live mphost program (sys.executable run

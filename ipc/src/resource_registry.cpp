@@ -24,8 +24,6 @@ constexpr std::uint64_t registry_magic = 0x3130676572687068ull;  // "hphreg01"
 constexpr std::uint32_t registry_version = 2;
 constexpr std::size_t header_bytes = 4096;
 constexpr std::size_t probe_window = 64;
-// How long a finishing root waits for the other members of its tree to end.
-constexpr int finish_wait_ms = 500;
 // Slots come in groups of one page. The header marks each group a slot was
 // ever written in, so scans read only those pages: reading a hole of a tmpfs
 // file would allocate it.
@@ -41,7 +39,9 @@ struct header {
   std::uint32_t version;
   std::uint32_t slot_count;
   std::int32_t owner_pid;
-  std::uint32_t reserved;
+  // Set by the root when it ends (was an unused reserved word: registries of
+  // earlier versions read as not finished).
+  std::atomic<std::uint32_t> finished;
   std::uint64_t owner_start_time;
   std::atomic<std::uint64_t> untracked;
   std::atomic<std::uint32_t> ready;  // stored last, with release
@@ -126,6 +126,8 @@ std::atomic<resource_registry*> current{nullptr};
 // descriptor of the file loses its lock; no member opens its own registry
 // again after joining.
 std::atomic<int> member_fd{-1};
+
+std::uint32_t default_registry_slots() noexcept { return resource_registry::default_slot_count; }
 
 bool lock_shared(int fd) noexcept {
   struct flock l{};
@@ -309,6 +311,14 @@ std::vector<std::string> resource_registry::names() const {
   return out;
 }
 
+bool resource_registry::finished() const noexcept {
+  return header_of(segment_)->finished.load(std::memory_order_acquire) != 0;
+}
+
+void resource_registry::mark_finished() noexcept {
+  header_of(segment_)->finished.store(1, std::memory_order_release);
+}
+
 std::uint64_t resource_registry::untracked_count() const noexcept {
   return header_of(segment_)->untracked.load(std::memory_order_relaxed);
 }
@@ -410,18 +420,42 @@ bool attach_registry_from_environment(bool member) noexcept {
 void finish_root_registry() noexcept {
   resource_registry* r = current_registry();
   if (r == nullptr || r->owner().pid != current_pid()) return;
-  // Processes of the tree that are ending as we do (workers just terminated,
-  // a tracker finishing its report) get a moment to go.
-  bool others = others_attached_to_current_registry();
-  for (int i = 0; others && i < finish_wait_ms / 2; ++i) {
-    ::usleep(2000);
-    others = others_attached_to_current_registry();
-  }
-  // Members that outlive the root (orphans of a killed child) may still use
-  // and create names: everything stays, registry included, for the first
-  // root to start once the last of them has ended (sweep_dead_registries).
-  if (!others) r->remove_all();
+  // Marked first: a process of the tree that outlives us and creates a name
+  // from now on records it in a registry of its own (registry_for_new_name).
+  r->mark_finished();
+  r->remove_all();
   set_current_registry(resource_registry());
+}
+
+resource_registry* registry_for_new_name() noexcept {
+  resource_registry* r = current_registry();
+  if (r == nullptr || !r->finished()) return r;
+  // The root has ended and this process still runs (an orphan of a killed
+  // child, a helper that outlives the root): it becomes the root of what it
+  // creates from now on, named like the registry it leaves.
+  static std::mutex rerooting;
+  std::lock_guard lock(rerooting);
+  r = current_registry();
+  if (r == nullptr || !r->finished()) return r;  // another thread did it
+  std::string prefix(r->name());
+  const auto cut = prefix.rfind('-');
+  if (cut != std::string::npos) prefix.erase(cut);
+  while (!prefix.empty() && prefix.back() >= '0' && prefix.back() <= '9') prefix.pop_back();
+  if (prefix.empty() || prefix.front() == '/') prefix = std::string(resource_registry::name_prefix);
+  resource_registry* fresh = nullptr;
+  try {
+    fresh = new resource_registry(resource_registry::create(default_registry_slots(), prefix));
+    ::setenv(resource_registry::environment_variable, fresh->name().c_str(), 1);
+  } catch (...) {
+    delete fresh;
+    fresh = nullptr;
+  }
+  // The finished registry is not deleted: other threads of this process may
+  // be inside it right now (a small object and a mapping, kept once).
+  leave_membership();
+  current.store(fresh, std::memory_order_release);
+  if (fresh != nullptr) join_current_registry();
+  return fresh;
 }
 
 std::size_t sweep_dead_registries(std::string_view prefix) noexcept {

@@ -137,7 +137,7 @@ segment segment::create_named(const std::string& name, std::size_t size) {
   };
   // The name is recorded before it exists, so no instant passes in which a
   // killed creator would leave an unrecorded name behind.
-  resource_registry* registry = current_registry();
+  resource_registry* registry = registry_for_new_name();
   if (registry == nullptr) return make();
   const std::size_t slot = registry->record(name);
   try {

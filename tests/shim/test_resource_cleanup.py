@@ -368,8 +368,8 @@ def test_names_of_a_child_that_died_go_when_the_root_ends(dying_child, method, h
 def test_names_of_an_orphan_that_outlived_the_root(dying_child, method):
     """A child is killed and leaves an orphan that runs on after the root
     has ended and then makes queues and pipes and calls os._exit. The
-    orphan's names stay recorded (the registry outlives the root while a
-    member of its tree runs), and the next root to start removes them."""
+    orphan recorded its names in a registry of its own (its root had
+    ended), which the next root to start removes with them."""
     report_path = dying_child.parent / 'report'
     # Output to files: processes that outlive the root (the orphan, the
     # tracker it keeps alive) hold them open.
@@ -387,9 +387,13 @@ def test_names_of_an_orphan_that_outlived_the_root(dying_child, method):
     orphan, names = read_report(report_path)
     wait_gone([orphan])
     assert len(names) >= 3, names
+    # Its own registry, named after it.
+    assert [n for n in names if n.startswith('mphost-reg-%d-' % orphan)], names
+    assert not os.path.exists('/dev/shm/' + registry[0])
     # The tracker the orphan kept alive ends after it: the tree is over when
-    # no process maps its registry any more.
-    wait_unmapped(registry[0])
+    # no process maps the registries any more.
+    for name in [registry[0]] + [n for n in names if n.startswith('mphost-reg-')]:
+        wait_unmapped(name)
     nxt = subprocess.run([sys.executable, '-c', 'pass'], capture_output=True, text=True,
                          timeout=TIMEOUT, env=own_root_environment())
     assert nxt.returncode == 0, nxt.stderr

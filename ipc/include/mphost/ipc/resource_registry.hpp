@@ -20,16 +20,20 @@
 // however the process ends, so a lock held by another process means a
 // member of the tree still runs.
 //
-// When the root ends (finish_root_registry) it waits up to half a second for
-// the other members to end, then, if none is left, removes every name still
-// recorded and the registry: whatever its children did, nothing of the tree
-// is left. Members that outlive the root (the orphans of a killed child)
-// keep the registry alive: names stay, since they may use them, and are
-// still recorded when they create more. A registry whose owner is dead and
-// that no member holds any more (a root that was itself killed, or the last
-// survivor gone) is removed together with its names by the next root to
-// start (sweep_dead_registries), which judges the owner dead when its pid is
-// gone, a zombie, or now names a process with another start time.
+// When the root ends (finish_root_registry) it marks the registry finished,
+// removes every name still recorded and then the registry: whatever its
+// children did, nothing of the tree is left. A process of the tree that
+// outlives the root (the orphan of a killed child, a helper that ends after
+// it) keeps what it has mapped; if it creates a name afterwards, it first
+// becomes the root of a registry of its own (registry_for_new_name), so that
+// its names are removed when it ends, or swept once it is dead.
+//
+// A registry whose owner is dead and that no member holds any more (a root
+// that was itself killed, after the last process of its tree) is removed
+// together with its names by the next root to start (sweep_dead_registries),
+// which judges the owner dead when its pid is gone, a zombie, or now names a
+// process with another start time. While a member of a killed root's tree
+// still runs, its names stay: it may be using them.
 //
 // Slots are claimed and released with compare-and-swap on one 64-bit tag
 // (free, being written, or the name's hash), never under a lock, so a process
@@ -96,6 +100,9 @@ class resource_registry {
   std::vector<std::string> names() const;
   // How many names could not be recorded since the registry was created.
   std::uint64_t untracked_count() const noexcept;
+  // Whether the owner has ended (finish_root_registry), and marking it so.
+  bool finished() const noexcept;
+  void mark_finished() noexcept;
 
   // Unlinks every name recorded here and then the registry's own name. The
   // mapping stays valid. Returns how many recorded names still existed.
@@ -112,8 +119,12 @@ class resource_registry {
 // inherited by forked children. Not meant to change while other threads
 // create or remove segments.
 
-// The registry segment::create* records into, or nullptr.
+// The current registry, or nullptr.
 resource_registry* current_registry() noexcept;
+// The registry segment::create* records a new name into, or nullptr: the
+// current one, unless its root has ended; then a fresh registry owned by the
+// calling process, made current, joined and exported in MPHOST_REGISTRY.
+resource_registry* registry_for_new_name() noexcept;
 // Makes `registry` the current one (an empty one clears it).
 void set_current_registry(resource_registry registry) noexcept;
 
@@ -134,10 +145,9 @@ bool join_current_registry() noexcept;
 // True when a process other than the caller is a member of the current
 // registry.
 bool others_attached_to_current_registry() noexcept;
-// Root end: if the current registry is owned by the calling process, waits
-// (at most 0.5 s) for the other members to end; if none is left, removes
-// every name still recorded and the registry itself, else leaves both to the
-// sweep. Clears the current registry. Does nothing in any other process (a
+// Root end: if the current registry is owned by the calling process, marks
+// it finished, removes every name still recorded and the registry itself,
+// and clears the current registry. Does nothing in any other process (a
 // forked child of the root included). Safe to call twice.
 void finish_root_registry() noexcept;
 
