@@ -150,6 +150,7 @@ class channel_handle {
   // or None on timeout.
   py::object recv(const py::object& timeout, bool in_place, const py::object& receipt_spec) {
     ipc::channel& ch = get();
+    note_calling_thread();
     receipt_slot receipt(receipt_spec);
     ipc::message msg;
     ipc::wait_result result = ch.recv(msg, ipc::deadline::immediate(), receipt.word);
@@ -184,6 +185,7 @@ class channel_handle {
   // True when a message is ready or the channel is closed (recv will not wait).
   bool poll(const py::object& timeout) {
     ipc::channel& ch = get();
+    note_calling_thread();
     ipc::wait_result result = ch.poll(ipc::deadline::immediate());
     if (result == ipc::wait_result::timed_out) {
       const ipc::deadline until = deadline_from(timeout);
@@ -218,6 +220,7 @@ class channel_handle {
 // (reduction.send_handle, or raw writes), read past the doorbell's markers.
 py::object receive_fds(channel_handle& h, std::size_t size, std::size_t maxfds, const py::object& timeout) {
   ipc::channel& ch = h.get();
+  note_calling_thread();
   if (ch.socket_doorbell() == nullptr) {
     PyErr_SetString(PyExc_OSError, "this connection has no socket");
     throw py::error_already_set();

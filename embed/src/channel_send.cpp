@@ -117,7 +117,34 @@ int guarded(Fn&& fn) {
 
 }  // namespace
 
+void note_calling_thread() noexcept {
+  thread_local int daemon = -1;
+  if (daemon >= 0) return;
+  static PyObject* current_thread = nullptr;
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  if (current_thread == nullptr) {
+    PyObject* threading = PyImport_ImportModule("threading");
+    if (threading != nullptr) {
+      current_thread = PyObject_GetAttrString(threading, "current_thread");
+      Py_DECREF(threading);
+    }
+  }
+  PyObject* thread = current_thread != nullptr ? PyObject_CallNoArgs(current_thread) : nullptr;
+  PyObject* flag = thread != nullptr ? PyObject_GetAttrString(thread, "daemon") : nullptr;
+  const int is_daemon = flag != nullptr ? PyObject_IsTrue(flag) : -1;
+  Py_XDECREF(flag);
+  Py_XDECREF(thread);
+  if (is_daemon >= 0) {
+    daemon = is_daemon;
+    ipc::park_waiting_calls_at_exit(is_daemon != 0);
+  }
+  PyErr_Clear();  // not known: asked again next time
+  PyErr_Restore(type, value, tb);
+}
+
 int send_message(ipc::channel& ch, std::span<const std::byte> bytes, const ipc::deadline& until, std::uint64_t* sent) {
+  note_calling_thread();
   return guarded([&] {
     bool python_error = false;
     const ipc::wait_result result = with_waiting(
@@ -128,6 +155,7 @@ int send_message(ipc::channel& ch, std::span<const std::byte> bytes, const ipc::
 }
 
 int send_gathered(ipc::channel& ch, PyObject* parts, const ipc::deadline& until, std::uint64_t* sent) {
+  note_calling_thread();
   PyObject* seq = PySequence_Fast(parts, "parts must be a list or tuple of bytes-like objects");
   if (seq == nullptr) return -1;
   held_buffers held;

@@ -300,6 +300,7 @@ PyObject* port_get(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
   if (block_obj != nullptr && (block = PyObject_IsTrue(block_obj)) < 0) return nullptr;
   ipc::channel* ch = usable(self->in, "get");
   if (ch == nullptr) return nullptr;
+  note_calling_thread();
 
   // The thread's message buffer, taken for this call (a get re-entered from
   // a finalizer makes its own).

@@ -435,13 +435,19 @@ void channel::state::throw_if_cancelled() const {
 namespace detail {
 
 std::atomic<bool> process_exiting{false};
+thread_local bool park_at_exit = false;
 
 void exit_watch::before_return(const std::atomic<bool>& cancelled) const noexcept {
-  if (began_exiting_ || !process_exiting.load(std::memory_order_acquire) || cancelled.load(std::memory_order_acquire)) return;
+  if (!park_at_exit || began_exiting_ || !process_exiting.load(std::memory_order_acquire) ||
+      cancelled.load(std::memory_order_acquire)) {
+    return;
+  }
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
 }  // namespace detail
+
+void park_waiting_calls_at_exit(bool on) noexcept { detail::park_at_exit = on; }
 
 std::shared_ptr<detail::ring_map> channel::state::map_ring(std::uint64_t id) const {
   if (id == 0) return ring0;

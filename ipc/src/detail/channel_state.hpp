@@ -62,14 +62,14 @@ class scoped_lock {
 namespace detail {
 
 // Set by the first close(false) of the process (it is exiting): from then on
-// a call of this process that was waiting parks instead of returning, as a
-// thread blocked on a pipe stays blocked while its process exits (a daemon
-// thread that came back into a finalizing interpreter would be ended, or
-// would report an end of file that only the exit made).
+// a call of a thread that asked for it (park_waiting_calls_at_exit) and was
+// waiting parks instead of returning (channel.hpp).
 extern std::atomic<bool> process_exiting;
+extern thread_local bool park_at_exit;
 
 // Held by each call that may wait: a call that began before the process
-// started exiting and would return after parks instead (never returns).
+// started exiting and would return after parks instead (never returns), in
+// threads that asked for it.
 class exit_watch {
  public:
   exit_watch() noexcept : began_exiting_(process_exiting.load(std::memory_order_acquire)) {}

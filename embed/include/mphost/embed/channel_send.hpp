@@ -30,6 +30,13 @@ class channel;
 
 namespace mphost::embed {
 
+// Tells the core, once per thread, whether the calling Python thread is a
+// daemon thread: such a thread's calls that are waiting when its process
+// starts exiting never return (ipc::park_waiting_calls_at_exit), as it would
+// stay blocked on a pipe, instead of coming back into a program being torn
+// down. Every blocking channel call of the bindings makes it first. GIL held.
+void note_calling_thread() noexcept;
+
 int send_message(ipc::channel& ch, std::span<const std::byte> bytes, const ipc::deadline& until,
                  std::uint64_t* sent = nullptr);
 int send_gathered(ipc::channel& ch, PyObject* parts, const ipc::deadline& until, std::uint64_t* sent = nullptr);

@@ -286,10 +286,12 @@ class channel {
   // no call of another thread is in progress on it. Calls of other threads
   // blocked in this endpoint (send, recv, poll, receive_socket) are woken
   // and throw errc::handle_closed. With `wake_waiters` false (a process
-  // that is exiting closes what it holds), they are not: from then on, every
-  // call of this process that began before and would return (on any
-  // channel) never returns instead, as a thread blocked on a pipe stays
-  // blocked while its process exits; calls begun after work as usual.
+  // that is exiting closes what it holds), they are not: they go on waiting
+  // on the closed endpoint and return what comes (a message, or closed once
+  // no writer is left); and from then on, a call of a thread that asked for
+  // it with park_waiting_calls_at_exit() that began before and would return
+  // (on any channel) never returns instead, as a thread blocked on a pipe
+  // stays blocked while its process exits. Calls begun after work as usual.
   void close(bool wake_waiters = true) noexcept;
 
   // Socket doorbells only (doorbell::receive), keeping the endpoint alive
@@ -334,6 +336,12 @@ class channel::reservation {
   std::size_t size_ = 0;
   std::uint64_t id_ = 0;
 };
+
+// For the calling thread: whether its waiting calls park once its process
+// has started exiting (close(false), above) rather than return. For threads
+// that must not come back into a program being torn down (Python daemon
+// threads). Default: off.
+void park_waiting_calls_at_exit(bool on) noexcept;
 
 // In a child between fork() and exec(): unregisters every endpoint the child
 // inherited, as close-on-exec does for descriptors. Async-signal-safe.
