@@ -271,3 +271,26 @@ def test_exit_with_threads_blocked_in_native_calls():
     assert out.returncode == 0, out.stderr
     assert out.stdout == 'bye\n'
     assert out.stderr == ''
+
+
+def _late_reader(r, got):
+    def worker():
+        got.value = r.recv()
+    threading.Thread(target=worker).start()   # non-daemon: the child waits for it
+
+
+@pytest.mark.parametrize('method', START_METHODS)
+def test_a_non_daemon_thread_still_waiting_at_child_exit_gets_its_message(method):
+    # The child's exit closes its connections before it joins its threads:
+    # the thread goes on waiting and receives what comes, as on stock.
+    ctx = multiprocessing.get_context(method)
+    r, w = ctx.Pipe(duplex=False)
+    got = ctx.Value('i', 0)
+    p = ctx.Process(target=_late_reader, args=(r, got))
+    p.start()
+    time.sleep(1.0)
+    assert p.is_alive()
+    w.send(42)
+    p.join(TIMEOUT)
+    assert p.exitcode == 0
+    assert got.value == 42
