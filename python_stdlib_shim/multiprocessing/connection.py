@@ -526,8 +526,9 @@ def Pipe(duplex=True):
     only writes. Messages travel through mphost's shared-memory channels (two
     for a duplex pipe), not through the kernel. Each end's fileno() is one end
     of a Unix socket pair, as with the stdlib, so descriptors (send_handle)
-    and raw bytes written into one end arrive at the other; the socket also
-    polls readable while a message waits.
+    and raw bytes written into one end arrive at the other; the socket is
+    also readable exactly when poll(0) is True, in every process (the
+    channel's send and recv ring and clear it, see _attach_sockets).
     """
     import _mphost
     forward = _mphost.Channel.create(unbounded=True, role='reader')
