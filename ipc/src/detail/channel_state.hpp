@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "detail/block_pool.hpp"
 #include "detail/channel_layout.hpp"
@@ -60,6 +61,19 @@ class scoped_lock {
 }  // namespace detail
 
 namespace detail {
+
+// Every endpoint state of this process, for fork, exec and this process's
+// doorbells (channel_endpoints.cpp).
+struct endpoint_registry {
+  std::mutex mutex;
+  std::vector<channel::state*> states;
+};
+endpoint_registry& endpoints_registry();
+
+// Eventfd doorbells in this process (channel::fileno of a reading endpoint
+// without a socket doorbell); while there are none, sends and recvs do not
+// look for them (channel_bells.cpp).
+extern std::atomic<int> local_eventfd_bells;
 
 // Set by the first close(false) of the process (it is exiting): from then on
 // a call of a thread that asked for it (park_waiting_calls_at_exit) and was
