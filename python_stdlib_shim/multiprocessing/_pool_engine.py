@@ -2,6 +2,9 @@
 the window of tasks in flight, the reader role on the outqueue and the
 bookkeeping of worker deaths. See multiprocessing.pool for the overview."""
 
+# A private module: `from multiprocessing._pool_* import *` exports nothing.
+__all__ = []
+
 import collections
 import itertools
 import queue

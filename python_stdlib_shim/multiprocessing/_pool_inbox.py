@@ -2,6 +2,9 @@
 readers of process and thread pools, the eventfd that wakes a blocked
 reader, and the cache of pending results. See multiprocessing.pool."""
 
+# A private module: `from multiprocessing._pool_* import *` exports nothing.
+__all__ = []
+
 import math
 import os
 import queue

@@ -3,6 +3,9 @@ the exceptions that carry a task's failure back to the caller, and the
 message tags both sides share. See multiprocessing.pool for the overview;
 every public name here is re-exported there (and named after it)."""
 
+# A private module: `from multiprocessing._pool_* import *` exports nothing.
+__all__ = []
+
 import itertools
 import os
 import signal
