@@ -582,6 +582,27 @@ _open_channel_connections = weakref.WeakSet()
 
 
 def _close_open_channel_connections():
+    # A process ends its multiprocessing work before it joins its non-daemon
+    # threads (a child's _bootstrap, like the stdlib's), and those threads may
+    # still use their connections: then the ends are closed by a last
+    # non-daemon thread, once the others are done.
+    me = threading.current_thread()
+    busy = [t for t in threading.enumerate()
+            if t is not me and not t.daemon and t.is_alive()]
+    if busy:
+        threading.Thread(target=_close_after, args=(busy,),
+                         name='mphost-close-connections').start()
+        return
+    _close_now()
+
+
+def _close_after(threads):
+    for t in threads:
+        t.join()
+    _close_now()
+
+
+def _close_now():
     conns = list(_open_channel_connections)
     # Tickets this process handed out and nobody took (a child terminated
     # before it started) would keep their channels alive: withdraw them first.
