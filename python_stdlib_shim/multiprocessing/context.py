@@ -5,8 +5,20 @@ object. ``multiprocessing.X`` is ``X`` of the default context, whose start
 method is chosen on first use (fork unless set_start_method said otherwise).
 The package's exception classes are defined here, once; the native layer
 raises these very classes.
+
+Two kinds of context:
+- one concrete context per start method, kept in ``_concrete_contexts`` by
+  name (loky adds its own there, so lookups go through that dict);
+- the default context, which forwards to the concrete context chosen by
+  ``set_start_method`` -- or to its fallback (fork), which becomes the
+  choice the first time anything asks which method is in force. That
+  choice is the only state a context holds.
+
+Factories import their module on first call, so importing the package stays
+cheap and the modules may import this one.
 """
 
+import importlib
 import os
 import sys
 import threading
@@ -33,6 +45,11 @@ class AuthenticationError(ProcessError):
     pass
 
 
+def _sibling(name):
+    """Module `name` of this package, imported on first use."""
+    return sys.modules.get(f'{__package__}.{name}') or importlib.import_module(f'.{name}', __package__)
+
+
 class BaseContext(object):
     """Factories for processes, queues, locks, pools... bound to a start method."""
 
@@ -45,128 +62,54 @@ class BaseContext(object):
     parent_process = staticmethod(process.parent_process)
     active_children = staticmethod(process.active_children)
 
-    def cpu_count(self):
-        """Number of CPUs in the system."""
-        count = os.cpu_count()
-        if count is None:
-            raise NotImplementedError('cannot determine number of cpus')
-        return count
-
-    def Manager(self):
-        """A started SyncManager: shared objects served by a manager process."""
-        from .managers import SyncManager
-        manager = SyncManager(ctx=self.get_context())
-        manager.start()
-        return manager
-
-    def Pipe(self, duplex=True):
-        """A pair of connected Connection objects."""
-        from .connection import Pipe
-        return Pipe(duplex)
-
-    def Lock(self):
-        from .synchronize import Lock
-        return Lock(ctx=self.get_context())
-
-    def RLock(self):
-        from .synchronize import RLock
-        return RLock(ctx=self.get_context())
-
-    def Condition(self, lock=None):
-        from .synchronize import Condition
-        return Condition(lock, ctx=self.get_context())
-
-    def Semaphore(self, value=1):
-        from .synchronize import Semaphore
-        return Semaphore(value, ctx=self.get_context())
-
-    def BoundedSemaphore(self, value=1):
-        from .synchronize import BoundedSemaphore
-        return BoundedSemaphore(value, ctx=self.get_context())
-
-    def Event(self):
-        from .synchronize import Event
-        return Event(ctx=self.get_context())
-
-    def Barrier(self, parties, action=None, timeout=None):
-        from .synchronize import Barrier
-        return Barrier(parties, action, timeout, ctx=self.get_context())
-
-    def Queue(self, maxsize=0):
-        from .queues import Queue
-        return Queue(maxsize, ctx=self.get_context())
-
-    def JoinableQueue(self, maxsize=0):
-        from .queues import JoinableQueue
-        return JoinableQueue(maxsize, ctx=self.get_context())
-
-    def SimpleQueue(self):
-        from .queues import SimpleQueue
-        return SimpleQueue(ctx=self.get_context())
-
-    def Pool(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None):
-        from .pool import Pool
-        return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
-
-    def RawValue(self, typecode_or_type, *args):
-        from .sharedctypes import RawValue
-        return RawValue(typecode_or_type, *args)
-
-    def RawArray(self, typecode_or_type, size_or_initializer):
-        from .sharedctypes import RawArray
-        return RawArray(typecode_or_type, size_or_initializer)
-
-    def Value(self, typecode_or_type, *args, lock=True):
-        from .sharedctypes import Value
-        return Value(typecode_or_type, *args, lock=lock, ctx=self.get_context())
-
-    def Array(self, typecode_or_type, size_or_initializer, *, lock=True):
-        from .sharedctypes import Array
-        return Array(typecode_or_type, size_or_initializer, lock=lock, ctx=self.get_context())
-
-    def freeze_support(self):
-        """Run the child's code when a frozen executable was started as one."""
-        if getattr(sys, 'frozen', False):
-            from .spawn import freeze_support
-            freeze_support()
-
-    def get_logger(self):
-        from .util import get_logger
-        return get_logger()
-
-    def log_to_stderr(self, level=None):
-        from .util import log_to_stderr
-        return log_to_stderr(level)
-
-    def allow_connection_pickling(self):
-        """Connections and sockets pickle without this call; kept for the API."""
-        from . import connection  # noqa: F401  (registers the reducers)
-
-    def set_executable(self, executable):
-        """The mphost executable that spawn starts children with."""
-        from .spawn import set_executable
-        set_executable(executable)
-
-    def set_forkserver_preload(self, module_names):
-        """Modules the forkserver imports once, before forking children."""
-        from .forkserver import set_forkserver_preload
-        set_forkserver_preload(module_names)
+    # -- the start method -------------------------------------------------
 
     def get_context(self, method=None):
+        """This context (method None), or the concrete one named `method`."""
         if method is None:
             return self
-        try:
-            ctx = _concrete_contexts[method]
-        except KeyError:
-            raise ValueError('cannot find context for %r' % method) from None
-        ctx._check_available()
-        return ctx
+        found = _concrete_contexts.get(method)
+        if found is None:
+            raise ValueError(f'cannot find context for {method!r}')
+        found._check_available()
+        return found
 
     def get_start_method(self, allow_none=False):
         return self._name
 
     def set_start_method(self, method, force=False):
         raise ValueError('cannot set start method of concrete context')
+
+    def _check_available(self):
+        """Raise ValueError when this start method cannot be used here."""
+
+    # -- processes and their environment ----------------------------------
+
+    def cpu_count(self):
+        """Number of CPUs in the system."""
+        counted = os.cpu_count()
+        if not counted:
+            raise NotImplementedError('cannot determine number of cpus')
+        return counted
+
+    def freeze_support(self):
+        """Run the child's code when a frozen executable was started as one."""
+        if getattr(sys, 'frozen', False):
+            _sibling('spawn').freeze_support()
+
+    def set_executable(self, executable):
+        """The mphost executable that spawn starts children with."""
+        _sibling('spawn').set_executable(executable)
+
+    def set_forkserver_preload(self, module_names):
+        """Modules the forkserver imports once, before forking children."""
+        _sibling('forkserver').set_forkserver_preload(module_names)
+
+    def get_logger(self):
+        return _sibling('util').get_logger()
+
+    def log_to_stderr(self, level=None):
+        return _sibling('util').log_to_stderr(level)
 
     @property
     def reducer(self):
@@ -177,9 +120,74 @@ class BaseContext(object):
     def reducer(self, reduction):
         globals()['reduction'] = reduction
 
-    def _check_available(self):
-        pass
+    def allow_connection_pickling(self):
+        """Connections and sockets pickle without this call; kept for the API."""
+        _sibling('connection')  # importing it registers the reducers
 
+    # -- objects bound to this context's start method ---------------------
+
+    def Manager(self):
+        """A started SyncManager: shared objects served by a manager process."""
+        server = _sibling('managers').SyncManager(ctx=self.get_context())
+        server.start()
+        return server
+
+    def Pipe(self, duplex=True):
+        """A pair of connected Connection objects."""
+        return _sibling('connection').Pipe(duplex)
+
+    def Lock(self):
+        return _sibling('synchronize').Lock(ctx=self.get_context())
+
+    def RLock(self):
+        return _sibling('synchronize').RLock(ctx=self.get_context())
+
+    def Condition(self, lock=None):
+        return _sibling('synchronize').Condition(lock, ctx=self.get_context())
+
+    def Semaphore(self, value=1):
+        return _sibling('synchronize').Semaphore(value, ctx=self.get_context())
+
+    def BoundedSemaphore(self, value=1):
+        return _sibling('synchronize').BoundedSemaphore(value, ctx=self.get_context())
+
+    def Event(self):
+        return _sibling('synchronize').Event(ctx=self.get_context())
+
+    def Barrier(self, parties, action=None, timeout=None):
+        return _sibling('synchronize').Barrier(parties, action, timeout, ctx=self.get_context())
+
+    def Queue(self, maxsize=0):
+        return _sibling('queues').Queue(maxsize, ctx=self.get_context())
+
+    def JoinableQueue(self, maxsize=0):
+        return _sibling('queues').JoinableQueue(maxsize, ctx=self.get_context())
+
+    def SimpleQueue(self):
+        return _sibling('queues').SimpleQueue(ctx=self.get_context())
+
+    def Pool(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None):
+        return _sibling('pool').Pool(processes, initializer, initargs, maxtasksperchild,
+                                     context=self.get_context())
+
+    def RawValue(self, typecode_or_type, *args):
+        return _sibling('sharedctypes').RawValue(typecode_or_type, *args)
+
+    def RawArray(self, typecode_or_type, size_or_initializer):
+        return _sibling('sharedctypes').RawArray(typecode_or_type, size_or_initializer)
+
+    def Value(self, typecode_or_type, *args, lock=True):
+        return _sibling('sharedctypes').Value(typecode_or_type, *args, lock=lock,
+                                              ctx=self.get_context())
+
+    def Array(self, typecode_or_type, size_or_initializer, *, lock=True):
+        return _sibling('sharedctypes').Array(typecode_or_type, size_or_initializer, lock=lock,
+                                              ctx=self.get_context())
+
+
+#
+# The default context: a choice made at most once, unless forced
+#
 
 class Process(process.BaseProcess):
     """A process started with the default context's start method."""
@@ -195,46 +203,53 @@ class Process(process.BaseProcess):
 
 
 class DefaultContext(BaseContext):
+    """Forwards to the concrete context chosen by set_start_method, or to
+    `context`, the fallback, which becomes the choice the first time the
+    context in force is needed."""
     Process = Process
 
     def __init__(self, context):
-        self._default_context = context
-        self._actual_context = None
+        self._fallback = context
+        self._chosen = None     # no choice made yet
+
+    def _in_force(self):
+        if self._chosen is None:
+            self._chosen = self._fallback
+        return self._chosen
 
     def get_context(self, method=None):
-        if method is None:
-            if self._actual_context is None:
-                self._actual_context = self._default_context
-            return self._actual_context
-        return super().get_context(method)
+        return self._in_force() if method is None else super().get_context(method)
 
     def set_start_method(self, method, force=False):
-        if self._actual_context is not None and not force:
+        """Choose the start method; once only, unless `force` (None with
+        `force` undoes the choice)."""
+        if not force and self._chosen is not None:
             raise RuntimeError('context has already been set')
-        if method is None and force:
-            self._actual_context = None
-            return
-        self._actual_context = self.get_context(method)
+        if method is not None:
+            self._chosen = super().get_context(method)
+        else:
+            self._chosen = None if force else self._fallback
 
     def get_start_method(self, allow_none=False):
-        if self._actual_context is None:
-            if allow_none:
-                return None
-            self._actual_context = self._default_context
-        return self._actual_context._name
+        if allow_none and self._chosen is None:
+            return None
+        return self._in_force()._name
 
     def get_all_start_methods(self):
         """The start methods available here, the default first."""
         return ['fork', 'spawn', 'forkserver']
 
 
+#
+# One concrete context per start method
+#
+
 class ForkProcess(process.BaseProcess):
     _start_method = 'fork'
 
     @staticmethod
     def _Popen(process_obj):
-        from .popen_fork import Popen
-        return Popen(process_obj)
+        return _sibling('popen_fork').Popen(process_obj)
 
 
 class SpawnProcess(process.BaseProcess):
@@ -242,13 +257,11 @@ class SpawnProcess(process.BaseProcess):
 
     @staticmethod
     def _Popen(process_obj):
-        from .popen_spawn_posix import Popen
-        return Popen(process_obj)
+        return _sibling('popen_spawn_posix').Popen(process_obj)
 
     @staticmethod
     def _after_fork():
-        # A spawned child is a fresh interpreter: nothing to reset.
-        pass
+        """A spawned child is a fresh interpreter: nothing to reset."""
 
 
 class ForkServerProcess(process.BaseProcess):
@@ -256,8 +269,7 @@ class ForkServerProcess(process.BaseProcess):
 
     @staticmethod
     def _Popen(process_obj):
-        from .popen_forkserver import Popen
-        return Popen(process_obj)
+        return _sibling('popen_forkserver').Popen(process_obj)
 
 
 class ForkContext(BaseContext):
@@ -280,32 +292,37 @@ class ForkServerContext(BaseContext):
 
 
 _concrete_contexts = {
-    'fork': ForkContext(),
-    'spawn': SpawnContext(),
-    'forkserver': ForkServerContext(),
+    ctx._name: ctx for ctx in (ForkContext(), SpawnContext(), ForkServerContext())
 }
 _default_context = DefaultContext(_concrete_contexts['fork'])
 
 
 def _force_start_method(method):
-    _default_context._actual_context = _concrete_contexts[method]
+    """Make `method` the default context's choice (a child adopts its parent's)."""
+    _default_context._chosen = _concrete_contexts[method]
 
 
-# The Popen being set up in this thread, while a process object is pickled
-# for its child (objects that may only be inherited check this).
-_tls = threading.local()
+#
+# Objects that may only travel to a child as it starts check that a Popen is
+# pickling its process object in this thread.
+#
+
+class _Spawning(threading.local):
+    popen = None
+
+
+_spawning = _Spawning()
 
 
 def get_spawning_popen():
-    return getattr(_tls, 'spawning_popen', None)
+    return _spawning.popen
 
 
 def set_spawning_popen(popen):
-    _tls.spawning_popen = popen
+    _spawning.popen = popen
 
 
 def assert_spawning(obj):
-    if get_spawning_popen() is None:
-        raise RuntimeError(
-            '%s objects should only be shared between processes'
-            ' through inheritance' % type(obj).__name__)
+    if _spawning.popen is None:
+        raise RuntimeError(f'{type(obj).__name__} objects should only be shared '
+                           f'between processes through inheritance')
