@@ -5,9 +5,18 @@ child sees the parent's writes and the other way round. Value and Array
 wrap them with a lock (an RLock of the context unless told otherwise):
 ``get_lock()``, ``get_obj()``, and attribute access that takes the lock.
 
-Shared ctypes objects go to children as the process starts (in its
-arguments, or inherited by fork); pickling one at any other time -- into a
-Queue, say -- raises RuntimeError, as with the stdlib.
+Three layers, each a few lines:
+- placing: a ctypes type is laid over a fresh, zeroed block
+  (``_new_value``), then initialised like an ordinary ctypes object;
+- guarding: ``synchronized`` picks the wrapper class for the object's
+  ctypes kind (scalar, char array, other array, structure) and the wrapper
+  takes the lock around every access; attribute access goes through the
+  native ``_locked_property`` descriptor, no Python frame per read;
+- travelling: shared ctypes objects go to children as the process starts
+  (in its arguments, or inherited by fork). The pickled form names the
+  block, not the bytes, so the child maps the same memory; pickling one at
+  any other time -- into a Queue, say -- raises RuntimeError, as with the
+  stdlib.
 """
 
 import ctypes
@@ -34,101 +43,127 @@ typecode_to_type = {
 }
 
 
+def _ctype(typecode_or_type):
+    """The ctypes type a one-letter code stands for; anything else as given."""
+    return typecode_to_type.get(typecode_or_type, typecode_or_type)
+
+
+#
+# Placing: ctypes objects over blocks of the shared heap
+#
+
 def _new_value(type_):
-    """An uninitialised object of ctypes type `type_` in a fresh shared block."""
-    wrapper = heap.BufferWrapper(ctypes.sizeof(type_))
-    return rebuild_ctype(type_, wrapper, None)
+    """An object of ctypes type `type_` over a fresh shared block, every byte
+    zero (the heap reuses freed blocks, which keep their old bytes)."""
+    size = ctypes.sizeof(type_)
+    placed = rebuild_ctype(type_, heap.BufferWrapper(size), None)
+    ctypes.memset(ctypes.addressof(placed), 0, size)
+    return placed
+
+
+def _placed(type_, init_args):
+    """A shared object of `type_`, initialised with `init_args` as
+    ``type_(*init_args)`` would be."""
+    placed = _new_value(type_)
+    placed.__init__(*init_args)
+    return placed
 
 
 def RawValue(typecode_or_type, *args):
     """A ctypes object in shared memory, initialised with `args`."""
-    type_ = typecode_to_type.get(typecode_or_type, typecode_or_type)
-    obj = _new_value(type_)
-    # A reused block holds old bytes: zero it before the constructor runs.
-    ctypes.memset(ctypes.addressof(obj), 0, ctypes.sizeof(obj))
-    obj.__init__(*args)
-    return obj
+    return _placed(_ctype(typecode_or_type), args)
 
 
 def RawArray(typecode_or_type, size_or_initializer):
     """A ctypes array in shared memory: zeros of a length, or a copy of a
     sequence."""
-    type_ = typecode_to_type.get(typecode_or_type, typecode_or_type)
+    item = _ctype(typecode_or_type)
     if isinstance(size_or_initializer, int):
-        obj = _new_value(type_ * size_or_initializer)
-        ctypes.memset(ctypes.addressof(obj), 0, ctypes.sizeof(obj))
-        return obj
-    obj = _new_value(type_ * len(size_or_initializer))
-    obj.__init__(*size_or_initializer)
-    return obj
+        return _placed(item * size_or_initializer, ())
+    items = size_or_initializer
+    return _placed(item * len(items), items)
 
 
-def _with_lock(obj, lock, ctx):
+def copy(obj):
+    """A copy of ctypes object `obj` in shared memory."""
+    duplicate = _new_value(type(obj))
+    # Whole-object assignment through a pointer: the bytes, and the
+    # references that keep what they point to alive.
+    ctypes.pointer(duplicate)[0] = obj
+    return duplicate
+
+
+#
+# Guarding: wrappers that hold the lock around every access
+#
+
+def _guarded(obj, lock, ctx):
+    """`obj` itself for lock=False, else `obj` synchronized with `lock` (a
+    new RLock of the context when lock is True or None)."""
     if lock is False:
         return obj
-    if lock in (True, None):
-        ctx = ctx or get_context()
+    ctx = ctx or get_context()
+    if lock is None or lock == True:  # noqa: E712  (1 means True here, as on stock)
         lock = ctx.RLock()
-    if not hasattr(lock, 'acquire'):
-        raise AttributeError("%r has no method 'acquire'" % lock)
+    elif not hasattr(lock, 'acquire'):
+        raise AttributeError(f"{lock!r} has no method 'acquire'")
     return synchronized(obj, lock, ctx=ctx)
 
 
 def Value(typecode_or_type, *args, lock=True, ctx=None):
     """A RawValue wrapped with a lock (lock=False: the RawValue itself)."""
-    return _with_lock(RawValue(typecode_or_type, *args), lock, ctx)
+    return _guarded(RawValue(typecode_or_type, *args), lock, ctx)
 
 
 def Array(typecode_or_type, size_or_initializer, *, lock=True, ctx=None):
     """A RawArray wrapped with a lock (lock=False: the RawArray itself)."""
-    return _with_lock(RawArray(typecode_or_type, size_or_initializer), lock, ctx)
+    return _guarded(RawArray(typecode_or_type, size_or_initializer), lock, ctx)
 
 
-def copy(obj):
-    """A copy of ctypes object `obj` in shared memory."""
-    new_obj = _new_value(type(obj))
-    ctypes.pointer(new_obj)[0] = obj
-    return new_obj
+def _wrapper_class(kind):
+    """The synchronized wrapper class for objects of ctypes type `kind`."""
+    if issubclass(kind, ctypes._SimpleCData):
+        return Synchronized
+    if issubclass(kind, ctypes.Array):
+        return SynchronizedString if kind._type_ is ctypes.c_char else SynchronizedArray
+    # A structure or union: one locked property per field, the class made
+    # once per type.
+    made = class_cache.get(kind)
+    if made is None:
+        fields = {field[0]: make_property(field[0]) for field in kind._fields_}
+        made = type(f'Synchronized{kind.__name__}', (SynchronizedBase,), fields)
+        class_cache[kind] = made
+    return made
 
 
 def synchronized(obj, lock=None, ctx=None):
     """Wrap ctypes object `obj` so that its attributes are used under `lock`."""
     assert not isinstance(obj, SynchronizedBase), 'object already synchronized'
-    ctx = ctx or get_context()
-    if isinstance(obj, ctypes._SimpleCData):
-        return Synchronized(obj, lock, ctx)
-    if isinstance(obj, ctypes.Array):
-        if obj._type_ is ctypes.c_char:
-            return SynchronizedString(obj, lock, ctx)
-        return SynchronizedArray(obj, lock, ctx)
-    cls = type(obj)
-    try:
-        scls = class_cache[cls]
-    except KeyError:
-        fields = {field[0]: make_property(field[0]) for field in cls._fields_}
-        scls = class_cache[cls] = type('Synchronized' + cls.__name__, (SynchronizedBase,), fields)
-    return scls(obj, lock, ctx)
+    return _wrapper_class(type(obj))(obj, lock, ctx or get_context())
 
 
 #
-# Pickling: only to start a child, which maps the same block
+# Travelling: pickled while a child starts, rebuilt over the same block
 #
 
 def reduce_ctype(obj):
     assert_spawning(obj)
-    if isinstance(obj, ctypes.Array):
-        return rebuild_ctype, (obj._type_, obj._wrapper, obj._length_)
-    return rebuild_ctype, (type(obj), obj._wrapper, None)
+    kind, length = type(obj), None
+    if issubclass(kind, ctypes.Array):
+        # Array types are made on the fly and cannot be pickled by name:
+        # send the item type and the length instead.
+        kind, length = kind._type_, kind._length_
+    return rebuild_ctype, (kind, obj._wrapper, length)
 
 
 def rebuild_ctype(type_, wrapper, length):
-    if length is not None:
-        type_ = type_ * length
-    _ForkingPickler.register(type_, reduce_ctype)
-    obj = type_.from_buffer(wrapper.create_memoryview())
-    # Keeps the block (and so the arena's mapping) alive with the object.
-    obj._wrapper = wrapper
-    return obj
+    kind = type_ if length is None else type_ * length
+    if _ForkingPickler._extra_reducers.get(kind) is not reduce_ctype:
+        _ForkingPickler.register(kind, reduce_ctype)
+    placed = kind.from_buffer(wrapper.create_memoryview())
+    # The block (and its arena's mapping) lives as long as the object.
+    placed._wrapper = wrapper
+    return placed
 
 
 #
@@ -143,11 +178,10 @@ def make_property(name):
     """A data descriptor reading and writing attribute `name` of ``self._obj``
     between ``self.acquire()`` and ``self.release()``, as a property with
     those accessors would; native, so that ``v.value`` runs no Python frame."""
-    try:
-        return prop_cache[name]
-    except KeyError:
+    prop = prop_cache.get(name)
+    if prop is None:
         prop = prop_cache[name] = _locked_property(name)
-        return prop
+    return prop
 
 
 class SynchronizedBase(object):
@@ -155,13 +189,9 @@ class SynchronizedBase(object):
 
     def __init__(self, obj, lock=None, ctx=None):
         self._obj = obj
-        if lock:
-            self._lock = lock
-        else:
-            ctx = ctx or get_context()
-            self._lock = ctx.RLock()
-        self.acquire = self._lock.acquire
-        self.release = self._lock.release
+        self._lock = lock or (ctx or get_context()).RLock()
+        # Instance attributes, looked up by the native locked properties.
+        self.acquire, self.release = self._lock.acquire, self._lock.release
 
     def __enter__(self):
         return self._lock.__enter__()
@@ -171,7 +201,7 @@ class SynchronizedBase(object):
 
     def __reduce__(self):
         assert_spawning(self)
-        return synchronized, (self._obj, self._lock)
+        return synchronized, (self.get_obj(), self.get_lock())
 
     def get_obj(self):
         return self._obj
@@ -180,7 +210,7 @@ class SynchronizedBase(object):
         return self._lock
 
     def __repr__(self):
-        return '<%s wrapper for %s>' % (type(self).__name__, self._obj)
+        return f'<{type(self).__name__} wrapper for {self._obj}>'
 
 
 class Synchronized(SynchronizedBase):
@@ -188,25 +218,24 @@ class Synchronized(SynchronizedBase):
 
 
 class SynchronizedArray(SynchronizedBase):
+    """Items and slices read and written under the lock."""
 
     def __len__(self):
         return len(self._obj)
 
     def __getitem__(self, i):
-        with self:
+        with self._lock:
             return self._obj[i]
 
     def __setitem__(self, i, value):
-        with self:
+        with self._lock:
             self._obj[i] = value
 
     def __getslice__(self, start, stop):
-        with self:
-            return self._obj[start:stop]
+        return self[start:stop]
 
     def __setslice__(self, start, stop, values):
-        with self:
-            self._obj[start:stop] = values
+        self[start:stop] = values
 
 
 class SynchronizedString(SynchronizedArray):
