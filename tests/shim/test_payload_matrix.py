@@ -128,11 +128,12 @@ def matrix(request, tmp_path_factory):
     checked = {m: set(cells) | {c for c in results['stock', m]['cells'] if c[0] != 'end'}
                for m in METHODS}
     differing = sum(results['stock', m]['cells'].get(c) != results['mphost', m]['cells'].get(c)
-                    for m in METHODS for c in checked[m])
+                    for m in METHODS for c in checked[m] if c not in KNOWN_STOCK_HANGS)
     lines = ['payload matrix: %d payloads x %d transports x %d start methods = %d cells; '
-             '%d further checks; %d differ from stock'
+             '%d further checks; %d differ from stock (and %d checks where stock deadlocks and mphost, by choice, does not)'
              % (len(PAYLOADS), len(TRANSPORTS), len(METHODS), len(cells) * len(METHODS),
-                sum(len(checked[m]) - len(cells) for m in METHODS), differing)]
+                sum(len(checked[m]) - len(cells) for m in METHODS), differing,
+                sum(c in KNOWN_STOCK_HANGS for m in METHODS for c in checked[m]))]
     lines += ['  %-10s stock %5.1fs (exit %s)   mphost %5.1fs (exit %s)'
               % (m, results['stock', m]['seconds'], results['stock', m]['status'],
                  results['mphost', m]['seconds'], results['mphost', m]['status']) for m in METHODS]
@@ -170,6 +171,15 @@ def _short(desc, width=400):
     return text if len(text) <= width else text[:width] + '...'
 
 
+# Where stock deadlocks and mphost deliberately does not (docs/BEHAVIOUR.md):
+# (transport, check) -> (what stock's cell says, what mphost's must say).
+# An item JoinableQueue.put could not pickle was reported and never queued,
+# yet stock counts it as an unfinished task, so its join() never returns.
+KNOWN_STOCK_HANGS = {
+    ('joinable_queue', '(JoinableQueue.join)'): ('join hung', 'joined'),
+}
+
+
 @pytest.mark.parametrize('method', METHODS)
 @pytest.mark.parametrize('transport', TRANSPORTS)
 def test_same_as_stock(matrix, transport, method):
@@ -182,6 +192,13 @@ def test_same_as_stock(matrix, transport, method):
         got = mine['cells'].get((transport, name))
         if want is None:
             continue  # reported by test_matrix_size_and_stock_complete
+        if (transport, name) in KNOWN_STOCK_HANGS:
+            stock_says, mphost_says = KNOWN_STOCK_HANGS[transport, name]
+            if want.get('there') != stock_says or got is None or got.get('there') != mphost_says:
+                diffs.append('  %s (stock hangs here; mphost must say %r)\n    stock:  %s\n    mphost: %s'
+                             % (name, mphost_says, _short(want),
+                                _short(got) if got is not None else missing_note))
+            continue
         if got != want:
             diffs.append('  %s\n    stock:  %s\n    mphost: %s'
                          % (name, _short(want), _short(got) if got is not None else missing_note))
