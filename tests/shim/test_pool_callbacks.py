@@ -96,10 +96,11 @@ def test_callbacks_run_there_while_callers_wait(pool):
 
 
 def test_callback_blocked_on_a_lock_the_waiting_caller_holds(pool):
-    # The main thread holds `lock` and waits on another result; the
-    # callback of a result that completed first waits for the lock in the
-    # result handler thread, which therefore delivers nothing else: the
-    # wait times out (as with the stdlib) instead of deadlocking the caller.
+    # The caller holds `lock` and waits on a result; another result
+    # completes meanwhile and its callback waits for the lock in the result
+    # handler thread, which therefore delivers nothing else: the wait times
+    # out (as with the stdlib) instead of deadlocking the caller, as it did
+    # when the waiting caller ran callbacks itself.
     lock = threading.Lock()
     order = []
 
@@ -108,11 +109,10 @@ def test_callback_blocked_on_a_lock_the_waiting_caller_holds(pool):
             order.append(value)
     def caller():
         with lock:
-            first = pool.apply_async(h.sqr, (3,), callback=takes_lock)
-            time.sleep(0.2)
-            second = pool.apply_async(h.sqr, (4, 0.3))
+            first = pool.apply_async(h.sqr, (3, 0.3), callback=takes_lock)
+            second = pool.apply_async(h.sqr, (4, 1.5))
             with pytest.raises(multiprocessing.TimeoutError):
-                second.get(0.8)
+                second.get(2.5)
             order.append('released')
         assert first.get(TIMEOUT) == 9 and second.get(TIMEOUT) == 16
     _bounded(caller)
@@ -130,7 +130,7 @@ def test_callback_takes_a_lock_the_caller_holds_while_waiting(pool):
             order.append(value)
     def caller():
         with lock:
-            slow = pool.apply_async(h.sqr, (5, 0.3), callback=takes_lock)
+            slow = pool.apply_async(h.sqr, (5, 1.5), callback=takes_lock)
             assert pool.apply_async(h.sqr, (6,)).get(TIMEOUT) == 36
             order.append('fast')
         assert slow.get(TIMEOUT) == 25
@@ -212,11 +212,10 @@ if __name__ == '__main__':
         p.starmap_async(sq, [(1,), (2,)], callback=rec).get(30)
         lock = threading.Lock()
         with lock:
-            x = p.apply_async(sq, (3,), callback=lambda v: (lock.acquire(), out.append(v), lock.release()))
-            time.sleep(0.2)
-            y = p.apply_async(sq, (4, 0.2))
+            x = p.apply_async(sq, (3, 0.3), callback=lambda v: (lock.acquire(), out.append(v), lock.release()))
+            y = p.apply_async(sq, (4, 1.5))
             try:
-                y.get(0.6)
+                y.get(2.5)
             except multiprocessing.TimeoutError:
                 out.append('timeout')
         x.get(30)
