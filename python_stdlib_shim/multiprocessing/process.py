@@ -3,10 +3,25 @@
 A process object lives in its parent; ``start()`` hands it to a Popen of the
 chosen start method (fork, spawn or forkserver), which creates the child and
 runs ``_bootstrap()`` there.
+
+Each process knows three things about the tree, kept in module globals that
+a child replaces as it starts (``_adopt``):
+- ``_current_process``: its own process object (``_MainProcess`` in the
+  process the launcher started);
+- ``_parent_process``: what it knows of its parent (name, pid, sentinel);
+- ``_children``: the process objects it started that may still run; an
+  ended child leaves the set the first time it is seen ended.
+
+A process object has four states: initial (no Popen), started, ended (the
+Popen has an exit code) and closed (``close()`` let go of the Popen). What
+an operation needs of the state is checked the way the stdlib checks it:
+ValueError on a closed object, AssertionError (with the stdlib's message)
+for misuse.
 """
 
 __all__ = ['BaseProcess', 'current_process', 'active_children', 'parent_process']
 
+import functools
 import itertools
 import os
 import signal
@@ -27,8 +42,7 @@ def current_process():
 
 def active_children():
     """The children of this process still running (reaping finished ones)."""
-    _cleanup()
-    return list(_children)
+    return _cleanup()
 
 
 def parent_process():
@@ -37,10 +51,10 @@ def parent_process():
 
 
 def _cleanup():
-    # Forget children that ended.
-    for child in list(_children):
-        if child._popen.poll() is not None:
-            _children.discard(child)
+    """Forget the children that ended; return those still running."""
+    running = [child for child in list(_children) if child._popen.poll() is None]
+    _children.intersection_update(running)
+    return running
 
 
 def _sentinel_ready(fd, timeout):
@@ -49,6 +63,26 @@ def _sentinel_ready(fd, timeout):
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
         return bool(selector.select(timeout))
+
+
+def _open_only(method):
+    """`method`, refused with ValueError once the process object is closed."""
+    @functools.wraps(method)
+    def checked(proc, *args, **kwargs):
+        proc._check_closed()
+        return method(proc, *args, **kwargs)
+    return checked
+
+
+def _exit_status(code):
+    """The exit status a child reports for ``sys.exit(code)``: None is 0, an
+    int is itself, anything else is printed to stderr and gives 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(f'{code}\n')
+    return 1
 
 
 class BaseProcess(object):
@@ -61,90 +95,104 @@ class BaseProcess(object):
     def __init__(self, group=None, target=None, name=None, args=(), kwargs={},
                  *, daemon=None):
         assert group is None, 'group argument must be None for now'
-        count = next(_process_counter)
-        self._identity = _current_process._identity + (count,)
-        self._config = _current_process._config.copy()
-        self._parent_pid = os.getpid()
-        self._parent_name = _current_process.name
-        self._popen = None
-        self._closed = False
-        self._target = target
-        self._args = tuple(args)
-        self._kwargs = dict(kwargs)
-        self._name = name or type(self).__name__ + '-' + ':'.join(str(i) for i in self._identity)
+        creator = _current_process
+        self._identity = (*creator._identity, next(_process_counter))
+        self._config = dict(creator._config)   # authkey, daemon flag, ... inherited
+        self._parent_pid, self._parent_name = os.getpid(), creator.name
+        self._popen, self._closed = None, False
+        self._target, self._args, self._kwargs = target, tuple(args), dict(kwargs)
+        if not name:
+            name = type(self).__name__ + '-' + ':'.join(map(str, self._identity))
+        self._name = name
         if daemon is not None:
             self.daemon = daemon
         _dangling.add(self)
 
+    # -- state ------------------------------------------------------------
+
     def _check_closed(self):
         if self._closed:
             raise ValueError("process object is closed")
+
+    def _relation(self):
+        """How the calling process relates to this object: 'creator' (it
+        made the object, so it starts and waits for the child), 'self' (it is
+        the process the object stands for) or 'other' (a copy that went to
+        another process)."""
+        if os.getpid() == self._parent_pid:
+            return 'creator'
+        return 'self' if self is _current_process else 'other'
+
+    def _exit_code(self):
+        """The child's exit code, None while it runs; a child seen ended
+        leaves ``_children``."""
+        code = self._popen.poll()
+        if code is not None:
+            _children.discard(self)
+        return code
+
+    # -- the child's life -------------------------------------------------
 
     def run(self):
         """The child's work; by default calls target(*args, **kwargs)."""
         if self._target:
             self._target(*self._args, **self._kwargs)
 
+    @_open_only
     def start(self):
         """Start the child process."""
-        self._check_closed()
         assert self._popen is None, 'cannot start a process twice'
-        assert self._parent_pid == os.getpid(), \
-            'can only start a process object created by current process'
-        assert not _current_process._config.get('daemon'), \
-            'daemonic processes are not allowed to have children'
+        assert self._relation() == 'creator', 'can only start a process object created by current process'
+        assert not _current_process.daemon, 'daemonic processes are not allowed to have children'
         _cleanup()
-        self._popen = self._Popen(self)
-        self._sentinel = self._popen.sentinel
+        popen = self._Popen(self)
+        self._popen, self._sentinel = popen, popen.sentinel
         # The child has its own copy now; drop ours so that the target and
         # its arguments can be collected.
         del self._target, self._args, self._kwargs
         _children.add(self)
 
+    @_open_only
     def terminate(self):
         """Send SIGTERM to the child."""
-        self._check_closed()
         self._popen.terminate()
 
+    @_open_only
     def kill(self):
         """Send SIGKILL to the child."""
-        self._check_closed()
         self._popen.kill()
 
+    @_open_only
     def join(self, timeout=None):
         """Wait until the child ends, or `timeout` seconds pass."""
-        self._check_closed()
-        assert self._parent_pid == os.getpid(), 'can only join a child process'
-        assert self._popen is not None, 'can only join a started process'
-        res = self._popen.wait(timeout)
-        if res is not None:
-            _children.discard(self)
+        assert self._relation() == 'creator', 'can only join a child process'
+        popen = self._popen
+        assert popen is not None, 'can only join a started process'
+        popen.wait(timeout)
+        self._exit_code()   # forgets the child if it ended
 
+    @_open_only
     def is_alive(self):
         """True while the child runs."""
-        self._check_closed()
-        if self is _current_process:
+        relation = self._relation()
+        if relation == 'self':
             return True
-        assert self._parent_pid == os.getpid(), 'can only test a child process'
-        if self._popen is None:
-            return False
-        returncode = self._popen.poll()
-        if returncode is None:
-            return True
-        _children.discard(self)
-        return False
+        assert relation == 'creator', 'can only test a child process'
+        return self._popen is not None and self._exit_code() is None
 
     def close(self):
         """Release the resources of a finished process object."""
-        if self._popen is not None:
-            if self._popen.poll() is None:
-                raise ValueError("Cannot close a process while it is still running. "
-                                 "You should first call join() or terminate().")
-            self._popen.close()
+        popen = self._popen
+        if popen is not None:
+            if self._exit_code() is None:
+                raise ValueError('Cannot close a process while it is still running. '
+                                 'You should first call join() or terminate().')
+            popen.close()
             self._popen = None
             del self._sentinel
-            _children.discard(self)
         self._closed = True
+
+    # -- attributes -------------------------------------------------------
 
     @property
     def name(self):
@@ -163,7 +211,7 @@ class BaseProcess(object):
     @daemon.setter
     def daemon(self, daemonic):
         assert self._popen is None, 'process has already started'
-        self._config['daemon'] = daemonic
+        self._config.update(daemon=daemonic)
 
     @property
     def authkey(self):
@@ -174,109 +222,113 @@ class BaseProcess(object):
         self._config['authkey'] = AuthenticationString(authkey)
 
     @property
+    @_open_only
     def exitcode(self):
         """None while running; 0, n (sys.exit(n)) or -signum once ended."""
-        self._check_closed()
-        if self._popen is None:
-            return self._popen
-        return self._popen.poll()
+        return None if self._popen is None else self._popen.poll()
 
     @property
+    @_open_only
     def ident(self):
         """The process id, None before start."""
-        self._check_closed()
-        if self is _current_process:
-            return os.getpid()
-        return self._popen and self._popen.pid
+        return os.getpid() if self is _current_process else (self._popen and self._popen.pid)
 
     pid = ident
 
     @property
+    @_open_only
     def sentinel(self):
         """A descriptor that becomes readable when the process ends."""
-        self._check_closed()
         try:
             return self._sentinel
         except AttributeError:
             raise ValueError("process not started") from None
 
+    def _state_words(self, popen):
+        """The state for repr: one word, and the exit code once ended."""
+        relation = self._relation()
+        if relation == 'self':
+            return ['started']
+        if self._closed:
+            return ['closed']
+        if relation == 'other':
+            return ['unknown']
+        if popen is None:
+            return ['initial']
+        code = popen.poll()
+        if code is None:
+            return ['started']
+        return ['stopped', f'exitcode={_exitcode_to_name.get(code, code)}']
+
     def __repr__(self):
-        exitcode = None
-        if self is _current_process:
-            status = 'started'
-        elif self._closed:
-            status = 'closed'
-        elif self._parent_pid != os.getpid():
-            status = 'unknown'
-        elif self._popen is None:
-            status = 'initial'
-        else:
-            exitcode = self._popen.poll()
-            status = 'started' if exitcode is None else 'stopped'
-        parts = [type(self).__name__, 'name=%r' % self._name]
-        if self._popen is not None:
-            parts.append('pid=%s' % self._popen.pid)
-        parts.append('parent=%s' % self._parent_pid)
-        parts.append(status)
-        if exitcode is not None:
-            parts.append('exitcode=%s' % _exitcode_to_name.get(exitcode, exitcode))
+        popen = self._popen
+        words = [type(self).__name__, f'name={self._name!r}']
+        if popen is not None:
+            words.append(f'pid={popen.pid}')
+        words.append(f'parent={self._parent_pid}')
+        words += self._state_words(popen)
         if self.daemon:
-            parts.append('daemon')
-        return '<%s>' % ' '.join(parts)
+            words.append('daemon')
+        return f"<{' '.join(words)}>"
+
+    # -- in the child -----------------------------------------------------
 
     def _bootstrap(self, parent_sentinel=None):
         """Run in the child: become the current process, run(), and return
         the exit code."""
-        from . import util, context
-        global _current_process, _parent_process, _process_counter, _children
-
+        from . import util
         try:
-            if self._start_method is not None:
-                context._force_start_method(self._start_method)
-            _process_counter = itertools.count(1)
-            _children = set()
-            util._close_stdin()
-            old_process = _current_process
-            _current_process = self
-            _parent_process = _ParentProcess(self._parent_name, self._parent_pid, parent_sentinel)
-            if threading._HAVE_THREAD_NATIVE_ID:
-                threading.main_thread()._set_native_id()
-            try:
-                self._after_fork()
-            finally:
-                # Forget what the parent's objects hold so they are not
-                # finalized (or collected) here.
-                del old_process
+            _adopt(self, parent_sentinel)
             util.info('child process calling self.run()')
             try:
                 self.run()
-                exitcode = 0
             finally:
                 util._exit_function()
-        except SystemExit as e:
-            if e.code is None:
-                exitcode = 0
-            elif isinstance(e.code, int):
-                exitcode = e.code
-            else:
-                sys.stderr.write(str(e.code) + '\n')
-                exitcode = 1
-        except:  # noqa: E722 -- every failure of the child becomes exit code 1
-            exitcode = 1
+            status = 0
+        except SystemExit as request:
+            status = _exit_status(request.code)
+        except BaseException as failure:
+            # Any other failure of the child: its traceback, exit code 1.
             import traceback
-            sys.stderr.write('Process %s:\n' % self.name)
-            traceback.print_exc()
+            status = 1
+            sys.stderr.write(f'Process {self.name}:\n')
+            traceback.print_exception(failure)
         finally:
             threading._shutdown()
-            util.info('process exiting with exitcode %d' % exitcode)
+            util.info(f'process exiting with exitcode {status:d}')
             util._flush_std_streams()
-        return exitcode
+        return status
 
     @staticmethod
     def _after_fork():
+        """What a forked child resets (a spawned one has nothing to): the
+        thread's native id, which threading's own after-fork hook leaves at
+        the parent's (mphost runs on Linux, which has one); the parent's
+        finalizers; then the hooks registered with util.register_after_fork."""
         from . import util
+        threading.current_thread()._set_native_id()
         util._finalizer_registry.clear()
         util._run_after_forkers()
+
+
+def _adopt(proc, parent_sentinel):
+    """Make `proc` the current process of this (new) child: its own start
+    method, a fresh counter and children set, its parent, after-fork hooks."""
+    from . import util, context
+    global _process_counter, _children, _current_process, _parent_process
+    method = proc._start_method
+    if method is not None:
+        context._force_start_method(method)
+    _process_counter, _children = itertools.count(1), set()
+    util._close_stdin()
+    # The parent's process object stays referenced until the after-fork
+    # hooks have cleared the finalizer registry, so none of its finalizers
+    # runs here.
+    inherited = _current_process
+    _current_process = proc
+    _parent_process = _ParentProcess(proc._parent_name, proc._parent_pid, parent_sentinel)
+    proc._after_fork()
+    del inherited
 
 
 class AuthenticationString(bytes):
@@ -284,29 +336,27 @@ class AuthenticationString(bytes):
 
     def __reduce__(self):
         from .context import get_spawning_popen
-        if get_spawning_popen() is None:
-            raise TypeError('Pickling an AuthenticationString object is '
-                            'disallowed for security reasons')
-        return AuthenticationString, (bytes(self),)
+        if get_spawning_popen() is not None:
+            return AuthenticationString, (bytes(self),)
+        raise TypeError('Pickling an AuthenticationString object is '
+                        'disallowed for security reasons')
+
+
+def _known_process(proc, name, config, **more):
+    """The state of a process object for a process this one did not start
+    (itself as the main process, or its parent)."""
+    proc.__dict__.update(_identity=(), _name=name, _parent_pid=None, _popen=None,
+                         _closed=False, _config=config, **more)
 
 
 class _ParentProcess(BaseProcess):
     """What a child knows of its parent: name, pid and a sentinel."""
 
     def __init__(self, name, pid, sentinel):
-        self._identity = ()
-        self._name = name
-        self._pid = pid
-        self._parent_pid = None
-        self._popen = None
-        self._closed = False
-        self._sentinel = sentinel
-        self._config = {}
+        _known_process(self, name, {}, _pid=pid, _sentinel=sentinel)
 
     def is_alive(self):
-        if self._sentinel is None:
-            return True
-        return not _sentinel_ready(self._sentinel, 0)
+        return self._sentinel is None or not _sentinel_ready(self._sentinel, 0)
 
     @property
     def ident(self):
@@ -324,13 +374,8 @@ class _MainProcess(BaseProcess):
     """The process that the launcher started."""
 
     def __init__(self):
-        self._identity = ()
-        self._name = 'MainProcess'
-        self._parent_pid = None
-        self._popen = None
-        self._closed = False
-        self._config = {'authkey': AuthenticationString(os.urandom(32)),
-                        'semprefix': '/mp'}
+        _known_process(self, 'MainProcess',
+                       {'authkey': AuthenticationString(os.urandom(32)), 'semprefix': '/mp'})
 
     def close(self):
         pass
@@ -343,11 +388,10 @@ _children = set()
 del _MainProcess
 
 # Exit codes of children killed by a signal, named for repr().
-_exitcode_to_name = {}
-for _name, _signum in list(signal.__dict__.items()):
-    if _name[:3] == 'SIG' and '_' not in _name:
-        _exitcode_to_name[-_signum] = f'-{_name}'
-del _name, _signum
+_exitcode_to_name = {
+    -signum: f'-{name}' for name, signum in signal.__dict__.items()
+    if name.startswith('SIG') and '_' not in name
+}
 
 # Every process object created, for tests that look for leaks.
 _dangling = WeakSet()
