@@ -263,6 +263,8 @@ long doorbell::receive(std::span<std::byte> out, std::size_t max_fds, std::vecto
   }
 }
 
+void doorbell::init_socket_table() noexcept { (void)sockets(); }
+
 void doorbell::drop_ring_end() noexcept {
   if (!socket_) return;
   close_socket(ring_fd_);

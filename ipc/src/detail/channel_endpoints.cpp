@@ -194,6 +194,10 @@ std::atomic<int> local_eventfd_bells{0};
 endpoint_registry& endpoints_registry() {
   static endpoint_registry* r = [] {
     (void)current_pid();  // its fork handler must run before ours
+    // The socket table's fork handler must take its lock after ours took
+    // the bell mutexes, under which the table is used (fileno() closing a
+    // ring end): handlers registered earlier prepare later.
+    doorbell::init_socket_table();
     auto* created = new endpoint_registry;
     ::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);
     return created;

@@ -72,6 +72,12 @@ class doorbell {
   static bool ring_socket(std::uint64_t inode) noexcept;
   // The inode of socket descriptor fd (0 if it is not a socket).
   static std::uint64_t socket_inode(int fd) noexcept;
+  // Sets up now the process-wide table of socket doorbells behind
+  // ring_socket, with its fork handler (which holds the table's lock across
+  // fork). Code whose own fork handler takes locks under which that table is
+  // used (a channel's bell mutex) calls this first, so that the table's
+  // handler is registered earlier and so takes its lock last.
+  static void init_socket_table() noexcept;
   ~doorbell();
   doorbell(doorbell&& other) noexcept;
   doorbell& operator=(doorbell&& other) noexcept;
