@@ -46,8 +46,15 @@ class AuthenticationError(ProcessError):
 
 
 def _sibling(name):
-    """Module `name` of this package, imported on first use."""
-    return sys.modules.get(f'{__package__}.{name}') or importlib.import_module(f'.{name}', __package__)
+    """Module `name` of this package, imported on first use.
+
+    A module another thread is still importing is waited for (through
+    import_module, which takes the module's import lock), never returned
+    half made."""
+    module = sys.modules.get(f'{__package__}.{name}')
+    if module is None or getattr(module.__spec__, '_initializing', False):
+        module = importlib.import_module(f'.{name}', __package__)
+    return module
 
 
 class BaseContext(object):
