@@ -1,11 +1,25 @@
 """Logging, finalizers, after-fork hooks and small process utilities.
 
-This module keeps the stdlib's names (``Finalize``, ``register_after_fork``,
-``get_temp_dir``, ``_exit_function`` ...) because libraries and CPython's own
-tests reach for them.
+The names are the stdlib's (``Finalize``, ``register_after_fork``,
+``get_temp_dir``, ``_exit_function``, ``_finalizer_registry`` ...): the rest
+of the package, libraries such as loky and CPython's own tests reach them.
+
+Finalizers
+  ``_finalizer_registry`` maps a key ``(exitpriority, serial)`` to its
+  Finalize. A finalizer leaves the registry the moment it runs or is
+  cancelled, so whichever comes first of the weakref callback, an explicit
+  call and the exit sweep runs it, once. The exit sweep takes the keys with
+  a priority, highest priority first and, within one priority, the latest
+  registration first.
+
+After-fork hooks
+  ``_afterfork_registry`` is a WeakValueDictionary ``(serial, func) -> obj``:
+  a hook lives as long as its object. A child started by fork runs the
+  hooks in registration order (process._after_fork).
 """
 
 import atexit
+import contextlib
 import itertools
 import os
 import sys
@@ -23,7 +37,8 @@ __all__ = [
 ]
 
 #
-# Logging
+# Logging: nothing is logged until get_logger() or log_to_stderr() made the
+# 'multiprocessing' logger.
 #
 
 NOTSET = 0
@@ -35,8 +50,8 @@ SUBWARNING = 25
 LOGGER_NAME = 'multiprocessing'
 DEFAULT_LOGGING_FORMAT = '[%(levelname)s/%(processName)s] %(message)s'
 
-_logger = None
-_log_to_stderr = False
+_logger = None           # read by spawn (the child's logging setup)
+_log_to_stderr = False   # likewise
 
 
 def _log(level, msg, args):
@@ -60,39 +75,43 @@ def sub_warning(msg, *args):
     _log(SUBWARNING, msg, args)
 
 
+def _exit_before_logging():
+    # atexit calls the latest registration first; logging registered its
+    # shutdown when it was imported, so registering anew puts our exit
+    # function, which still logs, ahead of it.
+    atexit.unregister(_exit_function)
+    atexit.register(_exit_function)
+
+
 def get_logger():
-    """Return the 'multiprocessing' logger, creating it on first use."""
+    """Return the 'multiprocessing' logger, making it on first use (it does
+    not propagate to the root logger)."""
     global _logger
     import logging
 
     with logging._lock:
-        if not _logger:
-            _logger = logging.getLogger(LOGGER_NAME)
-            _logger.propagate = 0
-            # Run the exit function before logging's own, so that messages
-            # logged while the process shuts down still reach their handlers.
-            if hasattr(atexit, 'unregister'):
-                atexit.unregister(_exit_function)
-                atexit.register(_exit_function)
-            else:
-                atexit._exithandlers.remove((_exit_function, (), {}))
-                atexit._exithandlers.append((_exit_function, (), {}))
+        if _logger is None:
+            made = logging.getLogger(LOGGER_NAME)
+            made.propagate = 0     # as stock: an int, which programs may print
+            _logger = made
+            _exit_before_logging()
     return _logger
 
 
 def log_to_stderr(level=None):
-    """Attach a stderr handler to the multiprocessing logger and return it."""
+    """Send the multiprocessing logger's records to stderr, in the format
+    DEFAULT_LOGGING_FORMAT, optionally setting its level; return it."""
     global _log_to_stderr
     import logging
 
-    logger = get_logger()
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(DEFAULT_LOGGING_FORMAT))
-    logger.addHandler(handler)
+    to_stderr = logging.StreamHandler()
+    to_stderr.setFormatter(logging.Formatter(DEFAULT_LOGGING_FORMAT))
+    target = get_logger()
+    target.addHandler(to_stderr)
     if level:
-        logger.setLevel(level)
+        target.setLevel(level)
     _log_to_stderr = True
-    return _logger
+    return target
 
 
 #
@@ -111,13 +130,13 @@ abstract_sockets_supported = _platform_supports_abstract_sockets()
 
 
 def is_abstract_socket_namespace(address):
-    if not address:
-        return False
-    if isinstance(address, bytes):
-        return address[0] == 0
-    if isinstance(address, str):
-        return address[0] == '\0'
-    raise TypeError(f'address type of {address!r} unrecognized')
+    """True for an AF_UNIX address in the abstract namespace (a leading NUL)."""
+    if isinstance(address, (str, bytes)):
+        nul = '\0' if isinstance(address, str) else b'\0'
+        return address[:1] == nul
+    if address:
+        raise TypeError(f'address type of {address!r} unrecognized')
+    return False
 
 
 #
@@ -125,47 +144,53 @@ def is_abstract_socket_namespace(address):
 #
 
 def _remove_temp_dir(rmtree, tempdir):
+    # rmtree comes as an argument: this may run late in shutdown, when the
+    # shutil module is being torn down.
     rmtree(tempdir)
-    current = process.current_process()
-    # A forked child inherits the configuration: do not leave it pointing at
-    # a removed directory.
-    if current is not None:
-        current._config['tempdir'] = None
+    me = process.current_process()
+    if me is not None:
+        # A child forked later must not inherit the removed path.
+        me._config.pop('tempdir', None)
 
 
 def get_temp_dir():
     """A 0700 directory private to this process, removed when it exits."""
-    tempdir = process.current_process()._config.get('tempdir')
-    if tempdir is None:
-        import shutil
-        import tempfile
-        tempdir = tempfile.mkdtemp(prefix='pymp-')
-        info('created temp directory %s', tempdir)
-        Finalize(None, _remove_temp_dir, args=(shutil.rmtree, tempdir), exitpriority=-100)
-        process.current_process()._config['tempdir'] = tempdir
-    return tempdir
+    config = process.current_process()._config
+    path = config.get('tempdir')
+    if path is not None:
+        return path
+    import shutil
+    import tempfile
+    path = config['tempdir'] = tempfile.mkdtemp(prefix='pymp-')
+    Finalize(None, _remove_temp_dir, args=(shutil.rmtree, path), exitpriority=-100)
+    info('made the temporary directory %s', path)
+    return path
 
 
 #
-# Callbacks run in a child after fork
+# Hooks run in a child after fork
 #
 
 _afterfork_registry = weakref.WeakValueDictionary()
 _afterfork_counter = itertools.count()
 
 
-def _run_after_forkers():
-    entries = sorted(_afterfork_registry.items())
-    for (_index, _ident, func), obj in entries:
-        try:
-            func(obj)
-        except Exception as exc:
-            info('after forker raised exception %s', exc)
-
-
 def register_after_fork(obj, func):
-    """Call func(obj) in every child process started after this call."""
-    _afterfork_registry[(next(_afterfork_counter), id(obj), func)] = obj
+    """Call func(obj) in every child forked after this call, for as long as
+    obj lives."""
+    _afterfork_registry[next(_afterfork_counter), func] = obj
+
+
+def _serial_of(entry):
+    return entry[0][0]
+
+
+def _run_after_forkers():
+    for (_serial, hook), obj in sorted(_afterfork_registry.items(), key=_serial_of):
+        try:
+            hook(obj)
+        except Exception as exc:
+            info('after-fork hook %r failed: %s', hook, exc)
 
 
 #
@@ -177,101 +202,102 @@ _finalizer_counter = itertools.count()
 
 
 class Finalize(object):
-    """Run a callback when ``obj`` is garbage collected or at process exit.
-
-    Finalizers with an ``exitpriority`` run at exit in decreasing priority
-    order (later registrations first within a priority); those without one
-    run only when ``obj`` goes away.
-    """
+    """Call ``callback(*args, **kwargs)`` once: when ``obj`` is collected,
+    when the Finalize itself is called, or at process exit if it has an
+    ``exitpriority`` (an int; exit runs higher priorities first, later
+    registrations first within one). ``obj`` None needs an exitpriority.
+    Only the process that made it runs the callback."""
 
     def __init__(self, obj, callback, args=(), kwargs=None, exitpriority=None):
-        if exitpriority is not None and not isinstance(exitpriority, int):
-            raise TypeError(
-                f'Exitpriority ({exitpriority!r}) must be None or int, not {type(exitpriority)}')
-        if obj is not None:
-            self._weakref = weakref.ref(obj, self)
-        elif exitpriority is None:
+        if not (exitpriority is None or isinstance(exitpriority, int)):
+            raise TypeError(f'Exitpriority ({exitpriority!r}) must be None or int, '
+                            f'not {type(exitpriority)}')
+        if obj is None and exitpriority is None:
             raise ValueError('Without object, exitpriority cannot be None')
-        self._callback = callback
-        self._args = args
-        self._kwargs = kwargs or {}
-        self._key = (exitpriority, next(_finalizer_counter))
+        if obj is not None:
+            # The weakref calls the finalizer with itself as argument.
+            self._weakref = weakref.ref(obj, self)
+        self._callback, self._args = callback, args
+        self._kwargs = {} if kwargs is None else kwargs
         self._pid = os.getpid()
-        _finalizer_registry[self._key] = self
+        self._key = key = (exitpriority, next(_finalizer_counter))
+        _finalizer_registry[key] = self
 
-    def __call__(self, wr=None, _finalizer_registry=_finalizer_registry,
-                 sub_debug=sub_debug, getpid=os.getpid):
-        """Run the callback unless it already ran; return its result."""
-        try:
-            del _finalizer_registry[self._key]
-        except KeyError:
-            sub_debug('finalizer no longer registered')
+    def _disarm(self, registry=_finalizer_registry):
+        """Leave the registry; True for the one caller that found it there."""
+        if registry.pop(self._key, None) is None:
+            return False
+        # Let go of the callback and everything it references.
+        self._callback = self._args = self._kwargs = self._weakref = self._key = None
+        return True
+
+    def __call__(self, wr=None, getpid=os.getpid):
+        """Run the callback unless it ran or was cancelled; return what it
+        returns (None in a process other than the creator)."""
+        call = (self._callback, self._args, self._kwargs, self._pid)
+        if not self._disarm():
             return None
-        if self._pid != getpid():
-            sub_debug('finalizer ignored because different process')
-            res = None
-        else:
-            sub_debug('finalizer calling %s with args %s and kwargs %s',
-                      self._callback, self._args, self._kwargs)
-            res = self._callback(*self._args, **self._kwargs)
-        self._weakref = self._callback = self._args = self._kwargs = self._key = None
-        return res
+        callback, args, kwargs, owner = call
+        if owner != getpid():
+            # Inherited through fork: the resource is the parent's.
+            return None
+        return callback(*args, **kwargs)
 
     def cancel(self):
         """Forget the finalizer without running it."""
-        try:
-            del _finalizer_registry[self._key]
-        except KeyError:
-            return
-        self._weakref = self._callback = self._args = self._kwargs = self._key = None
+        self._disarm()
 
     def still_active(self):
+        """True until the finalizer ran or was cancelled."""
         return self._key in _finalizer_registry
 
     def __repr__(self):
-        try:
-            obj = self._weakref()
-        except (AttributeError, TypeError):
-            obj = None
-        if obj is None:
-            return '<%s object, dead>' % self.__class__.__name__
-        text = '<%s object, callback=%s' % (
-            self.__class__.__name__, getattr(self._callback, '__name__', self._callback))
+        ref = getattr(self, '_weakref', None)
+        if ref is None or ref() is None:
+            return f'<{type(self).__name__} object, dead>'
+        callback = self._callback
+        parts = [f'{type(self).__name__} object',
+                 f'callback={getattr(callback, "__name__", callback)}']
         if self._args:
-            text += ', args=' + str(self._args)
+            parts.append(f'args={self._args}')
         if self._kwargs:
-            text += ', kwargs=' + str(self._kwargs)
-        if self._key[0] is not None:
-            text += ', exitpriority=' + str(self._key[0])
-        return text + '>'
+            parts.append(f'kwargs={self._kwargs}')
+        priority = self._key[0]
+        if priority is not None:
+            parts.append(f'exitpriority={priority}')
+        return '<' + ', '.join(parts) + '>'
+
+
+def _exit_order(keys, minpriority):
+    """The keys of the finalizers the exit sweep runs, in the order it runs
+    them: a priority of at least minpriority (any, if None), highest
+    first, later registrations first within a priority."""
+    chosen = [key for key in keys
+              if key[0] is not None and (minpriority is None or key[0] >= minpriority)]
+    chosen.sort(reverse=True)
+    return chosen
 
 
 def _run_finalizers(minpriority=None):
-    """Run the registered finalizers whose priority is at least minpriority.
-
-    With minpriority None, run every finalizer that has a priority.
-    """
-    if _finalizer_registry is None:
-        return
-    if minpriority is None:
-        def wanted(priority):
-            return priority is not None
-    else:
-        def wanted(priority):
-            return priority is not None and priority >= minpriority
-    keys = sorted((key for key in list(_finalizer_registry) if wanted(key[0])), reverse=True)
-    for key in keys:
-        finalizer = _finalizer_registry.get(key)
+    """Run the finalizers with a priority of at least minpriority; with
+    None, every one that has a priority, then empty the registry."""
+    registry = _finalizer_registry
+    if registry is None:
+        return                 # module globals already torn down
+    sweep_all = minpriority is None
+    # A snapshot: the collector may run other finalizers meanwhile (they
+    # leave the registry themselves, and are skipped below).
+    for key in _exit_order(registry.copy(), minpriority):
+        finalizer = registry.get(key)
         if finalizer is None:
             continue
-        sub_debug('calling %s', finalizer)
         try:
             finalizer()
         except Exception:
             import traceback
             traceback.print_exc()
-    if minpriority is None:
-        _finalizer_registry.clear()
+    if sweep_all:
+        registry.clear()
 
 
 #
@@ -282,31 +308,37 @@ _exiting = False
 
 
 def is_exiting():
-    """True once the process has started shutting down."""
-    return _exiting or _exiting is None
+    """True once the process has started shutting down (or has torn down
+    this module's globals)."""
+    return _exiting is not False
 
 
-def _exit_function(info=info, debug=debug, _run_finalizers=_run_finalizers,
+def _end_children(children):
+    """Terminate the daemonic children, then wait for every child."""
+    for child in children():
+        if child.daemon:
+            info('terminating daemon %s', child.name)
+            child._popen.terminate()
+    for child in children():
+        info('waiting for %s', child.name)
+        child.join()
+
+
+def _exit_function(info=info, run_finalizers=_run_finalizers,
                    active_children=process.active_children,
                    current_process=process.current_process):
-    # Defaults bind the globals: this runs while the interpreter shuts down.
+    """The atexit hook (also run by a child at the end of its bootstrap):
+    finalizers of priority >= 0, then the children, then the remaining
+    finalizers. The defaults keep what it needs through shutdown."""
     global _exiting
     if _exiting:
         return
     _exiting = True
-    info('process shutting down')
-    debug('running all "atexit" finalizers with priority >= 0')
-    _run_finalizers(0)
+    info('process shutting down: finalizers, then children')
+    run_finalizers(0)
     if current_process() is not None:
-        for child in active_children():
-            if child.daemon:
-                info('calling terminate() for daemon %s', child.name)
-                child._popen.terminate()
-        for child in active_children():
-            info('calling join() for process %s', child.name)
-            child.join()
-    debug('running the remaining "atexit" finalizers')
-    _run_finalizers()
+        _end_children(active_children)
+    run_finalizers()
 
 
 atexit.register(_exit_function)
@@ -317,10 +349,14 @@ atexit.register(_exit_function)
 #
 
 class ForkAwareThreadLock(object):
+    """A threading.Lock that a forked child finds released, whatever state
+    the parent's thread left it in."""
+
     def __init__(self):
-        self._lock = threading.Lock()
-        self.acquire = self._lock.acquire
-        self.release = self._lock.release
+        lock = threading.Lock()
+        self._lock = lock
+        # Bound once: the child reinitialises this very lock object.
+        self.acquire, self.release = lock.acquire, lock.release
         register_after_fork(self, ForkAwareThreadLock._at_fork_reinit)
 
     def _at_fork_reinit(self):
@@ -334,6 +370,8 @@ class ForkAwareThreadLock(object):
 
 
 class ForkAwareLocal(threading.local):
+    """A threading.local that a forked child finds empty."""
+
     def __init__(self):
         register_after_fork(self, lambda obj: obj.__dict__.clear())
 
@@ -352,28 +390,33 @@ except Exception:
 
 
 def close_all_fds_except(fds):
-    """Close every descriptor from 0 to MAXFD except those in fds."""
-    keep = sorted(set(list(fds) + [-1, MAXFD]))
+    """Close every descriptor below MAXFD except those in fds."""
+    keep = sorted({-1, MAXFD, *fds})
+    if keep[-1] != MAXFD:
+        raise AssertionError('fd too large')
     for low, high in zip(keep, keep[1:]):
-        os.closerange(low + 1, high)
+        # Only non-empty gaps: CPython 3.11's os.closerange(n, n) becomes
+        # close_range(n, -1), which closes every descriptor from n on.
+        if high > low + 1:
+            os.closerange(low + 1, high)
 
 
 def _close_stdin():
-    if sys.stdin is None:
+    """In a new child: close sys.stdin and read from /dev/null instead."""
+    old = sys.stdin
+    if old is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        old.close()
+    try:
+        devnull = os.open(os.devnull, os.O_RDONLY)
+    except OSError:
         return
     try:
-        sys.stdin.close()
+        # The descriptor stays open with the process, as stdin's would.
+        sys.stdin = open(devnull, encoding='utf-8', closefd=False)
     except (OSError, ValueError):
-        pass
-    try:
-        fd = os.open(os.devnull, os.O_RDONLY)
-        try:
-            sys.stdin = open(fd, encoding='utf-8', closefd=False)
-        except BaseException:
-            os.close(fd)
-            raise
-    except (OSError, ValueError):
-        pass
+        os.close(devnull)
 
 
 def _flush_std_streams():
@@ -398,16 +441,13 @@ def close_fds(*fds):
 
 
 def _cleanup_tests():
-    """Clean-up hook used by CPython's test suite between tests."""
+    """Clean-up hook of CPython's test suite, run between test modules:
+    stop the helper processes one test started (so they do not leak into
+    the next), forget finished children, collect and reap."""
     from test import support
+    from . import forkserver, resource_tracker
 
-    # A forkserver started by one test must not leak into the next.
-    from . import forkserver
-    forkserver._forkserver._stop()
-
-    from . import resource_tracker
-    resource_tracker._resource_tracker._stop()
-
-    process._cleanup()
-    support.gc_collect()
-    support.reap_children()
+    for helper in (forkserver._forkserver, resource_tracker._resource_tracker):
+        helper._stop()
+    for step in (process._cleanup, support.gc_collect, support.reap_children):
+        step()
