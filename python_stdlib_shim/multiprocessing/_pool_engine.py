@@ -6,7 +6,6 @@ bookkeeping of worker deaths. See multiprocessing.pool for the overview."""
 __all__ = []
 
 import collections
-import itertools
 import queue
 import sys
 import threading
@@ -15,54 +14,45 @@ import traceback
 
 from . import util
 from .connection import wait
-from ._pool_inbox import _NOTHING, _Doorbell
-from ._pool_worker import (_DONE, _BATCH, _EXITED, _UNREADABLE, _SLOT_CELLS,
-                           WorkerLostError, worker)
+from ._pool_board import _TaskBoard
+from ._pool_inbox import _NOTHING, _Doorbell, _PoolCache
+from ._pool_tasks import INIT, RUN, CLOSE, TERMINATE, _TaskSender, _WINDOW_PER_WORKER  # noqa: F401
+from ._pool_worker import _DONE, _BATCH, _EXITED, _UNREADABLE, WorkerLostError, worker
 
-#
-# Pool states
-#
-
-INIT = 'INIT'
-RUN = 'RUN'
-CLOSE = 'CLOSE'
-TERMINATE = 'TERMINATE'
-
-# A batch holds about this much work (seconds, measured in the workers) ...
-_BATCH_SECONDS = 0.002
-# ... and at most this many tasks; a batch grows at most this fast.
-_MAX_BATCH = 4096
-_BATCH_GROWTH = 8
-# Messages in flight per worker (plus one).
-_WINDOW_PER_WORKER = 2
 # How long the result handler stays aside after the last waiting caller left.
 _GRACE = 0.005
 
 
-class _Stream:
-    """One map/imap call as the task handler sees it: the tasks still to
-    send and the measured cost of those already run."""
+# What a pool was made with (checked by Pool); maxtasks: per worker, or None.
+_Settings = collections.namedtuple('_Settings', 'processes initializer initargs maxtasks')
 
-    __slots__ = ('job', 'result', 'func', 'args', 'set_length', 'batchable',
-                 'left', 'cost', 'size')
 
-    def __init__(self, result, func, args, set_length, batchable, left):
-        self.job = result._job
-        self.result = result
-        self.func = func
-        self.args = args              # iterator of argument tuples, one per task
-        self.set_length = set_length  # the result needs its length at the end
-        self.batchable = batchable
-        self.left = left              # tasks not yet sent, when known
-        self.cost = None              # seconds per task, once measured
-        self.size = 1                 # size of the last batch sent
-
-    def observe(self, seconds, ntasks):
-        cost = seconds / ntasks
-        if self.cost is None or cost > self.cost:
-            self.cost = cost          # slow-downs count at once
+def _drain_queue(q):
+    """Drop whatever waits on q: a ctx.SimpleQueue (raw messages, not
+    unpickled) or an in-process queue."""
+    reader = getattr(q, '_reader', None)
+    try:
+        if reader is not None:
+            while reader.poll(0):
+                reader.recv_bytes()
         else:
-            self.cost = (self.cost + cost) / 2
+            while True:
+                q.get_nowait()
+    except (queue.Empty, OSError, EOFError):
+        pass
+
+
+def _terminate_living(workers):
+    """Terminate the worker processes that have not exited."""
+    for living in [w for w in workers if w.exitcode is None]:
+        living.terminate()
+
+
+def _stop_processes(workers):
+    """Terminate the worker processes still running and wait for all."""
+    _terminate_living(workers)
+    for w in workers:
+        w.join()
 
 
 def _has_callback(result):
@@ -70,42 +60,24 @@ def _has_callback(result):
             or getattr(result, '_error_callback', None) is not None)
 
 
-def _dumps(obj):
-    """The inqueue message for obj: ForkingPickler.dumps(obj), as
-    SimpleQueue.put writes it (in chunks the channel gathers, when the
-    connection module offers that)."""
-    global _dumps_impl
-    if _dumps_impl is None:
-        from . import connection
-        from .reduction import ForkingPickler
-        _dumps_impl = getattr(connection, '_dumps_for_channel', ForkingPickler.dumps)
-    return _dumps_impl(obj)
-
-
-_dumps_impl = None
-
-
-class _Engine:
+class _Engine(_TaskSender):
     """The machinery of one pool: queues, helper threads, worker upkeep and
     the routing of results. It holds no reference to the Pool object, so a
     pool that nobody references is collected (and its finalizer terminates
     the workers) even while the helper threads run."""
 
-    def __init__(self, pool):
+    def __init__(self, pool, settings):
         cls = type(pool)
         self.ctx = pool._ctx
         self.Process = cls.Process
-        self.processes = pool._processes
-        self.initializer = pool._initializer
-        self.initargs = pool._initargs
-        self.maxtasks = pool._maxtasksperchild
+        self.processes, self.initializer, self.initargs, self.maxtasks = settings
         self.wrap_exception = pool._wrap_exception
         self.tracks_tasks = cls._tracks_tasks
         self.workers = pool._pool
-        self.cache = pool._cache
+        self.cache = _PoolCache(notifier=self._cache_emptied)
         self.inqueue = pool._inqueue
         self.outqueue = pool._outqueue
-        self.taskqueue = pool._taskqueue
+        self.taskqueue = queue.SimpleQueue()
         self.worker_sentinels = cls._get_worker_sentinels
         self.stop_workers = cls._help_stuff_finish
         self._put_task = pool._quick_put
@@ -118,20 +90,12 @@ class _Engine:
         # The task board: one slot per worker, where the inqueue's channel
         # stores the identity of the message the worker took (its receipt).
         self.board = None
-        self._cells = None
-        self._free_slots = []
-        self._slot_of = {}           # worker -> its slot on the board
         if self.tracks_tasks:
-            nslots = 2 * self.processes
             try:
-                board = self.ctx.RawArray('Q', nslots * _SLOT_CELLS)
-                self._cells = memoryview(board).cast('B').cast('Q')
+                self.board = _TaskBoard(self.ctx, 2 * self.processes)
             except Exception as e:   # the pool runs without tracking, like stock
                 util.debug(f'pool runs without a task board: {e!r}')
                 self.tracks_tasks = False
-            else:
-                self.board = board
-                self._free_slots = list(range(nslots - 1, -1, -1))
         # Receipts need the pool's own inqueue, written as its writer's
         # send() would; a queue of another kind (a subclass's _setup_queues,
         # e.g. with its own pickler) keeps its put and workers mark tasks.
@@ -139,7 +103,6 @@ class _Engine:
         self._receipts = (self.tracks_tasks and type(self.inqueue).__name__ == 'SimpleQueue'
                           and hasattr(writer, '_outbound')
                           and self._put_task == getattr(writer, 'send', None))
-        self.cache.notifier = self._cache_emptied
         self._pool_lock = threading.RLock()   # guards the worker list
         self._put_lock = threading.Lock()     # parent threads writing the inqueue
 
@@ -175,7 +138,15 @@ class _Engine:
         self.task_handler = threading.Thread(target=self._handle_tasks, daemon=True)
         self.result_handler = threading.Thread(target=self._handle_results, daemon=True)
 
-    def start_threads(self):
+    def start(self):
+        """Start the workers, then the helper threads; if a worker cannot
+        be started, stop those that were and raise."""
+        try:
+            self.repopulate()
+        except Exception:
+            _stop_processes(self.workers)
+            self.doorbell.close()
+            raise
         self.results = self._Results(self.outqueue, self._quick_get)
         self.worker_handler.start()
         self.task_handler.start()
@@ -188,13 +159,11 @@ class _Engine:
         """Start workers until there are `processes` of them."""
         with self._pool_lock:
             for _ in range(self.processes - len(self.workers)):
-                tracking, slot = None, None
-                if self.tracks_tasks and self._free_slots:
-                    slot = self._free_slots.pop()
-                    base = slot * _SLOT_CELLS
-                    for k in range(_SLOT_CELLS):
-                        self._cells[base + k] = 0
-                    tracking = (self.board, slot, 'receipt' if self._receipts else 'mark')
+                tracking = slot = None
+                if self.board is not None:
+                    slot = self.board.claim()
+                if slot is not None:
+                    tracking = (self.board.array, slot, 'receipt' if self._receipts else 'mark')
                 w = self.Process(self.ctx, target=worker,
                                  args=(self.inqueue, self.outqueue, self.initializer,
                                        self.initargs, self.maxtasks,
@@ -205,10 +174,10 @@ class _Engine:
                     w.start()
                 except BaseException:
                     if slot is not None:
-                        self._free_slots.append(slot)
+                        self.board.unclaim(slot)
                     raise
                 if slot is not None:
-                    self._slot_of[w] = slot
+                    self.board.assign(w, slot)
                 self.workers.append(w)
                 util.debug('added worker')
 
@@ -223,13 +192,8 @@ class _Engine:
                     w.join()
                     self.workers.remove(w)
                     ident, held = 0, None
-                    slot = self._slot_of.pop(w, None)
-                    if slot is not None:
-                        base = slot * _SLOT_CELLS
-                        ident = self._cells[base]
-                        if not self._receipts:
-                            held = tuple(self._cells[base + 1:base + _SLOT_CELLS])
-                        self._free_slots.append(slot)
+                    if self.board is not None:
+                        ident, held = self.board.vacate(w, not self._receipts)
                     exited.append((w.pid, w.exitcode, ident, held))
         return exited
 
@@ -254,65 +218,25 @@ class _Engine:
         if self.state != RUN:
             self.doorbell.ring()
 
-    # -- sending tasks ---------------------------------------------------
-
-    def submit(self, task):
-        """Send one apply_async task: directly while the window has room,
-        else through the task handler."""
-        with self._lock:
-            direct = self._inflight < self._window
-            if direct:
-                self._inflight += 1
-        if direct:
-            self._send_one(task)
-        else:
-            self.taskqueue.put(task)
-
-    def submit_stream(self, result, func, args, set_length=False, left=None):
-        stream = _Stream(result, func, args, set_length, self.maxtasks is None, left)
-        self.taskqueue.put(stream)
-
-    def _write(self, obj, what=None):
-        """Put one message on the inqueue. When tasks are tracked, the
-        message is ForkingPickler.dumps(obj) written on the inqueue's channel
-        (what SimpleQueue.put writes), and its identity is recorded with
-        `what` it carries: (job, first index, number of tasks), or None."""
-        if not self._receipts:
-            with self._put_lock:
-                self._put_task(obj)
-            return
-        data = _dumps(obj)
-        with self._put_lock:
-            ident = self.inqueue._writer._outbound.send(data)
-        data = None
-        self._record(ident, what)
-
-    def _record(self, ident, what):
-        """Note what message `ident` carries, unless its answer (or the
-        death of the worker that took it) was already read: a reader can be
-        faster than the sender's return from send()."""
-        with self._lock:
-            early = self._early.pop(ident, _NOTHING)
-            if early is _NOTHING:
-                self._sent[ident] = what
-                return
-            if early is None or what is None:
-                return               # answered, or a sentinel
-            job, first, n = what
-            if isinstance(early, WorkerLostError):
-                # Its worker died holding it: EXITED left the slot to us.
-                early = WorkerLostError(early.pid, early.exitcode, n)
-                self._inflight -= 1
-                if self._slot_waiting:
-                    self._slot_cond.notify()
-        self._lose(job, first, n, early)
+    # -- failing tasks from outside the reader ----------------------------
 
     def _lose(self, job, first, n, exc):
         """Fail n tasks of job from first on, from a thread that is not
         reading results."""
+        self._settle_aside(job, lambda result: result._lose(first, n, exc))
+
+    def fail_task(self, job, i, exc):
+        """Fail task i of job from a thread that is not reading results."""
+        self._settle_aside(job, lambda result: result._deliver(i, (False, exc)))
+
+    def _settle_aside(self, job, change):
+        """Apply change(result) to the pending result of job, from a thread
+        that does not hold the reader role: wake the threads waiting for
+        results, complete the result if that made it final, and make the
+        reader look (it only looks when a message arrives)."""
         with self._lock:
             result = self.cache.get(job)
-            done = result is not None and result._lose(first, n, exc)
+            done = result is not None and change(result)
             if self._sleepers and not done:
                 self._cond.notify_all()
             wake = self._reader_must_look()
@@ -320,134 +244,6 @@ class _Engine:
             self._finish([result])
         if wake:
             self._kick()
-
-    def _send_one(self, task):
-        """Put one task on the inqueue (a window slot is already taken)."""
-        try:
-            self._write(task, (task[0], task[1], 1))
-        except Exception as e:
-            util.debug(f'could not send task: {e!r}')
-            self._release_slots(1)
-            self.fail_task(task[0], task[1], e)
-
-    def _send_batch(self, batch):
-        try:
-            self._write(batch, (batch[0][0], batch[0][1], len(batch)))
-            return
-        except Exception:
-            pass
-        # Some task would not pickle: send the others one by one and fail it.
-        self._release_slots(1)
-        for task in batch:
-            with self._lock:
-                self._inflight += 1
-            self._send_one(task)
-
-    def _take_slot(self):
-        with self._lock:
-            while self._inflight >= self._window and self.state != TERMINATE:
-                self._slot_waiting = True
-                self._slot_cond.wait()
-            self._slot_waiting = False
-            if self.state == TERMINATE:
-                return False
-            self._inflight += 1
-            return True
-
-    def _release_slots(self, n):
-        with self._lock:
-            self._inflight -= n
-            if self._slot_waiting:
-                self._slot_cond.notify()
-
-    def _batch_size(self, stream):
-        if not stream.batchable or stream.cost is None:
-            return 1
-        n = int(_BATCH_SECONDS / max(stream.cost, 1e-9))
-        n = min(n, _MAX_BATCH, stream.size * _BATCH_GROWTH)
-        if stream.left is not None:
-            # Leave work for every worker at the end of the call.
-            n = min(n, -(-stream.left // (2 * self.processes)))
-        return max(n, 1)
-
-    def _send_stream(self, stream):
-        job, func, args = stream.job, stream.func, stream.args
-        index = 0
-        failure = None
-        exhausted = False
-        with self._lock:
-            self._streams[job] = stream
-        try:
-            while not exhausted:
-                n = self._batch_size(stream)
-                if not self._take_slot():
-                    return
-                if job not in self.cache:
-                    # The call already failed (a worker was lost) or needs nothing.
-                    self._release_slots(1)
-                    break
-                batch = []
-                try:
-                    for a in itertools.islice(args, n):
-                        batch.append((job, index, func, a, {}))
-                        index += 1
-                except Exception as e:
-                    failure = e
-                exhausted = failure is not None or len(batch) < n
-                if batch:
-                    stream.size = len(batch)
-                    if stream.left is not None:
-                        stream.left -= len(batch)
-                    self._send_batch(batch)
-                else:
-                    self._release_slots(1)
-                batch = None
-        finally:
-            with self._lock:
-                self._streams.pop(job, None)
-        if failure is not None:
-            # The iterable raised: the error takes the next position.
-            self.fail_task(job, index, failure)
-            index += 1
-        if stream.set_length:
-            with self._lock:
-                finished = stream.result._set_length(index)
-                if self._sleepers:
-                    self._cond.notify_all()
-                wake = self._reader_must_look()
-            if finished:
-                self._finish([stream.result])
-            if wake:
-                self._kick()
-
-    def _handle_tasks(self):
-        get = self.taskqueue.get
-        while True:
-            item = get()
-            if item is None:
-                util.debug('task handler got sentinel')
-                break
-            if self.state == TERMINATE:
-                util.debug('task handler found pool terminated')
-                break
-            if type(item) is tuple:
-                if self._take_slot():
-                    self._send_one(item)
-            else:
-                self._send_stream(item)
-            item = None
-        with self._lock:
-            self._tasks_done = True
-            self._bg_cond.notify_all()
-        if self.state != TERMINATE:
-            util.debug('task handler sending sentinel to workers')
-            try:
-                for _ in range(len(self.workers)):
-                    self._write(None)
-            except Exception as e:
-                util.debug(f'could not send the stop sentinels: {e!r}')
-        self._kick()
-        util.debug('task handler exiting')
 
     # -- receiving results -------------------------------------------------
 
@@ -471,19 +267,6 @@ class _Engine:
 
     def _finished(self):
         return self.state == TERMINATE or (self._tasks_done and not self.cache)
-
-    def fail_task(self, job, i, exc):
-        """Fail task i of job from a thread that is not reading results."""
-        with self._lock:
-            result = self.cache.get(job)
-            done = result is not None and result._deliver(i, (False, exc))
-            if self._sleepers and not done:
-                self._cond.notify_all()
-            wake = self._reader_must_look()
-        if done:
-            self._finish([result])
-        if wake:
-            self._kick()
 
     def _reader_must_look(self):
         # A thread blocked reading the outqueue only looks at its result
@@ -607,6 +390,8 @@ class _Engine:
                     self._handoff_busy -= 1
 
     def _complete(self, results):
+        """Run the results' callbacks in this thread, make them ready and
+        forget them."""
         for result in results:
             result._complete()
         with self._lock:
@@ -621,6 +406,8 @@ class _Engine:
             wake = self._reader_must_look()
         if wake:
             self._kick()
+
+    complete_now = _complete
 
     def wait_ready(self, ready, timeout=None):
         """Block until ready() is true (checked with the lock held) or
@@ -821,13 +608,12 @@ class _Engine:
                 self._reader = owner
 
     def drain_inqueue(self):
-        try:
-            reader = getattr(self.inqueue, '_reader', None)
-            if reader is not None:
-                while reader.poll(0):
-                    reader.recv_bytes()
-            else:
-                while True:
-                    self.inqueue.get_nowait()
-        except (queue.Empty, OSError, EOFError):
-            pass
+        _drain_queue(self.inqueue)
+
+    def join(self):
+        """Wait for the helper threads, then the workers (the pool was
+        closed or terminated)."""
+        for thread in (self.worker_handler, self.task_handler, self.result_handler):
+            thread.join()
+        for w in list(self.workers):
+            w.join()

@@ -64,13 +64,12 @@ The code is split by noun: the worker loop and the exceptions it sends are
 in _pool_worker; the parent's helper threads and bookkeeping in
 _pool_engine; how the parent receives (outqueue readers, wake-ups, the
 cache of pending results) in _pool_inbox. This module keeps the API, the
-result objects and every name the stdlib's module has.
+result objects and the names of the stdlib's module that programs reach.
 
 A ThreadPool runs the same machinery with worker threads and in-process
 queues; nothing is pickled and worker deaths are not tracked.
 """
 
-import collections
 import itertools
 import os
 import queue
@@ -78,10 +77,12 @@ import sys
 import traceback
 import types
 import warnings
+from collections import deque
+from functools import wraps
 
 from . import util
-from ._pool_engine import INIT, RUN, CLOSE, TERMINATE, _Engine
-from ._pool_inbox import _NOTHING, _LocalResults, _PipeResults, _PoolCache
+from ._pool_engine import INIT, RUN, CLOSE, TERMINATE, _Engine, _Settings, _drain_queue, _terminate_living
+from ._pool_inbox import _NOTHING, _LocalResults, _PipeResults
 # The stdlib's names of the worker side live here too (noqa: re-exports).
 from ._pool_worker import (  # noqa: F401
     mapstar, starmapstar, RemoteTraceback, ExceptionWithTraceback, rebuild_exc,
@@ -92,6 +93,29 @@ __all__ = ['Pool', 'ThreadPool']
 
 # Numbers the calls (jobs) of every pool of this process.
 job_counter = itertools.count()
+
+
+def _checked_settings(processes, initializer, initargs, maxtasksperchild):
+    """A new pool's settings, refused in the stdlib's words when wrong."""
+    count = (os.cpu_count() or 1) if processes is None else processes
+    if count < 1:
+        raise ValueError('Number of processes must be at least 1')
+    limit = maxtasksperchild
+    if limit is not None and not (isinstance(limit, int) and limit > 0):
+        raise ValueError('maxtasksperchild must be a positive int or None')
+    if not (initializer is None or callable(initializer)):
+        raise TypeError('initializer must be a callable')
+    return _Settings(count, initializer, initargs, limit)
+
+
+def _when_running(method):
+    """A Pool method that a closed or terminated pool refuses ('Pool not
+    running', ValueError), before it looks at its arguments."""
+    @wraps(method)
+    def checked(pool, *args, **kwargs):
+        pool._check_running()
+        return method(pool, *args, **kwargs)
+    return checked
 
 
 def _one_argument(iterable):
@@ -110,6 +134,7 @@ class Pool(object):
 
     _wrap_exception = True
     _tracks_tasks = True
+    _Results = _PipeResults      # how the parent receives (see _pool_inbox)
 
     @staticmethod
     def Process(ctx, *args, **kwds):
@@ -117,44 +142,19 @@ class Pool(object):
 
     def __init__(self, processes=None, initializer=None, initargs=(),
                  maxtasksperchild=None, context=None):
-        # Set first: __del__ looks at it even when __init__ fails.
-        self._pool = []
-        self._state = INIT
-
-        if processes is None:
-            processes = os.cpu_count() or 1
-        if processes < 1:
-            raise ValueError("Number of processes must be at least 1")
-        if maxtasksperchild is not None:
-            if not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0:
-                raise ValueError("maxtasksperchild must be a positive int or None")
-        if initializer is not None and not callable(initializer):
-            raise TypeError('initializer must be a callable')
-
+        # First of all: __del__ looks at them even when __init__ fails.
+        self._pool, self._state = [], INIT
+        settings = _checked_settings(processes, initializer, initargs, maxtasksperchild)
         if context is None:
             from . import get_context
             context = get_context()
         self._ctx = context
-        self._processes = processes
-        self._initializer = initializer
-        self._initargs = initargs
-        self._maxtasksperchild = maxtasksperchild
+        (self._processes, self._initializer, self._initargs,
+         self._maxtasksperchild) = settings
         self._setup_queues()
-        self._taskqueue = queue.SimpleQueue()
-        self._cache = _PoolCache()
-
-        engine = self._engine = _Engine(self)
-        try:
-            engine.repopulate()
-        except Exception:
-            for p in self._pool:
-                if p.exitcode is None:
-                    p.terminate()
-            for p in self._pool:
-                p.join()
-            engine.doorbell.close()
-            raise
-        engine.start_threads()
+        engine = self._engine = _Engine(self, settings)
+        self._taskqueue, self._cache = engine.taskqueue, engine.cache
+        engine.start()
         self._worker_handler = engine.worker_handler
         self._task_handler = engine.task_handler
         self._result_handler = engine.result_handler
@@ -171,9 +171,9 @@ class Pool(object):
                 engine.doorbell.ring()
 
     def __repr__(self):
-        cls = self.__class__
-        return (f'<{cls.__module__}.{cls.__qualname__} '
-                f'state={self._state} pool_size={len(self._pool)}>')
+        kind = type(self)
+        return (f'<{kind.__module__}.{kind.__qualname__} state={self._state} '
+                f'pool_size={len(self._pool)}>')
 
     def __reduce__(self):
         raise NotImplementedError(
@@ -182,15 +182,12 @@ class Pool(object):
     # -- how this kind of pool talks to its workers ------------------------
 
     def _setup_queues(self):
-        self._inqueue = self._ctx.SimpleQueue()
-        self._outqueue = self._ctx.SimpleQueue()
-        # Only parent threads write tasks and only the reader reads results,
-        # so the parent skips the queues' cross-process locks.
-        self._quick_put = self._inqueue._writer.send
-        self._quick_get = self._outqueue._reader.recv
-
-    # How the parent receives results (see _PipeResults).
-    _Results = _PipeResults
+        # Each queue with the parent's fast path on it: only parent threads
+        # write tasks and only the reader role reads results, so the parent
+        # skips the queues' cross-process locks.
+        tasks, results = self._ctx.SimpleQueue(), self._ctx.SimpleQueue()
+        self._inqueue, self._quick_put = tasks, tasks._writer.send
+        self._outqueue, self._quick_get = results, results._reader.recv
 
     @staticmethod
     def _get_worker_sentinels(workers):
@@ -198,10 +195,8 @@ class Pool(object):
 
     @staticmethod
     def _help_stuff_finish(inqueue, workers):
-        """Stop the workers of a pool being terminated."""
-        for w in workers:
-            if w.exitcode is None:
-                w.terminate()
+        """Stop the workers of a pool being terminated: kill them."""
+        _terminate_living(workers)
 
     @staticmethod
     def _terminate_pool(engine):
@@ -218,7 +213,7 @@ class Pool(object):
 
     def _check_running(self):
         if self._state != RUN:
-            raise ValueError("Pool not running")
+            raise ValueError('Pool not running')
 
     # -- the public API ----------------------------------------------------
 
@@ -241,6 +236,10 @@ class Pool(object):
         return self._map_async(func, iterable, starmapstar, chunksize,
                                callback, error_callback)
 
+    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        """Asynchronous map(): returns a MapResult."""
+        return self._map_async(func, iterable, mapstar, chunksize, callback, error_callback)
+
     def imap(self, func, iterable, chunksize=1):
         """Lazy map(): an iterator of the results, in order."""
         return self._imap(IMapIterator, func, iterable, chunksize)
@@ -249,86 +248,71 @@ class Pool(object):
         """Like imap(), results in the order they complete."""
         return self._imap(IMapUnorderedIterator, func, iterable, chunksize)
 
-    def _imap(self, iterator_class, func, iterable, chunksize):
-        self._check_running()
-        if chunksize == 1:
-            result = iterator_class(self)
-            self._engine.submit_stream(result, func, _one_argument(iterable), set_length=True)
-            return result
-        if chunksize < 1:
-            raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
-        chunks = Pool._get_tasks(func, iterable, chunksize)
-        result = iterator_class(self)
-        self._engine.submit_stream(result, mapstar, zip(chunks), set_length=True)
-        return (item for chunk in result for item in chunk)
-
+    @_when_running
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
         """Asynchronous apply(): returns an ApplyResult."""
-        self._check_running()
-        result = ApplyResult(self, callback, error_callback)
-        self._engine.submit((result._job, 0, func, args, kwds))
-        return result
+        pending = ApplyResult(self, callback, error_callback)
+        self._engine.submit((pending._job, 0, func, args, kwds))
+        return pending
 
-    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
-        """Asynchronous map(): returns a MapResult."""
-        return self._map_async(func, iterable, mapstar, chunksize, callback, error_callback)
+    @_when_running
+    def _imap(self, iterator_class, func, iterable, chunksize):
+        # One task per item, or mapstar over chunks of them whose results
+        # the caller sees flattened.
+        if chunksize == 1:
+            stream, flat = _one_argument(iterable), None
+        elif chunksize >= 1:
+            stream, flat = zip(Pool._get_tasks(func, iterable, chunksize)), mapstar
+        else:
+            raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
+        pending = iterator_class(self)
+        self._engine.submit_stream(pending, flat or func, stream, set_length=True)
+        return pending if flat is None else itertools.chain.from_iterable(pending)
 
+    @_when_running
     def _map_async(self, func, iterable, mapper, chunksize=None, callback=None,
                    error_callback=None):
-        self._check_running()
-        if not hasattr(iterable, '__len__'):
-            iterable = list(iterable)
-        if chunksize is None:
-            chunksize, extra = divmod(len(iterable), (len(self._pool) or self._processes) * 4)
-            if extra:
-                chunksize += 1
-        if len(iterable) == 0:
+        items = iterable if hasattr(iterable, '__len__') else list(iterable)
+        count = len(items)
+        if not count:
             chunksize = 0
-        result = MapResult(self, chunksize, len(iterable), callback,
-                           error_callback=error_callback)
-        if result._number_left:
-            chunks = Pool._get_tasks(func, iterable, chunksize)
-            self._engine.submit_stream(result, mapper, zip(chunks),
-                                       left=result._number_left)
-        return result
+        elif chunksize is None:
+            # About four chunks per worker.
+            chunksize = -(-count // (4 * (len(self._pool) or self._processes)))
+        pending = MapResult(self, chunksize, count, callback, error_callback)
+        if pending._number_left:
+            self._engine.submit_stream(pending, mapper,
+                                       zip(Pool._get_tasks(func, items, chunksize)),
+                                       left=pending._number_left)
+        return pending
 
     @staticmethod
     def _get_tasks(func, it, size):
-        it = iter(it)
-        while True:
-            x = tuple(itertools.islice(it, size))
-            if not x:
-                return
-            yield (func, x)
+        """(func, chunk) for each chunk of `size` items of it."""
+        source = iter(it)
+        while chunk := tuple(itertools.islice(source, size)):
+            yield func, chunk
 
     def close(self):
         """No more tasks; the workers exit once the pending ones are done."""
-        util.debug('closing pool')
         if self._state == RUN:
+            self._state = CLOSE
             self._engine.close()
-        self._state = CLOSE
 
     def terminate(self):
         """Stop the workers at once, pending work or not."""
-        util.debug('terminating pool')
         self._state = TERMINATE
         self._terminate()
 
     def join(self):
         """Wait for the workers to exit; close() or terminate() first."""
-        util.debug('joining pool')
-        if self._state == RUN:
-            raise ValueError("Pool is still running")
-        elif self._state not in (CLOSE, TERMINATE):
-            raise ValueError("In unknown state")
-        self._worker_handler.join()
-        self._task_handler.join()
-        self._result_handler.join()
-        for p in list(self._pool):
-            p.join()
+        if self._state not in (CLOSE, TERMINATE):
+            raise ValueError('Pool is still running' if self._state == RUN
+                             else 'In unknown state')
+        self._engine.join()
 
+    @_when_running
     def __enter__(self):
-        self._check_running()
         return self
 
     def __exit__(self, exc_type, exc_val, exc_tb):
@@ -336,76 +320,87 @@ class Pool(object):
 
 
 #
-# Results
+# Results. The engine fills them under its lock: _deliver(i, (ok, value))
+# for one task, _deliver_batch(first, items) for consecutive ones, _lose(
+# first, n, exc) for tasks that will never be answered; each returns True
+# when that made the result final. _complete() then runs the callbacks with
+# no lock held and makes it ready.
 #
 
-class ApplyResult(object):
+class _Call(object):
+    """What every pending call has: its job number, under which it waits
+    in its pool's cache, and the pool's engine."""
+
+    def _register(self, pool):
+        self._pool = pool
+        self._engine = pool._engine
+        self._job = job = next(job_counter)
+        self._cache = pool._cache
+        pool._cache[job] = self
+
+    def _drop(self):
+        # Settled without any task (an empty map): out of the cache now.
+        self._cache.pop(self._job, None)
+        self._pool = None
+
+
+class ApplyResult(_Call):
     """The pending result of apply_async()."""
 
     def __init__(self, pool, callback, error_callback):
-        self._pool = pool
-        self._engine = pool._engine
-        self._job = next(job_counter)
-        self._cache = pool._cache
-        self._callback = callback
-        self._error_callback = error_callback
+        self._callback, self._error_callback = callback, error_callback
         self._ready = False
-        self._closed = False          # the final value was delivered
-        self._success = None
-        self._value = None
-        self._cache[self._job] = self
+        self._closed = False          # final: later deliveries are ignored
+        self._success = self._value = None
+        self._register(pool)
 
     def ready(self):
         return self._ready
 
     def successful(self):
-        if not self._ready:
-            raise ValueError(f"{self!r} not ready")
-        return self._success
+        if self._ready:
+            return self._success
+        raise ValueError(f"{self!r} not ready")
 
     def wait(self, timeout=None):
         if not self._ready:
             self._engine.wait_ready(self.ready, timeout)
 
     def get(self, timeout=None):
-        self.wait(timeout)
-        if not self._ready:
+        if not (self._ready or self._engine.wait_ready(self.ready, timeout)):
             raise TimeoutError
-        if self._success:
-            return self._value
-        raise self._value
+        if not self._success:
+            raise self._value
+        return self._value
 
-    def _deliver(self, i, result):
+    def _deliver(self, i, outcome):
         if self._closed:
             return False
-        self._success, self._value = result
+        self._success, self._value = outcome
         self._closed = True
         return True
 
-    def _deliver_batch(self, first, results):
-        return self._deliver(first, results[0])
+    def _deliver_batch(self, first, outcomes):
+        return self._deliver(first, outcomes[0])
 
     def _lose(self, first, n, exc):
         return self._deliver(first, (False, exc))
 
     def _complete(self):
         """Run the callback (no lock held), then mark the result ready."""
-        try:
-            if self._success:
-                if self._callback:
-                    self._callback(self._value)
-            elif self._error_callback:
-                self._error_callback(self._value)
-        except Exception:
-            _report_callback_error(self)
+        hook = self._callback if self._success else self._error_callback
+        if hook is not None:
+            try:
+                hook(self._value)
+            except Exception:
+                sys.stderr.write(f'Exception in a callback of {self!r}:\n')
+                traceback.print_exc()
         self._ready = True
 
-    def _set(self, i, obj):
-        """Deliver and complete in one step (single-threaded use)."""
-        if self._deliver(i, obj):
-            self._complete()
-            self._cache.pop(self._job, None)
-            self._pool = None
+    def _set(self, i, outcome):
+        """The stdlib's entry point: deliver one outcome, complete if final."""
+        if self._deliver(i, outcome):
+            self._engine.complete_now([self])
 
     __class_getitem__ = classmethod(types.GenericAlias)
 
@@ -413,77 +408,57 @@ class ApplyResult(object):
 AsyncResult = ApplyResult
 
 
-def _report_callback_error(result):
-    sys.stderr.write(f'Exception in a callback of {result!r}:\n')
-    traceback.print_exc()
-
-
 class MapResult(ApplyResult):
-    """The pending result of map_async() and starmap_async()."""
+    """The pending result of map_async() and starmap_async(): one list,
+    filled chunk by chunk; the first failure is the result."""
 
     def __init__(self, pool, chunksize, length, callback, error_callback):
-        ApplyResult.__init__(self, pool, callback, error_callback=error_callback)
-        self._success = True
-        self._value = [None] * length
         self._chunksize = chunksize
-        if chunksize <= 0:
-            self._number_left = 0
+        self._number_left = -(-length // chunksize) if chunksize > 0 else 0
+        ApplyResult.__init__(self, pool, callback, error_callback)
+        self._success, self._value = True, [None] * length
+        if not self._number_left:
             self._ready = self._closed = True
-            del self._cache[self._job]
-            self._pool = None
-        else:
-            self._number_left = length // chunksize + bool(length % chunksize)
+            self._drop()
 
-    def _deliver(self, i, success_result):
-        return self._deliver_batch(i, (success_result,))
+    def _deliver(self, i, outcome):
+        return self._deliver_batch(i, (outcome,))
 
-    def _deliver_batch(self, first, results):
+    def _deliver_batch(self, first, outcomes):
         if self._closed:
             return False
-        cs = self._chunksize
-        values = self._value
-        i = first
-        for success, value in results:
-            if success:
-                if self._success:
-                    if cs == 1:
-                        values[i] = value[0]
-                    else:
-                        values[i * cs:(i + 1) * cs] = value
-            elif self._success:
-                self._success = False
-                self._value = value
-            i += 1
-        self._number_left -= len(results)
-        if self._number_left == 0:
-            self._closed = True
-            return True
-        return False
+        size, values = self._chunksize, self._value
+        for chunk, (ok, value) in enumerate(outcomes, first):
+            if not self._success:
+                break                 # the first failure is the result
+            if not ok:
+                self._success, self._value = False, value
+            elif size == 1:
+                values[chunk] = value[0]
+            else:
+                values[chunk * size:(chunk + 1) * size] = value
+        self._number_left -= len(outcomes)
+        self._closed = not self._number_left
+        return self._closed
 
     def _lose(self, first, n, exc):
-        # Fail the whole call now: the lost chunks will never come back.
+        # The whole call fails now: the lost chunks will never come back.
         if self._closed:
             return False
-        self._success = False
-        self._value = exc
-        self._closed = True
+        self._success, self._value, self._closed = False, exc, True
         return True
 
 
-class IMapIterator(object):
+class IMapIterator(_Call):
     """The iterator returned by imap(): results in the order of the input."""
 
     def __init__(self, pool):
-        self._pool = pool
-        self._engine = pool._engine
+        self._items = deque()          # (ok, value) the caller may take
+        self._index = 0                # items that went to _items so far
+        self._length = None            # known once the input is exhausted
+        self._unsorted = {}            # position -> (ok, value) that came early
+        self._register(pool)
         self._cond = self._engine._cond
-        self._job = next(job_counter)
-        self._cache = pool._cache
-        self._items = collections.deque()
-        self._index = 0
-        self._length = None
-        self._unsorted = {}
-        self._cache[self._job] = self
 
     def __iter__(self):
         return self
@@ -492,10 +467,10 @@ class IMapIterator(object):
         """Next item or _NOTHING (lock held); StopIteration at the end."""
         if self._items:
             return self._items.popleft()
-        if self._index == self._length:
-            self._pool = None
-            raise StopIteration
-        return _NOTHING
+        if self._index != self._length:
+            return _NOTHING
+        self._pool = None
+        raise StopIteration
 
     def _has_item(self):
         return bool(self._items) or self._index == self._length
@@ -508,38 +483,35 @@ class IMapIterator(object):
             with self._cond:
                 item = self._take()
             if item is _NOTHING:
-                raise TimeoutError from None
-        success, value = item
-        if success:
-            return value
-        raise value
+                raise TimeoutError
+        if item[0]:
+            return item[1]
+        raise item[1]
 
     __next__ = next
 
     def _put(self, i, item):
-        if i == self._index:
-            self._items.append(item)
-            self._index += 1
-            while self._index in self._unsorted:
-                self._items.append(self._unsorted.pop(self._index))
-                self._index += 1
-        else:
+        if i != self._index:
             self._unsorted[i] = item
+            return
+        self._items.append(item)
+        self._index = i = i + 1
+        early = self._unsorted
+        while i in early:
+            self._items.append(early.pop(i))
+            self._index = i = i + 1
 
     def _deliver(self, i, item):
         self._put(i, item)
         return self._index == self._length
 
     def _deliver_batch(self, first, items):
-        for item in items:
-            self._put(first, item)
-            first += 1
+        for i, item in enumerate(items, first):
+            self._put(i, item)
         return self._index == self._length
 
     def _lose(self, first, n, exc):
-        for i in range(first, first + n):
-            self._put(i, (False, exc))
-        return self._index == self._length
+        return self._deliver_batch(first, [(False, exc)] * n)
 
     def _set_length(self, length):
         self._length = length
@@ -566,6 +538,7 @@ class ThreadPool(Pool):
 
     _wrap_exception = False
     _tracks_tasks = False
+    _Results = _LocalResults
 
     @staticmethod
     def Process(ctx, *args, **kwds):
@@ -576,12 +549,10 @@ class ThreadPool(Pool):
         Pool.__init__(self, processes, initializer, initargs)
 
     def _setup_queues(self):
-        self._inqueue = queue.SimpleQueue()
-        self._outqueue = queue.SimpleQueue()
-        self._quick_put = self._inqueue.put
-        self._quick_get = self._outqueue.get
-
-    _Results = _LocalResults
+        # In-process queues: nothing is pickled, and no lock is needed.
+        tasks, results = queue.SimpleQueue(), queue.SimpleQueue()
+        self._inqueue, self._quick_put = tasks, tasks.put
+        self._outqueue, self._quick_get = results, results.get
 
     @staticmethod
     def _get_worker_sentinels(workers):
@@ -591,10 +562,6 @@ class ThreadPool(Pool):
     def _help_stuff_finish(inqueue, workers):
         # Threads cannot be killed: drop the queued tasks and let each
         # worker finish the task it runs, then read a stop sentinel.
-        try:
-            while True:
-                inqueue.get(block=False)
-        except queue.Empty:
-            pass
-        for _ in range(len(workers)):
+        _drain_queue(inqueue)
+        for _ in workers:
             inqueue.put(None)
