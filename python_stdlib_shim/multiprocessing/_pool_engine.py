@@ -207,9 +207,21 @@ class _Engine(_TaskSender):
             self.repopulate()
 
     def _handle_workers(self):
+        retry = None                 # seconds until a failed start is tried again
         while self.state == RUN or (self.cache and self.state != TERMINATE):
-            self.maintain()
-            wait([*self.worker_sentinels(self.workers), self.doorbell])
+            try:
+                self.maintain()
+                retry = None
+            except Exception as e:
+                # A worker that cannot be started now (say, a channel whose
+                # endpoint places are all held by hand-overs to children
+                # killed before they took them, until those expire) is
+                # tried again, backing off: the handler must not die, or
+                # every pending call of the pool would wait forever.
+                retry = min(2 * retry, 1.0) if retry else 0.05
+                util.sub_warning(f'pool could not start a worker ({e!r}); '
+                                 f'trying again in {retry} s')
+            wait([*self.worker_sentinels(self.workers), self.doorbell], retry)
             self.doorbell.drain()
         self.taskqueue.put(None)
         util.debug('worker handler exiting')

@@ -130,3 +130,74 @@ def test_worker_batches_answer_in_one_message():
     out = _run_worker([batch, None])
     assert len(out) == 1
     assert out[0][-1] == [(True, i * i) for i in range(3, 8)]
+
+
+class _FlakyStartPool(mpool.Pool):
+    """A Pool whose replacement workers fail to start a few times (as when
+    a channel has no endpoint place left for a while)."""
+
+    failures = 0
+
+    @staticmethod
+    def Process(ctx, *args, **kwds):
+        if _FlakyStartPool.failures > 0:
+            _FlakyStartPool.failures -= 1
+            raise OSError(24, 'too many endpoints on channel')
+        return ctx.Process(*args, **kwds)
+
+
+def test_worker_handler_survives_a_failed_start():
+    p = _FlakyStartPool(1, context=multiprocessing.get_context('fork'))
+    try:
+        assert p.apply_async(h.sqr, (3,)).get(TIMEOUT) == 9
+        _FlakyStartPool.failures = 3
+        victim = p._pool[0]
+        victim.kill()
+        victim.join(TIMEOUT)
+        # The replacement fails three times, then starts; the pool goes on.
+        assert p.apply_async(h.sqr, (4,)).get(TIMEOUT) == 16
+        assert _FlakyStartPool.failures == 0
+        assert p._worker_handler.is_alive()
+    finally:
+        p.terminate()
+        p.join()
+
+
+def test_settings_are_checked_in_the_stdlib_words():
+    ctx = multiprocessing.get_context('fork')
+    with pytest.raises(ValueError, match='Number of processes must be at least 1'):
+        mpool.Pool(0, context=ctx)
+    with pytest.raises(ValueError, match='maxtasksperchild must be a positive int or None'):
+        mpool.Pool(1, maxtasksperchild=0, context=ctx)
+    with pytest.raises(ValueError, match='maxtasksperchild must be a positive int or None'):
+        mpool.Pool(1, maxtasksperchild=1.5, context=ctx)
+    with pytest.raises(TypeError, match='initializer must be a callable'):
+        mpool.Pool(1, initializer=3, context=ctx)
+    p = mpool.Pool(2, context=ctx)
+    try:
+        assert p._processes == 2 and p._maxtasksperchild is None
+        assert repr(p) == '<multiprocessing.pool.Pool state=RUN pool_size=2>'
+        with p:
+            pass
+        with pytest.raises(ValueError, match='Pool not running'):
+            p.apply_async(h.sqr, (1,))
+        with pytest.raises(ValueError, match='Pool not running'):
+            p.imap(h.sqr, [1], chunksize=0)
+        with pytest.raises(ValueError, match='Pool not running'):
+            p.__enter__()
+    finally:
+        p.join()
+
+
+def test_map_chunk_edge_cases():
+    with mpool.ThreadPool(2) as p:
+        assert p.map(h.sqr, []) == []
+        r = p.map_async(h.sqr, [], callback=lambda v: None)
+        assert r.ready() and r.successful() and r.get(0) == []
+        assert p.map(h.sqr, range(7), chunksize=3) == [i * i for i in range(7)]
+        assert list(p.imap(h.sqr, range(7), chunksize=3)) == [i * i for i in range(7)]
+        assert sorted(p.imap_unordered(h.sqr, range(7), chunksize=2)) == [i * i for i in range(7)]
+        with pytest.raises(ValueError, match='Chunksize must be 1\\+, not 0'):
+            p.imap(h.sqr, range(3), chunksize=0)
+        assert list(mpool.Pool._get_tasks(len, range(5), 2)) == [
+            (len, (0, 1)), (len, (2, 3)), (len, (4,))]
