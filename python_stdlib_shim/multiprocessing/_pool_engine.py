@@ -16,7 +16,7 @@ from . import util
 from .connection import wait
 from ._pool_board import _TaskBoard
 from ._pool_inbox import _NOTHING, _Doorbell, _PoolCache
-from ._pool_tasks import INIT, RUN, CLOSE, TERMINATE, _TaskSender, _WINDOW_PER_WORKER  # noqa: F401
+from ._pool_tasks import INIT, RUN, CLOSE, TERMINATE, _TaskSender, _WINDOW_PER_WORKER  # noqa: F401 (INIT for pool)
 from ._pool_worker import _DONE, _BATCH, _EXITED, _UNREADABLE, WorkerLostError, worker
 
 # How long the result handler stays aside after the last waiting caller left.
@@ -83,7 +83,7 @@ class _Engine(_TaskSender):
         self._put_task = pool._quick_put
         self._Results = cls._Results
         self._quick_get = pool._quick_get
-        self.results = None           # made by start_threads
+        self.results = None           # made by start()
         self.state = RUN
 
         self.doorbell = _Doorbell()

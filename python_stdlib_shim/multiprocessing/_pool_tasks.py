@@ -13,15 +13,11 @@ from . import util
 from ._pool_inbox import _NOTHING
 from ._pool_worker import WorkerLostError
 
-#
-# Pool states
-#
-
+# Pool states (the engine's and the Pool's).
 INIT = 'INIT'
 RUN = 'RUN'
 CLOSE = 'CLOSE'
 TERMINATE = 'TERMINATE'
-
 
 # A batch holds about this much work (seconds, measured in the workers) ...
 _BATCH_SECONDS = 0.002
@@ -30,6 +26,8 @@ _MAX_BATCH = 4096
 _BATCH_GROWTH = 8
 # Messages in flight per worker (plus one).
 _WINDOW_PER_WORKER = 2
+
+
 class _Stream:
     """One map/imap call as the task handler sees it: the tasks still to
     send and the measured cost of those already run."""
