@@ -291,11 +291,13 @@ def _run_finalizers(minpriority=None):
         finalizer = registry.get(key)
         if finalizer is None:
             continue
+        callback = finalizer._callback
         try:
             finalizer()
         except Exception:
             import traceback
-            traceback.print_exc()
+            sys.stderr.write(f'Error in the finalizer calling {callback!r}:\n'
+                             f'{traceback.format_exc()}')
     if sweep_all:
         registry.clear()
 
@@ -313,8 +315,11 @@ def is_exiting():
     return _exiting is not False
 
 
-def _end_children(children):
-    """Terminate the daemonic children, then wait for every child."""
+def _end_children(children, me):
+    """Terminate the daemonic children, then wait for every child; nothing
+    when this process's own object is gone (late in shutdown)."""
+    if me() is None:
+        return
     for child in children():
         if child.daemon:
             info('terminating daemon %s', child.name)
@@ -336,8 +341,7 @@ def _exit_function(info=info, run_finalizers=_run_finalizers,
     _exiting = True
     info('process shutting down: finalizers, then children')
     run_finalizers(0)
-    if current_process() is not None:
-        _end_children(active_children)
+    _end_children(active_children, current_process)
     run_finalizers()
 
 

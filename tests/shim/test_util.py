@@ -246,3 +246,18 @@ def test_close_all_fds_except(tmp_path):
     code, out, err = _run(sys.executable, source, tmp_path)
     assert code == 0, err
     assert out.strip() == 'refused fd too large'
+
+
+def test_failing_finalizer_is_reported_and_the_others_run(stock_python, tmp_path):
+    source = '''
+    from multiprocessing import util
+    def bad():
+        raise KeyError('from a finalizer')
+    util.Finalize(None, print, args=('after',), exitpriority=0)
+    util.Finalize(None, bad, exitpriority=1)
+    util.Finalize(None, print, args=('before',), exitpriority=2)
+    '''
+    for interpreter in (stock_python, sys.executable):
+        code, out, err = _run(interpreter, source, tmp_path)
+        assert (code, out) == (0, 'before\nafter\n')
+        assert "KeyError: 'from a finalizer'" in err
