@@ -61,10 +61,13 @@ How a task travels through a process Pool::
   callbacks complete in the reading thread when nothing is pending.
 
 The code is split by noun: the worker loop and the exceptions it sends are
-in _pool_worker; the parent's helper threads and bookkeeping in
-_pool_engine; how the parent receives (outqueue readers, wake-ups, the
-cache of pending results) in _pool_inbox. This module keeps the API, the
-result objects and the names of the stdlib's module that programs reach.
+in _pool_worker; the parent's helper threads, the reader role and the
+bookkeeping of deaths in _pool_engine; its sending side (task handler,
+window, batches, the record of what each message carries) in _pool_tasks;
+the task board in _pool_board; how the parent receives (outqueue readers,
+wake-ups, the cache of pending results) in _pool_inbox. This module keeps
+the API, the result objects and the names of the stdlib's module that
+programs reach.
 
 A ThreadPool runs the same machinery with worker threads and in-process
 queues; nothing is pickled and worker deaths are not tracked.
@@ -81,7 +84,8 @@ from collections import deque
 from functools import wraps
 
 from . import util
-from ._pool_engine import INIT, RUN, CLOSE, TERMINATE, _Engine, _Settings, _drain_queue, _terminate_living
+from ._pool_engine import (INIT, RUN, CLOSE, TERMINATE, _Engine, _Settings, _drain_queue,
+                           _terminate_living)
 from ._pool_inbox import _NOTHING, _LocalResults, _PipeResults
 # The stdlib's names of the worker side live here too (noqa: re-exports).
 from ._pool_worker import (  # noqa: F401
