@@ -6,6 +6,7 @@ bookkeeping of worker deaths. See multiprocessing.pool for the overview."""
 __all__ = []
 
 import collections
+import errno
 import queue
 import sys
 import threading
@@ -213,18 +214,32 @@ class _Engine(_TaskSender):
                 self.maintain()
                 retry = None
             except Exception as e:
-                # A worker that cannot be started now (say, a channel whose
-                # endpoint places are all held by hand-overs to children
-                # killed before they took them, until those expire) is
-                # tried again, backing off: the handler must not die, or
-                # every pending call of the pool would wait forever.
+                # A worker that cannot be started now is tried again,
+                # backing off: the handler must not die, or every pending
+                # call of the pool would wait forever.
                 retry = min(2 * retry, 1.0) if retry else 0.05
+                if isinstance(e, OSError) and e.errno == errno.EMFILE:
+                    self._withdraw_hand_overs()
                 util.sub_warning(f'pool could not start a worker ({e!r}); '
                                  f'trying again in {retry} s')
             wait([*self.worker_sentinels(self.workers), self.doorbell], retry)
             self.doorbell.drain()
         self.taskqueue.put(None)
         util.debug('worker handler exiting')
+
+    def _withdraw_hand_overs(self):
+        """Give back the endpoint places of the pool's queues that this
+        process handed to children which never took them. A spawned worker
+        killed while it starts leaves its places pending until they expire
+        (minutes); workers killed faster than they start can use up a
+        channel's places, and then no worker starts. A worker still
+        starting loses its place too: it fails before it takes a task and
+        is replaced."""
+        for q in (self.inqueue, self.outqueue):
+            for conn in (getattr(q, '_reader', None), getattr(q, '_writer', None)):
+                for channel in (getattr(conn, '_inbound', None), getattr(conn, '_outbound', None)):
+                    if channel is not None:
+                        channel.withdraw_hand_overs()
 
     def _cache_emptied(self):
         if self.state != RUN:

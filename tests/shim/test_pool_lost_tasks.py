@@ -187,3 +187,31 @@ def test_pool_with_its_own_inqueue_writer(method):
     finally:
         p.terminate()
         bounded_join(p)
+
+
+def test_workers_killed_faster_than_they_start(method, make_pool):
+    # Each spawned worker is handed places on the pool's channels; one killed
+    # before it takes them leaves them pending. Killed faster than they
+    # start, workers used up a channel's places and no worker could start
+    # any more (the worker handler died on the error): the pool now gives
+    # the stale places back and goes on.
+    p = _ready_pool(make_pool, method, 2)
+    stop = threading.Event()
+
+    def killer():
+        while not stop.wait(0.01):
+            for w in list(p._pool):
+                try:
+                    os.kill(w.pid, signal.SIGKILL)
+                except (ProcessLookupError, TypeError):
+                    pass
+                break
+    t = threading.Thread(target=killer)
+    t.start()
+    try:
+        time.sleep(4)
+    finally:
+        stop.set()
+        t.join(TIMEOUT)
+    assert p.apply_async(h.sqr, (5,)).get(TIMEOUT) == 25
+    assert p._worker_handler.is_alive()
