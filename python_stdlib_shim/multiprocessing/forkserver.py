@@ -41,19 +41,23 @@ SIGNED_STRUCT = struct.Struct('q')
 _Zygote = collections.namedtuple('_Zygote', 'pid address alive_fd directory token')
 
 
-def _zygote_ended(pid):
+def _reap(pid, block):
+    """Whether the zygote `pid` has ended, collecting it if so; with
+    `block`, wait until it has."""
     import _mphost
     try:
-        return _mphost.wait_for_exit(pid, False) is not None
+        return _mphost.wait_for_exit(pid, block) is not None
     except ChildProcessError:
-        return True
+        return True  # collected already
 
 
 class ForkServer(object):
 
+    # In a child forked by the zygote: the descriptors its parent passed.
+    _inherited_fds = None
+
     def __init__(self):
         self._zygote = None
-        self._inherited_fds = None
         self._lock = threading.Lock()
         self._preload_modules = ['__main__']
 
@@ -84,22 +88,27 @@ class ForkServer(object):
         """Fork a child with `fds`; returns (pid, sentinel)."""
         if len(fds) >= MAXFDS_TO_SEND:
             raise ValueError('too many fds')
-        self.ensure_running()
+        zygote = self._running_zygote()
         import _mphost
-        zygote = self._zygote
         return _mphost.forkserver_request(zygote.address, zygote.token, list(fds))
 
     def ensure_running(self):
         """Start the zygote unless it is already running."""
+        self._running_zygote()
+
+    def _running_zygote(self):
+        # The record is read under the lock: a _stop() in another thread
+        # cannot take it away between the check and the request.
         with self._lock:
             zygote = self._zygote
+            if zygote is not None and not _reap(zygote.pid, False):
+                return zygote
             if zygote is not None:
-                if not _zygote_ended(zygote.pid):
-                    return
                 # Killed or crashed: let go of it, then start another.
                 self._zygote = None
                 self._release(zygote)
             self._zygote = self._start_zygote()
+            return self._zygote
 
     def _stop(self):
         # Used by tests and at exit: close the alive pipe, reap the zygote.
@@ -115,10 +124,7 @@ class ForkServer(object):
         # Closing the alive pipe tells a live zygote to end.
         os.close(zygote.alive_fd)
         if reap:
-            try:
-                _mphost.wait_for_exit(zygote.pid, True)
-            except ChildProcessError:
-                pass
+            _reap(zygote.pid, True)
         _mphost.remove_private_directory(zygote.directory)
 
     def _start_zygote(self):

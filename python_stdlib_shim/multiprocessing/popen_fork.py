@@ -78,20 +78,21 @@ class Popen(object):
         return self._settle(timeout)
 
     def _settle(self, timeout):
-        # timeout 0 only looks; None sleeps until the child has ended.
-        if timeout is None:
-            while self._collect() is None:
-                _readable(self.sentinel, None)
-        elif self.returncode is None and (timeout == 0 or _readable(self.sentinel, timeout)):
-            self._collect()
-        return self.returncode
+        # timeout 0 only looks; None sleeps until the child has ended. The
+        # sentinel is readable once the child has ended, so after a wake-up
+        # the code is there to collect.
+        code = self._collect()
+        while code is None and timeout != 0 and _readable(self.sentinel, timeout):
+            code = self._collect()
+        return code
 
     def _collect(self):
         # One thread at a time asks; the first answer is everyone's.
         with self._reap_lock:
-            if self.returncode is None:
-                self.returncode = self._exit_code_now()
-            return self.returncode
+            code = self.returncode
+            if code is None:
+                code = self.returncode = self._exit_code_now()
+        return code
 
     def _exit_code_now(self):
         """The code of an ended child, None while it runs; never blocks."""

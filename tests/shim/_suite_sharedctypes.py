@@ -12,7 +12,7 @@ import multiprocessing
 from multiprocessing import heap
 from multiprocessing import sharedctypes
 
-from _helpers_shared import TIMEOUT, arena_entries, run_program
+from _helpers_shared import ARENA_LINK, TIMEOUT, arena_entries, run_program
 from _start_method import StartMethodSuite
 
 
@@ -63,7 +63,7 @@ def report_arenas(values, conn):
             target = os.readlink('/proc/self/fd/' + fd)
         except OSError:
             continue
-        if target.startswith('/dev/shm/mph-arena-'):
+        if target.startswith(ARENA_LINK):
             fds += 1
     conn.send((len(arenas), fds, sum(v.value for v in values)))
 

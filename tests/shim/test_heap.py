@@ -11,7 +11,7 @@ import pytest
 import multiprocessing
 from multiprocessing import heap
 
-from _helpers_shared import TIMEOUT, arena_entries
+from _helpers_shared import ARENA_LINK, TIMEOUT, arena_entries
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_arenas_are_nameless_and_owner_only(fresh_heap):
         st = os.fstat(arena.fd)
         assert st.st_nlink == 0 and stat.S_IMODE(st.st_mode) == 0o600
         assert st.st_size == arena.size
-        assert os.readlink('/proc/self/fd/%d' % arena.fd).startswith('/dev/shm/mph-arena-')
+        assert os.readlink('/proc/self/fd/%d' % arena.fd).startswith(ARENA_LINK)
 
 
 def test_arena_descriptor_closed_when_collected(fresh_heap):
