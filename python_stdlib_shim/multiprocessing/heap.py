@@ -1,42 +1,42 @@
 """Blocks of shared memory for sharedctypes: arenas, a heap, BufferWrapper.
 
-An Arena is an anonymous shared memory file mapped with mmap. The Heap
-carves blocks ``(arena, start, stop)`` out of arenas and BufferWrapper is
-one block, given back to the heap when the wrapper is garbage collected.
+An Arena is a native arena (``_mphost.Arena``, ipc/arena.hpp): a nameless
+0600 shared memory file, mapped, together with the allocator that carves
+it. The Heap hands out blocks ``(arena, start, stop)`` from its arenas and
+BufferWrapper is one block, given back to the heap when the wrapper is
+garbage collected.
 
-The allocator: each arena keeps its own free space, a map of free extents
-ordered by address (``_Space``). A request takes the lowest-addressed free
-extent that is large enough, in the oldest arena that has one (address-
-ordered first fit: it packs blocks at the low end and leaves one large
-tail); a freed block is merged with the free extents on both sides at once,
-so free space is never split into adjacent pieces. An arena none of whose
-blocks is in use is kept for reuse when it is small, given back when it is
-large (``_DISCARD_FREE_SPACE_LARGER_THAN``). Arenas start at a page and
-double, up to ``_DOUBLE_ARENA_SIZE_UNTIL``, and one request larger than
-that gets an arena of its own size.
+Policy here, mechanism below. The native arena does the carving:
+address-ordered first fit, a freed block merged at once with the free
+extents on both sides (so free space is never split into adjacent pieces),
+16-byte alignment. The heap decides which arena to ask (the oldest that has
+room; a new one when none has), how large a new arena is (a page at first,
+doubling up to ``_DOUBLE_ARENA_SIZE_UNTIL``; one request larger than that
+gets an arena of its own size), and what happens to an arena none of whose
+blocks is in use: kept for reuse when small, let go when large
+(``_DISCARD_FREE_SPACE_LARGER_THAN``).
 
-Lifetime of an arena. Its memory is a memfd: it never has a name anywhere
-(nothing in /dev/shm, however the processes end, SIGKILL included), its
-mode is 0600, and the kernel frees it when the last process holding its
-descriptor or a mapping lets go. Children get arenas the way the stdlib
-gives them: a fork child inherits the mapping; a spawn or forkserver child
-receives a duplicate of the descriptor with its process object (``DupFd``)
-and maps it again, once per arena however many of its objects it receives.
+Lifetime of an arena. Its memory never has a name (nothing in /dev/shm,
+however the processes end, SIGKILL included); the kernel frees it when the
+last process holding its descriptor or a mapping lets go. Children get
+arenas the way the stdlib gives them: a fork child inherits the mapping; a
+spawn or forkserver child receives a duplicate of the descriptor with its
+process object (``DupFd``) and maps it again, once per arena however many
+of its objects it receives.
 
 A forked child never allocates from its parent's arenas (both would carve
 the same free space): its first allocation starts a heap of its own.
 
 Frees can come from the garbage collector at any moment, also inside
-malloc() or free() of the same thread: a free that finds the heap busy is
-queued (``_pending_free_blocks``) and done by the next caller that holds it.
+malloc() or free() of the same thread: every free is queued
+(``_pending_free_blocks``) and the queue is drained by whoever holds the
+heap, at once when no one does.
 """
 
-import bisect
 import mmap
 import os
 import secrets
 import sys
-import tempfile
 import threading
 import weakref
 
@@ -46,48 +46,41 @@ from . import util
 __all__ = ['BufferWrapper']
 
 
-def _anonymous_file(size):
-    """A descriptor of a fresh nameless, owner-only file of `size` bytes."""
-    try:
-        fd = os.memfd_create('mph-arena')
-    except OSError:
-        # No memfd (a sandbox may forbid it): a file in the private temp
-        # directory, its name removed at once.
-        fd, path = tempfile.mkstemp(prefix='mph-arena-', dir=util.get_temp_dir())
-        os.unlink(path)
-    try:
-        os.fchmod(fd, 0o600)
-        os.ftruncate(fd, size)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 # The arenas this process maps, by identity, so that a child receiving
 # several objects of one arena maps it once.
 _known_arenas = weakref.WeakValueDictionary()
 
 
 class Arena(object):
-    """A shared memory area of `size` bytes (a new one unless `fd` is given)."""
+    """A shared memory area of `size` bytes (a new one unless `fd` is given).
+
+    ``buffer`` is a writable memoryview of the whole area; the mapping and
+    the descriptor go when the arena and every view of it are gone.
+    """
 
     def __init__(self, size, fd=-1, token=None):
+        import _mphost
         if fd == -1:
-            fd = _anonymous_file(size)
-        self.size, self.fd = size, fd
-        util.Finalize(self, os.close, (fd,))
-        self.buffer = mmap.mmap(fd, size)
+            self._native = _mphost.Arena(size)
+        else:
+            self._native = _mphost.Arena.adopt(fd, size)
+        self.size = size
+        self.fd = self._native.fd
+        self.buffer = memoryview(self._native)
         self._token = token if token is not None else secrets.token_hex(8)
         _known_arenas[self._token] = self
 
     def __repr__(self):
         return '<%s size=%d fd=%d>' % (type(self).__name__, self.size, self.fd)
 
+    def __reduce__(self):
+        # Only the ForkingPickler may carry an arena (reduce_arena, as a
+        # child starts). Plain pickle fails as with the stdlib, whose
+        # arena's unpicklable part is its mmap.
+        raise TypeError("cannot pickle 'mmap.mmap' object")
+
 
 def reduce_arena(a):
-    if a.fd == -1:
-        raise ValueError('Arena is unpicklable because forking was enabled when it was created')
     return rebuild_arena, (a.size, reduction.DupFd(a.fd), a._token)
 
 
@@ -104,60 +97,11 @@ def rebuild_arena(size, dupfd, token=None):
 reduction.register(Arena, reduce_arena)
 
 
-class _Space(object):
-    """The bookkeeping of one arena: free extents and blocks in use.
-
-    `starts` is the sorted list of the free extents' first offsets and
-    `ends[start]` the end of each; `used[start]` is the end of each block
-    in use. Free extents never touch: a freed block absorbs its neighbours.
-    """
-
-    __slots__ = ('starts', 'ends', 'used')
-
-    def __init__(self, size):
-        self.starts = [0]
-        self.ends = {0: size}
-        self.used = {}
-
-    def take(self, length):
-        """The start of a fresh block of `length` bytes, or None if none fits."""
-        for i, start in enumerate(self.starts):
-            end = self.ends[start]
-            if end - start < length:
-                continue
-            del self.ends[start]
-            if end - start == length:
-                del self.starts[i]
-            else:
-                self.starts[i] = start + length
-                self.ends[start + length] = end
-            self.used[start] = start + length
-            return start
-        return None
-
-    def give(self, start):
-        """Free the block in use at `start`, merged with free neighbours."""
-        end = self.used.pop(start)
-        i = bisect.bisect_left(self.starts, start)
-        if i < len(self.starts) and self.starts[i] == end:
-            # The free extent right after joins this one.
-            end = self.ends.pop(end)
-            del self.starts[i]
-        if i > 0 and self.ends[self.starts[i - 1]] == start:
-            # This one joins the free extent right before.
-            self.ends[self.starts[i - 1]] = end
-        else:
-            self.starts.insert(i, start)
-            self.ends[start] = end
-
-    def free_extents(self):
-        return [(start, self.ends[start]) for start in self.starts]
-
-
 class Heap(object):
     """Allocates blocks ``(arena, start, stop)`` from arenas (see the module)."""
 
-    # Enough for every ctypes type, long double included.
+    # The native arena's alignment (ipc::arena::alignment): enough for every
+    # ctypes type, long double included.
     _alignment = 16
 
     _DISCARD_FREE_SPACE_LARGER_THAN = 4 * 1024 ** 2
@@ -171,27 +115,27 @@ class Heap(object):
         self._lastpid = os.getpid()
         self._lock = threading.Lock()
         self._size = self._initial_size  # the next arena's size
-        self._spaces = {}                 # arena -> _Space, oldest first
+        self._arenas = []                 # oldest first
         self._pending_free_blocks = []
         self._n_mallocs = self._n_frees = 0
 
-    # The stdlib's names for the heap's state, read by CPython's test_heap:
-    # views built from the arenas' own bookkeeping.
-
-    @property
-    def _arenas(self):
-        return list(self._spaces)
+    # The stdlib's names for the rest of the heap's state, read by CPython's
+    # test_heap: views of the arenas' own bookkeeping.
 
     @property
     def _allocated_blocks(self):
-        return {arena: set(space.used.items())
-                for arena, space in self._spaces.items() if space.used}
+        in_use = {}
+        for arena in self._arenas:
+            blocks = arena._native.used_blocks()
+            if blocks:
+                in_use[arena] = set(blocks)
+        return in_use
 
     @property
     def _len_to_seq(self):
         by_length = {}
-        for arena, space in self._spaces.items():
-            for start, stop in space.free_extents():
+        for arena in self._arenas:
+            for start, stop in arena._native.free_extents():
                 by_length.setdefault(stop - start, []).append((arena, start, stop))
         return by_length
 
@@ -210,15 +154,14 @@ class Heap(object):
         with self._lock:
             self._n_mallocs += 1
             self._drain()
-            length = -(-max(size, 1) // self._alignment) * self._alignment
-            for arena, space in self._spaces.items():
-                start = space.take(length)
-                if start is not None:
+            for arena in self._arenas:
+                extent = arena._native.allocate(size)
+                if extent is not None:
                     break
             else:
-                arena = self._add_arena(length)
-                start = self._spaces[arena].take(length)
-            return (arena, start, start + length)
+                arena = self._add_arena(size)
+                extent = arena._native.allocate(size)
+            return (arena,) + extent
 
     def free(self, block):
         """Give back a block returned by malloc()."""
@@ -241,21 +184,20 @@ class Heap(object):
         while queue:
             arena, start, _stop = queue.pop()
             self._n_frees += 1
-            space = self._spaces[arena]
-            space.give(start)
-            if not space.used and arena.size >= self._DISCARD_FREE_SPACE_LARGER_THAN:
+            native = arena._native
+            native.release(start)
+            if not native.blocks_in_use and arena.size >= self._DISCARD_FREE_SPACE_LARGER_THAN:
                 # Unused and large: forget it; the memory goes when the last
                 # mapping (in any process) does.
-                del self._spaces[arena]
+                self._arenas.remove(arena)
 
-    def _add_arena(self, length):
-        size = max(self._size, length)
-        size = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
+    def _add_arena(self, request):
+        pages = -(-max(self._size, request) // mmap.PAGESIZE)
         if self._size < self._DOUBLE_ARENA_SIZE_UNTIL:
             self._size *= 2
-        util.info('allocating a new mmap of length %d', size)
-        arena = Arena(size)
-        self._spaces[arena] = _Space(size)
+        util.info('allocating a new mmap of length %d', pages * mmap.PAGESIZE)
+        arena = Arena(pages * mmap.PAGESIZE)
+        self._arenas.append(arena)
         return arena
 
 

@@ -206,3 +206,44 @@ def test_wrapper_through_a_connection():
     finally:
         a.close()
         b.close()
+
+
+def test_views_keep_the_mapping_alive(fresh_heap):
+    # The native arena is the exporter of every view: the memory stays
+    # mapped, and its descriptor open, while a view exists.
+    fresh_heap._DISCARD_FREE_SPACE_LARGER_THAN = 0
+    b = heap.BufferWrapper(64)
+    view = b.create_memoryview()
+    fd = b._state[0][0].fd
+    del b
+    gc.collect()
+    assert fresh_heap._arenas == []
+    view[0] = 7
+    assert view[0] == 7
+    os.fstat(fd)
+    del view
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_native_arena_checks_what_it_is_given():
+    import _mphost
+    arena = _mphost.Arena(4096)
+    assert arena.allocate(4097) is None
+    assert arena.allocate(10) == (0, 16)
+    with pytest.raises(OSError):
+        arena.release(8)  # not the start of a block in use
+    # A size beyond the file would fault on first touch: refused.
+    with pytest.raises(OSError):
+        _mphost.Arena.adopt(os.dup(arena.fd), 8192)
+    other = _mphost.Arena.adopt(os.dup(arena.fd), 4096)
+    memoryview(arena)[100] = 42
+    assert memoryview(other)[100] == 42 and other.free_extents() == []
+
+
+def test_plain_pickle_of_an_arena_fails_as_with_the_stdlib(fresh_heap):
+    import pickle
+    b = heap.BufferWrapper(8)
+    with pytest.raises(TypeError, match='cannot pickle'):
+        pickle.dumps(b._state[0][0])
