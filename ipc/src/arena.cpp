@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <iterator>
 
 #include "mphost/ipc/error.hpp"
@@ -64,6 +66,7 @@ arena::arena(arena&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       base_(std::exchange(other.base_, nullptr)),
       size_(std::exchange(other.size_, 0)),
+      reached_(std::exchange(other.reached_, 0)),
       free_(std::move(other.free_)),
       used_(std::move(other.used_)) {
   other.free_.clear();
@@ -76,6 +79,7 @@ arena& arena::operator=(arena&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
     base_ = std::exchange(other.base_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    reached_ = std::exchange(other.reached_, 0);
     free_ = std::move(other.free_);
     used_ = std::move(other.used_);
     other.free_.clear();
@@ -92,6 +96,7 @@ void arena::reset() noexcept {
   fd_ = -1;
   base_ = nullptr;
   size_ = 0;
+  reached_ = 0;
   free_.clear();
   used_.clear();
 }
@@ -107,6 +112,11 @@ std::optional<arena::extent> arena::allocate(std::size_t bytes) {
     free_.erase(it);
     if (stop - start > length) free_.emplace(start + length, stop);
     used_.emplace(start, start + length);
+    // Clear what earlier blocks left behind; beyond `reached_` the file's
+    // own zeros are still there, in pages not yet faulted in.
+    const std::size_t dirty_end = std::min(start + length, reached_);
+    if (dirty_end > start) std::memset(base_ + start, 0, dirty_end - start);
+    reached_ = std::max(reached_, start + length);
     return extent{start, start + length};
   }
   return std::nullopt;

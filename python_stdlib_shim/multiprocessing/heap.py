@@ -209,7 +209,8 @@ def _check_size(size):
 
 
 class BufferWrapper(object):
-    """One block of the shared heap, freed when the wrapper is collected.
+    """One zero-filled block of the shared heap, freed when the wrapper is
+    collected.
 
     Pickled for a child being started, it carries its arena (see Arena).
     """

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -90,6 +91,22 @@ TEST(ArenaTest, ReleasedBlocksMergeWithBothNeighboursAndAreReused) {
   EXPECT_EQ(a.free_extents(), (std::vector<arena::extent>{{0, 4096}}));
   EXPECT_EQ(a.allocate(100), x);
   expect_consistent(a);
+}
+
+TEST(ArenaTest, ReusedBytesAreClearedAndFreshPagesAreNotTouched) {
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  arena a = arena::create(64 * page);
+  const auto x = *a.allocate(100);
+  std::memset(a.data() + x.start, 0xab, x.stop - x.start);
+  a.release(x.start);
+  const auto y = *a.allocate(200);  // covers x's bytes and fresh ones
+  for (std::size_t i = y.start; i < y.stop; ++i) ASSERT_EQ(a.data()[i], std::byte{0}) << i;
+  // A large block beyond every earlier one: none of its pages was faulted in.
+  const auto big = *a.allocate(32 * page);
+  const std::size_t first_page = (big.start + page - 1) / page * page;
+  std::vector<unsigned char> resident(32);
+  ASSERT_EQ(::mincore(a.data() + first_page, 16 * page, resident.data()), 0);
+  for (std::size_t i = 0; i < 16; ++i) EXPECT_EQ(resident[i] & 1, 0) << "page " << i;
 }
 
 TEST(ArenaTest, FirstFitTakesTheLowestHoleThatIsLargeEnough) {

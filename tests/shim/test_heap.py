@@ -247,3 +247,27 @@ def test_plain_pickle_of_an_arena_fails_as_with_the_stdlib(fresh_heap):
     b = heap.BufferWrapper(8)
     with pytest.raises(TypeError, match='cannot pickle'):
         pickle.dumps(b._state[0][0])
+
+
+def test_blocks_come_zero_filled(fresh_heap):
+    first = heap.BufferWrapper(256)
+    first.create_memoryview()[:] = b'\xff' * 256
+    del first
+    again = heap.BufferWrapper(300)  # over the bytes the first one dirtied
+    assert bytes(again.create_memoryview()) == bytes(300)
+
+
+def test_a_large_raw_array_costs_no_memory_until_written():
+    from multiprocessing import sharedctypes
+
+    def resident_kib():
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('RssShmem:'):
+                    return int(line.split()[1])
+
+    before = resident_kib()
+    big = sharedctypes.RawArray('d', 32 * 1024 * 1024)  # 256 MiB
+    assert resident_kib() - before < 16 * 1024
+    assert big[0] == 0.0 and big[len(big) - 1] == 0.0
+    del big

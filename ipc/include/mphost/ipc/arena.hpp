@@ -21,6 +21,12 @@
 // Running out of room is an expected outcome (allocate returns nullopt: the
 // caller starts another arena), not an error.
 //
+// Every block comes zero-filled. Bytes that no block ever covered are still
+// the file's fresh zeros and are left untouched (the arena remembers how far
+// blocks have reached), so a large block costs no page until it is used;
+// only bytes that an earlier block covered are cleared, at allocation (not
+// at release: a child may still be reading a block its parent let go of).
+//
 // The bookkeeping lives in the creating process's own memory, not in the
 // arena: an adopted arena has no free space and no blocks of its own (it
 // belongs to its creator), and a fork child's copy of its parent's arenas
@@ -71,8 +77,9 @@ class arena {
   std::size_t size() const noexcept { return size_; }
   std::byte* data() const noexcept { return base_; }
 
-  // A block of at least `bytes` bytes (rounded up to `alignment`; 0 counts
-  // as 1), or nullopt when no free extent is large enough.
+  // A zero-filled block of at least `bytes` bytes (rounded up to
+  // `alignment`; 0 counts as 1), or nullopt when no free extent is large
+  // enough.
   std::optional<extent> allocate(std::size_t bytes);
   // Gives back the block in use that starts at `start`; EINVAL if none does.
   void release(std::size_t start);
@@ -89,6 +96,7 @@ class arena {
   int fd_ = -1;
   std::byte* base_ = nullptr;
   std::size_t size_ = 0;
+  std::size_t reached_ = 0;  // no block has ever covered a byte at or past this
   std::map<std::size_t, std::size_t> free_;  // start -> stop
   std::map<std::size_t, std::size_t> used_;  // start -> stop
 };
