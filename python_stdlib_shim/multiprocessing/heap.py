@@ -193,8 +193,8 @@ class Heap(object):
 
     def _add_arena(self, request):
         pages = -(-max(self._size, request) // mmap.PAGESIZE)
-        if self._size < self._DOUBLE_ARENA_SIZE_UNTIL:
-            self._size *= 2
+        # The next one twice as large, up to the limit (never shrinking).
+        self._size = max(self._size, min(2 * self._size, self._DOUBLE_ARENA_SIZE_UNTIL))
         util.info('allocating a new mmap of length %d', pages * mmap.PAGESIZE)
         arena = Arena(pages * mmap.PAGESIZE)
         self._arenas.append(arena)
