@@ -1,11 +1,19 @@
-"""The forkserver start method: children forked by the program's zygote."""
+"""The forkserver start method: children forked by the program's zygote.
+
+The request to the zygote carries the child's descriptors: the read end of
+a pipe on which the parent then writes the spawn message (preparation data
+and process object, as for spawn), a pidfd of the parent (the child's
+parent sentinel: its kernel parent is the zygote), then the descriptors the
+process object needs. The zygote answers with the child's pid and a status
+descriptor, which is the sentinel: readable once the child has ended, and
+it carries the exit code.
+"""
 
 import os
 
 from . import forkserver
 from . import popen_fork
 from . import popen_spawn_posix
-from . import util
 
 __all__ = ['Popen']
 
@@ -24,42 +32,41 @@ class _DupFd(object):
 class Popen(popen_fork.Popen):
     method = 'forkserver'
     DupFd = _DupFd
-
-    def __init__(self, process_obj):
-        self._fds = []
-        super().__init__(process_obj)
-
-    def duplicate_for_child(self, fd):
-        self._fds.append(fd)
-        return len(self._fds) - 1
+    _fd_transport = 'index'
 
     def _launch(self, process_obj):
         import _mphost
-        payload = popen_spawn_posix._pickle_for_child(self, process_obj)
-        read_end, write_end = os.pipe()
-        # The child's parent is this process, not the zygote that forks it: a
-        # pidfd of ours goes along as the child's parent sentinel.
+        message = popen_spawn_posix._pickle_for_child(self, process_obj)
+        child_end, our_end = os.pipe()
         parent_pidfd = _mphost.open_sentinel(os.getpid())
         try:
-            self.pid, self.sentinel = forkserver.connect_to_new_process(
-                [read_end, parent_pidfd] + self._fds)
+            pid, status_fd = forkserver.connect_to_new_process(
+                [child_end, parent_pidfd] + self._fds)
+        except BaseException:
+            os.close(our_end)
+            raise
         finally:
-            os.close(read_end)
+            os.close(child_end)
             os.close(parent_pidfd)
-        self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
+        self._adopt(pid, status_fd)
         try:
-            _mphost.write_message(write_end, payload)
+            _mphost.write_message(our_end, message)
         except BrokenPipeError:
-            pass
+            pass  # the child died first; its exit code will say why
         finally:
-            os.close(write_end)
+            os.close(our_end)
 
-    def _collect_exit_code(self):
-        # The zygote sends the code when the child ends, then lets it go.
-        from .connection import wait
-        if not wait([self.sentinel], 0):
+    def _deliver(self, sig):
+        # The sentinel is the zygote's status socket, not a pidfd: by pid.
+        # The zygote keeps an ended child unreaped until its code is read,
+        # so the pid is still this child's.
+        os.kill(self.pid, sig)
+
+    def _exit_code_now(self):
+        # The zygote writes the code on the status descriptor when the child
+        # ends; no code at all means the zygote itself went away.
+        if not popen_fork._readable(self.sentinel, 0):
             return None
         import _mphost
         code = _mphost.forkserver_read_exit_code(self.sentinel)
-        # No code means the zygote itself went away.
         return 255 if code is None else code

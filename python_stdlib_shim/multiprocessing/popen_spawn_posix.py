@@ -21,6 +21,10 @@ from . import util
 
 __all__ = ['Popen']
 
+# Environment variables read by the interpreter as it starts: a spare child
+# started under other values is not the child the parent would start now.
+_STARTUP_VARIABLES = (b'PYTHON', b'LC_', b'LANG')
+
 
 class _DupFd(object):
     """A descriptor inherited by a spawned child at the same number."""
@@ -40,28 +44,29 @@ def _pickle_for_child(popen, process_obj, environ=False):
     parent's environment travels too (a spawned child sees the environment
     of the moment it was started, even if it was started ahead of time).
     """
-    prep_data = spawn.get_preparation_data(process_obj._name)
-    # Unpickled first in the child, so that it joins the program's resource
-    # tracker before it imports the parent's main module.
     from . import resource_tracker
-    prep_data['resource_tracker'] = resource_tracker._TrackerHandle()
+    preparation = spawn.get_preparation_data(process_obj._name)
+    # Unpickled with the rest of the preparation, before prepare() imports
+    # the parent's main module: the child joins the program's tracker first.
+    preparation['resource_tracker'] = resource_tracker._TrackerHandle()
     if environ:
-        prep_data['mphost_environ'] = dict(os.environb)
-    stream = io.BytesIO()
+        preparation['mphost_environ'] = dict(os.environb)
+    out = io.BytesIO()
+    # While set, objects that may only travel at start-up (locks, arenas,
+    # descriptors) agree to be pickled, and put their descriptors in _fds.
     set_spawning_popen(popen)
     try:
-        reduction.dump('process', stream)
-        reduction.dump(prep_data, stream)
-        reduction.dump(process_obj, stream)
+        for part in ('process', preparation, process_obj):
+            reduction.dump(part, out)
     finally:
         set_spawning_popen(None)
-    return stream.getvalue()
+    return out.getvalue()
 
 
 def _startup_key(executable, flags):
     """What a waiting child must have been started with to be usable."""
-    shaping = sorted((k, v) for k, v in os.environb.items()
-                     if k.startswith((b'PYTHON', b'LC_', b'LANG')))
+    shaping = sorted(item for item in os.environb.items()
+                     if item[0].startswith(_STARTUP_VARIABLES))
     return repr((executable, flags, shaping))
 
 
@@ -70,6 +75,7 @@ def _warm_spawn_enabled():
 
 
 def _forget_spare_after_fork():
+    # A spare belongs to the process that started it.
     import _mphost
     _mphost.warm_pool_forget()
 
@@ -77,34 +83,31 @@ def _forget_spare_after_fork():
 os.register_at_fork(after_in_child=_forget_spare_after_fork)
 
 
+def _open_std_descriptors():
+    """The standard descriptors of this process that are open now."""
+    present = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        present.append(fd)
+    return present
+
+
 class Popen(popen_fork.Popen):
     method = 'spawn'
     DupFd = _DupFd
-
-    def __init__(self, process_obj):
-        self._fds = []
-        super().__init__(process_obj)
-
-    def duplicate_for_child(self, fd):
-        self._fds.append(fd)
-        return fd
+    _fd_transport = 'number'
 
     def _launch(self, process_obj):
         import _mphost
         payload = _pickle_for_child(self, process_obj, environ=True)
         executable = spawn.get_executable()
         flags = util._args_from_interpreter_flags()
-        # The child's standard streams are the parent's as they are now.
-        fds = [(fd, fd) for fd in (0, 1, 2) if _is_open(fd)] + [(fd, fd) for fd in self._fds]
-        self.pid = _mphost.spawn_child(executable, flags, payload, fds,
-                                       _startup_key(executable, flags), _warm_spawn_enabled())
-        self.sentinel = _mphost.open_sentinel(self.pid)
-        self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
-
-
-def _is_open(fd):
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
+        # The child's standard streams are the parent's as they are now, and
+        # every carried descriptor keeps its number.
+        placed = [(fd, fd) for fd in _open_std_descriptors() + self._fds]
+        pid = _mphost.spawn_child(executable, flags, payload, placed,
+                                  _startup_key(executable, flags), _warm_spawn_enabled())
+        self._adopt(pid, _mphost.open_sentinel(pid))

@@ -6,8 +6,9 @@ wrap them with a lock (an RLock of the context unless told otherwise):
 ``get_lock()``, ``get_obj()``, and attribute access that takes the lock.
 
 Three layers, each a few lines:
-- placing: a ctypes type is laid over a fresh, zeroed block
-  (``_new_value``), then initialised like an ordinary ctypes object;
+- placing: a ctypes type is laid over a fresh block, zero-filled by the
+  native arena (``_new_value``), then initialised like an ordinary ctypes
+  object;
 - guarding: ``synchronized`` picks the wrapper class for the object's
   ctypes kind (scalar, char array, other array, structure) and the wrapper
   takes the lock around every access; attribute access goes through the
@@ -54,11 +55,9 @@ def _ctype(typecode_or_type):
 
 def _new_value(type_):
     """An object of ctypes type `type_` over a fresh shared block, every byte
-    zero (the heap reuses freed blocks, which keep their old bytes)."""
-    size = ctypes.sizeof(type_)
-    placed = rebuild_ctype(type_, heap.BufferWrapper(size), None)
-    ctypes.memset(ctypes.addressof(placed), 0, size)
-    return placed
+    zero: the native arena clears reused bytes and leaves fresh pages
+    untouched, so a large array costs no memory until it is written."""
+    return rebuild_ctype(type_, heap.BufferWrapper(ctypes.sizeof(type_)), None)
 
 
 def _placed(type_, init_args):

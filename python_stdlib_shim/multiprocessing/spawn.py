@@ -1,11 +1,17 @@
 """Starting a fresh interpreter: preparation data and the child's entry.
 
 A spawned child is a new mphost process in child mode. Its parent sends it,
-over an inherited pipe, one message: the preparation data (sys.path, cwd,
-argv, authkey, start method, logging, and how to find the main module),
-then the pickled process object. The child imports the parent's main
-module as ``__mp_main__`` -- so code under ``if __name__ == '__main__':``
-does not run again -- and then runs the process object.
+over an inherited descriptor, one message: the preparation data (sys.path,
+cwd, argv, authkey, start method, logging, and how to find the main
+module), then the pickled process object. The child imports the parent's
+main module as ``__mp_main__`` -- so code under
+``if __name__ == '__main__':`` does not run again -- and then runs the
+process object.
+
+The preparation data is a plain dict, as with the stdlib (loky builds and
+applies it too). Which keys exist, how the parent reads each and how the
+child applies it, is one table, ``_FIELDS``; the main module, which needs
+one of two keys and never both, has its own small table, ``_MAIN_FIELDS``.
 """
 
 import io
@@ -20,15 +26,20 @@ from . import util
 __all__ = ['_main', 'freeze_support', 'set_executable', 'get_executable',
            'get_preparation_data', 'get_command_line', 'import_main_path']
 
+# Windows-only notions of the stdlib's layout: never true on Linux.
 WINEXE = False
 WINSERVICE = False
 
 _python_exe = sys.executable
 
+# The flag that marks a command line as a child's (get_command_line()).
+_CHILD_FLAG = '--multiprocessing-fork'
+
 
 def set_executable(exe):
+    """The program children are started with (mphost itself by default)."""
     global _python_exe
-    _python_exe = os.fsdecode(exe) if exe is not None else None
+    _python_exe = None if exe is None else os.fsdecode(exe)
 
 
 def get_executable():
@@ -37,28 +48,30 @@ def get_executable():
 
 def is_forking(argv):
     """True when argv says this process was started to run a child."""
-    return len(argv) >= 2 and argv[1] == '--multiprocessing-fork'
+    return argv[1:2] == [_CHILD_FLAG]
 
 
 def freeze_support():
     """In a process started with get_command_line(), run the child and exit."""
-    if is_forking(sys.argv):
-        kwds = {}
-        for arg in sys.argv[2:]:
-            name, value = arg.split('=')
-            kwds[name] = None if value == 'None' else int(value)
-        spawn_main(**kwds)
-        sys.exit()
+    if not is_forking(sys.argv):
+        return
+    arguments = {}
+    for word in sys.argv[2:]:
+        key, _, text = word.partition('=')
+        arguments[key] = None if text == 'None' else int(text)
+    spawn_main(**arguments)
+    sys.exit()
 
 
 def get_command_line(**kwds):
     """A command line that runs a spawned child reading from a pipe."""
+    assignments = ['%s=%r' % pair for pair in kwds.items()]
     if getattr(sys, 'frozen', False):
-        return [sys.executable, '--multiprocessing-fork'] + ['%s=%r' % item for item in kwds.items()]
-    call = 'from multiprocessing.spawn import spawn_main; spawn_main(%s)' % \
-        ', '.join('%s=%r' % item for item in kwds.items())
-    return [get_executable()] + util._args_from_interpreter_flags() + \
-        ['-c', call, '--multiprocessing-fork']
+        # A frozen program re-enters itself; freeze_support() takes over.
+        return [sys.executable, _CHILD_FLAG] + assignments
+    entry = 'from multiprocessing.spawn import spawn_main; spawn_main(%s)' % ', '.join(assignments)
+    interpreter = [get_executable()] + util._args_from_interpreter_flags()
+    return interpreter + ['-c', entry, _CHILD_FLAG]
 
 
 def spawn_main(pipe_handle, parent_pid=None, tracker_fd=None):
@@ -66,6 +79,8 @@ def spawn_main(pipe_handle, parent_pid=None, tracker_fd=None):
     assert is_forking(sys.argv), "Not forking"
     sys.exit(_main(pipe_handle))
 
+
+# -- the child's side -------------------------------------------------------
 
 def _child_main(fd):
     """Child entry of mphost's child mode: `mphost --mphost-child FD`.
@@ -75,64 +90,66 @@ def _child_main(fd):
     """
     import _mphost
     import signal
-    from . import reduction
-    # What prepare() will need anyway, loaded before the work arrives.
-    import pkgutil  # noqa: F401  (runpy imports it lazily)
-    # A child may wait here long before it has work (warm spawn): Ctrl-C
-    # aimed at the program must not make it print a traceback.
-    sigint = signal.getsignal(signal.SIGINT)
-    if sigint is not None:
+    # runpy imports pkgutil lazily: load it while no work is waiting.
+    import pkgutil  # noqa: F401
+    # A spare child (warm spawn) may wait here long before it has work:
+    # Ctrl-C aimed at the program must not make it print a traceback.
+    handler = signal.getsignal(signal.SIGINT)
+    if handler is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         payload = _mphost.receive_handover(fd)
     except EOFError:
-        # The parent ended, or no longer needs this child.
-        return 0
+        return 0  # the parent ended, or no longer needs this child
     finally:
-        if sigint is not None:
-            signal.signal(signal.SIGINT, sigint)
-    stream = io.BytesIO(payload)
-    kind = reduction.pickle.load(stream)
-    if kind == 'forkserver':
-        from . import forkserver
-        return forkserver._zygote_main(reduction.pickle.load(stream))
-    if kind != 'process':
-        raise RuntimeError('mphost child started with unknown instructions %r' % (kind,))
-    return _run_from_stream(stream)
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+    return _dispatch(io.BytesIO(payload), None, ('process', 'forkserver'))
 
 
 def _main(fd, parent_sentinel=None):
     """Read a spawn message from descriptor fd and run its process object."""
     import _mphost
-    from . import reduction
-    stream = io.BytesIO(_mphost.read_message(fd))
-    os.close(fd)
-    if reduction.pickle.load(stream) != 'process':
-        raise RuntimeError('not a process handshake')
-    return _run_from_stream(stream, parent_sentinel)
-
-
-def _run_from_stream(stream, parent_sentinel=None):
-    from . import reduction
-    current = process.current_process()
-    current._inheriting = True
     try:
-        preparation_data = reduction.pickle.load(stream)
-        prepare(preparation_data)
-        process_obj = reduction.pickle.load(stream)
+        message = _mphost.read_message(fd)
     finally:
-        del current._inheriting
-    expected_ppid = 0
+        os.close(fd)
+    return _dispatch(io.BytesIO(message), parent_sentinel, ('process',))
+
+
+def _dispatch(stream, parent_sentinel, accepted):
+    from . import reduction
+    kind = reduction.pickle.load(stream)
+    if kind not in accepted:
+        raise RuntimeError('mphost child started with unknown instructions %r' % (kind,))
+    if kind == 'forkserver':
+        from . import forkserver
+        return forkserver._zygote_main(reduction.pickle.load(stream))
+    return _run_process(stream, parent_sentinel)
+
+
+def _run_process(stream, parent_sentinel):
+    """Become the parent's likeness, then run the process object."""
+    from . import reduction
+    me = process.current_process()
+    # While set, starting a process raises (_check_not_importing_main).
+    me._inheriting = True
+    try:
+        prepare(reduction.pickle.load(stream))
+        target = reduction.pickle.load(stream)
+    finally:
+        del me._inheriting
+    watched_ppid = 0
     if parent_sentinel is None:
         # A spawned child's kernel parent is its parent process: while
         # getppid() still says so, the pidfd opened by pid is the parent's.
-        parent_sentinel = _open_parent_sentinel(process_obj._parent_pid)
-        expected_ppid = process_obj._parent_pid
-    if process_obj.daemon:
+        watched_ppid = target._parent_pid
+        parent_sentinel = _open_parent_sentinel(watched_ppid)
+    if target.daemon:
         # A daemon child dies with its parent, however the parent ends.
         import _mphost
-        _mphost.die_with_parent(parent_sentinel, expected_ppid)
-    return process_obj._bootstrap(parent_sentinel)
+        _mphost.die_with_parent(parent_sentinel, watched_ppid)
+    return target._bootstrap(parent_sentinel)
 
 
 def _open_parent_sentinel(pid):
@@ -141,10 +158,10 @@ def _open_parent_sentinel(pid):
     try:
         return _mphost.open_sentinel(pid)
     except ProcessLookupError:
-        # The parent is already gone: a pipe whose writer is closed reads EOF.
-        r, w = os.pipe()
-        os.close(w)
-        return r
+        # Already gone: a pipe without a writer reads EOF at once.
+        readable, writable = os.pipe()
+        os.close(writable)
+        return readable
 
 
 def _check_not_importing_main():
@@ -165,41 +182,104 @@ def _check_not_importing_main():
         so that it runs in the parent only.''')
 
 
+# -- the preparation data ---------------------------------------------------
+
+_ABSENT = object()  # a reader's "leave this key out"
+
+
+def _logger_level():
+    logger = util._logger
+    return _ABSENT if logger is None else logger.getEffectiveLevel()
+
+
+def _path_for_child():
+    # '' means "the directory the program started in" for the parent; the
+    # child, which may start elsewhere, gets that directory spelled out.
+    return [process.ORIGINAL_DIR if entry == '' else entry for entry in sys.path]
+
+
+def _keep_shim_first(sys_path):
+    # The parent's sys.path normally names this same shim directory; if it
+    # does not (another mphost build), this child's own shim goes first so
+    # that multiprocessing stays mphost's.
+    shim = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    entries = list(sys_path)
+    return entries if shim in entries else [shim] + entries
+
+
+def _apply_environ(environ):
+    # The environment of the moment the parent started this child, which
+    # may have been started ahead of time (warm spawn).
+    for key in [k for k in os.environb if k not in environ]:
+        del os.environb[key]
+    for key, value in environ.items():
+        if os.environb.get(key) != value:
+            os.environb[key] = value
+
+
+def _set_current(attribute):
+    return lambda value: setattr(process.current_process(), attribute, value)
+
+
+def _start_logging(wanted):
+    if wanted:
+        util.log_to_stderr()
+
+
+def _default_context():
+    from .context import _default_context as context
+    return context
+
+
+def _force_start_method(method):
+    _default_context().set_start_method(method, force=True)
+
+
+def _set_module_attribute(module, attribute):
+    return lambda value: setattr(module, attribute, value)
+
+
+# (key, read in the parent or None when the caller supplies it, apply in
+# the child); the child applies in this order.
+_FIELDS = (
+    ('name', None, _set_current('name')),
+    ('authkey', lambda: process.current_process().authkey, _set_current('authkey')),
+    ('log_to_stderr', lambda: util._log_to_stderr, _start_logging),
+    ('log_level', _logger_level, lambda level: util.get_logger().setLevel(level)),
+    ('mphost_environ', None, _apply_environ),
+    ('sys_path', _path_for_child, lambda entries: setattr(sys, 'path', _keep_shim_first(entries))),
+    ('sys_argv', lambda: sys.argv, _set_module_attribute(sys, 'argv')),
+    ('dir', os.getcwd, os.chdir),
+    ('orig_dir', lambda: process.ORIGINAL_DIR, _set_module_attribute(process, 'ORIGINAL_DIR')),
+    ('start_method', lambda: _default_context().get_start_method(), _force_start_method),
+)
+
+
+def _main_module_name():
+    spec = getattr(sys.modules['__main__'], '__spec__', None)
+    name = getattr(spec, 'name', None)
+    return _ABSENT if name is None else name
+
+
+def _main_module_file():
+    if _main_module_name() is not _ABSENT:
+        return _ABSENT  # found by name instead
+    location = getattr(sys.modules['__main__'], '__file__', None)
+    if location is None:
+        return _ABSENT  # interactive, or -c: nothing to import
+    if process.ORIGINAL_DIR is not None and not os.path.isabs(location):
+        location = os.path.join(process.ORIGINAL_DIR, location)
+    return os.path.normpath(location)
+
+
 def get_preparation_data(name):
     """What a spawned child needs to look like its parent."""
     _check_not_importing_main()
-    data = dict(
-        log_to_stderr=util._log_to_stderr,
-        authkey=process.current_process().authkey,
-    )
-    if util._logger is not None:
-        data['log_level'] = util._logger.getEffectiveLevel()
-    sys_path = sys.path.copy()
-    try:
-        index = sys_path.index('')
-    except ValueError:
-        pass
-    else:
-        sys_path[index] = process.ORIGINAL_DIR
-    from .context import _default_context
-    data.update(
-        name=name,
-        sys_path=sys_path,
-        sys_argv=sys.argv,
-        orig_dir=process.ORIGINAL_DIR,
-        dir=os.getcwd(),
-        start_method=_default_context.get_start_method(),
-    )
-    main_module = sys.modules['__main__']
-    main_name = getattr(main_module.__spec__, 'name', None)
-    if main_name is not None:
-        data['init_main_from_name'] = main_name
-    else:
-        main_path = getattr(main_module, '__file__', None)
-        if main_path is not None:
-            if not os.path.isabs(main_path) and process.ORIGINAL_DIR is not None:
-                main_path = os.path.join(process.ORIGINAL_DIR, main_path)
-            data['init_main_from_path'] = os.path.normpath(main_path)
+    data = {'name': name}
+    for key, read, _apply in _FIELDS + _MAIN_FIELDS:
+        value = _ABSENT if read is None else read()
+        if value is not _ABSENT:
+            data[key] = value
     return data
 
 
@@ -208,77 +288,56 @@ old_main_modules = []
 
 def prepare(data):
     """Make this fresh child look like the parent described by `data`."""
-    if 'name' in data:
-        process.current_process().name = data['name']
-    if 'authkey' in data:
-        process.current_process().authkey = data['authkey']
-    if 'log_to_stderr' in data and data['log_to_stderr']:
-        util.log_to_stderr()
-    if 'log_level' in data:
-        util.get_logger().setLevel(data['log_level'])
-    if 'mphost_environ' in data:
-        _apply_environ(data['mphost_environ'])
-    if 'sys_path' in data:
-        sys.path = _keep_shim_first(data['sys_path'])
-    if 'sys_argv' in data:
-        sys.argv = data['sys_argv']
-    if 'dir' in data:
-        os.chdir(data['dir'])
-    if 'orig_dir' in data:
-        process.ORIGINAL_DIR = data['orig_dir']
-    if 'start_method' in data:
-        from .context import _default_context
-        _default_context.set_start_method(data['start_method'], force=True)
-    if 'init_main_from_name' in data:
-        _fixup_main_from_name(data['init_main_from_name'])
-    elif 'init_main_from_path' in data:
-        _fixup_main_from_path(data['init_main_from_path'])
+    for key, _read, apply in _FIELDS:
+        if key in data:
+            apply(data[key])
+    # The main module last, once sys.path and the directory are the parent's;
+    # by name if the parent ran one, else by path.
+    for key, _read, apply in _MAIN_FIELDS:
+        if key in data:
+            apply(data[key])
+            break
 
 
-def _apply_environ(environ):
-    for key in list(os.environb):
-        if key not in environ:
-            del os.environb[key]
-    for key, value in environ.items():
-        if os.environb.get(key) != value:
-            os.environb[key] = value
+def _replace_main(already_loaded, load):
+    """Install the parent's main module here as __mp_main__ (and __main__).
 
-
-def _keep_shim_first(sys_path):
-    # The parent's sys.path normally names this same shim directory; if it
-    # does not (another mphost build), this child's own shim goes first so
-    # that multiprocessing stays mphost's.
-    shim = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return list(sys_path) if shim in sys_path else [shim] + list(sys_path)
+    `already_loaded(module)` says whether this process's __main__ is that
+    module already; `load()` runs it and returns its namespace.
+    """
+    present = sys.modules['__main__']
+    if already_loaded(present):
+        return
+    # Kept alive: objects of the replaced module may still be referenced.
+    old_main_modules.append(present)
+    module = types.ModuleType('__mp_main__')
+    vars(module).update(load())
+    sys.modules.update({'__main__': module, '__mp_main__': module})
 
 
 def _fixup_main_from_name(mod_name):
-    current_main = sys.modules['__main__']
-    # `-m package` runs package.__main__, which is not importable again
-    # without side effects; the stdlib does not re-run it either.
-    if mod_name == '__main__' or mod_name.endswith('.__main__'):
+    # `-m package` ran package.__main__, which is not importable again
+    # without running the program a second time: the child does without.
+    if mod_name.rpartition('.')[2] == '__main__':
         return
-    if getattr(current_main.__spec__, 'name', None) == mod_name:
-        return
-    old_main_modules.append(current_main)
-    main_module = types.ModuleType('__mp_main__')
-    main_content = runpy.run_module(mod_name, run_name='__mp_main__', alter_sys=True)
-    main_module.__dict__.update(main_content)
-    sys.modules['__main__'] = sys.modules['__mp_main__'] = main_module
+    _replace_main(
+        lambda present: getattr(getattr(present, '__spec__', None), 'name', None) == mod_name,
+        lambda: runpy.run_module(mod_name, run_name='__mp_main__', alter_sys=True))
 
 
 def _fixup_main_from_path(main_path):
-    current_main = sys.modules['__main__']
-    main_name = os.path.splitext(os.path.basename(main_path))[0]
-    if main_name == 'ipython':
+    # An IPython session's "main" is the ipython script itself.
+    if os.path.splitext(os.path.basename(main_path))[0] == 'ipython':
         return
-    if getattr(current_main, '__file__', None) == main_path:
-        return
-    old_main_modules.append(current_main)
-    main_module = types.ModuleType('__mp_main__')
-    main_content = runpy.run_path(main_path, run_name='__mp_main__')
-    main_module.__dict__.update(main_content)
-    sys.modules['__main__'] = sys.modules['__mp_main__'] = main_module
+    _replace_main(
+        lambda present: getattr(present, '__file__', None) == main_path,
+        lambda: runpy.run_path(main_path, run_name='__mp_main__'))
+
+
+_MAIN_FIELDS = (
+    ('init_main_from_name', _main_module_name, _fixup_main_from_name),
+    ('init_main_from_path', _main_module_file, _fixup_main_from_path),
+)
 
 
 def import_main_path(main_path):

@@ -39,9 +39,13 @@ def wait_until(predicate, timeout=TIMEOUT, interval=0.05):
         time.sleep(interval)
 
 
+# What /proc/PID/fd/N links to for a descriptor of a heap arena (a memfd).
+ARENA_LINK = '/memfd:mph-arena'
+
+
 def arena_entries():
-    """Arena segments visible in /dev/shm: there should never be any for
-    long (their names are removed right after creation)."""
+    """Arena segments visible in /dev/shm: there should never be any (an
+    arena is a memfd, which has no name)."""
     return {n for n in shm_names() if n.startswith('mph-arena-')}
 
 

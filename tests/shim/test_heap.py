@@ -11,7 +11,7 @@ import pytest
 import multiprocessing
 from multiprocessing import heap
 
-from _helpers_shared import TIMEOUT, arena_entries
+from _helpers_shared import ARENA_LINK, TIMEOUT, arena_entries
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_arenas_are_nameless_and_owner_only(fresh_heap):
         st = os.fstat(arena.fd)
         assert st.st_nlink == 0 and stat.S_IMODE(st.st_mode) == 0o600
         assert st.st_size == arena.size
-        assert os.readlink('/proc/self/fd/%d' % arena.fd).startswith('/dev/shm/mph-arena-')
+        assert os.readlink('/proc/self/fd/%d' % arena.fd).startswith(ARENA_LINK)
 
 
 def test_arena_descriptor_closed_when_collected(fresh_heap):
@@ -206,3 +206,68 @@ def test_wrapper_through_a_connection():
     finally:
         a.close()
         b.close()
+
+
+def test_views_keep_the_mapping_alive(fresh_heap):
+    # The native arena is the exporter of every view: the memory stays
+    # mapped, and its descriptor open, while a view exists.
+    fresh_heap._DISCARD_FREE_SPACE_LARGER_THAN = 0
+    b = heap.BufferWrapper(64)
+    view = b.create_memoryview()
+    fd = b._state[0][0].fd
+    del b
+    gc.collect()
+    assert fresh_heap._arenas == []
+    view[0] = 7
+    assert view[0] == 7
+    os.fstat(fd)
+    del view
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_native_arena_checks_what_it_is_given():
+    import _mphost
+    arena = _mphost.Arena(4096)
+    assert arena.allocate(4097) is None
+    assert arena.allocate(10) == (0, 16)
+    with pytest.raises(OSError):
+        arena.release(8)  # not the start of a block in use
+    # A size beyond the file would fault on first touch: refused.
+    with pytest.raises(OSError):
+        _mphost.Arena.adopt(os.dup(arena.fd), 8192)
+    other = _mphost.Arena.adopt(os.dup(arena.fd), 4096)
+    memoryview(arena)[100] = 42
+    assert memoryview(other)[100] == 42 and other.free_extents() == []
+
+
+def test_plain_pickle_of_an_arena_fails_as_with_the_stdlib(fresh_heap):
+    import pickle
+    b = heap.BufferWrapper(8)
+    with pytest.raises(TypeError, match='cannot pickle'):
+        pickle.dumps(b._state[0][0])
+
+
+def test_blocks_come_zero_filled(fresh_heap):
+    first = heap.BufferWrapper(256)
+    first.create_memoryview()[:] = b'\xff' * 256
+    del first
+    again = heap.BufferWrapper(300)  # over the bytes the first one dirtied
+    assert bytes(again.create_memoryview()) == bytes(300)
+
+
+def test_a_large_raw_array_costs_no_memory_until_written():
+    from multiprocessing import sharedctypes
+
+    def resident_kib():
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('RssShmem:'):
+                    return int(line.split()[1])
+
+    before = resident_kib()
+    big = sharedctypes.RawArray('d', 32 * 1024 * 1024)  # 256 MiB
+    assert resident_kib() - before < 16 * 1024
+    assert big[0] == 0.0 and big[len(big) - 1] == 0.0
+    del big
