@@ -564,7 +564,7 @@ def test_resource_sharer_stop_and_restart():
     a, b = Pipe()
     pending = reduction.ForkingPickler.dumps(b)
     resource_sharer.stop(timeout=TIMEOUT)
-    assert resource_sharer._resource_sharer._thread is None
+    assert resource_sharer._resource_sharer._service is None
     assert resource_sharer._resource_sharer._cache == {}
     # A new registration starts a new listener.
     copy = pickle.loads(reduction.ForkingPickler.dumps(b))
@@ -578,7 +578,7 @@ def test_resource_sharer_listener_is_private():
     s1, s2 = socket.socketpair()
     a, b = Connection(s1.detach()), Connection(s2.detach())
     reduction.ForkingPickler.dumps(b)
-    address = resource_sharer._resource_sharer._address
+    address = resource_sharer._resource_sharer._service.address
     assert isinstance(address, str) and not address.startswith('\0')
     directory = os.path.dirname(address)
     assert directory == multiprocessing.util.get_temp_dir()
