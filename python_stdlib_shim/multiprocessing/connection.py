@@ -356,7 +356,7 @@ class Connection(_ConnectionBase):
         header = _frame_header(len(buf))
         self._write_all([header, buf] if len(buf) else [header])
 
-    def _fill(self, view):
+    def _read_into(self, view):
         # Fill `view` completely; end of file here is inside a message.
         fd = self._handle
         while len(view):
@@ -384,7 +384,7 @@ class Connection(_ConnectionBase):
         whole = bytearray(size)
         whole[:len(data)] = data
         with memoryview(whole) as view:
-            self._fill(view[len(data):])
+            self._read_into(view[len(data):])
         return whole
 
     def _recv_header(self):
@@ -412,7 +412,7 @@ class Connection(_ConnectionBase):
         if offset + size > view.nbytes:
             raise BufferTooShort(bytes(self._read_exact(size)))
         if size:
-            self._fill(view[offset:offset + size])
+            self._read_into(view[offset:offset + size])
         return size
 
     def _poll(self, timeout):
