@@ -18,6 +18,8 @@ import os
 
 from .context import AuthenticationError
 
+__all__ = []  # private: reached through multiprocessing.connection
+
 MESSAGE_LENGTH = 20
 
 CHALLENGE = b'#CHALLENGE#'

@@ -34,6 +34,8 @@ from .connection import Connection, _copy_message, _directions
 from .context import reduction
 from ._message import _dumps_for_channel, _unpickle_message
 
+__all__ = []  # private: reached through multiprocessing.connection
+
 
 class _ChannelConnection(Connection):
     """A Connection over mphost channels: messages from `inbound`, to

@@ -20,6 +20,8 @@ import threading
 
 from .context import reduction
 
+__all__ = []  # private: reached through multiprocessing.connection
+
 _ForkingPickler = reduction.ForkingPickler
 
 # The protocol ForkingPickler.dumps uses by default.
