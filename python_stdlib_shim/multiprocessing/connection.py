@@ -182,18 +182,9 @@ class _ConnectionBase:
         if self._handle is None or not (self._readable if reading else self._writable):
             self._refuse(reading)
 
-    # The stdlib's names for the same checks.
     def _check_closed(self):
         if self._handle is None:
             self._refuse(True)
-
-    def _check_readable(self):
-        if not self._readable:
-            self._refuse(True)
-
-    def _check_writable(self):
-        if not self._writable:
-            self._refuse(False)
 
     def _bad_message_length(self):
         # A reader can no longer find where the next message starts: the
@@ -453,7 +444,6 @@ class SocketListener:
             sock.close()
             raise
         self._socket = sock
-        self._family = family
         self._last_accepted = None
         self._unlink = None
         if _leaves_a_file(address, family):
