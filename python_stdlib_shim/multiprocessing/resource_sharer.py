@@ -1,14 +1,18 @@
 """Handing descriptors to processes that unpickle them.
 
-``DupFd(fd)`` duplicates fd and registers the copy with this process's
-sharer: a background thread listening on a Unix socket in the process's
-private 0700 directory, authenticated with the process authkey. Unpickled
-in another process of the program, ``detach()`` connects to that socket,
-names the registration, and receives its own duplicate over SCM_RIGHTS.
-Each registration is handed out once. A forked child starts with an empty
-sharer of its own.
+``DupFd(fd)`` keeps a duplicate of fd in this process's sharer, under a key
+of its own, and pickles as (sharer address, key). The process that
+unpickles it calls ``detach()``: it connects to the sharer, names the key
+and its pid, and receives its own duplicate over SCM_RIGHTS; the sharer
+then closes its copy. Each key is handed out once.
+
+The sharer is a daemon thread serving a Listener on a Unix socket in the
+process's private 0700 directory, authenticated with the process authkey;
+it starts with the first DupFd. A forked child starts with an empty sharer
+of its own (the parent's keys and socket stay the parent's).
 """
 
+import itertools
 import os
 import signal
 import sys
@@ -25,131 +29,148 @@ class DupFd(object):
     """A descriptor that another process can take (once) by unpickling."""
 
     def __init__(self, fd):
-        new_fd = os.dup(fd)
-
-        def send(conn, pid):
-            reduction.send_handle(conn, new_fd, pid)
-
-        def close():
-            os.close(new_fd)
-
-        self._id = _resource_sharer.register(send, close)
+        self._id = _resource_sharer.keep(fd)
 
     def detach(self):
-        """Receive the descriptor from the process that registered it."""
+        """Receive the descriptor from the process that kept it."""
         with _resource_sharer.get_connection(self._id) as conn:
             return reduction.recv_handle(conn)
 
 
+def _request(address, message):
+    """An authenticated connection to the sharer at `address`, with
+    `message` already sent on it."""
+    from .connection import Client
+    conn = Client(address, authkey=process.current_process().authkey)
+    try:
+        conn.send(message)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _close_quietly(fd):
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+class _Service:
+    """A running sharer: its listener, the thread serving it, its address."""
+
+    __slots__ = ('listener', 'thread', 'address')
+
+    def __init__(self, listener, thread):
+        self.listener = listener
+        self.thread = thread
+        self.address = listener.address
+
+
 class _ResourceSharer(object):
-    """The per-process listener that serves registered descriptors."""
+    """The per-process listener that serves the descriptors kept for others.
+
+    `_cache` maps each key still to be taken to this process's duplicate;
+    `_service` is the running listener and thread (None until needed).
+    """
 
     def __init__(self):
-        self._key = 0
-        self._cache = {}
         self._lock = threading.Lock()
-        self._listener = None
-        self._address = None
-        self._thread = None
+        self._forget_all()
         util.register_after_fork(self, _ResourceSharer._afterfork)
 
-    def register(self, send, close):
-        """Keep (send, close) for one taker; returns the identifier to pickle."""
+    def _forget_all(self):
+        self._cache = {}
+        self._keys = itertools.count(1)
+        self._service = None
+
+    def keep(self, fd):
+        """Keep a duplicate of fd for one taker; returns the identifier to pickle."""
         with self._lock:
-            if self._address is None:
-                self._start()
-            self._key += 1
-            self._cache[self._key] = (send, close)
-            return (self._address, self._key)
+            service = self._service or self._start()
+            key = next(self._keys)
+            self._cache[key] = os.dup(fd)
+        return service.address, key
 
     @staticmethod
     def get_connection(ident):
-        """An authenticated connection to the sharer named in `ident`,
-        with the request already sent."""
-        from .connection import Client
-        address, key = ident
-        conn = Client(address, authkey=process.current_process().authkey)
-        conn.send((key, os.getpid()))
-        return conn
+        """A connection to the sharer named in `ident`, asking for its key;
+        the descriptor comes back on it."""
+        return _request(ident[0], (ident[1], os.getpid()))
 
     def stop(self, timeout=None):
-        """Stop the background thread and forget every registration."""
-        from .connection import Client
+        """Stop the background thread and close every descriptor still kept."""
         with self._lock:
-            if self._address is not None:
-                conn = Client(self._address, authkey=process.current_process().authkey)
-                conn.send(None)
-                conn.close()
-                self._thread.join(timeout)
-                if self._thread.is_alive():
-                    util.sub_warning('_ResourceSharer thread did not stop when asked')
-                self._listener.close()
-                self._thread = None
-                self._address = None
-                self._listener = None
-                for _key, (_send, close) in self._cache.items():
-                    close()
-                self._cache.clear()
+            service = self._service
+            if service is None:
+                return
+            _request(service.address, None).close()
+            service.thread.join(timeout)
+            if service.thread.is_alive():
+                util.sub_warning('_ResourceSharer thread did not stop when asked')
+            service.listener.close()
+            for fd in self._cache.values():
+                _close_quietly(fd)
+            self._forget_all()
 
     def _afterfork(self):
-        # The parent's registrations and listener are the parent's: close
-        # our copies of its descriptors and start afresh.
-        for _key, (_send, close) in self._cache.items():
-            try:
-                close()
-            except OSError:
-                pass
-        self._cache.clear()
+        # The parent's keys and listener are the parent's: close our copies
+        # (the socket file stays, it is the parent's) and start afresh.
         self._lock._at_fork_reinit()
-        if self._listener is not None:
-            # Close our copy of the socket without unlinking the parent's file.
-            listener = self._listener._listener
-            if listener is not None:
-                if listener._unlink is not None:
-                    listener._unlink.cancel()
-                    listener._unlink = None
-                listener._socket.close()
-            self._listener._listener = None
-        self._listener = None
-        self._address = None
-        self._thread = None
+        for fd in self._cache.values():
+            _close_quietly(fd)
+        listener = self._service.listener if self._service is not None else None
+        inherited = listener._listener if listener is not None else None
+        if inherited is not None:
+            listener._listener = None
+            if inherited._unlink is not None:
+                inherited._unlink.cancel()
+            inherited._socket.close()
+        self._forget_all()
 
     def _start(self):
         from .connection import Listener
-        assert self._listener is None, 'Already have Listener'
-        util.debug('starting listener and thread for sending handles')
-        self._listener = Listener(authkey=process.current_process().authkey, backlog=128)
-        self._address = self._listener.address
-        thread = threading.Thread(target=self._serve, name='resource_sharer', daemon=True)
+        listener = Listener(authkey=process.current_process().authkey, backlog=128)
+        util.debug('resource_sharer: serving descriptors at %r', listener.address)
+        thread = threading.Thread(target=self._serve, args=(listener,),
+                                  name='resource_sharer', daemon=True)
         thread.start()
-        self._thread = thread
+        self._service = _Service(listener, thread)
+        return self._service
 
-    def _serve(self):
-        if hasattr(signal, 'pthread_sigmask'):
-            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-        while True:
-            try:
-                with self._listener.accept() as conn:
-                    msg = conn.recv()
-                    if msg is None:
-                        break
-                    key, destination_pid = msg
-                    entry = self._cache.pop(key, None)
-                    if entry is None:
-                        # Taken already (a pickle unpickled twice): the
-                        # taker sees the connection close.
-                        util.info('resource_sharer: nothing registered under %r', key)
-                        continue
-                    send, close = entry
-                    try:
-                        send(conn, destination_pid)
-                    finally:
-                        close()
-            except Exception:
-                # A failed handover (wrong authkey, unknown key, a taker
-                # that went away) must not stop the sharer.
-                if not util.is_exiting():
-                    sys.excepthook(*sys.exc_info())
+    def _serve(self, listener):
+        # Signals are the main thread's business.
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        while self._answer(listener):
+            pass
+
+    def _answer(self, listener):
+        """Serve one request; False once asked to stop.
+
+        A failed handover (wrong authkey, unknown key, a taker that went
+        away) is reported and does not stop the sharer.
+        """
+        try:
+            with listener.accept() as conn:
+                request = conn.recv()
+                if request is None:
+                    return False
+                key, taker_pid = request
+                fd = self._cache.pop(key, None)
+                if fd is None:
+                    # Taken already (a pickle unpickled twice): the taker
+                    # sees the connection close.
+                    util.info('resource_sharer: nothing kept under %r', key)
+                    return True
+                try:
+                    reduction.send_handle(conn, fd, taker_pid)
+                finally:
+                    os.close(fd)
+        except Exception as exc:
+            if not util.is_exiting():
+                sys.excepthook(type(exc), exc, exc.__traceback__)
+        return True
 
 
 _resource_sharer = _ResourceSharer()

@@ -326,6 +326,49 @@ def test_long_frames_written_above_the_signed_limit(monkeypatch):
     raw.close()
 
 
+def test_partial_writes_are_resumed(monkeypatch):
+    """A writev that takes only part of the frame (a signal, a huge message)
+    goes on from where it stopped, across part boundaries."""
+    real_writev = os.writev
+    calls = []
+
+    def stingy_writev(fd, parts):
+        # At most 3 bytes per call, from whatever parts are left.
+        data = b''.join(bytes(p) for p in parts)[:3]
+        calls.append(len(data))
+        return real_writev(fd, [data])
+
+    conn, raw = raw_pair()
+    monkeypatch.setattr(os, 'writev', stingy_writev)
+    conn.send_bytes(b'0123456789')
+    conn._write_all([b'ab', b'', memoryview(b'cdefg'), bytearray(b'h')])
+    monkeypatch.undo()
+    expected = struct.pack('!i', 10) + b'0123456789' + b'abcdefgh'
+    got = b''
+    while len(got) < len(expected):
+        got += raw.recv(100)
+    assert got == expected
+    assert len(calls) > 5
+    conn.close()
+    raw.close()
+
+
+def test_stream_hooks_used_by_the_manager_stream():
+    """Managers frame their own stream over a socket Connection with
+    _write_all(parts) and _read_into(view)."""
+    conn, raw = raw_pair()
+    conn._write_all([b'12', b'345'])
+    assert raw.recv(100) == b'12345'
+    raw.sendall(b'abcdef')
+    buf = bytearray(6)
+    conn._read_into(memoryview(buf))
+    assert buf == b'abcdef'
+    raw.close()
+    with pytest.raises(OSError, match='got end of file during message'):
+        conn._read_into(memoryview(bytearray(1)))
+    conn.close()
+
+
 # -- damaged input gives clear errors and the process keeps running --
 
 def test_garbage_payload_is_a_clear_unpickling_error():
@@ -564,7 +607,7 @@ def test_resource_sharer_stop_and_restart():
     a, b = Pipe()
     pending = reduction.ForkingPickler.dumps(b)
     resource_sharer.stop(timeout=TIMEOUT)
-    assert resource_sharer._resource_sharer._thread is None
+    assert resource_sharer._resource_sharer._service is None
     assert resource_sharer._resource_sharer._cache == {}
     # A new registration starts a new listener.
     copy = pickle.loads(reduction.ForkingPickler.dumps(b))
@@ -578,7 +621,7 @@ def test_resource_sharer_listener_is_private():
     s1, s2 = socket.socketpair()
     a, b = Connection(s1.detach()), Connection(s2.detach())
     reduction.ForkingPickler.dumps(b)
-    address = resource_sharer._resource_sharer._address
+    address = resource_sharer._resource_sharer._service.address
     assert isinstance(address, str) and not address.startswith('\0')
     directory = os.path.dirname(address)
     assert directory == multiprocessing.util.get_temp_dir()

@@ -1,8 +1,9 @@
 """Connections between threads: Pipe, Listener and Client over queue.Queue.
 
 Objects pass by reference (nothing is pickled); send_bytes and recv_bytes
-are send and recv. A Listener's address is its queue of pending
-connections.
+are send and recv. Every connection is duplex: two queues, one per
+direction. A Listener's address is its queue of pending connections: a
+Client puts there the end that accept() returns.
 """
 
 __all__ = ['Client', 'Listener', 'Pipe']
@@ -19,7 +20,7 @@ class Listener(object):
         self._backlog_queue = Queue(backlog)
 
     def accept(self):
-        return Connection(*self._backlog_queue.get())
+        return self._backlog_queue.get()
 
     def close(self):
         self._backlog_queue = None
@@ -35,44 +36,51 @@ class Listener(object):
         self.close()
 
 
+def _linked_ends():
+    """Two connections, each reading what the other writes."""
+    one_way, other_way = Queue(), Queue()
+    return Connection(one_way, other_way), Connection(other_way, one_way)
+
+
 def Client(address):
     """A connection to the Listener whose address is `address`."""
-    to_client, to_listener = Queue(), Queue()
-    address.put((to_listener, to_client))
-    return Connection(to_client, to_listener)
+    ours, theirs = _linked_ends()
+    address.put(theirs)
+    return ours
 
 
 def Pipe(duplex=True):
     """Two connected ends (always duplex)."""
-    a, b = Queue(), Queue()
-    return Connection(a, b), Connection(b, a)
+    return _linked_ends()
 
 
 class Connection(object):
     """One end: reads from `_in`, writes to `_out`."""
 
     def __init__(self, _in, _out):
-        self._out = _out
-        self._in = _in
-        self.send = self.send_bytes = _out.put
-        self.recv = self.recv_bytes = _in.get
+        self._in, self._out = _in, _out
+
+    def send(self, obj, *args, **kwargs):
+        """Put obj (the object itself) for the other end."""
+        self._out.put(obj, *args, **kwargs)
+
+    send_bytes = send
+
+    def recv(self, *args, **kwargs):
+        """The next object the other end sent (waits for it)."""
+        return self._in.get(*args, **kwargs)
+
+    recv_bytes = recv
 
     def poll(self, timeout=0.0):
         """True if something is there to read (waits up to `timeout`
         seconds; None waits until something comes)."""
-        if self._in.qsize() > 0:
-            return True
-        if timeout is not None and timeout <= 0.0:
-            return False
         pending = self._in
         with pending.not_empty:
             # The queue's own lock is held here: look with _qsize().
-            if timeout is None:
-                while not pending._qsize():
-                    pending.not_empty.wait()
-            elif not pending._qsize():
-                pending.not_empty.wait(timeout)
-            return pending._qsize() > 0
+            if timeout is not None and timeout <= 0:
+                return pending._qsize() > 0
+            return bool(pending.not_empty.wait_for(pending._qsize, timeout))
 
     def close(self):
         pass
