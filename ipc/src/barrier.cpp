@@ -41,7 +41,7 @@ static_assert(sizeof(barrier_state) % alignof(std::atomic<std::uint64_t>) == 0);
 // How long a waiter sleeps before it looks at the other parties' processes.
 constexpr auto liveness_interval = std::chrono::milliseconds(100);
 
-detail::adaptive_spin barrier_spin(500, 20000);
+detail::adaptive_spin barrier_spin(2000, 50000);
 
 std::size_t segment_size_for(std::uint32_t parties) {
   const std::size_t bytes = sizeof(barrier_state) + std::size_t{parties} * sizeof(std::uint64_t);

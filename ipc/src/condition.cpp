@@ -54,7 +54,7 @@ constexpr std::uint32_t state_mask = 3;
 constexpr std::size_t segment_size = 4096;
 static_assert(sizeof(condition_state) <= segment_size);
 
-detail::adaptive_spin condition_spin(500, 20000);
+detail::adaptive_spin condition_spin(2000, 50000);
 
 // The guard is held for a few instructions; a signal cannot be answered
 // there, and a dead holder is simply taken over (the slots stay consistent).

@@ -32,7 +32,7 @@ constexpr std::uint32_t flag_bit = 2;
 constexpr std::uint32_t generation_unit = 4;
 constexpr std::size_t segment_size = 4096;
 
-detail::adaptive_spin event_spin(500, 20000);
+detail::adaptive_spin event_spin(2000, 50000);
 
 // Up now, or raised since `since` (a generation other than the one seen).
 bool happened(std::uint32_t word, std::uint32_t since) noexcept {
