@@ -22,12 +22,14 @@
 // cycle: call it again, or abandon()).
 //
 // Death of a party. Each party's process is recorded in the slot of its
-// index until it leaves. Waiters look at the slots of the parties ahead of
-// them at least every 100 ms of waiting: a party whose process died while
-// in the cycle (waiting, or holding the last slot while its action ran)
-// breaks the barrier, so the others get broken within about 100 ms instead
-// of at their timeout; a dead party in a draining or resetting barrier is
-// counted as gone, so the next cycle is not blocked by it. The barrier's
+// index until it leaves. Waiters look at every party's slot after each
+// 100 ms of waiting in which nothing changed: a party whose process died
+// while in the cycle (waiting, or holding the last slot while its action
+// ran) breaks the barrier, so the others get broken within about 100 ms
+// instead of at their timeout; a dead party in a draining or resetting
+// barrier is counted as gone, so the next cycle is not blocked by it. A
+// party that died after arriving still counts as arrived: if the last party
+// arrives before the death is seen, the cycle passes. The barrier's
 // fields are guarded by a robust mutex held for a few instructions; a
 // process that dies inside it is taken over by the next caller.
 //
