@@ -30,6 +30,17 @@ void set_multiprocessing_error(const char* name, const std::string& message) {
   Py_DECREF(type);
 }
 
+// threading's own exception classes (BrokenBarrierError), raised bare as
+// threading raises them.
+void set_threading_error(const char* name) {
+  PyObject* threading = PyImport_ImportModule("threading");
+  PyObject* type = threading != nullptr ? PyObject_GetAttrString(threading, name) : nullptr;
+  Py_XDECREF(threading);
+  if (type == nullptr) return;
+  PyErr_SetNone(type);
+  Py_DECREF(type);
+}
+
 }  // namespace
 
 void set_python_error(const std::system_error& error) {
@@ -51,6 +62,7 @@ void set_python_error(const std::system_error& error) {
     case errc::not_owner:
       PyErr_SetString(PyExc_AssertionError, "attempt to release recursive lock not owned by thread");
       return;
+    case errc::broken_barrier: set_threading_error("BrokenBarrierError"); return;
   }
   PyErr_SetString(PyExc_RuntimeError, what.c_str());
 }

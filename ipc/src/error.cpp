@@ -19,6 +19,7 @@ class category final : public std::error_category {
       case errc::released_too_many_times: return "semaphore or lock released too many times";
       case errc::worker_lost: return "a worker process died";
       case errc::not_owner: return "attempt to release recursive lock not owned by thread";
+      case errc::broken_barrier: return "the barrier is broken";
     }
     return "unknown mphost error";
   }

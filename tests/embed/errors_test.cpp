@@ -59,6 +59,7 @@ TEST(ErrorsTest, EveryMphostCodeHasItsStdlibException) {
   EXPECT_EQ(raised_type(mphost_error(errc::corrupt_frame)), "builtins.OSError");
   EXPECT_EQ(raised_type(mphost_error(errc::worker_lost)), "multiprocessing.context.ProcessError");
   EXPECT_EQ(raised_type(mphost_error(errc::not_owner)), "builtins.AssertionError");
+  EXPECT_EQ(raised_type(mphost_error(errc::broken_barrier)), "threading.BrokenBarrierError");
 }
 
 TEST(ErrorsTest, ExceptionClassesAreTheShimsOwn) {

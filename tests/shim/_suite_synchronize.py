@@ -48,6 +48,30 @@ def take_semaphore(sem, out):
     out.put(sem.acquire(timeout=TIMEOUT))
 
 
+def wait_forever_on_barrier(barrier):
+    barrier.wait(None)
+
+
+def wait_on_event(event, ready, out):
+    ready.release()
+    out.put(event.wait(TIMEOUT))
+
+
+def sleep_on_condition(cond, out):
+    with cond:
+        out.put(cond.wait(TIMEOUT))
+
+
+def until(predicate, timeout=TIMEOUT):
+    """Polls predicate() until it holds (True) or timeout seconds pass."""
+    give_up = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > give_up:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 class SynchronizeSuite(StartMethodSuite):
     @pytest.mark.parametrize('kind', ['Lock', 'RLock'])
     def test_lock_of_a_dead_holder_is_recovered_with_a_warning(self, kind):
@@ -106,6 +130,74 @@ class SynchronizeSuite(StartMethodSuite):
         assert indices == [0, 1, 2]
         for p in children:
             p.join(TIMEOUT)
+
+    # Robustness: a process killed inside a wait holds nothing up. (Stock
+    # python3 differs here by design: its Barrier waits out the timeout, and
+    # its Event.set() and Condition.notify_all() never return once a waiter
+    # has died; see docs/BEHAVIOUR.md.)
+
+    def test_barrier_party_killed_while_waiting_breaks_it_for_the_others(self):
+        import threading
+        barrier = self.ctx.Barrier(3)
+        doomed = self.start(wait_forever_on_barrier, barrier)
+        assert until(lambda: barrier.n_waiting == 1)
+        doomed.kill()
+        doomed.join(TIMEOUT)
+        started = time.monotonic()
+        with pytest.raises(threading.BrokenBarrierError):
+            barrier.wait(30)
+        assert time.monotonic() - started < 5, 'the others waited out their timeout'
+        assert barrier.broken
+        barrier.reset()
+        assert not barrier.broken and barrier.n_waiting == 0
+        # Whole again: a full cycle passes.
+        out = self.ctx.Queue()
+        children = [self.start(pass_barrier, barrier, out) for _ in range(2)]
+        indices = sorted([barrier.wait(TIMEOUT), out.get(timeout=TIMEOUT), out.get(timeout=TIMEOUT)])
+        assert indices == [0, 1, 2]
+        for p in children:
+            p.join(TIMEOUT)
+
+    def test_event_waiter_killed_blocks_neither_set_nor_other_waiters(self):
+        event, ready, out = self.ctx.Event(), self.ctx.Semaphore(0), self.ctx.Queue()
+        doomed = self.start(wait_on_event, event, ready, out)
+        assert ready.acquire(timeout=TIMEOUT)
+        time.sleep(0.1)  # asleep in wait()
+        doomed.kill()
+        doomed.join(TIMEOUT)
+        live = self.start(wait_on_event, event, ready, out)
+        assert ready.acquire(timeout=TIMEOUT)
+        started = time.monotonic()
+        event.set()
+        assert time.monotonic() - started < 5
+        assert out.get(timeout=TIMEOUT) is True
+        live.join(TIMEOUT)
+        assert live.exitcode == 0
+        event.clear()
+        assert event.wait(0.05) is False
+        assert event.is_set() is False
+
+    def test_condition_waiter_killed_loses_no_notification(self):
+        cond, out = self.ctx.Condition(), self.ctx.Queue()
+        doomed = self.start(sleep_on_condition, cond, out)
+        assert until(lambda: cond._sleeping_count.get_value() == 1)
+        live = [self.start(sleep_on_condition, cond, out) for _ in range(2)]
+        assert until(lambda: cond._sleeping_count.get_value() == 3)
+        time.sleep(0.1)
+        doomed.kill()
+        doomed.join(TIMEOUT)
+        # The dead waiter is the oldest: notify() must still wake a live one.
+        with cond:
+            cond.notify()
+        assert out.get(timeout=TIMEOUT) is True
+        started = time.monotonic()
+        with cond:
+            cond.notify_all()
+        assert time.monotonic() - started < 5
+        assert out.get(timeout=TIMEOUT) is True
+        for p in live:
+            p.join(TIMEOUT)
+            assert p.exitcode == 0
 
     def test_semaphore_counts_across_processes(self):
         sem, out = self.ctx.Semaphore(0), self.ctx.Queue()

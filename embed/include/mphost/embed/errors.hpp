@@ -11,6 +11,7 @@
 //   errc::corrupt_frame            -> OSError(EBADMSG)
 //   errc::worker_lost              -> multiprocessing.ProcessError
 //   errc::not_owner                -> AssertionError (the stdlib's RLock message)
+//   errc::broken_barrier           -> threading.BrokenBarrierError
 // The multiprocessing exception classes are the shim's own (defined once, in
 // multiprocessing/context.py), imported when first needed.
 

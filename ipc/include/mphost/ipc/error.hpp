@@ -23,6 +23,7 @@ enum class errc {
   released_too_many_times,  // a bounded semaphore released past its bound
   worker_lost,              // a pool worker died while holding a task
   not_owner,                // a recursive lock released by a thread that does not hold it
+  broken_barrier,           // a barrier was broken (aborted, timed out, reset, or a party died)
 };
 
 const std::error_category& mphost_category() noexcept;
