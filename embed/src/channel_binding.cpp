@@ -141,7 +141,7 @@ class channel_handle {
     receipt_slot receipt(receipt_spec);
     ipc::message msg;
     const std::optional<ipc::wait_result> result = blocking_call(
-        deadline_from(timeout), [&](const ipc::deadline& d) { return ch.recv(msg, d, receipt.word); });
+        python_timeout{timeout.ptr()}, [&](const ipc::deadline& d) { return ch.recv(msg, d, receipt.word); });
     if (!result) throw py::error_already_set();
     switch (*result) {
       case ipc::wait_result::ok: break;
@@ -164,7 +164,7 @@ class channel_handle {
     ipc::channel& ch = get();
     note_calling_thread();
     const std::optional<ipc::wait_result> result =
-        blocking_call(deadline_from(timeout), [&](const ipc::deadline& d) { return ch.poll(d); });
+        blocking_call(python_timeout{timeout.ptr()}, [&](const ipc::deadline& d) { return ch.poll(d); });
     if (!result) throw py::error_already_set();
     return *result == ipc::wait_result::ok || *result == ipc::wait_result::closed;
   }

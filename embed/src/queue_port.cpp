@@ -260,10 +260,9 @@ PyObject* port_get(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
   // a finalizer makes its own).
   thread_local ipc::message spare;
   ipc::message msg = std::move(spare);
-  ipc::deadline until = ipc::deadline::immediate();
-  if (block && !timeout_deadline(timeout, until)) return nullptr;
+  const auto attempt = [&](const ipc::deadline& d) { return ch->recv(msg, d); };
   const std::optional<ipc::wait_result> waited =
-      blocking_call(until, [&](const ipc::deadline& d) { return ch->recv(msg, d); });
+      block ? blocking_call(python_timeout{timeout}, attempt) : blocking_call(ipc::deadline::immediate(), attempt);
   if (!waited) return nullptr;
   const ipc::wait_result result = *waited;
   switch (result) {

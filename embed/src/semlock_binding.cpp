@@ -142,11 +142,12 @@ bool parse_acquire(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, P
   if (!parse_acquire(args, nargs, kwnames, block_obj, timeout_obj)) return nullptr;
   int block = 1;
   if (block_obj != nullptr && (block = PyObject_IsTrue(block_obj)) < 0) return nullptr;
-  // Without blocking the timeout is not looked at; a negative one is zero.
-  ipc::deadline until = ipc::deadline::immediate();
-  if (block && !timeout_deadline(timeout_obj, until, "Invalid value NaN (not a number)")) return nullptr;
+  // The timeout is read only to wait (never without blocking); a negative
+  // one is zero.
+  const auto attempt = [sem = self->sem](const ipc::deadline& d) { return sem->acquire(d); };
   const std::optional<ipc::wait_result> result =
-      blocking_call(until, [sem = self->sem](const ipc::deadline& d) { return sem->acquire(d); });
+      block ? blocking_call(python_timeout{timeout_obj, "Invalid value NaN (not a number)"}, attempt)
+            : blocking_call(ipc::deadline::immediate(), attempt);
   if (!result) return nullptr;
   if (*result == ipc::wait_result::owner_died) {
     self->recovered = true;

@@ -310,6 +310,44 @@ TEST_F(BlockingCallTest, AReleasedFirstAttemptRunsWithoutTheGilAgainstTheDeadlin
   EXPECT_EQ(attempts[0].until.when(), until.when());
 }
 
+TEST_F(BlockingCallTest, APythonTimeoutIsReadOnlyWhenTheCallMustWait) {
+  ref bad = py.eval("'not a number'");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(blocking_call(python_timeout{bad.get()}, scripted(attempts, {wait_result::ok})), wait_result::ok);
+  attempts.clear();
+  EXPECT_FALSE(blocking_call(python_timeout{bad.get()}, scripted(attempts, {wait_result::timed_out})).has_value());
+  EXPECT_EQ(take_error(), "builtins.TypeError: must be real number, not str");
+  EXPECT_EQ(attempts.size(), 1u);
+
+  ref nan = py.eval("float('nan')");
+  attempts.clear();
+  EXPECT_FALSE(blocking_call(python_timeout{nan.get(), "Invalid value NaN (not a number)"},
+                             scripted(attempts, {wait_result::timed_out}))
+                   .has_value());
+  EXPECT_EQ(take_error(), "builtins.ValueError: Invalid value NaN (not a number)");
+
+  // Read, it is the deadline of the wait that follows.
+  ref seconds = py.eval("10");
+  attempts.clear();
+  const auto before = std::chrono::steady_clock::now();
+  EXPECT_EQ(blocking_call(python_timeout{seconds.get()}, scripted(attempts, {wait_result::timed_out, wait_result::ok})),
+            wait_result::ok);
+  ASSERT_EQ(attempts.size(), 2u);
+  EXPECT_TRUE(attempts[0].gil);
+  EXPECT_FALSE(attempts[1].gil);
+  EXPECT_GE(attempts[1].until.when(), before + 10s);
+  EXPECT_LE(attempts[1].until.when(), std::chrono::steady_clock::now() + 10s);
+
+  attempts.clear();
+  EXPECT_EQ(blocking_call(python_timeout{Py_None}, scripted(attempts, {wait_result::timed_out, wait_result::ok})),
+            wait_result::ok);
+  EXPECT_TRUE(attempts.at(1).until.is_infinite());
+  attempts.clear();
+  EXPECT_EQ(blocking_call(python_timeout{nullptr}, scripted(attempts, {wait_result::timed_out, wait_result::ok})),
+            wait_result::ok);
+  EXPECT_TRUE(attempts.at(1).until.is_infinite());
+}
+
 // ---- gil.hpp ----
 
 TEST_F(BlockingCallTest, WithoutGilReturnsTheResultAndPassesExceptionsWithTheGilBack) {

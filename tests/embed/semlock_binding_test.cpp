@@ -83,7 +83,10 @@ TEST_F(SemLockBindingTest, ATimeoutIsHonouredAndANegativeOneIsZero) {
 }
 
 TEST_F(SemLockBindingTest, BadArgumentsAreRefusedAsTheStdlibRefusesThem) {
+  // The timeout is read when the call has to wait for it.
   ASSERT_TRUE(py.exec("s = lock()")) << take_error();
+  EXPECT_EQ(py.show("(s.acquire(True, 'x'), s.release())"), "(True, None)");
+  ASSERT_TRUE(py.exec("assert s.acquire()")) << take_error();
   EXPECT_EQ(py.show("s.acquire(True, float('nan'))"), "raised builtins.ValueError: Invalid value NaN (not a number)");
   EXPECT_EQ(py.show("s.acquire(True, 'x')"), "raised builtins.TypeError: must be real number, not str");
   EXPECT_EQ(py.show("s.acquire(True, 1, 2)"), "raised builtins.TypeError: acquire() takes at most 2 arguments");

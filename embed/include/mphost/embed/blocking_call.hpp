@@ -35,6 +35,12 @@
 //   return; `attempt` must not touch Python objects (it mostly runs without
 //   the GIL), only memory the caller keeps pinned (buffers it holds).
 //
+// blocking_call(python_timeout{timeout, nan_message}, attempt)
+//   The same with the first attempt holding the GIL, and the timeout read
+//   (timeout_deadline) only when that attempt could not complete: a call
+//   that needs no wait reads no clock, and ignores its timeout argument.
+//   nullopt with the error set when the timeout is not one.
+//
 // Core calls that wait with an EINTR loop of their own either take
 // check_signals_without_gil() as that loop's hook (runtime::wait_for_exit)
 // or resume on their own (handshake, forkserver); bindings run them through
@@ -62,18 +68,13 @@ inline bool keeps_waiting(ipc::wait_result result, const ipc::deadline& until) n
   return result == ipc::wait_result::interrupted || (result == ipc::wait_result::timed_out && !until.expired());
 }
 
+namespace detail {
+
+// The loop of blocking_call after the first attempt gave `result`.
 template <class Attempt>
-std::optional<ipc::wait_result> blocking_call(const ipc::deadline& until, Attempt&& attempt,
-                                              first_attempt first = first_attempt::holding_gil) {
-  ipc::wait_result result = ipc::wait_result::timed_out;
+std::optional<ipc::wait_result> keep_waiting(ipc::wait_result result, const ipc::deadline& until, Attempt& attempt) {
   bool handler_raised = false;
   const bool done = errors_to_python([&] {
-    if (first == first_attempt::holding_gil) {
-      result = attempt(ipc::deadline::immediate());
-    } else {
-      const released_gil released;
-      result = attempt(until);
-    }
     while (keeps_waiting(result, until)) {
       if (result == ipc::wait_result::interrupted && PyErr_CheckSignals() != 0) {
         handler_raised = true;
@@ -85,6 +86,40 @@ std::optional<ipc::wait_result> blocking_call(const ipc::deadline& until, Attemp
   });
   if (!done || handler_raised) return std::nullopt;
   return result;
+}
+
+}  // namespace detail
+
+template <class Attempt>
+std::optional<ipc::wait_result> blocking_call(const ipc::deadline& until, Attempt&& attempt,
+                                              first_attempt first = first_attempt::holding_gil) {
+  ipc::wait_result result = ipc::wait_result::timed_out;
+  const bool done = errors_to_python([&] {
+    if (first == first_attempt::holding_gil) {
+      result = attempt(ipc::deadline::immediate());
+    } else {
+      const released_gil released;
+      result = attempt(until);
+    }
+  });
+  if (!done) return std::nullopt;
+  return detail::keep_waiting(result, until, attempt);
+}
+
+// A timeout argument as the caller got it, read only if the call must wait.
+struct python_timeout {
+  PyObject* value;  // nullptr (not given), None, or a number of seconds
+  const char* nan_message = default_nan_message;
+};
+
+template <class Attempt>
+std::optional<ipc::wait_result> blocking_call(const python_timeout& timeout, Attempt&& attempt) {
+  ipc::wait_result result = ipc::wait_result::timed_out;
+  if (!errors_to_python([&] { result = attempt(ipc::deadline::immediate()); })) return std::nullopt;
+  if (result != ipc::wait_result::timed_out && result != ipc::wait_result::interrupted) return result;
+  ipc::deadline until = ipc::deadline::immediate();
+  if (!timeout_deadline(timeout.value, until, timeout.nan_message)) return std::nullopt;
+  return detail::keep_waiting(result, until, attempt);
 }
 
 }  // namespace mphost::embed
