@@ -43,8 +43,10 @@
 //
 // Core calls that wait with an EINTR loop of their own either take
 // check_signals_without_gil() as that loop's hook (runtime::wait_for_exit)
-// or resume on their own (handshake, forkserver); bindings run them through
-// without_gil() (gil.hpp). Nothing else in embed/ releases the GIL.
+// or resume on their own (handshake, forkserver, spawn); bindings run them
+// through without_gil() (gil.hpp). Nothing else in embed/ releases the GIL,
+// but for the forkserver zygote's fork hooks (fork_hooks.hpp), which give
+// back the GIL they took for each fork.
 
 #include <optional>
 #include <utility>
