@@ -12,13 +12,14 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "mphost/embed/bindings.hpp"
+#include "mphost/embed/blocking_call.hpp"
 #include "mphost/embed/channel_send.hpp"
 #include "mphost/embed/queue_port.hpp"
 #include "mphost/ipc/channel.hpp"
@@ -45,27 +46,13 @@ const char* role_name(ipc::endpoint_role role) {
   return "?";
 }
 
+// The deadline for a Python timeout (blocking_call.hpp); the Python error
+// raised when it is not one.
 ipc::deadline deadline_from(const py::object& timeout) {
-  if (timeout.is_none()) return ipc::deadline::infinite();
-  const double seconds = timeout.cast<double>();
-  if (std::isnan(seconds)) throw py::value_error("timeout must not be NaN");
-  return ipc::deadline::from_seconds(seconds);
+  ipc::deadline until = ipc::deadline::infinite();
+  if (!timeout_deadline(timeout.ptr(), until)) throw py::error_already_set();
+  return until;
 }
-
-// The GIL released for a scope. Taking it back may end the thread (a daemon
-// thread that comes back into a finalizing interpreter is ended with
-// pthread_exit, whose unwinding must pass through), so the destructor is
-// not noexcept: a noexcept one would abort the process instead.
-class gil_released {
- public:
-  gil_released() noexcept : state_(PyEval_SaveThread()) {}
-  ~gil_released() noexcept(false) { PyEval_RestoreThread(state_); }
-  gil_released(const gil_released&) = delete;
-  gil_released& operator=(const gil_released&) = delete;
-
- private:
-  PyThreadState* state_;
-};
 
 // recv's receipt: (buffer, byte_offset) naming 8 writable, 8-byte aligned
 // bytes, held for the call. ValueError when they are not.
@@ -153,20 +140,10 @@ class channel_handle {
     note_calling_thread();
     receipt_slot receipt(receipt_spec);
     ipc::message msg;
-    ipc::wait_result result = ch.recv(msg, ipc::deadline::immediate(), receipt.word);
-    if (result == ipc::wait_result::timed_out) {
-      const ipc::deadline until = deadline_from(timeout);
-      if (!until.expired()) {
-        do {
-          {
-            gil_released release;
-            result = ch.recv(msg, until, receipt.word);
-          }
-          if (result == ipc::wait_result::interrupted && PyErr_CheckSignals() != 0) throw py::error_already_set();
-        } while (result == ipc::wait_result::interrupted);
-      }
-    }
-    switch (result) {
+    const std::optional<ipc::wait_result> result = blocking_call(
+        python_timeout{timeout.ptr()}, [&](const ipc::deadline& d) { return ch.recv(msg, d, receipt.word); });
+    if (!result) throw py::error_already_set();
+    switch (*result) {
       case ipc::wait_result::ok: break;
       case ipc::wait_result::timed_out: return py::none();
       case ipc::wait_result::closed:
@@ -186,19 +163,10 @@ class channel_handle {
   bool poll(const py::object& timeout) {
     ipc::channel& ch = get();
     note_calling_thread();
-    ipc::wait_result result = ch.poll(ipc::deadline::immediate());
-    if (result == ipc::wait_result::timed_out) {
-      const ipc::deadline until = deadline_from(timeout);
-      while (!until.expired() || result == ipc::wait_result::interrupted) {
-        {
-          gil_released release;
-          result = ch.poll(until);
-        }
-        if (result != ipc::wait_result::interrupted) break;
-        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-      }
-    }
-    return result == ipc::wait_result::ok || result == ipc::wait_result::closed;
+    const std::optional<ipc::wait_result> result =
+        blocking_call(python_timeout{timeout.ptr()}, [&](const ipc::deadline& d) { return ch.poll(d); });
+    if (!result) throw py::error_already_set();
+    return *result == ipc::wait_result::ok || *result == ipc::wait_result::closed;
   }
 
   // Threads blocked in this endpoint (recv, poll, a bounded send,
@@ -229,20 +197,21 @@ py::object receive_fds(channel_handle& h, std::size_t size, std::size_t maxfds, 
   const ipc::deadline until = deadline_from(timeout);
   std::string data(size, '\0');
   std::vector<int> fds;
-  long got;
-  for (;;) {
-    ipc::wait_result result = ipc::wait_result::ok;
-    {
-      gil_released release;
-      got = ch.receive_socket(std::as_writable_bytes(std::span(data.data(), data.size())), maxfds, fds, until, result);
-    }
-    if (got >= 0) break;
-    if (result == ipc::wait_result::timed_out) return py::none();
-    if (PyErr_CheckSignals() != 0) {
-      for (int fd : fds) ::close(fd);
-      throw py::error_already_set();
-    }
+  long got = -1;
+  // Released from the first attempt: a socket read is a system call.
+  const std::optional<ipc::wait_result> result = blocking_call(
+      until,
+      [&](const ipc::deadline& d) {
+        ipc::wait_result outcome = ipc::wait_result::ok;
+        got = ch.receive_socket(std::as_writable_bytes(std::span(data.data(), data.size())), maxfds, fds, d, outcome);
+        return got >= 0 ? ipc::wait_result::ok : outcome;
+      },
+      first_attempt::released);
+  if (!result) {
+    for (int fd : fds) ::close(fd);
+    throw py::error_already_set();
   }
+  if (got < 0) return py::none();  // timed out
   data.resize(static_cast<std::size_t>(got));
   return py::make_tuple(py::bytes(data), py::cast(fds));
 }

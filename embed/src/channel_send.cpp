@@ -2,10 +2,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <system_error>
 #include <vector>
 
+#include "mphost/embed/blocking_call.hpp"
 #include "mphost/embed/errors.hpp"
 #include "mphost/ipc/channel.hpp"
 
@@ -42,49 +44,10 @@ class held_buffers {
   std::size_t total_ = 0;
 };
 
-// The GIL released for a scope, and taken back however the scope is left
-// (a core call may throw). Taking it back may end a daemon thread of a
-// finalizing interpreter (pthread_exit): not noexcept, so that unwinding
-// passes through instead of aborting the process.
-class released_gil {
- public:
-  released_gil() noexcept : state_(PyEval_SaveThread()) {}
-  ~released_gil() noexcept(false) { PyEval_RestoreThread(state_); }
-  released_gil(const released_gil&) = delete;
-  released_gil& operator=(const released_gil&) = delete;
-
- private:
-  PyThreadState* state_;
-};
-
-// Runs `step` (which returns a wait_result) once, with the GIL unless
-// `first_without_gil`, then, while it times out before `until` or is
-// interrupted, without it. `python_error`: a signal handler raised.
-template <class Step>
-ipc::wait_result with_waiting(const ipc::deadline& until, bool first_without_gil, Step&& step, bool& python_error) {
-  python_error = false;
-  ipc::wait_result result;
-  if (first_without_gil) {
-    released_gil unlocked;
-    result = step(until);
-  } else {
-    result = step(ipc::deadline::immediate());
-  }
-  while ((result == ipc::wait_result::timed_out && !until.expired()) || result == ipc::wait_result::interrupted) {
-    if (result == ipc::wait_result::interrupted && PyErr_CheckSignals() != 0) {
-      python_error = true;
-      break;
-    }
-    released_gil unlocked;
-    result = step(until);
-  }
-  return result;
-}
-
 // The outcome of a send in Python's terms (see the header).
-int outcome(ipc::wait_result result, bool python_error) {
-  if (python_error) return -1;
-  switch (result) {
+int outcome(const std::optional<ipc::wait_result>& result) {
+  if (!result) return -1;
+  switch (*result) {
     case ipc::wait_result::ok:
     case ipc::wait_result::owner_died:  // the frame went in all the same
       return 1;
@@ -99,20 +62,6 @@ int outcome(ipc::wait_result result, bool python_error) {
       return -1;
     }
   }
-}
-
-// Runs `fn` (which returns the outcome), turning C++ errors into the Python
-// exception errors.cpp chooses.
-template <class Fn>
-int guarded(Fn&& fn) {
-  try {
-    return fn();
-  } catch (const std::system_error& e) {
-    set_python_error(e);
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-  }
-  return -1;
 }
 
 }  // namespace
@@ -145,13 +94,9 @@ void note_calling_thread() noexcept {
 
 int send_message(ipc::channel& ch, std::span<const std::byte> bytes, const ipc::deadline& until, std::uint64_t* sent) {
   note_calling_thread();
-  return guarded([&] {
-    bool python_error = false;
-    const ipc::wait_result result = with_waiting(
-        until, bytes.size() > release_gil_above, [&](const ipc::deadline& d) { return ch.send(bytes, d, sent); },
-        python_error);
-    return outcome(result, python_error);
-  });
+  return outcome(blocking_call(
+      until, [&](const ipc::deadline& d) { return ch.send(bytes, d, sent); },
+      bytes.size() > release_gil_above ? first_attempt::released : first_attempt::holding_gil));
 }
 
 int send_gathered(ipc::channel& ch, PyObject* parts, const ipc::deadline& until, std::uint64_t* sent) {
@@ -168,31 +113,25 @@ int send_gathered(ipc::channel& ch, PyObject* parts, const ipc::deadline& until,
   }
   Py_DECREF(seq);
   const std::size_t total = held.total();
-  return guarded([&] {
-    bool python_error = false;
-    ipc::wait_result result;
-    if (total > ch.large_threshold()) {
-      ipc::large_block block = ch.make_block(total);
-      if (total > release_gil_above) {
-        released_gil unlocked;
-        held.copy_to(block.bytes());
-      } else {
-        held.copy_to(block.bytes());
-      }
-      result = with_waiting(until, false, [&](const ipc::deadline& d) { return ch.send_block(block, d, sent); },
-                            python_error);
+  if (total > ch.large_threshold()) {
+    std::optional<ipc::large_block> block;
+    if (!errors_to_python([&] { block.emplace(ch.make_block(total)); })) return -1;
+    if (total > release_gil_above) {
+      without_gil([&] { held.copy_to(block->bytes()); });
     } else {
-      ipc::channel::reservation space;
-      result = with_waiting(until, false, [&](const ipc::deadline& d) { return ch.reserve(total, space, d); },
-                            python_error);
-      if (result == ipc::wait_result::ok) {
-        held.copy_to(space.bytes());
-        space.commit();
-        if (sent != nullptr) *sent = space.id();
-      }
+      held.copy_to(block->bytes());
     }
-    return outcome(result, python_error);
-  });
+    return outcome(blocking_call(until, [&](const ipc::deadline& d) { return ch.send_block(*block, d, sent); }));
+  }
+  ipc::channel::reservation space;
+  const std::optional<ipc::wait_result> result =
+      blocking_call(until, [&](const ipc::deadline& d) { return ch.reserve(total, space, d); });
+  if (result == ipc::wait_result::ok) {
+    held.copy_to(space.bytes());
+    space.commit();
+    if (sent != nullptr) *sent = space.id();
+  }
+  return outcome(result);
 }
 
 }  // namespace mphost::embed

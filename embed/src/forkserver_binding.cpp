@@ -4,6 +4,7 @@
 
 #include "mphost/embed/bindings.hpp"
 #include "mphost/embed/fork_hooks.hpp"
+#include "mphost/embed/gil.hpp"
 #include "mphost/runtime/forkserver.hpp"
 #include "mphost/runtime/names.hpp"
 
@@ -29,16 +30,10 @@ void bind_forkserver(py::module_& m) {
   m.def(
       "run_zygote",
       [](int listen_fd, int alive_fd, const std::string& token) {
-        std::optional<std::vector<int>> fds;
-        PyThreadState* state = PyEval_SaveThread();
-        try {
-          fds = runtime::run_zygote(listen_fd, alive_fd, token, interpreter_fork_hooks_without_gil(state));
-        } catch (...) {
-          PyEval_RestoreThread(state);
-          throw;
-        }
-        PyEval_RestoreThread(state);
-        return fds;
+        // The fork hooks take the GIL for each fork and give it back, in the
+        // parent and in the child alike, through the scope's saved state.
+        released_gil released;
+        return runtime::run_zygote(listen_fd, alive_fd, token, interpreter_fork_hooks_without_gil(released.state()));
       },
       py::arg("listen_fd"), py::arg("alive_fd"), py::arg("token"),
       "Serve fork requests until alive_fd closes (returns None); in each forked child, "
@@ -47,11 +42,7 @@ void bind_forkserver(py::module_& m) {
   m.def(
       "forkserver_request",
       [](const std::string& path, const std::string& token, const std::vector<int>& fds) {
-        runtime::forked_child child;
-        {
-          py::gil_scoped_release release;
-          child = runtime::request_fork(path, token, fds);
-        }
+        const runtime::forked_child child = without_gil([&] { return runtime::request_fork(path, token, fds); });
         return py::make_tuple(child.pid, child.status_fd);
       },
       py::arg("path"), py::arg("token"), py::arg("fds"),
@@ -59,10 +50,7 @@ void bind_forkserver(py::module_& m) {
 
   m.def(
       "forkserver_read_exit_code",
-      [](int status_fd) {
-        py::gil_scoped_release release;
-        return runtime::read_child_exit_code(status_fd);
-      },
+      [](int status_fd) { return without_gil([&] { return runtime::read_child_exit_code(status_fd); }); },
       py::arg("status_fd"), "The child's exit code from its status descriptor, or None.");
 }
 

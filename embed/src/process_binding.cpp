@@ -22,9 +22,8 @@ void bind_process(py::module_& m) {
   m.def(
       "launch",
       [](const std::string& executable, const std::vector<std::string>& args, const std::vector<int>& pass_fds) {
-        runtime::launch_request request{executable, args, pass_fds};
-        py::gil_scoped_release release;
-        return runtime::launch(request);
+        const runtime::launch_request request{executable, args, pass_fds};
+        return without_gil([&] { return runtime::launch(request); });
       },
       py::arg("executable"), py::arg("args"), py::arg("pass_fds"),
       "Start `executable` with `args`, passing only `pass_fds` (and stdio). Returns the pid.");
@@ -32,11 +31,10 @@ void bind_process(py::module_& m) {
   m.def(
       "wait_for_exit",
       [](pid_t pid, bool block) {
-        std::optional<int> code;
-        {
-          py::gil_scoped_release release;
-          code = runtime::wait_for_exit(pid, block, &check_signals_without_gil);
-        }
+        // A signal that interrupts the wait runs the Python handlers; the
+        // wait goes on unless they raised.
+        const std::optional<int> code =
+            without_gil([&] { return runtime::wait_for_exit(pid, block, &check_signals_without_gil); });
         throw_if_python_error();
         return code;
       },

@@ -5,13 +5,13 @@
 // dispatch would be a good part of that.
 #include "mphost/embed/queue_port.hpp"
 
-#include <cmath>
 #include <cstring>
-#include <exception>
+#include <optional>
 #include <span>
 #include <string>
 #include <system_error>
 
+#include "mphost/embed/blocking_call.hpp"
 #include "mphost/embed/builtin_pickle.hpp"
 #include "mphost/embed/errors.hpp"
 #include "mphost/embed/channel_send.hpp"
@@ -53,20 +53,6 @@ bool import_queue_errors() {
   full_error = full;
   empty_error = empty;
   return true;
-}
-
-// Runs `fn`, turning C++ errors into the Python exception errors.cpp chooses.
-template <class Fn>
-bool guarded(Fn&& fn) {
-  try {
-    fn();
-    return true;
-  } catch (const std::system_error& e) {
-    set_python_error(e);
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-  }
-  return false;
 }
 
 // The queue, or nullptr (no error) once it is gone. New reference.
@@ -180,38 +166,6 @@ bool pickle_item(port_object* self, PyObject* obj, std::string& buffer, PyObject
   return spilled != nullptr;
 }
 
-// Runs `fn` with the GIL released; a C++ error it throws is turned into a
-// Python error once the GIL is back. False on such an error.
-template <class Fn>
-bool without_gil(Fn&& fn) {
-  std::exception_ptr error;
-  Py_BEGIN_ALLOW_THREADS
-  try {
-    fn();
-  } catch (...) {
-    error = std::current_exception();
-  }
-  Py_END_ALLOW_THREADS
-  if (!error) return true;
-  return guarded([&] { std::rethrow_exception(error); });
-}
-
-ipc::deadline deadline_from(PyObject* timeout, bool& ok) {
-  ok = true;
-  if (timeout == nullptr || timeout == Py_None) return ipc::deadline::infinite();
-  const double seconds = PyFloat_AsDouble(timeout);
-  if (seconds == -1.0 && PyErr_Occurred()) {
-    ok = false;
-    return ipc::deadline::immediate();
-  }
-  if (std::isnan(seconds)) {
-    PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
-    ok = false;
-    return ipc::deadline::immediate();
-  }
-  return ipc::deadline::from_seconds(seconds);
-}
-
 // Pickles `obj` and sends it. 1: sent; 0: not picklable, reported; -1: error.
 int pickle_and_send(port_object* self, ipc::channel* ch, PyObject* obj) {
   thread_local std::string buffer;
@@ -306,18 +260,11 @@ PyObject* port_get(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
   // a finalizer makes its own).
   thread_local ipc::message spare;
   ipc::message msg = std::move(spare);
-  ipc::wait_result result = ipc::wait_result::timed_out;
-  if (!guarded([&] { result = ch->recv(msg, ipc::deadline::immediate()); })) return nullptr;
-  if (result == ipc::wait_result::timed_out && block) {
-    bool ok;
-    const ipc::deadline until = deadline_from(timeout, ok);
-    if (!ok) return nullptr;
-    while (!until.expired() || result == ipc::wait_result::interrupted) {
-      if (!without_gil([&] { result = ch->recv(msg, until); })) return nullptr;
-      if (result != ipc::wait_result::interrupted) break;
-      if (PyErr_CheckSignals() != 0) return nullptr;
-    }
-  }
+  const auto attempt = [&](const ipc::deadline& d) { return ch->recv(msg, d); };
+  const std::optional<ipc::wait_result> waited =
+      block ? blocking_call(python_timeout{timeout}, attempt) : blocking_call(ipc::deadline::immediate(), attempt);
+  if (!waited) return nullptr;
+  const ipc::wait_result result = *waited;
   switch (result) {
     case ipc::wait_result::ok: break;
     case ipc::wait_result::timed_out:

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include "mphost/embed/bindings.hpp"
+#include "mphost/embed/gil.hpp"
 #include "mphost/ipc/resource_registry.hpp"
 #include "mphost/runtime/handover.hpp"
 #include "mphost/runtime/warm_pool.hpp"
@@ -36,23 +37,24 @@ void bind_spawn(py::module_& m) {
         std::string_view bytes = payload;
         std::vector<runtime::fd_placement> placements;
         for (const auto& [source, target] : fds) placements.push_back({source, target});
-        py::gil_scoped_release release;
-        const runtime::launch_request request = child_request(executable, flags);
-        std::optional<runtime::waiting_child> child;
-        if (key) child = spare_children().take(*key);
-        if (!child) child = runtime::launch_waiting_child(request);
-        try {
-          runtime::send_handover(child->sock, std::as_bytes(std::span(bytes.data(), bytes.size())), placements);
-        } catch (const std::system_error& e) {
-          // A child that died before reading reports itself through its exit code.
-          if (e.code() != std::errc::broken_pipe && e.code() != std::errc::connection_reset) {
-            ::close(child->sock);
-            throw;
+        return without_gil([&] {
+          const runtime::launch_request request = child_request(executable, flags);
+          std::optional<runtime::waiting_child> child;
+          if (key) child = spare_children().take(*key);
+          if (!child) child = runtime::launch_waiting_child(request);
+          try {
+            runtime::send_handover(child->sock, std::as_bytes(std::span(bytes.data(), bytes.size())), placements);
+          } catch (const std::system_error& e) {
+            // A child that died before reading reports itself through its exit code.
+            if (e.code() != std::errc::broken_pipe && e.code() != std::errc::connection_reset) {
+              ::close(child->sock);
+              throw;
+            }
           }
-        }
-        ::close(child->sock);
-        if (key && keep_warm) spare_children().stock_in_background(request, *key);
-        return child->pid;
+          ::close(child->sock);
+          if (key && keep_warm) spare_children().stock_in_background(request, *key);
+          return child->pid;
+        });
       },
       py::arg("executable"), py::arg("flags"), py::arg("payload"), py::arg("fds"), py::arg("key") = py::none(),
       py::arg("keep_warm") = false,
@@ -63,11 +65,7 @@ void bind_spawn(py::module_& m) {
   m.def(
       "receive_handover",
       [](int fd) {
-        std::vector<std::byte> payload;
-        {
-          py::gil_scoped_release release;
-          payload = runtime::receive_handover(fd);
-        }
+        const std::vector<std::byte> payload = without_gil([&] { return runtime::receive_handover(fd); });
         ::close(fd);
         // Work from here on: this process may create names of the tree.
         ipc::join_current_registry();

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <stdexcept>
 #include <string>
 
 #include "mphost/ipc/error.hpp"
@@ -71,6 +72,29 @@ TEST(ErrorsTest, ExceptionClassesAreTheShimsOwn) {
   EXPECT_EQ(raised, cls);
   Py_XDECREF(cls);
   Py_XDECREF(context);
+  PyErr_Clear();
+}
+
+TEST(ErrorsTest, ErrorsToPythonMapsWhatTheCoreThrows) {
+  EXPECT_TRUE(errors_to_python([] {}));
+  EXPECT_EQ(PyErr_Occurred(), nullptr);
+  EXPECT_FALSE(errors_to_python([] { throw std::system_error(make_error_code(errc::handle_closed)); }));
+  PyObject *type, *value, *traceback;
+  PyErr_Fetch(&type, &value, &traceback);
+  PyErr_NormalizeException(&type, &value, &traceback);
+  EXPECT_EQ(type, PyExc_OSError);
+  PyObject* text = PyObject_Str(value);
+  EXPECT_STREQ(PyUnicode_AsUTF8(text), "handle is closed");
+  Py_XDECREF(text);
+  Py_XDECREF(type);
+  Py_XDECREF(value);
+  Py_XDECREF(traceback);
+  EXPECT_FALSE(errors_to_python([] { throw std::system_error(ENOENT, std::system_category(), "shm_open"); }));
+  EXPECT_TRUE(PyErr_ExceptionMatches(PyExc_FileNotFoundError));
+  PyErr_Clear();
+  // Anything else the core might throw is a RuntimeError with its message.
+  EXPECT_FALSE(errors_to_python([] { throw std::length_error("too long"); }));
+  EXPECT_TRUE(PyErr_ExceptionMatches(PyExc_RuntimeError));
   PyErr_Clear();
 }
 

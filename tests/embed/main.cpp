@@ -8,6 +8,7 @@
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   PyImport_AppendInittab("_mphost", &PyInit__mphost);
+  PyImport_AppendInittab("_multiprocessing", &PyInit__multiprocessing);
   PyConfig config;
   PyConfig_InitIsolatedConfig(&config);
   PyStatus status = Py_InitializeFromConfig(&config);

@@ -1,8 +1,9 @@
 #pragma once
 // The pieces of the `_mphost` module, one function per core noun. Each
 // lives in src/<noun>_binding.cpp; module.cpp calls them all.
-// Every binding that can block releases the GIL and turns EINTR into a
-// signal check (so Ctrl-C raises KeyboardInterrupt).
+// Every binding that can block waits through blocking_call.hpp: the GIL
+// released, EINTR turned into a signal check (so Ctrl-C raises
+// KeyboardInterrupt), errors mapped by errors.cpp.
 
 #include <pybind11/pybind11.h>
 

@@ -10,10 +10,11 @@
 // one bytes object first. A message above the channel's large threshold is
 // written into a large block, which the receiver maps in place.
 //
-// A first attempt runs with the GIL (the common case needs no wait); waiting
-// for room (bounded channels only) and a large copy release it; a signal
-// that interrupts the wait runs the Python handlers, and the wait goes on
-// unless they raised. Returns 1 when sent, 0 when `until` passed first, -1
+// The wait is blocking_call's (blocking_call.hpp): a first attempt with the
+// GIL (the common case needs no wait), except for a message large enough
+// that its copy is worth releasing the GIL for; waiting for room (bounded
+// channels only) releases it; a signal that interrupts the wait runs the
+// Python handlers, and the wait goes on unless they raised. Returns 1 when sent, 0 when `until` passed first, -1
 // with a Python error set: a part that is not a buffer (TypeError), no
 // reader left (BrokenPipeError), or the core's error as errors.hpp maps it.
 // When sent, `*sent` (if given) is the message's identity (channel.hpp).
