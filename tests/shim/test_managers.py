@@ -749,3 +749,86 @@ def test_mphost_client_of_a_stock_manager():
         assert code == 0, err
     finally:
         peer.kill()
+
+
+# -- the pieces behind the public module --
+
+def test_names_travel_as_the_public_modules():
+    """What a pickle names (proxy types, tokens, the rebuild function) is
+    looked up in multiprocessing.managers, by stock python3 too."""
+    for obj in (managers.DictProxy, managers.ListProxy, managers.AutoProxy, managers.RebuildProxy,
+                managers.Token, managers.RemoteError, managers.Namespace, managers.Value,
+                managers.BaseProxy, managers.Server, managers.dispatch):
+        assert obj.__module__ == 'multiprocessing.managers', obj
+        assert getattr(managers, obj.__name__) is obj
+    assert b'multiprocessing.managers' in pickle.dumps(managers.Token('dict', 'a', '1'))
+    assert managers.MakeProxyType('Made', ('x',)).__module__ == 'multiprocessing.managers'
+
+
+def test_object_table_counts_and_kept_objects():
+    from multiprocessing._manager_server import _ObjectTable
+    table = _ObjectTable()
+    obj = {'a': 1}
+    ident = table.insert(obj, ['get'], None)
+    assert table.insert(obj, ['get'], None) == ident and table.counts[ident] == 2
+    assert table.find(ident).obj is obj and 'get' in table.find(ident).exposed
+    assert table.decref(ident) is None
+    assert table.decref(ident).obj is obj
+    with pytest.raises(KeyError):
+        table.find(ident)
+    with pytest.raises(KeyError):
+        table.decref(ident)
+    # An object a proxy inside the server refers to is remembered, and comes
+    # back with the next reference.
+    ident = table.insert(obj, ['get'], None)
+    table.keep(ident)
+    table.decref(ident)
+    assert table.decref(ident) is None  # skipped, as the stdlib's server does
+    table.incref(ident)
+    assert table.counts[ident] == 1 and 'refcount=1' in table.describe()
+
+
+def test_state_require():
+    state = managers.State()
+    assert state.value == managers.State.INITIAL
+    state.require(managers.State.INITIAL, {})
+    state.value = managers.State.SHUTDOWN
+    with pytest.raises(multiprocessing.ProcessError, match='shut down'):
+        state.require(managers.State.INITIAL, {managers.State.SHUTDOWN: 'Manager has shut down'})
+    state.value = 7
+    with pytest.raises(multiprocessing.ProcessError, match='Unknown state 7'):
+        state.require(managers.State.INITIAL, {})
+
+
+def test_frames_read_in_the_connection_format():
+    """The client's framed reader takes what a plain Connection writes
+    (several messages per read, a message larger than its buffer, a
+    message cut in pieces) and reads end of file as the stdlib does."""
+    from multiprocessing import _manager_transport as transport
+    a, b = socket.socketpair()
+    writer = connection.Connection(a.detach())
+    reader_conn = connection.Connection(b.detach())
+    frames = transport._Frames(reader_conn, 0)
+    big = bytes(range(256)) * 1000
+    writer.send(('small', 1))
+    writer.send(big)
+    writer.send_bytes(b'raw')
+    assert frames.recv() == ('small', 1)
+    assert frames.recv() == big
+    assert bytes(frames.next()) == b'raw'
+
+    def trickle():
+        data = b''.join(transport._Frames.encode(['piece', 2]))
+        for i in range(len(data)):
+            os.write(writer.fileno(), data[i:i + 1])
+            time.sleep(0.001)
+    t = threading.Thread(target=trickle)
+    t.start()
+    assert frames.recv() == ['piece', 2]
+    t.join(TIMEOUT)
+    frames.send({'back': True})
+    assert writer.recv() == {'back': True}
+    writer.close()
+    with pytest.raises(EOFError):
+        frames.recv()
+    reader_conn.close()
