@@ -24,8 +24,8 @@ from . import connection
 from . import process
 from . import util
 from ._manager_transport import (ERROR, GETVALUE, PROXY, RETURN, SERVER_SPIN, TRACEBACK,
-                                 UNSERIALIZABLE, CONTROL_OFFER, Token, listener_client,
-                                 message_stream)
+                                 UNSERIALIZABLE, CHANNELS_REQUEST, CONTROL_OFFER, Token,
+                                 listener_client, message_stream, _Channels, _Frames)
 
 
 def all_methods(obj):
@@ -124,6 +124,17 @@ class _ObjectTable:
 
 # A Server function that sent its own reply returns this.
 _ANSWERED = object()
+
+
+class _Switch:
+    """The reply to CHANNELS_REQUEST: sent on the old stream, after which
+    the connection's requests come through `stream`."""
+
+    __slots__ = ('reply', 'stream')
+
+    def __init__(self, reply, stream):
+        self.reply = reply
+        self.stream = stream
 
 # Server functions a client may call on its served connection (mphost
 # clients only: stock ones open a connection per call).
@@ -235,7 +246,16 @@ class Server(object):
         """Answer the requests arriving on conn until its peer goes away."""
         me = threading.current_thread().name
         util.debug('starting server thread to service %r', me)
-        stream = message_stream(conn, SERVER_SPIN)
+        streams = [message_stream(conn, SERVER_SPIN)]
+        try:
+            self._serve(conn, streams, me)
+        finally:
+            # A channel pair the connection moved to goes with it.
+            if type(streams[-1]) is _Channels:
+                streams[-1].close()
+
+    def _serve(self, conn, streams, me):
+        stream = streams[0]
         answer = self._answer
         stopping = self.stop_event.is_set
         while not stopping():
@@ -252,7 +272,12 @@ class Server(object):
                 reply = (TRACEBACK, traceback.format_exc())
             else:
                 reply = answer(conn, request)
-            if not self._send_reply(stream, reply):
+            if type(reply) is _Switch:
+                streams.append(reply.stream)
+                if not self._send_reply(stream, reply.reply):
+                    return
+                stream = reply.stream
+            elif not self._send_reply(stream, reply):
                 return
 
     @staticmethod
@@ -316,12 +341,23 @@ class Server(object):
             return (TRACEBACK, traceback.format_exc())
 
     def _run_function(self, conn, name, args, kwds):
+        if name == CHANNELS_REQUEST:
+            return self._channels_for(conn)
         try:
             if name not in _ON_CONNECTION or name not in self.public:
                 raise AttributeError('%r is not a control request' % (name,))
             return (RETURN, getattr(self, name)(conn, *args, **kwds))
         except Exception:
             return (TRACEBACK, traceback.format_exc())
+
+    def _channels_for(self, conn):
+        if type(conn) is not connection.Connection or self._serializer != 'pickle':
+            return (TRACEBACK, 'channels are for pickle connections over sockets\n')
+        try:
+            stream, handed = _Channels.serving()
+        except Exception:
+            return (TRACEBACK, traceback.format_exc())
+        return _Switch((RETURN, handed), stream)
 
     #
     # Server functions: (conn, *args) -> result

@@ -23,6 +23,13 @@ connection that the server serves in a thread of its own after
 connection too"; a stock server answers None, and Server functions then go
 over a connection opened for each, as the stdlib's client does.
 
+Where the server is on this machine (a Unix socket address) and is
+mphost's, the link then asks for CHANNELS_REQUEST: the server makes two
+shared-memory channels (requests, replies) and hands them over, and from
+then on the link's messages travel through them, as whole pickles without
+framing, while the socket stays open beside them. A side that dies is seen
+as end of file by the other, as with the socket.
+
 Socket links read through `_Frames`: a buffer that usually takes a whole
 reply in one read(), and a short adaptive spin before a read that would
 sleep (a peer on the other core answers within microseconds, waking a
@@ -49,6 +56,9 @@ GETVALUE = '#GETVALUE'
 
 # What an mphost server answers to 'accept_connection' (stock servers: None).
 CONTROL_OFFER = 'mphost:control-on-connection'
+# The Server function (mphost servers, on a served connection) that moves
+# the connection's requests and replies onto a pair of channels.
+CHANNELS_REQUEST = 'mphost:channels'
 
 class State(object):
     """A manager's state: INITIAL, then STARTED, then SHUTDOWN."""
@@ -320,6 +330,81 @@ class _Wrapped:
         return obj
 
 
+# Longest wait (seconds) of a client for a reply before it looks for signals.
+_SIGNAL_SLICE = 0.05
+
+
+class _Channels:
+    """Requests and replies over two channels (see CHANNELS_REQUEST):
+    whole pickles, no framing; the channels spin before they sleep."""
+
+    __slots__ = ('inbound', 'outbound')
+
+    def __init__(self, inbound, outbound):
+        self.inbound = inbound
+        self.outbound = outbound
+
+    @staticmethod
+    def encode(obj):
+        return connection._dumps_for_channel(obj)
+
+    def write(self, data):
+        self.outbound.send(data)
+
+    def send(self, obj):
+        self.outbound.send(connection._dumps_for_channel(obj))
+
+    def next(self):
+        # In slices: a signal that arrives while the channel spins would
+        # otherwise wait for the reply before its handler runs (the
+        # handler runs between two slices).
+        recv = self.inbound.recv
+        data = recv(_SIGNAL_SLICE, True)
+        while data is None:
+            data = recv(_SIGNAL_SLICE, True)
+        return data
+
+    @staticmethod
+    def decode(data):
+        return connection._unpickle_message(data)
+
+    def recv(self):
+        return connection._unpickle_message(self.inbound.recv(None, True))
+
+    def close(self):
+        for channel in (self.inbound, self.outbound):
+            if not channel.closed:
+                channel.close()
+
+    @classmethod
+    def serving(cls):
+        """The server's side of a new pair, and what the client needs to
+        open its side: (stream, (names and tickets))."""
+        import _mphost
+        requests = _mphost.Channel.create(unbounded=True, role='reader')
+        replies = _mphost.Channel.create(unbounded=True, role='writer')
+        handed = (requests.name, requests.hand_over('writer'),
+                  replies.name, replies.hand_over('reader'))
+        return cls(requests, replies), handed
+
+    @classmethod
+    def calling(cls, handed):
+        """The client's side of the pair the server handed over."""
+        import _mphost
+        requests, request_ticket, replies, reply_ticket = handed
+        inbound = _mphost.Channel.open(replies, 'reader', reply_ticket)
+        try:
+            return cls(inbound, _mphost.Channel.open(requests, 'writer', request_ticket))
+        except BaseException:
+            inbound.close()
+            raise
+
+
+def _is_local(address):
+    # A Unix socket (a path, or a name in the abstract namespace).
+    return isinstance(address, (str, bytes))
+
+
 def message_stream(conn, spin):
     """The reader/writer for a served or serving connection."""
     if type(conn) is connection.Connection:
@@ -360,7 +445,15 @@ class _Link:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, message_stream(conn, CLIENT_SPIN), offer == CONTROL_OFFER)
+        link = cls(conn, message_stream(conn, CLIENT_SPIN), offer == CONTROL_OFFER)
+        if link.control and _is_local(address) and type(link.stream) is _Frames:
+            try:
+                handed = _result_of(link.exchange((None, CHANNELS_REQUEST, (), {})))
+                link.stream = _Channels.calling(handed)
+            except BaseException:
+                link.close()
+                raise
+        return link
 
     def exchange(self, request):
         """Send `request`, return its reply (tag, payload)."""
@@ -381,6 +474,8 @@ class _Link:
         self.busy = False
         conn, self.conn = self.conn, None
         if conn is not None:
+            if type(self.stream) is _Channels:
+                self.stream.close()
             conn.close()
 
 

@@ -810,12 +810,17 @@ def test_frames_read_in_the_connection_format():
     reader_conn = connection.Connection(b.detach())
     frames = transport._Frames(reader_conn, 0)
     big = bytes(range(256)) * 1000
-    writer.send(('small', 1))
-    writer.send(big)
-    writer.send_bytes(b'raw')
+
+    def several():
+        writer.send(('small', 1))
+        writer.send(big)  # more than the socket holds: read while written
+        writer.send_bytes(b'raw')
+    t = threading.Thread(target=several)
+    t.start()
     assert frames.recv() == ('small', 1)
     assert frames.recv() == big
     assert bytes(frames.next()) == b'raw'
+    t.join(TIMEOUT)
 
     def trickle():
         data = b''.join(transport._Frames.encode(['piece', 2]))
