@@ -24,7 +24,8 @@ connection too"; a stock server answers None, and Server functions then go
 over a connection opened for each, as the stdlib's client does.
 
 Where the server is on this machine (a Unix socket address) and is
-mphost's, the link then asks for CHANNELS_REQUEST: the server makes two
+mphost's, a link that keeps being used (see _CHANNELS_AFTER) asks for
+CHANNELS_REQUEST: the server makes two
 shared-memory channels (requests, replies) and hands them over, and from
 then on the link's messages travel through them, as whole pickles without
 framing, while the socket stays open beside them. A side that dies is seen
@@ -330,6 +331,10 @@ class _Wrapped:
         return obj
 
 
+# A link moves onto channels at its this-many-th call: making the channels
+# costs about as much as a few hundred calls save, which a short-lived link
+# (a thread that makes one call) would never win back.
+_CHANNELS_AFTER = 16
 # Longest wait (seconds) of a client for a reply before it looks for signals.
 _SIGNAL_SLICE = 0.05
 
@@ -424,13 +429,15 @@ class _Link:
     the pickler) must not use this link, whose stream would fall out of step.
     """
 
-    __slots__ = ('conn', 'stream', 'busy', 'control')
+    __slots__ = ('conn', 'stream', 'busy', 'control', 'countdown')
 
     def __init__(self, conn, stream, control):
         self.conn = conn
         self.stream = stream
         self.control = control
         self.busy = False
+        # Calls left before the link moves onto channels (0: it does not).
+        self.countdown = 0
 
     @classmethod
     def open(cls, address, authkey, Client):
@@ -447,16 +454,29 @@ class _Link:
             raise
         link = cls(conn, message_stream(conn, CLIENT_SPIN), offer == CONTROL_OFFER)
         if link.control and _is_local(address) and type(link.stream) is _Frames:
-            try:
-                handed = _result_of(link.exchange((None, CHANNELS_REQUEST, (), {})))
-                link.stream = _Channels.calling(handed)
-            except BaseException:
-                link.close()
-                raise
+            link.countdown = _CHANNELS_AFTER
         return link
+
+    def _move_to_channels(self):
+        try:
+            handed = _result_of(self.exchange((None, CHANNELS_REQUEST, (), {})))
+        except RemoteError as exc:
+            # The server could not make channels: the socket serves on.
+            util.info('manager link stays on its socket: %s', exc)
+            return
+        try:
+            self.stream = _Channels.calling(handed)
+        except BaseException:
+            # The server moved already: this link cannot go on.
+            self.close()
+            raise
 
     def exchange(self, request):
         """Send `request`, return its reply (tag, payload)."""
+        if self.countdown:
+            self.countdown -= 1
+            if not self.countdown:
+                self._move_to_channels()
         stream = self.stream
         out = stream.encode(request)      # before anything is written
         self.busy = True

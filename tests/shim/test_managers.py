@@ -837,3 +837,41 @@ def test_frames_read_in_the_connection_format():
     with pytest.raises(EOFError):
         frames.recv()
     reader_conn.close()
+
+
+def test_a_busy_local_link_moves_onto_channels():
+    """A link to a local mphost manager that keeps being used carries its
+    requests over channels; a manager that dies is then seen as end of file
+    as over the socket."""
+    from multiprocessing import _manager_transport as transport
+    m = SyncManager()
+    m.start()
+    try:
+        d = m.dict()
+        for i in range(2 * transport._CHANNELS_AFTER):
+            d[i % 5] = i
+            assert d[i % 5] == i
+        link = d._tls.link
+        assert type(link.stream) is transport._Channels
+        big = b'x' * (4 << 20)
+        d['big'] = big
+        assert d['big'] == big
+        assert m._number_of_objects() == 1
+        m._process.kill()
+        m._process.join(TIMEOUT)
+        started = time.monotonic()
+        with pytest.raises((EOFError, OSError)):
+            d[0]
+        assert time.monotonic() - started < 10
+    finally:
+        m.shutdown()
+
+
+def test_a_tcp_link_stays_on_its_socket():
+    from multiprocessing import _manager_transport as transport
+    with SyncManager(address=('127.0.0.1', 0)) as m:
+        d = m.dict()
+        for i in range(2 * transport._CHANNELS_AFTER):
+            d[i] = i
+        assert type(d._tls.link.stream) is transport._Frames
+        assert sorted(d.keys()) == list(range(2 * transport._CHANNELS_AFTER))
