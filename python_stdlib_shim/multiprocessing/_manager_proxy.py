@@ -7,6 +7,9 @@ forked child), given back by a finalizer when it is collected. A method
 registered in `method_to_typeid` answers with a new proxy ('#PROXY').
 """
 
+# Private: the public names are multiprocessing.managers'.
+__all__ = []
+
 import threading
 import time
 import types

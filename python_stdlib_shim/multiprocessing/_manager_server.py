@@ -14,6 +14,9 @@ returns the reply, which the connection's loop sends. The wire format is
 the stdlib's (see _manager_transport).
 """
 
+# Private: the public names are multiprocessing.managers'.
+__all__ = []
+
 import signal
 import sys
 import threading

@@ -37,6 +37,9 @@ sleep (a peer on the other core answers within microseconds, waking a
 sleeping process costs tens of them).
 """
 
+# Private: the public names are multiprocessing.managers'.
+__all__ = []
+
 import os
 import select
 import struct
