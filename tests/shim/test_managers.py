@@ -875,3 +875,36 @@ def test_a_tcp_link_stays_on_its_socket():
             d[i] = i
         assert type(d._tls.link.stream) is transport._Frames
         assert sorted(d.keys()) == list(range(2 * transport._CHANNELS_AFTER))
+
+
+def test_mphost_client_of_a_stock_manager_on_a_unix_socket():
+    """A stock server on this machine does not offer channels: a busy
+    link stays on the socket and works as with any stock manager."""
+    import ast
+    from multiprocessing import _manager_transport as transport
+    peer = StockPeer('''
+        from multiprocessing.managers import SyncManager
+        m = SyncManager(authkey=b'interop')
+        m.start()
+        print(repr(m.address), flush=True)
+        sys.stdin.readline()
+        print(m._number_of_objects(), flush=True)
+        m.shutdown()
+    ''')
+    try:
+        address = ast.literal_eval(peer.readline())
+        assert isinstance(address, str)
+        m = SyncManager(address=address, authkey=b'interop')
+        m.connect()
+        d = m.dict()
+        for i in range(2 * transport._CHANNELS_AFTER):
+            d[i] = i * i
+        assert type(d._tls.link.stream) is transport._Frames
+        assert d[7] == 49 and len(d) == 2 * transport._CHANNELS_AFTER
+        del d
+        peer.write('report')
+        assert peer.readline() == '0'
+        code, _out, err = peer.finish()
+        assert code == 0, err
+    finally:
+        peer.kill()
