@@ -749,3 +749,162 @@ def test_mphost_client_of_a_stock_manager():
         assert code == 0, err
     finally:
         peer.kill()
+
+
+# -- the pieces behind the public module --
+
+def test_names_travel_as_the_public_modules():
+    """What a pickle names (proxy types, tokens, the rebuild function) is
+    looked up in multiprocessing.managers, by stock python3 too."""
+    for obj in (managers.DictProxy, managers.ListProxy, managers.AutoProxy, managers.RebuildProxy,
+                managers.Token, managers.RemoteError, managers.Namespace, managers.Value,
+                managers.BaseProxy, managers.Server, managers.dispatch):
+        assert obj.__module__ == 'multiprocessing.managers', obj
+        assert getattr(managers, obj.__name__) is obj
+    assert b'multiprocessing.managers' in pickle.dumps(managers.Token('dict', 'a', '1'))
+    assert managers.MakeProxyType('Made', ('x',)).__module__ == 'multiprocessing.managers'
+
+
+def test_object_table_counts_and_kept_objects():
+    from multiprocessing._manager_server import _ObjectTable
+    table = _ObjectTable()
+    obj = {'a': 1}
+    ident = table.insert(obj, ['get'], None)
+    assert table.insert(obj, ['get'], None) == ident and table.counts[ident] == 2
+    assert table.find(ident).obj is obj and 'get' in table.find(ident).exposed
+    assert table.decref(ident) is None
+    assert table.decref(ident).obj is obj
+    with pytest.raises(KeyError):
+        table.find(ident)
+    with pytest.raises(KeyError):
+        table.decref(ident)
+    # An object a proxy inside the server refers to is remembered, and comes
+    # back with the next reference.
+    ident = table.insert(obj, ['get'], None)
+    table.keep(ident)
+    table.decref(ident)
+    assert table.decref(ident) is None  # skipped, as the stdlib's server does
+    table.incref(ident)
+    assert table.counts[ident] == 1 and 'refcount=1' in table.describe()
+
+
+def test_state_require():
+    state = managers.State()
+    assert state.value == managers.State.INITIAL
+    state.require(managers.State.INITIAL, {})
+    state.value = managers.State.SHUTDOWN
+    with pytest.raises(multiprocessing.ProcessError, match='shut down'):
+        state.require(managers.State.INITIAL, {managers.State.SHUTDOWN: 'Manager has shut down'})
+    state.value = 7
+    with pytest.raises(multiprocessing.ProcessError, match='Unknown state 7'):
+        state.require(managers.State.INITIAL, {})
+
+
+def test_frames_read_in_the_connection_format():
+    """The client's framed reader takes what a plain Connection writes
+    (several messages per read, a message larger than its buffer, a
+    message cut in pieces) and reads end of file as the stdlib does."""
+    from multiprocessing import _manager_transport as transport
+    a, b = socket.socketpair()
+    writer = connection.Connection(a.detach())
+    reader_conn = connection.Connection(b.detach())
+    frames = transport._Frames(reader_conn, 0)
+    big = bytes(range(256)) * 1000
+
+    def several():
+        writer.send(('small', 1))
+        writer.send(big)  # more than the socket holds: read while written
+        writer.send_bytes(b'raw')
+    t = threading.Thread(target=several)
+    t.start()
+    assert frames.recv() == ('small', 1)
+    assert frames.recv() == big
+    assert bytes(frames.next()) == b'raw'
+    t.join(TIMEOUT)
+
+    def trickle():
+        data = b''.join(transport._Frames.encode(['piece', 2]))
+        for i in range(len(data)):
+            os.write(writer.fileno(), data[i:i + 1])
+            time.sleep(0.001)
+    t = threading.Thread(target=trickle)
+    t.start()
+    assert frames.recv() == ['piece', 2]
+    t.join(TIMEOUT)
+    frames.send({'back': True})
+    assert writer.recv() == {'back': True}
+    writer.close()
+    with pytest.raises(EOFError):
+        frames.recv()
+    reader_conn.close()
+
+
+def test_a_busy_local_link_moves_onto_channels():
+    """A link to a local mphost manager that keeps being used carries its
+    requests over channels; a manager that dies is then seen as end of file
+    as over the socket."""
+    from multiprocessing import _manager_transport as transport
+    m = SyncManager()
+    m.start()
+    try:
+        d = m.dict()
+        for i in range(2 * transport._CHANNELS_AFTER):
+            d[i % 5] = i
+            assert d[i % 5] == i
+        link = d._tls.link
+        assert type(link.stream) is transport._Channels
+        big = b'x' * (4 << 20)
+        d['big'] = big
+        assert d['big'] == big
+        assert m._number_of_objects() == 1
+        m._process.kill()
+        m._process.join(TIMEOUT)
+        started = time.monotonic()
+        with pytest.raises((EOFError, OSError)):
+            d[0]
+        assert time.monotonic() - started < 10
+    finally:
+        m.shutdown()
+
+
+def test_a_tcp_link_stays_on_its_socket():
+    from multiprocessing import _manager_transport as transport
+    with SyncManager(address=('127.0.0.1', 0)) as m:
+        d = m.dict()
+        for i in range(2 * transport._CHANNELS_AFTER):
+            d[i] = i
+        assert type(d._tls.link.stream) is transport._Frames
+        assert sorted(d.keys()) == list(range(2 * transport._CHANNELS_AFTER))
+
+
+def test_mphost_client_of_a_stock_manager_on_a_unix_socket():
+    """A stock server on this machine does not offer channels: a busy
+    link stays on the socket and works as with any stock manager."""
+    import ast
+    from multiprocessing import _manager_transport as transport
+    peer = StockPeer('''
+        from multiprocessing.managers import SyncManager
+        m = SyncManager(authkey=b'interop')
+        m.start()
+        print(repr(m.address), flush=True)
+        sys.stdin.readline()
+        print(m._number_of_objects(), flush=True)
+        m.shutdown()
+    ''')
+    try:
+        address = ast.literal_eval(peer.readline())
+        assert isinstance(address, str)
+        m = SyncManager(address=address, authkey=b'interop')
+        m.connect()
+        d = m.dict()
+        for i in range(2 * transport._CHANNELS_AFTER):
+            d[i] = i * i
+        assert type(d._tls.link.stream) is transport._Frames
+        assert d[7] == 49 and len(d) == 2 * transport._CHANNELS_AFTER
+        del d
+        peer.write('report')
+        assert peer.readline() == '0'
+        code, _out, err = peer.finish()
+        assert code == 0, err
+    finally:
+        peer.kill()
