@@ -28,11 +28,13 @@ struct port_object {
   PyObject* reader;     // _mphost.Channel or None
   ipc::channel* out;    // inside `writer`
   ipc::channel* in;     // inside `reader`
-  PyObject* acquire;    // the slot semaphore's bound acquire
+  PyObject* acquire;    // the slot semaphore's bound acquire, or nullptr (no slots)
   PyObject* release;    // and release
+  PyObject* count;      // the task counter's bound release, or nullptr
   PyObject* dumps;      // fallback pickler: obj -> bytes-like
   PyObject* loads;      // fallback unpickler: bytes -> obj
   bool closed;
+  bool simple;          // SimpleQueue's calls: put(obj), get(), pickling errors raised
 };
 
 // queue.Full and queue.Empty, imported once.
@@ -67,6 +69,14 @@ bool guarded(Fn&& fn) {
     PyErr_SetString(PyExc_RuntimeError, e.what());
   }
   return false;
+}
+
+// Calls `fn()` when there is one, dropping its result; false if it raised.
+bool call_quietly(PyObject* fn) {
+  if (fn == nullptr) return true;
+  PyObject* result = PyObject_CallNoArgs(fn);
+  Py_XDECREF(result);
+  return result != nullptr;
 }
 
 // The queue, or nullptr (no error) once it is gone. New reference.
@@ -136,6 +146,18 @@ bool parse_block_timeout(const char* fn, PyObject* const* args, Py_ssize_t nargs
   return true;
 }
 
+// SimpleQueue's put(obj) and get() take nothing else.
+bool no_options(const char* fn, Py_ssize_t nargs, PyObject* kwnames, Py_ssize_t wanted) {
+  if (nargs == wanted && kwnames == nullptr) return true;
+  if (wanted == 0) {
+    PyErr_Format(PyExc_TypeError, "%s() takes no arguments", fn);
+  } else {
+    PyErr_Format(PyExc_TypeError, "%s() takes exactly one argument (%zd given)", fn,
+                 nargs + (kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames)));
+  }
+  return false;
+}
+
 // Reports an item that could not be pickled, as the stdlib's feeder thread
 // does: the slot goes back, then the queue's hook runs with the exception
 // as the one being handled. The pending error is consumed; false if the
@@ -147,12 +169,10 @@ bool report_unpicklable(port_object* self, PyObject* obj) {
   if (tb != nullptr) PyException_SetTraceback(value, tb);
   Py_XDECREF(type);
   Py_XDECREF(tb);
-  PyObject* released = PyObject_CallNoArgs(self->release);
-  if (released == nullptr) {
+  if (!call_quietly(self->release)) {
     Py_DECREF(value);
     return false;
   }
-  Py_DECREF(released);
   PyObject* queue = queue_of(self);
   PyObject* previous = PyErr_GetHandledException();
   PyErr_SetHandledException(value);
@@ -217,8 +237,14 @@ int pickle_and_send(port_object* self, ipc::channel* ch, PyObject* obj) {
   thread_local std::string buffer;
   PyObject* spilled = nullptr;
   if (!pickle_item(self, obj, buffer, spilled)) {
-    if (!pickling_failed_with_exception()) return -1;
+    if (self->simple || !pickling_failed_with_exception()) return -1;
     return report_unpicklable(self, obj) ? 0 : -1;
+  }
+  // Counted before it can be got, so that a task_done() for it never
+  // comes first.
+  if (!call_quietly(self->count)) {
+    Py_XDECREF(spilled);
+    return -1;
   }
   if (spilled == nullptr) {
     return send_message(*ch, std::as_bytes(std::span(buffer.data(), buffer.size())), ipc::deadline::infinite()) == 1 ? 1 : -1;
@@ -267,10 +293,12 @@ PyObject* port_put(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
   auto* self = reinterpret_cast<port_object*>(op);
   const queue_hold hold(self);
   PyObject *block, *timeout;
+  if (self->simple && !no_options("put", nargs, kwnames, 1)) return nullptr;
   if (!parse_block_timeout("put", args, nargs, kwnames, 1, block, timeout)) return nullptr;
   if (self->closed) return raise_closed(self);
   ipc::channel* ch = usable(self->out, "put");
   if (ch == nullptr) return nullptr;
+  if (self->acquire == nullptr) return pickle_and_send(self, ch, args[0]) < 0 ? nullptr : Py_NewRef(Py_None);
   PyObject* got;
   if (block == nullptr && timeout == nullptr) {
     got = PyObject_CallNoArgs(self->acquire);
@@ -294,6 +322,7 @@ PyObject* port_get(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
   auto* self = reinterpret_cast<port_object*>(op);
   const queue_hold hold(self);
   PyObject *block_obj, *timeout;
+  if (self->simple && !no_options("get", nargs, kwnames, 0)) return nullptr;
   if (!parse_block_timeout("get", args, nargs, kwnames, 0, block_obj, timeout)) return nullptr;
   if (self->closed) return raise_closed(self);
   int block = 1;
@@ -335,9 +364,7 @@ PyObject* port_get(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
   }
   // The message is ours: the slot goes back before unpickling, as the
   // stdlib's Queue does it.
-  PyObject* released = PyObject_CallNoArgs(self->release);
-  if (released == nullptr) return nullptr;
-  Py_DECREF(released);
+  if (!call_quietly(self->release)) return nullptr;
   const auto bytes = msg.bytes();
   if (msg.is_block()) {
     // A large message is unpickled in place, from the block's mapping: no
@@ -383,10 +410,11 @@ PyObject* port_close(PyObject* op, PyObject*) {
 }
 
 PyObject* port_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
-  static const char* keywords[] = {"queue", "writer", "reader", "semlock", "dumps", "loads", nullptr};
-  PyObject *queue, *writer, *reader, *semlock, *dumps, *loads;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOO:QueuePort", const_cast<char**>(keywords), &queue, &writer,
-                                   &reader, &semlock, &dumps, &loads)) {
+  static const char* keywords[] = {"queue", "writer", "reader", "semlock", "dumps", "loads", "tasks", "simple", nullptr};
+  PyObject *queue, *writer, *reader, *semlock, *dumps, *loads, *tasks = Py_None;
+  int simple = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOO|$Op:QueuePort", const_cast<char**>(keywords), &queue, &writer,
+                                   &reader, &semlock, &dumps, &loads, &tasks, &simple)) {
     return nullptr;
   }
   if (!import_queue_errors()) return nullptr;
@@ -400,13 +428,21 @@ PyObject* port_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   if (reader != Py_None && in == nullptr) return nullptr;
   PyObject* ref = queue == Py_None ? Py_NewRef(Py_None) : PyWeakref_NewRef(queue, nullptr);
   if (ref == nullptr) return nullptr;
-  PyObject* acquire = PyObject_GetAttrString(semlock, "acquire");
-  PyObject* release = acquire != nullptr ? PyObject_GetAttrString(semlock, "release") : nullptr;
-  auto* self = release != nullptr ? reinterpret_cast<port_object*>(type->tp_alloc(type, 0)) : nullptr;
+  PyObject* acquire = nullptr;
+  PyObject* release = nullptr;
+  PyObject* count = nullptr;
+  bool ok = true;
+  if (semlock != Py_None) {
+    ok = (acquire = PyObject_GetAttrString(semlock, "acquire")) != nullptr &&
+         (release = PyObject_GetAttrString(semlock, "release")) != nullptr;
+  }
+  if (ok && tasks != Py_None) ok = (count = PyObject_GetAttrString(tasks, "release")) != nullptr;
+  auto* self = ok ? reinterpret_cast<port_object*>(type->tp_alloc(type, 0)) : nullptr;
   if (self == nullptr) {
     Py_DECREF(ref);
     Py_XDECREF(acquire);
     Py_XDECREF(release);
+    Py_XDECREF(count);
     return nullptr;
   }
   self->queue_ref = ref;
@@ -416,9 +452,11 @@ PyObject* port_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   self->in = in;
   self->acquire = acquire;
   self->release = release;
+  self->count = count;
   self->dumps = Py_NewRef(dumps);
   self->loads = Py_NewRef(loads);
   self->closed = false;
+  self->simple = simple != 0;
   return reinterpret_cast<PyObject*>(self);
 }
 
@@ -430,6 +468,7 @@ void port_dealloc(PyObject* op) {
   Py_XDECREF(self->reader);
   Py_XDECREF(self->acquire);
   Py_XDECREF(self->release);
+  Py_XDECREF(self->count);
   Py_XDECREF(self->dumps);
   Py_XDECREF(self->loads);
   type->tp_free(op);
@@ -470,32 +509,6 @@ PyType_Spec port_spec = {
     port_slots,
 };
 
-// Test hooks: the builtin codec alone.
-PyObject* pickle_builtin(PyObject*, PyObject* obj) {
-  std::string out;
-  if (!builtin_pickle::encode(obj, out)) Py_RETURN_NONE;
-  return PyBytes_FromStringAndSize(out.data(), static_cast<Py_ssize_t>(out.size()));
-}
-
-PyObject* unpickle_builtin(PyObject*, PyObject* data) {
-  Py_buffer view;
-  if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) != 0) return nullptr;
-  PyObject* obj = builtin_pickle::decode(std::span(static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)));
-  PyBuffer_Release(&view);
-  if (obj == nullptr && !PyErr_Occurred()) {
-    PyErr_SetString(PyExc_ValueError, "not a pickle the builtin codec reads");
-  }
-  return obj;
-}
-
-PyMethodDef hook_methods[] = {
-    {"_pickle_builtin", pickle_builtin, METH_O,
-     "The builtin codec's pickle of obj (what pickle.dumps(obj, 4) gives), or None outside its graphs."},
-    {"_unpickle_builtin", unpickle_builtin, METH_O,
-     "The builtin codec's reading of a pickle; ValueError where it defers to pickle.loads."},
-    {nullptr, nullptr, 0, nullptr},
-};
-
 }  // namespace
 
 bool add_queue_port(PyObject* module) {
@@ -504,14 +517,7 @@ bool add_queue_port(PyObject* module) {
   const int rc = PyModule_AddObjectRef(module, "QueuePort", type);
   Py_DECREF(type);
   if (rc < 0) return false;
-  for (PyMethodDef* def = hook_methods; def->ml_name != nullptr; ++def) {
-    PyObject* fn = PyCFunction_New(def, nullptr);
-    if (fn == nullptr) return false;
-    const int added = PyModule_AddObjectRef(module, def->ml_name, fn);
-    Py_DECREF(fn);
-    if (added < 0) return false;
-  }
-  return true;
+  return add_codec_hooks(module);
 }
 
 }  // namespace mphost::embed
