@@ -110,17 +110,19 @@ ipc::channel* usable(ipc::channel* ch, const char* what) {
 }
 
 // Positional-or-keyword (block, timeout) after `skip` leading positional
-// arguments; false with TypeError on anything else.
+// arguments, or (`simple`) nothing after them; false with TypeError on
+// anything else.
 bool parse_block_timeout(const char* fn, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, Py_ssize_t skip,
-                         PyObject*& block, PyObject*& timeout) {
+                         bool simple, PyObject*& block, PyObject*& timeout) {
   block = nullptr;
   timeout = nullptr;
   if (nargs < skip) {
     PyErr_Format(PyExc_TypeError, "%s() missing required argument 'obj'", fn);
     return false;
   }
-  if (nargs > skip + 2) {
-    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)", fn, skip + 2, nargs);
+  const Py_ssize_t given = nargs + (kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames));
+  if (nargs > skip + 2 || (simple && given > skip)) {
+    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)", fn, simple ? skip : skip + 2, given);
     return false;
   }
   if (nargs > skip) block = args[skip];
@@ -144,18 +146,6 @@ bool parse_block_timeout(const char* fn, PyObject* const* args, Py_ssize_t nargs
     *slot = args[nargs + i];
   }
   return true;
-}
-
-// SimpleQueue's put(obj) and get() take nothing else.
-bool no_options(const char* fn, Py_ssize_t nargs, PyObject* kwnames, Py_ssize_t wanted) {
-  if (nargs == wanted && kwnames == nullptr) return true;
-  if (wanted == 0) {
-    PyErr_Format(PyExc_TypeError, "%s() takes no arguments", fn);
-  } else {
-    PyErr_Format(PyExc_TypeError, "%s() takes exactly one argument (%zd given)", fn,
-                 nargs + (kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames)));
-  }
-  return false;
 }
 
 // Reports an item that could not be pickled, as the stdlib's feeder thread
@@ -293,8 +283,7 @@ PyObject* port_put(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
   auto* self = reinterpret_cast<port_object*>(op);
   const queue_hold hold(self);
   PyObject *block, *timeout;
-  if (self->simple && !no_options("put", nargs, kwnames, 1)) return nullptr;
-  if (!parse_block_timeout("put", args, nargs, kwnames, 1, block, timeout)) return nullptr;
+  if (!parse_block_timeout("put", args, nargs, kwnames, 1, self->simple, block, timeout)) return nullptr;
   if (self->closed) return raise_closed(self);
   ipc::channel* ch = usable(self->out, "put");
   if (ch == nullptr) return nullptr;
@@ -322,8 +311,7 @@ PyObject* port_get(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
   auto* self = reinterpret_cast<port_object*>(op);
   const queue_hold hold(self);
   PyObject *block_obj, *timeout;
-  if (self->simple && !no_options("get", nargs, kwnames, 0)) return nullptr;
-  if (!parse_block_timeout("get", args, nargs, kwnames, 0, block_obj, timeout)) return nullptr;
+  if (!parse_block_timeout("get", args, nargs, kwnames, 0, self->simple, block_obj, timeout)) return nullptr;
   if (self->closed) return raise_closed(self);
   int block = 1;
   if (block_obj != nullptr && (block = PyObject_IsTrue(block_obj)) < 0) return nullptr;

@@ -26,6 +26,10 @@ def consume(q, count, out):
     out.put(got)
 
 
+def consume_simple(q, count, out):
+    out.put([q.get() for _ in range(count)])
+
+
 def work_and_mark_done(jq, count):
     for _ in range(count):
         jq.get(timeout=TIMEOUT)
@@ -135,6 +139,18 @@ class QueueSuite(StartMethodSuite):
         assert p.exitcode == 0 and inq.empty() and outq.empty()
         inq.close()
         outq.close()
+
+    def test_simple_queue_many_producers_and_consumers_each_item_once(self):
+        q, out = self.ctx.SimpleQueue(), self.ctx.SimpleQueue()
+        producers = [self.start(produce, q, 400) for _ in range(3)]
+        consumers = [self.start(consume_simple, q, 600, out) for _ in range(2)]
+        got = out.get() + out.get()
+        for p in producers + consumers:
+            p.join(TIMEOUT)
+            assert p.exitcode == 0
+        assert sorted(got) == sorted((p.pid, i, b'') for p in producers for i in range(400))
+        q.close()
+        out.close()
 
     def test_reader_works_with_connection_wait(self):
         from multiprocessing.connection import wait
