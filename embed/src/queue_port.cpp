@@ -5,7 +5,6 @@
 // dispatch would be a good part of that.
 #include "mphost/embed/queue_port.hpp"
 
-#include <cmath>
 #include <cstring>
 #include <exception>
 #include <span>
@@ -17,6 +16,7 @@
 #include "mphost/embed/channel_send.hpp"
 #include "mphost/ipc/channel.hpp"
 #include "mphost/ipc/error.hpp"
+#include "queue_port_args.hpp"
 
 namespace mphost::embed {
 namespace {
@@ -35,6 +35,7 @@ struct port_object {
   PyObject* loads;      // fallback unpickler: bytes -> obj
   bool closed;
   bool simple;          // SimpleQueue's calls: put(obj), get(), pickling errors raised
+  bool feeder;          // put hands items to queue._to_feeder instead of the channel
 };
 
 // queue.Full and queue.Empty, imported once.
@@ -109,45 +110,6 @@ ipc::channel* usable(ipc::channel* ch, const char* what) {
   return ch;
 }
 
-// Positional-or-keyword (block, timeout) after `skip` leading positional
-// arguments, or (`simple`) nothing after them; false with TypeError on
-// anything else.
-bool parse_block_timeout(const char* fn, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, Py_ssize_t skip,
-                         bool simple, PyObject*& block, PyObject*& timeout) {
-  block = nullptr;
-  timeout = nullptr;
-  if (nargs < skip) {
-    PyErr_Format(PyExc_TypeError, "%s() missing required argument 'obj'", fn);
-    return false;
-  }
-  const Py_ssize_t given = nargs + (kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames));
-  if (nargs > skip + 2 || (simple && given > skip)) {
-    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)", fn, simple ? skip : skip + 2, given);
-    return false;
-  }
-  if (nargs > skip) block = args[skip];
-  if (nargs > skip + 1) timeout = args[skip + 1];
-  if (kwnames == nullptr) return true;
-  for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); ++i) {
-    PyObject* key = PyTuple_GET_ITEM(kwnames, i);
-    PyObject** slot = nullptr;
-    if (PyUnicode_CompareWithASCIIString(key, "block") == 0) {
-      slot = &block;
-    } else if (PyUnicode_CompareWithASCIIString(key, "timeout") == 0) {
-      slot = &timeout;
-    } else {
-      PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fn, key);
-      return false;
-    }
-    if (*slot != nullptr) {
-      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%U'", fn, key);
-      return false;
-    }
-    *slot = args[nargs + i];
-  }
-  return true;
-}
-
 // Reports an item that could not be pickled, as the stdlib's feeder thread
 // does: the slot goes back, then the queue's hook runs with the exception
 // as the one being handled. The pending error is consumed; false if the
@@ -206,22 +168,6 @@ bool without_gil(Fn&& fn) {
   return guarded([&] { std::rethrow_exception(error); });
 }
 
-ipc::deadline deadline_from(PyObject* timeout, bool& ok) {
-  ok = true;
-  if (timeout == nullptr || timeout == Py_None) return ipc::deadline::infinite();
-  const double seconds = PyFloat_AsDouble(timeout);
-  if (seconds == -1.0 && PyErr_Occurred()) {
-    ok = false;
-    return ipc::deadline::immediate();
-  }
-  if (std::isnan(seconds)) {
-    PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
-    ok = false;
-    return ipc::deadline::immediate();
-  }
-  return ipc::deadline::from_seconds(seconds);
-}
-
 // Pickles `obj` and sends it. 1: sent; 0: not picklable, reported; -1: error.
 int pickle_and_send(port_object* self, ipc::channel* ch, PyObject* obj) {
   thread_local std::string buffer;
@@ -257,6 +203,21 @@ int pickle_and_send(port_object* self, ipc::channel* ch, PyObject* obj) {
   return sent ? 1 : -1;
 }
 
+// Counts the item as a task, then hands it to queue._to_feeder(obj), the
+// buffer of a feeder thread. 1 on success, -1 with the error set.
+int hand_to_feeder(port_object* self, PyObject* obj) {
+  if (!call_quietly(self->count)) return -1;
+  PyObject* queue = queue_of(self);
+  if (queue == nullptr) {
+    PyErr_SetString(PyExc_TypeError, "a port without its queue has no feeder");
+    return -1;
+  }
+  PyObject* result = PyObject_CallMethod(queue, "_to_feeder", "O", obj);
+  Py_DECREF(queue);
+  Py_XDECREF(result);
+  return result != nullptr ? 1 : -1;
+}
+
 // ---- methods ----
 
 // The queue, held for a call: the port refers to it weakly (no cycle), and
@@ -287,23 +248,24 @@ PyObject* port_put(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
   if (self->closed) return raise_closed(self);
   ipc::channel* ch = usable(self->out, "put");
   if (ch == nullptr) return nullptr;
-  if (self->acquire == nullptr) return pickle_and_send(self, ch, args[0]) < 0 ? nullptr : Py_NewRef(Py_None);
-  PyObject* got;
-  if (block == nullptr && timeout == nullptr) {
-    got = PyObject_CallNoArgs(self->acquire);
-  } else {
-    PyObject* call_args[] = {block != nullptr ? block : Py_True, timeout != nullptr ? timeout : Py_None};
-    got = PyObject_Vectorcall(self->acquire, call_args, 2, nullptr);
+  if (self->acquire != nullptr) {
+    PyObject* got;
+    if (block == nullptr && timeout == nullptr) {
+      got = PyObject_CallNoArgs(self->acquire);
+    } else {
+      PyObject* call_args[] = {block != nullptr ? block : Py_True, timeout != nullptr ? timeout : Py_None};
+      got = PyObject_Vectorcall(self->acquire, call_args, 2, nullptr);
+    }
+    if (got == nullptr) return nullptr;
+    const int acquired = PyObject_IsTrue(got);
+    Py_DECREF(got);
+    if (acquired < 0) return nullptr;
+    if (!acquired) {
+      PyErr_SetNone(full_error);
+      return nullptr;
+    }
   }
-  if (got == nullptr) return nullptr;
-  const int acquired = PyObject_IsTrue(got);
-  Py_DECREF(got);
-  if (acquired < 0) return nullptr;
-  if (!acquired) {
-    PyErr_SetNone(full_error);
-    return nullptr;
-  }
-  if (pickle_and_send(self, ch, args[0]) < 0) return nullptr;
+  if ((self->feeder ? hand_to_feeder(self, args[0]) : pickle_and_send(self, ch, args[0])) < 0) return nullptr;
   Py_RETURN_NONE;
 }
 
@@ -398,11 +360,11 @@ PyObject* port_close(PyObject* op, PyObject*) {
 }
 
 PyObject* port_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
-  static const char* keywords[] = {"queue", "writer", "reader", "semlock", "dumps", "loads", "tasks", "simple", nullptr};
+  static const char* keywords[] = {"queue", "writer", "reader", "semlock", "dumps", "loads", "tasks", "simple", "feeder", nullptr};
   PyObject *queue, *writer, *reader, *semlock, *dumps, *loads, *tasks = Py_None;
-  int simple = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOO|$Op:QueuePort", const_cast<char**>(keywords), &queue, &writer,
-                                   &reader, &semlock, &dumps, &loads, &tasks, &simple)) {
+  int simple = 0, feeder = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOO|$Opp:QueuePort", const_cast<char**>(keywords), &queue, &writer,
+                                   &reader, &semlock, &dumps, &loads, &tasks, &simple, &feeder)) {
     return nullptr;
   }
   if (!import_queue_errors()) return nullptr;
@@ -445,6 +407,7 @@ PyObject* port_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   self->loads = Py_NewRef(loads);
   self->closed = false;
   self->simple = simple != 0;
+  self->feeder = feeder != 0;
   return reinterpret_cast<PyObject*>(self);
 }
 

@@ -143,29 +143,30 @@ class Queue(object):
         if self._feeding:
             self._buffer = collections.deque()
             self._notempty = threading.Condition(threading.Lock())
-            self._send_bytes = self._writer.send_bytes
         self._port = _QueuePort(self, self._writer._outbound, self._reader._inbound, self._sem._semlock,
-                                _dumps, _loads, **self._port_options())
+                                _dumps, _loads, feeder=self._feeding, **self._port_options())
         # The port's calls stand in for the methods a subclass left alone.
         if cls.get is Queue.get:
             self.get = self._port.get
-        if cls.put is Queue.put and not self._feeding:
+        if cls.put is Queue.put:
             self.put = self._port.put
 
     def _port_options(self):
         return {}
 
+    @property
+    def _send_bytes(self):
+        # What a feeder writes with: the writing end's, whatever `_writer`
+        # is now (a subclass may wrap it).
+        return self._writer.send_bytes
+
     def put(self, obj, block=True, timeout=None):
         """Put obj on the queue; raise queue.Full if a bounded queue stays full."""
-        if not self._feeding:
-            return self._port.put(obj, block, timeout)
-        if self._closed:
-            raise ValueError(f'Queue {self!r} is closed')
-        if not self._sem.acquire(block, timeout):
-            raise Full
-        self._to_feeder(obj)
+        return self._port.put(obj, block, timeout)
 
     def _to_feeder(self, obj):
+        # The port's put, for a queue with a feeder, once the item has its
+        # slot (and is counted as a task).
         if self._thread is None:
             with self._notempty:
                 # Of two first puts at once, one starts the feeder.
@@ -293,12 +294,9 @@ class JoinableQueue(Queue):
         return state
 
     def _port_options(self):
-        # The port counts an item once it is pickled, before it is sent.
+        # The port counts an item once it is pickled (or buffered for a
+        # feeder), before it can be got.
         return {'tasks': self._unfinished_tasks._semlock}
-
-    def _to_feeder(self, obj):
-        self._unfinished_tasks.release()
-        super()._to_feeder(obj)
 
     def _has_pending(self):
         return not self._unfinished_tasks._semlock._is_zero()

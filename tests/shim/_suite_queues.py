@@ -181,6 +181,45 @@ def test_subclass_overriding_the_feeder_gets_a_feeder_thread():
     q.join_thread()
 
 
+class OwnFeederQueue(queues.Queue):
+    def _start_thread(self):
+        super()._start_thread()
+
+
+class FeederJoinableQueue(queues.JoinableQueue):
+    def _start_thread(self):
+        super()._start_thread()
+
+
+def test_a_feeder_subclass_keeps_slots_tasks_and_close():
+    ctx = multiprocessing.get_context()
+    q = OwnFeederQueue(1, ctx=ctx)
+    q.put('one')
+    with pytest.raises(queue.Full):
+        q.put('two', timeout=0.05)
+    assert q.get(timeout=TIMEOUT) == 'one'
+    q.put(Unpicklable())  # reported by the feeder thread, its slot given back
+    q.put('three', timeout=TIMEOUT)
+    assert q.get(timeout=TIMEOUT) == 'three'
+    q.close()
+    with pytest.raises(ValueError, match='is closed'):
+        q.put('four')
+    q.join_thread()
+    assert not q._thread.is_alive() and q._reader.closed and q._writer.closed
+
+    jq = FeederJoinableQueue(ctx=ctx)
+    for i in range(5):
+        jq.put(i)
+    assert [jq.get(timeout=TIMEOUT) for _ in range(5)] == list(range(5))
+    for _ in range(5):
+        jq.task_done()
+    jq.join()
+    with pytest.raises(ValueError, match='too many times'):
+        jq.task_done()
+    jq.close()
+    jq.join_thread()
+
+
 def test_plain_queue_needs_no_thread():
     q = multiprocessing.Queue()
     before = threading.active_count()

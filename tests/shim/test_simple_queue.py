@@ -65,7 +65,7 @@ def test_an_unpicklable_item_raises_to_the_caller_and_the_queue_goes_on(sq):
     assert sq.get() == 'next' and sq.empty()
 
 
-@pytest.mark.parametrize('obj', [(1, 'two'), b'x' * (1 << 20), [Unpicklable] * 3])
+@pytest.mark.parametrize('obj', [(1, 'two'), b'x' * (1 << 20), [Unpicklable] * 3], ids=['small', 'large', 'classes'])
 def test_put_writes_forkingpickler_dumps_and_get_reads_send_bytes(sq, obj):
     sq.put(obj)
     assert sq._reader.recv_bytes() == bytes(ForkingPickler.dumps(obj))

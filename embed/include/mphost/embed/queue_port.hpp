@@ -3,12 +3,14 @@
 // each, over the queue's channel and (for Queue) its slot semaphore.
 //
 //   QueuePort(queue, writer, reader, semlock, dumps, loads, *, tasks=None,
-//             simple=False)
+//             simple=False, feeder=False)
 //     writer, reader: `_mphost.Channel` handles or None (that call then
 //     raises OSError); semlock: the slot semaphore, or None for a queue
 //     without slots; tasks: a semaphore released once per item sent
 //     (JoinableQueue's unfinished tasks), or None; simple: SimpleQueue's
-//     calls (below).
+//     calls (below); feeder: put() hands each item, once its slot is
+//     taken and it is counted, to queue._to_feeder(obj) (a feeder thread's
+//     buffer) instead of pickling and sending it.
 //   put(obj, block=True, timeout=None)  ValueError once closed; takes a slot
 //       of the semaphore (queue.Full when that fails); pickles obj (the
 //       builtin codec when the graph allows, else the shim's dumps, so
