@@ -33,6 +33,7 @@ struct port_object {
   PyObject* count;      // the task counter's bound release, or nullptr
   PyObject* dumps;      // fallback pickler: obj -> bytes-like
   PyObject* loads;      // fallback unpickler: bytes -> obj
+  PyObject* keep;       // kept alive with the port (the queue's connections)
   bool closed;
   bool simple;          // SimpleQueue's calls: put(obj), get(), pickling errors raised
   bool feeder;          // put hands items to queue._to_feeder instead of the channel
@@ -360,11 +361,11 @@ PyObject* port_close(PyObject* op, PyObject*) {
 }
 
 PyObject* port_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
-  static const char* keywords[] = {"queue", "writer", "reader", "semlock", "dumps", "loads", "tasks", "simple", "feeder", nullptr};
-  PyObject *queue, *writer, *reader, *semlock, *dumps, *loads, *tasks = Py_None;
+  static const char* keywords[] = {"queue", "writer", "reader", "semlock", "dumps", "loads", "tasks", "simple", "feeder", "keep", nullptr};
+  PyObject *queue, *writer, *reader, *semlock, *dumps, *loads, *tasks = Py_None, *keep = Py_None;
   int simple = 0, feeder = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOO|$Opp:QueuePort", const_cast<char**>(keywords), &queue, &writer,
-                                   &reader, &semlock, &dumps, &loads, &tasks, &simple, &feeder)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOO|$OppO:QueuePort", const_cast<char**>(keywords), &queue,
+                                   &writer, &reader, &semlock, &dumps, &loads, &tasks, &simple, &feeder, &keep)) {
     return nullptr;
   }
   if (!import_queue_errors()) return nullptr;
@@ -405,6 +406,7 @@ PyObject* port_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   self->count = count;
   self->dumps = Py_NewRef(dumps);
   self->loads = Py_NewRef(loads);
+  self->keep = Py_NewRef(keep);
   self->closed = false;
   self->simple = simple != 0;
   self->feeder = feeder != 0;
@@ -422,6 +424,7 @@ void port_dealloc(PyObject* op) {
   Py_XDECREF(self->count);
   Py_XDECREF(self->dumps);
   Py_XDECREF(self->loads);
+  Py_XDECREF(self->keep);
   type->tp_free(op);
   Py_DECREF(type);
 }

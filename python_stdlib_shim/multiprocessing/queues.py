@@ -144,7 +144,8 @@ class Queue(object):
             self._buffer = collections.deque()
             self._notempty = threading.Condition(threading.Lock())
         self._port = _QueuePort(self, self._writer._outbound, self._reader._inbound, self._sem._semlock,
-                                _dumps, _loads, feeder=self._feeding, **self._port_options())
+                                _dumps, _loads, feeder=self._feeding, keep=(self._reader, self._writer),
+                                **self._port_options())
         # The port's calls stand in for the methods a subclass left alone.
         if cls.get is Queue.get:
             self.get = self._port.get
@@ -327,8 +328,10 @@ class SimpleQueue(object):
         self._attach()
 
     def _attach(self):
+        # The port keeps the ends open while a bound put or get of it
+        # lives, even if this queue is gone (SimpleQueue().put(obj)).
         port = _QueuePort(self, self._writer._outbound, self._reader._inbound, None,
-                          _dumps, _loads, simple=True)
+                          _dumps, _loads, simple=True, keep=(self._reader, self._writer))
         self._port = port
         cls = type(self)
         if cls.put is SimpleQueue.put:

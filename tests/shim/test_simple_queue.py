@@ -149,3 +149,16 @@ def test_a_writer_gone_reads_as_end_of_file():
     with pytest.raises(EOFError):
         q.get()
     q.close()
+
+
+def test_a_temporary_queue_stays_open_for_its_call():
+    # SimpleQueue().put(obj) evaluates the bound put, then drops the queue:
+    # the call still sees open ends, as on stock, whose bound method holds
+    # the queue.
+    def local():
+        pass
+
+    with pytest.raises(AttributeError, match="Can't pickle local object"):
+        multiprocessing.SimpleQueue().put(local)
+    assert multiprocessing.SimpleQueue().put(1) is None
+    assert multiprocessing.Queue().put(1) is None

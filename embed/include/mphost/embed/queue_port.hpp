@@ -3,14 +3,16 @@
 // each, over the queue's channel and (for Queue) its slot semaphore.
 //
 //   QueuePort(queue, writer, reader, semlock, dumps, loads, *, tasks=None,
-//             simple=False, feeder=False)
+//             simple=False, feeder=False, keep=None)
 //     writer, reader: `_mphost.Channel` handles or None (that call then
 //     raises OSError); semlock: the slot semaphore, or None for a queue
 //     without slots; tasks: a semaphore released once per item sent
 //     (JoinableQueue's unfinished tasks), or None; simple: SimpleQueue's
 //     calls (below); feeder: put() hands each item, once its slot is
 //     taken and it is counted, to queue._to_feeder(obj) (a feeder thread's
-//     buffer) instead of pickling and sending it.
+//     buffer) instead of pickling and sending it; keep: held as long as the
+//     port (the queue's connections, whose collection closes the channel:
+//     a bound put or get outlives a queue collected under it).
 //   put(obj, block=True, timeout=None)  ValueError once closed; takes a slot
 //       of the semaphore (queue.Full when that fails); pickles obj (the
 //       builtin codec when the graph allows, else the shim's dumps, so
@@ -34,8 +36,8 @@
 // Python handlers, and the wait goes on unless they raised.
 //
 // The port holds the queue weakly (for its repr and its error hook), the
-// channel handles, the semaphores' methods and the two pickling callables
-// strongly.
+// channel handles, `keep`, the semaphores' methods and the two pickling
+// callables strongly.
 
 #include "mphost/embed/python.hpp"
 
