@@ -17,6 +17,7 @@
 #include "mphost/embed/channel_send.hpp"
 #include "mphost/ipc/channel.hpp"
 #include "mphost/ipc/error.hpp"
+#include "queue_port_args.hpp"
 
 namespace mphost::embed {
 namespace {
@@ -28,11 +29,15 @@ struct port_object {
   PyObject* reader;     // _mphost.Channel or None
   ipc::channel* out;    // inside `writer`
   ipc::channel* in;     // inside `reader`
-  PyObject* acquire;    // the slot semaphore's bound acquire
+  PyObject* acquire;    // the slot semaphore's bound acquire, or nullptr (no slots)
   PyObject* release;    // and release
+  PyObject* count;      // the task counter's bound release, or nullptr
   PyObject* dumps;      // fallback pickler: obj -> bytes-like
   PyObject* loads;      // fallback unpickler: bytes -> obj
+  PyObject* keep;       // kept alive with the port (the queue's connections)
   bool closed;
+  bool simple;          // SimpleQueue's calls: put(obj), get(), pickling errors raised
+  bool feeder;          // put hands items to queue._to_feeder instead of the channel
 };
 
 // queue.Full and queue.Empty, imported once.
@@ -53,6 +58,14 @@ bool import_queue_errors() {
   full_error = full;
   empty_error = empty;
   return true;
+}
+
+// Calls `fn()` when there is one, dropping its result; false if it raised.
+bool call_quietly(PyObject* fn) {
+  if (fn == nullptr) return true;
+  PyObject* result = PyObject_CallNoArgs(fn);
+  Py_XDECREF(result);
+  return result != nullptr;
 }
 
 // The queue, or nullptr (no error) once it is gone. New reference.
@@ -85,43 +98,6 @@ ipc::channel* usable(ipc::channel* ch, const char* what) {
   return ch;
 }
 
-// Positional-or-keyword (block, timeout) after `skip` leading positional
-// arguments; false with TypeError on anything else.
-bool parse_block_timeout(const char* fn, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, Py_ssize_t skip,
-                         PyObject*& block, PyObject*& timeout) {
-  block = nullptr;
-  timeout = nullptr;
-  if (nargs < skip) {
-    PyErr_Format(PyExc_TypeError, "%s() missing required argument 'obj'", fn);
-    return false;
-  }
-  if (nargs > skip + 2) {
-    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)", fn, skip + 2, nargs);
-    return false;
-  }
-  if (nargs > skip) block = args[skip];
-  if (nargs > skip + 1) timeout = args[skip + 1];
-  if (kwnames == nullptr) return true;
-  for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); ++i) {
-    PyObject* key = PyTuple_GET_ITEM(kwnames, i);
-    PyObject** slot = nullptr;
-    if (PyUnicode_CompareWithASCIIString(key, "block") == 0) {
-      slot = &block;
-    } else if (PyUnicode_CompareWithASCIIString(key, "timeout") == 0) {
-      slot = &timeout;
-    } else {
-      PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fn, key);
-      return false;
-    }
-    if (*slot != nullptr) {
-      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%U'", fn, key);
-      return false;
-    }
-    *slot = args[nargs + i];
-  }
-  return true;
-}
-
 // Reports an item that could not be pickled, as the stdlib's feeder thread
 // does: the slot goes back, then the queue's hook runs with the exception
 // as the one being handled. The pending error is consumed; false if the
@@ -133,12 +109,10 @@ bool report_unpicklable(port_object* self, PyObject* obj) {
   if (tb != nullptr) PyException_SetTraceback(value, tb);
   Py_XDECREF(type);
   Py_XDECREF(tb);
-  PyObject* released = PyObject_CallNoArgs(self->release);
-  if (released == nullptr) {
+  if (!call_quietly(self->release)) {
     Py_DECREF(value);
     return false;
   }
-  Py_DECREF(released);
   PyObject* queue = queue_of(self);
   PyObject* previous = PyErr_GetHandledException();
   PyErr_SetHandledException(value);
@@ -171,8 +145,14 @@ int pickle_and_send(port_object* self, ipc::channel* ch, PyObject* obj) {
   thread_local std::string buffer;
   PyObject* spilled = nullptr;
   if (!pickle_item(self, obj, buffer, spilled)) {
-    if (!pickling_failed_with_exception()) return -1;
+    if (self->simple || !pickling_failed_with_exception()) return -1;
     return report_unpicklable(self, obj) ? 0 : -1;
+  }
+  // Counted before it can be got, so that a task_done() for it never
+  // comes first.
+  if (!call_quietly(self->count)) {
+    Py_XDECREF(spilled);
+    return -1;
   }
   if (spilled == nullptr) {
     return send_message(*ch, std::as_bytes(std::span(buffer.data(), buffer.size())), ipc::deadline::infinite()) == 1 ? 1 : -1;
@@ -193,6 +173,21 @@ int pickle_and_send(port_object* self, ipc::channel* ch, PyObject* obj) {
   PyBuffer_Release(&view);
   Py_DECREF(spilled);
   return sent ? 1 : -1;
+}
+
+// Counts the item as a task, then hands it to queue._to_feeder(obj), the
+// buffer of a feeder thread. 1 on success, -1 with the error set.
+int hand_to_feeder(port_object* self, PyObject* obj) {
+  if (!call_quietly(self->count)) return -1;
+  PyObject* queue = queue_of(self);
+  if (queue == nullptr) {
+    PyErr_SetString(PyExc_TypeError, "a port without its queue has no feeder");
+    return -1;
+  }
+  PyObject* result = PyObject_CallMethod(queue, "_to_feeder", "O", obj);
+  Py_DECREF(queue);
+  Py_XDECREF(result);
+  return result != nullptr ? 1 : -1;
 }
 
 // ---- methods ----
@@ -221,26 +216,28 @@ PyObject* port_put(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
   auto* self = reinterpret_cast<port_object*>(op);
   const queue_hold hold(self);
   PyObject *block, *timeout;
-  if (!parse_block_timeout("put", args, nargs, kwnames, 1, block, timeout)) return nullptr;
+  if (!parse_block_timeout("put", args, nargs, kwnames, 1, self->simple, block, timeout)) return nullptr;
   if (self->closed) return raise_closed(self);
   ipc::channel* ch = usable(self->out, "put");
   if (ch == nullptr) return nullptr;
-  PyObject* got;
-  if (block == nullptr && timeout == nullptr) {
-    got = PyObject_CallNoArgs(self->acquire);
-  } else {
-    PyObject* call_args[] = {block != nullptr ? block : Py_True, timeout != nullptr ? timeout : Py_None};
-    got = PyObject_Vectorcall(self->acquire, call_args, 2, nullptr);
+  if (self->acquire != nullptr) {
+    PyObject* got;
+    if (block == nullptr && timeout == nullptr) {
+      got = PyObject_CallNoArgs(self->acquire);
+    } else {
+      PyObject* call_args[] = {block != nullptr ? block : Py_True, timeout != nullptr ? timeout : Py_None};
+      got = PyObject_Vectorcall(self->acquire, call_args, 2, nullptr);
+    }
+    if (got == nullptr) return nullptr;
+    const int acquired = PyObject_IsTrue(got);
+    Py_DECREF(got);
+    if (acquired < 0) return nullptr;
+    if (!acquired) {
+      PyErr_SetNone(full_error);
+      return nullptr;
+    }
   }
-  if (got == nullptr) return nullptr;
-  const int acquired = PyObject_IsTrue(got);
-  Py_DECREF(got);
-  if (acquired < 0) return nullptr;
-  if (!acquired) {
-    PyErr_SetNone(full_error);
-    return nullptr;
-  }
-  if (pickle_and_send(self, ch, args[0]) < 0) return nullptr;
+  if ((self->feeder ? hand_to_feeder(self, args[0]) : pickle_and_send(self, ch, args[0])) < 0) return nullptr;
   Py_RETURN_NONE;
 }
 
@@ -248,7 +245,7 @@ PyObject* port_get(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
   auto* self = reinterpret_cast<port_object*>(op);
   const queue_hold hold(self);
   PyObject *block_obj, *timeout;
-  if (!parse_block_timeout("get", args, nargs, kwnames, 0, block_obj, timeout)) return nullptr;
+  if (!parse_block_timeout("get", args, nargs, kwnames, 0, self->simple, block_obj, timeout)) return nullptr;
   if (self->closed) return raise_closed(self);
   int block = 1;
   if (block_obj != nullptr && (block = PyObject_IsTrue(block_obj)) < 0) return nullptr;
@@ -282,9 +279,7 @@ PyObject* port_get(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObje
   }
   // The message is ours: the slot goes back before unpickling, as the
   // stdlib's Queue does it.
-  PyObject* released = PyObject_CallNoArgs(self->release);
-  if (released == nullptr) return nullptr;
-  Py_DECREF(released);
+  if (!call_quietly(self->release)) return nullptr;
   const auto bytes = msg.bytes();
   if (msg.is_block()) {
     // A large message is unpickled in place, from the block's mapping: no
@@ -330,10 +325,11 @@ PyObject* port_close(PyObject* op, PyObject*) {
 }
 
 PyObject* port_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
-  static const char* keywords[] = {"queue", "writer", "reader", "semlock", "dumps", "loads", nullptr};
-  PyObject *queue, *writer, *reader, *semlock, *dumps, *loads;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOO:QueuePort", const_cast<char**>(keywords), &queue, &writer,
-                                   &reader, &semlock, &dumps, &loads)) {
+  static const char* keywords[] = {"queue", "writer", "reader", "semlock", "dumps", "loads", "tasks", "simple", "feeder", "keep", nullptr};
+  PyObject *queue, *writer, *reader, *semlock, *dumps, *loads, *tasks = Py_None, *keep = Py_None;
+  int simple = 0, feeder = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOO|$OppO:QueuePort", const_cast<char**>(keywords), &queue,
+                                   &writer, &reader, &semlock, &dumps, &loads, &tasks, &simple, &feeder, &keep)) {
     return nullptr;
   }
   if (!import_queue_errors()) return nullptr;
@@ -347,13 +343,21 @@ PyObject* port_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   if (reader != Py_None && in == nullptr) return nullptr;
   PyObject* ref = queue == Py_None ? Py_NewRef(Py_None) : PyWeakref_NewRef(queue, nullptr);
   if (ref == nullptr) return nullptr;
-  PyObject* acquire = PyObject_GetAttrString(semlock, "acquire");
-  PyObject* release = acquire != nullptr ? PyObject_GetAttrString(semlock, "release") : nullptr;
-  auto* self = release != nullptr ? reinterpret_cast<port_object*>(type->tp_alloc(type, 0)) : nullptr;
+  PyObject* acquire = nullptr;
+  PyObject* release = nullptr;
+  PyObject* count = nullptr;
+  bool ok = true;
+  if (semlock != Py_None) {
+    ok = (acquire = PyObject_GetAttrString(semlock, "acquire")) != nullptr &&
+         (release = PyObject_GetAttrString(semlock, "release")) != nullptr;
+  }
+  if (ok && tasks != Py_None) ok = (count = PyObject_GetAttrString(tasks, "release")) != nullptr;
+  auto* self = ok ? reinterpret_cast<port_object*>(type->tp_alloc(type, 0)) : nullptr;
   if (self == nullptr) {
     Py_DECREF(ref);
     Py_XDECREF(acquire);
     Py_XDECREF(release);
+    Py_XDECREF(count);
     return nullptr;
   }
   self->queue_ref = ref;
@@ -363,9 +367,13 @@ PyObject* port_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   self->in = in;
   self->acquire = acquire;
   self->release = release;
+  self->count = count;
   self->dumps = Py_NewRef(dumps);
   self->loads = Py_NewRef(loads);
+  self->keep = Py_NewRef(keep);
   self->closed = false;
+  self->simple = simple != 0;
+  self->feeder = feeder != 0;
   return reinterpret_cast<PyObject*>(self);
 }
 
@@ -377,8 +385,10 @@ void port_dealloc(PyObject* op) {
   Py_XDECREF(self->reader);
   Py_XDECREF(self->acquire);
   Py_XDECREF(self->release);
+  Py_XDECREF(self->count);
   Py_XDECREF(self->dumps);
   Py_XDECREF(self->loads);
+  Py_XDECREF(self->keep);
   type->tp_free(op);
   Py_DECREF(type);
 }
@@ -417,32 +427,6 @@ PyType_Spec port_spec = {
     port_slots,
 };
 
-// Test hooks: the builtin codec alone.
-PyObject* pickle_builtin(PyObject*, PyObject* obj) {
-  std::string out;
-  if (!builtin_pickle::encode(obj, out)) Py_RETURN_NONE;
-  return PyBytes_FromStringAndSize(out.data(), static_cast<Py_ssize_t>(out.size()));
-}
-
-PyObject* unpickle_builtin(PyObject*, PyObject* data) {
-  Py_buffer view;
-  if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) != 0) return nullptr;
-  PyObject* obj = builtin_pickle::decode(std::span(static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)));
-  PyBuffer_Release(&view);
-  if (obj == nullptr && !PyErr_Occurred()) {
-    PyErr_SetString(PyExc_ValueError, "not a pickle the builtin codec reads");
-  }
-  return obj;
-}
-
-PyMethodDef hook_methods[] = {
-    {"_pickle_builtin", pickle_builtin, METH_O,
-     "The builtin codec's pickle of obj (what pickle.dumps(obj, 4) gives), or None outside its graphs."},
-    {"_unpickle_builtin", unpickle_builtin, METH_O,
-     "The builtin codec's reading of a pickle; ValueError where it defers to pickle.loads."},
-    {nullptr, nullptr, 0, nullptr},
-};
-
 }  // namespace
 
 bool add_queue_port(PyObject* module) {
@@ -451,14 +435,7 @@ bool add_queue_port(PyObject* module) {
   const int rc = PyModule_AddObjectRef(module, "QueuePort", type);
   Py_DECREF(type);
   if (rc < 0) return false;
-  for (PyMethodDef* def = hook_methods; def->ml_name != nullptr; ++def) {
-    PyObject* fn = PyCFunction_New(def, nullptr);
-    if (fn == nullptr) return false;
-    const int added = PyModule_AddObjectRef(module, def->ml_name, fn);
-    Py_DECREF(fn);
-    if (added < 0) return false;
-  }
-  return true;
+  return add_codec_hooks(module);
 }
 
 }  // namespace mphost::embed

@@ -26,6 +26,10 @@ def consume(q, count, out):
     out.put(got)
 
 
+def consume_simple(q, count, out):
+    out.put([q.get() for _ in range(count)])
+
+
 def work_and_mark_done(jq, count):
     for _ in range(count):
         jq.get(timeout=TIMEOUT)
@@ -136,6 +140,18 @@ class QueueSuite(StartMethodSuite):
         inq.close()
         outq.close()
 
+    def test_simple_queue_many_producers_and_consumers_each_item_once(self):
+        q, out = self.ctx.SimpleQueue(), self.ctx.SimpleQueue()
+        producers = [self.start(produce, q, 400) for _ in range(3)]
+        consumers = [self.start(consume_simple, q, 600, out) for _ in range(2)]
+        got = out.get() + out.get()
+        for p in producers + consumers:
+            p.join(TIMEOUT)
+            assert p.exitcode == 0
+        assert sorted(got) == sorted((p.pid, i, b'') for p in producers for i in range(400))
+        q.close()
+        out.close()
+
     def test_reader_works_with_connection_wait(self):
         from multiprocessing.connection import wait
         q = self.ctx.Queue()
@@ -163,6 +179,45 @@ def test_subclass_overriding_the_feeder_gets_a_feeder_thread():
     assert FeederQueue.fed == 1 and q._thread is not None
     q.close()
     q.join_thread()
+
+
+class OwnFeederQueue(queues.Queue):
+    def _start_thread(self):
+        super()._start_thread()
+
+
+class FeederJoinableQueue(queues.JoinableQueue):
+    def _start_thread(self):
+        super()._start_thread()
+
+
+def test_a_feeder_subclass_keeps_slots_tasks_and_close():
+    ctx = multiprocessing.get_context()
+    q = OwnFeederQueue(1, ctx=ctx)
+    q.put('one')
+    with pytest.raises(queue.Full):
+        q.put('two', timeout=0.05)
+    assert q.get(timeout=TIMEOUT) == 'one'
+    q.put(Unpicklable())  # reported by the feeder thread, its slot given back
+    q.put('three', timeout=TIMEOUT)
+    assert q.get(timeout=TIMEOUT) == 'three'
+    q.close()
+    with pytest.raises(ValueError, match='is closed'):
+        q.put('four')
+    q.join_thread()
+    assert not q._thread.is_alive() and q._reader.closed and q._writer.closed
+
+    jq = FeederJoinableQueue(ctx=ctx)
+    for i in range(5):
+        jq.put(i)
+    assert [jq.get(timeout=TIMEOUT) for _ in range(5)] == list(range(5))
+    for _ in range(5):
+        jq.task_done()
+    jq.join()
+    with pytest.raises(ValueError, match='too many times'):
+        jq.task_done()
+    jq.close()
+    jq.join_thread()
 
 
 def test_plain_queue_needs_no_thread():

@@ -22,46 +22,44 @@ from threading import Event, Condition, Barrier
 from queue import Queue
 
 
+# Started threads, by the thread that started them, in start order.
+_started_by = weakref.WeakKeyDictionary()
+
+
 class DummyProcess(threading.Thread):
-    """A thread with the parts of the Process API that make sense for one."""
+    """A thread with the parts of the Process API that make sense for one:
+    it is started by the thread that made it, and it has an exit code."""
 
     def __init__(self, group=None, target=None, name=None, args=(), kwargs={}):
-        threading.Thread.__init__(self, group, target, name, args, kwargs)
-        self._pid = None
-        self._children = weakref.WeakKeyDictionary()
-        self._start_called = False
-        self._parent = current_process()
+        super().__init__(group, target, name, args, kwargs)
+        self._parent = threading.current_thread()
 
     def start(self):
-        if self._parent is not current_process():
-            raise RuntimeError('Parent is {0!r} but current_process is {1!r}'.format(
-                self._parent, current_process()))
-        self._start_called = True
-        children = getattr(self._parent, '_children', None)
-        if children is not None:
-            children[self] = None
-        threading.Thread.start(self)
+        caller = threading.current_thread()
+        if caller is not self._parent:
+            raise RuntimeError(f'Parent is {self._parent!r} but current_process is {caller!r}')
+        _started_by.setdefault(caller, weakref.WeakKeyDictionary())[self] = None
+        super().start()
 
     @property
     def exitcode(self):
         """0 once the thread has run to its end, None before."""
-        if self._start_called and not self.is_alive():
-            return 0
-        return None
+        finished = self.ident is not None and not self.is_alive()
+        return 0 if finished else None
 
 
 Process = DummyProcess
 current_process = threading.current_thread
-current_process()._children = weakref.WeakKeyDictionary()
 
 
 def active_children():
-    """The threads started by the calling thread that still run."""
-    children = current_process()._children
-    for p in list(children):
-        if not p.is_alive():
-            children.pop(p, None)
-    return list(children)
+    """The threads the calling thread started that are still running."""
+    started = _started_by.get(threading.current_thread())
+    if not started:
+        return []
+    for finished in [t for t in started if not t.is_alive()]:
+        del started[finished]
+    return list(started)
 
 
 def freeze_support():
@@ -91,20 +89,13 @@ def Array(typecode, sequence, lock=True):
 class Value(object):
     """A value with a `value` attribute (threads share it as it is)."""
 
+    __slots__ = ('_typecode', 'value')
+
     def __init__(self, typecode, value, lock=True):
-        self._typecode = typecode
-        self._value = value
-
-    @property
-    def value(self):
-        return self._value
-
-    @value.setter
-    def value(self, value):
-        self._value = value
+        self._typecode, self.value = typecode, value
 
     def __repr__(self):
-        return '<%s(%r, %r)>' % (type(self).__name__, self._typecode, self._value)
+        return f'<{type(self).__name__}({self._typecode!r}, {self.value!r})>'
 
 
 def Manager():
