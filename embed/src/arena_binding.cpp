@@ -1,6 +1,8 @@
 // Arena bindings: the shared memory and block allocator under the shim's heap
 // (heap.py). Nothing here blocks: the heap's own lock serializes calls, and
-// an allocation is a walk over a few free extents.
+// an allocation is a walk over a few free extents. The core's failures
+// (std::system_error) reach Python through errors.cpp's translator
+// (register_error_translation), as OSError with the errno.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 

@@ -2,12 +2,14 @@
 // shared-memory event, condition and barrier of ipc/ for the shim's
 // multiprocessing.synchronize.
 //
-// Every wait first looks with the GIL held (a set event, a notified waiter
-// or a released barrier need no wait), and only then releases it. A signal
-// that interrupts a wait runs the Python handlers (gil.hpp); if one raises,
-// the wait is given up cleanly (a condition waiter withdraws, passing on a
-// notification it got; a barrier party breaks the barrier, since the others
-// would otherwise wait for it) and the exception propagates.
+// Every wait runs through blocking_call (blocking_call.hpp): the event's
+// first look holds the GIL (a set flag needs no wait), the condition's and
+// the barrier's core waits start without it (see their methods). A signal
+// that interrupts a wait runs the Python handlers; a quiet one resumes the
+// wait with the time left; if one raises, the wait is given up cleanly (a
+// condition waiter withdraws, passing on a notification it got; a barrier
+// party breaks the barrier, since the others would otherwise wait for it)
+// and the exception propagates. Core errors map through errors.cpp.
 //
 // The event and the barrier are written against the C API with fast-call
 // methods: a ping-pong through two events or a Barrier(2) cycle is a handful
@@ -20,14 +22,13 @@
 // then `name` is None. `sync_unlink(name)` removes a name later.
 #include <pybind11/pybind11.h>
 
-#include <cmath>
 #include <new>
 #include <optional>
 #include <string>
 
 #include "mphost/embed/bindings.hpp"
+#include "mphost/embed/blocking_call.hpp"
 #include "mphost/embed/errors.hpp"
-#include "mphost/embed/gil.hpp"
 #include "mphost/ipc/barrier.hpp"
 #include "mphost/ipc/condition.hpp"
 #include "mphost/ipc/error.hpp"
@@ -40,56 +41,9 @@ namespace {
 
 // ---- shared helpers ----------------------------------------------------
 
-// A timeout as Python gives it (None, or seconds) -> deadline; false with a
-// Python error set for a bad value.
-bool deadline_from(PyObject* timeout, ipc::deadline& until) {
-  if (timeout == nullptr || timeout == Py_None) {
-    until = ipc::deadline::infinite();
-    return true;
-  }
-  const double seconds = PyFloat_AsDouble(timeout);
-  if (seconds == -1.0 && PyErr_Occurred()) return false;
-  if (std::isnan(seconds)) {
-    PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
-    return false;
-  }
-  until = ipc::deadline::from_seconds(seconds);
-  return true;
-}
-
-// Runs `step` with the GIL released until it is not interrupted, running
-// the signal handlers at each interruption. `raised` tells that a handler
-// raised (the exception is pending; `step`'s last outcome was interrupted).
-template <class Result, class Step>
-Result without_gil(Step&& step, Result interrupted, bool& raised) {
-  raised = false;
-  Result r;
-  PyThreadState* saved = PyEval_SaveThread();
-  for (;;) {
-    r = step();
-    if (r != interrupted) break;
-    if (!check_signals_without_gil()) {
-      raised = true;
-      break;
-    }
-  }
-  PyEval_RestoreThread(saved);
-  return r;
-}
-
-// Runs `fn`, turning C++ errors into the Python exception errors.cpp chooses.
-template <class Fn>
-bool guarded(Fn&& fn) {
-  try {
-    fn();
-    return true;
-  } catch (const std::system_error& e) {
-    set_python_error(e);
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-  }
-  return false;
-}
+// The ValueError for a NaN timeout, as the semaphore-based waits of the
+// stdlib word it.
+constexpr const char* nan_message = "Invalid value NaN (not a number)";
 
 PyObject* raise_broken() {
   set_python_error(std::system_error(make_error_code(errc::broken_barrier)));
@@ -177,7 +131,7 @@ PyObject* native_open(PyObject* cls, PyObject* arg) {
   const char* name = PyUnicode_AsUTF8(arg);
   if (name == nullptr) return nullptr;
   std::optional<Native> opened;
-  if (!guarded([&] { opened.emplace(Native::open(name)); })) return nullptr;
+  if (!errors_to_python([&] { opened.emplace(Native::open(name)); })) return nullptr;
   return wrap(reinterpret_cast<PyTypeObject*>(cls), std::move(*opened), false);
 }
 
@@ -190,7 +144,7 @@ PyObject* event_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   int unlink = 0;
   if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p", const_cast<char**>(keywords), &unlink)) return nullptr;
   std::optional<ipc::event> made;
-  if (!guarded([&] { made.emplace(ipc::event::create()); })) return nullptr;
+  if (!errors_to_python([&] { made.emplace(ipc::event::create()); })) return nullptr;
   const bool unlinked = unlink && ipc::event::unlink(made->name());
   return wrap(type, std::move(*made), unlinked);
 }
@@ -212,21 +166,18 @@ PyObject* event_clear(PyObject* op, PyObject* const*, Py_ssize_t nargs) {
   Py_RETURN_NONE;
 }
 
+// The first look holds the GIL (a set flag costs no GIL switch) and the
+// timeout is read only when the flag is down. `since` is taken once, so a
+// flag raised and lowered again during the wait still counts.
 PyObject* event_wait(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* timeout = nullptr;
+  if (!parse_wait_args("wait", args, nargs, kwnames, &timeout, nullptr)) return nullptr;
   ipc::event& ev = native_of<ipc::event>(op);
   const std::uint32_t since = ev.since();
-  if (ev.wait(since, ipc::deadline::immediate()) == ipc::wait_result::ok) Py_RETURN_TRUE;
-  PyObject* timeout = nullptr;
-  ipc::deadline until = ipc::deadline::infinite();
-  if (!parse_wait_args("wait", args, nargs, kwnames, &timeout, nullptr) || !deadline_from(timeout, until)) {
-    return nullptr;
-  }
-  if (until.expired()) Py_RETURN_FALSE;
-  bool raised;
-  const ipc::wait_result r =
-      without_gil([&]() noexcept { return ev.wait(since, until); }, ipc::wait_result::interrupted, raised);
-  if (raised) return nullptr;
-  return PyBool_FromLong(r == ipc::wait_result::ok);
+  const std::optional<ipc::wait_result> r = blocking_call(
+      python_timeout{timeout, nan_message}, [&](const ipc::deadline& d) noexcept { return ev.wait(since, d); });
+  if (!r) return nullptr;
+  return PyBool_FromLong(*r == ipc::wait_result::ok);
 }
 
 #define MPHOST_FAST(fn) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn))
@@ -272,31 +223,47 @@ PyObject* barrier_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
     return nullptr;
   }
   std::optional<ipc::barrier> made;
-  if (!guarded([&] { made.emplace(ipc::barrier::create(static_cast<std::uint32_t>(parties))); })) return nullptr;
+  if (!errors_to_python([&] { made.emplace(ipc::barrier::create(static_cast<std::uint32_t>(parties))); })) return nullptr;
   const bool unlinked = unlink && ipc::barrier::unlink(made->name());
   return wrap(type, std::move(*made), unlinked);
+}
+
+// A barrier outcome in blocking_call's terms: interrupted and timed_out
+// keep their meaning (blocking_call retries the one, stops at the other);
+// passed and broken end the wait.
+ipc::wait_result as_wait_result(ipc::barrier_result r) noexcept {
+  switch (r) {
+    case ipc::barrier_result::passed: return ipc::wait_result::ok;
+    case ipc::barrier_result::timed_out: return ipc::wait_result::timed_out;
+    case ipc::barrier_result::interrupted: return ipc::wait_result::interrupted;
+    case ipc::barrier_result::broken: break;
+  }
+  return ipc::wait_result::closed;
 }
 
 // wait(timeout=None, action=None) -> the arrival index. The last party
 // calls action() before it releases the others; if that raises, the
 // barrier breaks and the exception propagates.
+//
+// Both core steps run without the GIL from their first attempt: enter()
+// has no deadline (it waits out a draining cycle, which may need this
+// process's other threads), and an await_release() that finds its deadline
+// passed breaks the barrier, so it cannot be tried against an immediate one.
 PyObject* barrier_wait(PyObject* op, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   ipc::barrier& bar = native_of<ipc::barrier>(op);
   PyObject* timeout = nullptr;
   PyObject* action = Py_None;
   ipc::deadline until = ipc::deadline::infinite();
-  if (!parse_wait_args("wait", args, nargs, kwnames, &timeout, &action) || !deadline_from(timeout, until)) {
+  if (!parse_wait_args("wait", args, nargs, kwnames, &timeout, &action) ||
+      !timeout_deadline(timeout, until, nan_message)) {
     return nullptr;
   }
-  bool raised;
   ipc::barrier::entry e{};
-  (void)without_gil(
-      [&]() noexcept {
-        e = bar.enter();
-        return e.result;
-      },
-      ipc::barrier_result::interrupted, raised);
-  if (raised) return nullptr;
+  const auto entering = [&](const ipc::deadline&) noexcept {
+    e = bar.enter();
+    return as_wait_result(e.result);
+  };
+  if (!blocking_call(ipc::deadline::infinite(), entering, first_attempt::released)) return nullptr;
   if (e.result != ipc::barrier_result::passed) return raise_broken();
   if (e.index + 1 == bar.parties()) {
     if (action != Py_None) {
@@ -310,14 +277,17 @@ PyObject* barrier_wait(PyObject* op, PyObject* const* args, Py_ssize_t nargs, Py
     bar.release(e.index);
     return PyLong_FromUnsignedLong(e.index);
   }
-  const ipc::barrier_result r = without_gil([&]() noexcept { return bar.await_release(e.index, until); },
-                                            ipc::barrier_result::interrupted, raised);
-  if (raised) {
-    bar.abandon(e.index);
+  ipc::barrier_result released = ipc::barrier_result::interrupted;
+  const auto awaiting = [&](const ipc::deadline& d) noexcept {
+    released = bar.await_release(e.index, d);
+    return as_wait_result(released);
+  };
+  if (!blocking_call(until, awaiting, first_attempt::released)) {
+    bar.abandon(e.index);  // the others would otherwise wait for this party
     return nullptr;
   }
   bar.leave(e.index);
-  if (r != ipc::barrier_result::passed) return raise_broken();
+  if (released != ipc::barrier_result::passed) return raise_broken();
   return PyLong_FromUnsignedLong(e.index);
 }
 
@@ -386,21 +356,23 @@ struct condition_face {
   ipc::condition cond;
   bool unlinked = false;
 
+  // The first attempt runs without the GIL: a core wait that finds its
+  // deadline passed withdraws the waiter, so it cannot be tried against an
+  // immediate one. A waiter already notified needs no wait at all.
   bool wait(condition_waiter& waiter, const py::object& timeout) {
     ipc::deadline until = ipc::deadline::infinite();
-    if (!deadline_from(timeout.ptr(), until)) {
+    if (!timeout_deadline(timeout.ptr(), until, nan_message)) {
       cond.withdraw(waiter.w);
       throw py::error_already_set();
     }
     if (!waiter.w.active) return true;
-    bool raised;
-    const ipc::wait_result r =
-        without_gil([&]() noexcept { return cond.wait(waiter.w, until); }, ipc::wait_result::interrupted, raised);
-    if (raised) {
-      cond.withdraw(waiter.w);
-      throw_if_python_error();
+    const std::optional<ipc::wait_result> r = blocking_call(
+        until, [&](const ipc::deadline& d) noexcept { return cond.wait(waiter.w, d); }, first_attempt::released);
+    if (!r) {
+      cond.withdraw(waiter.w);  // passes on a notification that came meanwhile
+      throw py::error_already_set();
     }
-    return r == ipc::wait_result::ok;
+    return *r == ipc::wait_result::ok;
   }
 };
 
