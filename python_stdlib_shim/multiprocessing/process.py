@@ -82,7 +82,9 @@ class _Setting:
         if proc is None:
             return self
         record = self._record(proc)
-        return record[self._key] if self._default is _REQUIRED else record.get(self._key, self._default)
+        if self._default is _REQUIRED:
+            return record[self._key]
+        return record.get(self._key, self._default)
 
     def __set__(self, proc, value):
         if self._refusal is not None:
@@ -232,7 +234,8 @@ class BaseProcess(object):
     name = _Setting(_own_attrs, '_name', _REQUIRED,
                     lambda proc, value: None if isinstance(value, str) else 'name must be a string')
     daemon = _Setting(_config, 'daemon', False,
-                      lambda proc, value: None if proc._popen is None else 'process has already started',
+                      lambda proc, value:
+                          None if proc._popen is None else 'process has already started',
                       doc='Daemonic children are terminated when their parent exits.')
     authkey = _Setting(_config, 'authkey', _REQUIRED, convert=lambda key: AuthenticationString(key))
 
