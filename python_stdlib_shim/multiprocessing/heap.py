@@ -112,12 +112,13 @@ class Heap(object):
         self._start_afresh()
 
     def _start_afresh(self):
-        self._lastpid = os.getpid()
-        self._lock = threading.Lock()
-        self._size = self._initial_size  # the next arena's size
-        self._arenas = []                 # oldest first
-        self._pending_free_blocks = []
-        self._n_mallocs = self._n_frees = 0
+        """The state of a heap owned by this process, with no arena yet: the
+        owner's pid, the lock, the next arena's size, the arenas (oldest
+        first), the blocks freed but not yet given back, and the counts of
+        malloc() and of blocks given back."""
+        self.__dict__.update(
+            _lastpid=os.getpid(), _lock=threading.Lock(), _size=self._initial_size,
+            _arenas=[], _pending_free_blocks=[], _n_mallocs=0, _n_frees=0)
 
     # The stdlib's names for the rest of the heap's state, read by CPython's
     # test_heap: views of the arenas' own bookkeeping.
@@ -171,25 +172,24 @@ class Heap(object):
         self._pending_free_blocks.append(block)
         # Never wait: the holder may be this very thread, interrupted by
         # the garbage collector. Whoever holds the heap drains the queue.
-        if self._lock.acquire(False):
-            try:
-                self._drain()
-            finally:
-                self._lock.release()
+        _unless_contended(self._lock, self._drain)
 
     # -- with the lock held --
 
     def _drain(self):
+        """Give the pending blocks back to their arenas, then forget the
+        arenas left unused and large: their memory goes when the last
+        mapping (in any process) does."""
         queue = self._pending_free_blocks
+        if not queue:
+            return
         while queue:
             arena, start, _stop = queue.pop()
             self._n_frees += 1
-            native = arena._native
-            native.release(start)
-            if not native.blocks_in_use and arena.size >= self._DISCARD_FREE_SPACE_LARGER_THAN:
-                # Unused and large: forget it; the memory goes when the last
-                # mapping (in any process) does.
-                self._arenas.remove(arena)
+            arena._native.release(start)
+        limit = self._DISCARD_FREE_SPACE_LARGER_THAN
+        self._arenas[:] = [arena for arena in self._arenas
+                           if arena._native.blocks_in_use or arena.size < limit]
 
     def _add_arena(self, request):
         pages = -(-max(self._size, request) // mmap.PAGESIZE)
@@ -199,6 +199,15 @@ class Heap(object):
         arena = Arena(pages * mmap.PAGESIZE)
         self._arenas.append(arena)
         return arena
+
+
+def _unless_contended(lock, work):
+    """work() with `lock` held if nobody holds it right now; never waits."""
+    if lock.acquire(False):
+        try:
+            work()
+        finally:
+            lock.release()
 
 
 def _check_size(size):
@@ -221,10 +230,16 @@ class BufferWrapper(object):
         _check_size(size)
         owner = BufferWrapper._heap
         block = owner.malloc(size)
-        self._state = (block, size)
+        # The block and the requested bytes' slice of its arena (the block
+        # itself may be longer, rounded up).
+        self._block, self._span = block, slice(block[1], block[1] + size)
         util.Finalize(self, owner.free, args=(block,))
+
+    @property
+    def _state(self):
+        """The stdlib's record of a wrapper: (block, requested size)."""
+        return self._block, self._span.stop - self._span.start
 
     def create_memoryview(self):
         """A writable memoryview of exactly the requested bytes."""
-        (arena, offset, _end), length = self._state
-        return memoryview(arena.buffer)[offset:offset + length]
+        return memoryview(self._block[0].buffer)[self._span]

@@ -52,9 +52,56 @@ def parent_process():
 
 def _cleanup():
     """Forget the children that ended; return those still running."""
-    running = [child for child in list(_children) if child._popen.poll() is None]
-    _children.intersection_update(running)
-    return running
+    return _still_running(list(_children))
+
+
+def _still_running(procs):
+    """Poll the started process objects `procs`: those that ended leave
+    ``_children`` (the first time one is seen ended), the rest are returned."""
+    verdicts = {proc: proc._popen.poll() is None for proc in procs}
+    _children.difference_update(proc for proc, running in verdicts.items() if not running)
+    return [proc for proc, running in verdicts.items() if running]
+
+
+# The work a process object carries until start() hands it to the child.
+_WORK = ('_target', '_args', '_kwargs')
+
+
+class _Setting:
+    """A settable public attribute of a process object: kept under `key` in
+    the record `record(proc)` returns; a new value is first shown to
+    `refusal(proc, value)`, which gives the stdlib's AssertionError message
+    for a value it refuses (None to accept), and stored as `convert(value)`."""
+
+    def __init__(self, record, key, default, refusal=None, convert=None, doc=None):
+        self._record, self._key, self._default = record, key, default
+        self._refusal, self._convert = refusal, convert
+        self.__doc__ = doc
+
+    def __get__(self, proc, owner=None):
+        if proc is None:
+            return self
+        record = self._record(proc)
+        if self._default is _REQUIRED:
+            return record[self._key]
+        return record.get(self._key, self._default)
+
+    def __set__(self, proc, value):
+        if self._refusal is not None:
+            refused = self._refusal(proc, value)
+            assert refused is None, refused
+        self._record(proc)[self._key] = value if self._convert is None else self._convert(value)
+
+
+_REQUIRED = object()
+
+
+def _own_attrs(proc):
+    return proc.__dict__
+
+
+def _config(proc):
+    return proc._config
 
 
 def _sentinel_ready(fd, timeout):
@@ -97,15 +144,12 @@ class BaseProcess(object):
         assert group is None, 'group argument must be None for now'
         creator = _current_process
         self._identity = (*creator._identity, next(_process_counter))
-        self._config = dict(creator._config)   # authkey, daemon flag, ... inherited
+        # authkey, semprefix, ... inherited; the daemon flag unless given
+        self._config = dict(creator._config, daemon=creator.daemon if daemon is None else daemon)
         self._parent_pid, self._parent_name = os.getpid(), creator.name
         self._popen, self._closed = None, False
-        self._target, self._args, self._kwargs = target, tuple(args), dict(kwargs)
-        if not name:
-            name = type(self).__name__ + '-' + ':'.join(map(str, self._identity))
-        self._name = name
-        if daemon is not None:
-            self.daemon = daemon
+        self.__dict__.update(zip(_WORK, (target, tuple(args), dict(kwargs))))
+        self._name = name or f"{type(self).__name__}-{':'.join(map(str, self._identity))}"
         _dangling.add(self)
 
     # -- state ------------------------------------------------------------
@@ -122,14 +166,6 @@ class BaseProcess(object):
         if os.getpid() == self._parent_pid:
             return 'creator'
         return 'self' if self is _current_process else 'other'
-
-    def _exit_code(self):
-        """The child's exit code, None while it runs; a child seen ended
-        leaves ``_children``."""
-        code = self._popen.poll()
-        if code is not None:
-            _children.discard(self)
-        return code
 
     # -- the child's life -------------------------------------------------
 
@@ -149,7 +185,8 @@ class BaseProcess(object):
         self._popen, self._sentinel = popen, popen.sentinel
         # The child has its own copy now; drop ours so that the target and
         # its arguments can be collected.
-        del self._target, self._args, self._kwargs
+        for attr in _WORK:
+            self.__dict__.pop(attr)
         _children.add(self)
 
     @_open_only
@@ -169,7 +206,7 @@ class BaseProcess(object):
         popen = self._popen
         assert popen is not None, 'can only join a started process'
         popen.wait(timeout)
-        self._exit_code()   # forgets the child if it ended
+        _still_running([self])   # forgets the child if it ended
 
     @_open_only
     def is_alive(self):
@@ -178,13 +215,13 @@ class BaseProcess(object):
         if relation == 'self':
             return True
         assert relation == 'creator', 'can only test a child process'
-        return self._popen is not None and self._exit_code() is None
+        return self._popen is not None and bool(_still_running([self]))
 
     def close(self):
         """Release the resources of a finished process object."""
         popen = self._popen
         if popen is not None:
-            if self._exit_code() is None:
+            if _still_running([self]):
                 raise ValueError('Cannot close a process while it is still running. '
                                  'You should first call join() or terminate().')
             popen.close()
@@ -194,32 +231,13 @@ class BaseProcess(object):
 
     # -- attributes -------------------------------------------------------
 
-    @property
-    def name(self):
-        return self._name
-
-    @name.setter
-    def name(self, name):
-        assert isinstance(name, str), 'name must be a string'
-        self._name = name
-
-    @property
-    def daemon(self):
-        """Daemonic children are terminated when their parent exits."""
-        return self._config.get('daemon', False)
-
-    @daemon.setter
-    def daemon(self, daemonic):
-        assert self._popen is None, 'process has already started'
-        self._config.update(daemon=daemonic)
-
-    @property
-    def authkey(self):
-        return self._config['authkey']
-
-    @authkey.setter
-    def authkey(self, authkey):
-        self._config['authkey'] = AuthenticationString(authkey)
+    name = _Setting(_own_attrs, '_name', _REQUIRED,
+                    lambda proc, value: None if isinstance(value, str) else 'name must be a string')
+    daemon = _Setting(_config, 'daemon', False,
+                      lambda proc, value:
+                          None if proc._popen is None else 'process has already started',
+                      doc='Daemonic children are terminated when their parent exits.')
+    authkey = _Setting(_config, 'authkey', _REQUIRED, convert=lambda key: AuthenticationString(key))
 
     @property
     @_open_only
@@ -279,11 +297,11 @@ class BaseProcess(object):
         from . import util
         try:
             _adopt(self, parent_sentinel)
-            util.info('child process calling self.run()')
+            util.info(f'{self.name}: running')
             try:
                 self.run()
             finally:
-                util._exit_function()
+                util._exit_function()   # the atexit work of a multiprocessing child
             status = 0
         except SystemExit as request:
             status = _exit_status(request.code)
@@ -294,9 +312,12 @@ class BaseProcess(object):
             sys.stderr.write(f'Process {self.name}:\n')
             traceback.print_exception(failure)
         finally:
-            threading._shutdown()
-            util.info(f'process exiting with exitcode {status:d}')
-            util._flush_std_streams()
+            # Non-daemon threads are joined, then the exit code is logged and
+            # the standard streams flushed before the caller's os._exit().
+            for step in (threading._shutdown,
+                         lambda: util.info(f'process exiting with exitcode {status:d}'),
+                         util._flush_std_streams):
+                step()
         return status
 
     @staticmethod
@@ -306,9 +327,9 @@ class BaseProcess(object):
         the parent's (mphost runs on Linux, which has one); the parent's
         finalizers; then the hooks registered with util.register_after_fork."""
         from . import util
-        threading.current_thread()._set_native_id()
-        util._finalizer_registry.clear()
-        util._run_after_forkers()
+        for step in (threading.current_thread()._set_native_id,
+                     util._finalizer_registry.clear, util._run_after_forkers):
+            step()
 
 
 def _adopt(proc, parent_sentinel):

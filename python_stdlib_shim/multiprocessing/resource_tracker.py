@@ -43,6 +43,7 @@ A journal written before the last reboot is deleted without touching
 anything (its boot id differs). A clean end deletes the journal.
 """
 
+import contextlib
 import os
 import signal
 import stat
@@ -97,6 +98,20 @@ _EXTRA_CLEANUP_FUNCS = {
 }
 
 
+# What each command of the wire protocol does: to a set of registrations
+# (the tracker's names of one type, a client's (name, rtype) pairs) and the
+# mark it leaves in the journal.
+_COMMANDS = {
+    'REGISTER': (set.add, '+'),
+    'UNREGISTER': (set.discard, '-'),
+}
+
+
+def _encode(cmd, name, rtype):
+    """One message of the wire protocol (the stdlib's): 'CMD:name:rtype\n'."""
+    return f'{cmd}:{name}:{rtype}\n'.encode('ascii')
+
+
 def _cleanup_func(rtype):
     func = _CLEANUP_FUNCS.get(rtype)
     if func is None:
@@ -128,42 +143,40 @@ class ResourceTracker(object):
         self._launching = False
         self._pending = []
 
+    def _disconnect(self):
+        """Close this process's descriptor and reap the tracker if this
+        process started it (which then ends once every holder closed it).
+        Lock held."""
+        fd, pid, self._fd, self._pid = self._fd, self._pid, None, None
+        os.close(fd)
+        if pid is not None:
+            _reap(pid)
+
     def _stop(self):
-        """Close this process's descriptor and reap the tracker if we started
-        it (used by tests: the tracker ends once every holder closed it)."""
+        """Disconnect from the tracker (used by tests)."""
         with self._lock:
-            if self._fd is None:
-                return
-            os.close(self._fd)
-            self._fd = None
-            if self._pid is not None:
-                try:
-                    os.waitpid(self._pid, 0)
-                except ChildProcessError:
-                    pass
-            self._pid = None
+            if self._fd is not None:
+                self._disconnect()
 
     def getfd(self):
-        self.ensure_running()
-        return self._fd
+        return self._connected()
 
     def ensure_running(self):
         """Start the tracker unless this process already reaches a live one."""
+        self._connected()
+
+    def _connected(self):
+        """The descriptor of a live tracker, launched first if need be (and
+        the messages queued during the launch then sent); None while this
+        thread is launching one."""
         with self._lock:
             if self._launching:
-                return
+                return None
+            if self._fd is not None and self._check_alive():
+                return self._fd
             if self._fd is not None:
-                if self._check_alive():
-                    return
                 # The tracker died: forget it and start another one.
-                os.close(self._fd)
-                if self._pid is not None:
-                    try:
-                        os.waitpid(self._pid, 0)
-                    except ChildProcessError:
-                        pass
-                self._fd = None
-                self._pid = None
+                self._disconnect()
                 warnings.warn('resource_tracker: process died unexpectedly, '
                               'relaunching.  Some resources might leak.')
             self._launching = True
@@ -174,22 +187,17 @@ class ResourceTracker(object):
             pending, self._pending = self._pending, []
             for message in pending:
                 self._write(message)
+            return self._fd
 
     def _launch(self):
         read_end, write_end = os.pipe()
         try:
-            exe = spawn.get_executable()
             code = 'from multiprocessing.resource_tracker import main;main(%d)' % read_end
-            args = [exe] + util._args_from_interpreter_flags() + ['-c', code]
-            # The tracker ignores SIGINT and SIGTERM; block them until it has
-            # said so, or a Ctrl-C right now would kill it before it can.
-            if _HAVE_SIGMASK:
-                signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED_SIGNALS)
-            try:
-                pid = util.spawnv_passfds(exe, args, [read_end])
-            finally:
-                if _HAVE_SIGMASK:
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, _IGNORED_SIGNALS)
+            argv = [spawn.get_executable(), *util._args_from_interpreter_flags(), '-c', code]
+            # The tracker ignores SIGINT and SIGTERM; hold them back until it
+            # has said so, or a Ctrl-C right now would kill it before it can.
+            with _tracker_signals_held():
+                pid = util.spawnv_passfds(argv[0], argv, [read_end])
         except BaseException:
             os.close(write_end)
             raise
@@ -218,19 +226,13 @@ class ResourceTracker(object):
             self._fd = None
             self._pid = None
         deadline = time.monotonic() + limit
-        while True:
-            try:
-                done, _status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if done or time.monotonic() >= deadline:
-                return
+        while not _reaped_now(pid) and time.monotonic() < deadline:
             time.sleep(0.002)
 
     def _check_alive(self):
         """Probe the pipe: False once the tracker has gone."""
         try:
-            os.write(self._fd, b'PROBE:0:noop\n')
+            os.write(self._fd, _encode('PROBE', 0, 'noop'))
         except OSError:
             return False
         return True
@@ -244,19 +246,18 @@ class ResourceTracker(object):
         self._send('UNREGISTER', name, rtype)
 
     def _send(self, cmd, name, rtype):
-        message = '{0}:{1}:{2}\n'.format(cmd, name, rtype).encode('ascii')
+        message = _encode(cmd, name, rtype)
         if len(message) > _MAX_MESSAGE:
             raise ValueError('msg too long')
         with self._lock:
-            if self._launching:
+            # While this thread launches the tracker (a registration made by
+            # the launch itself), the message waits for the launch to end.
+            if self._connected() is None:
                 self._pending.append(message)
             else:
-                self.ensure_running()
                 self._write(message)
-            if cmd == 'REGISTER':
-                self._registered.add((name, rtype))
-            elif cmd == 'UNREGISTER':
-                self._registered.discard((name, rtype))
+            change, _mark = _COMMANDS[cmd]
+            change(self._registered, (name, rtype))
 
     def _adopt(self, fd):
         """Use `fd`, a descriptor of the tree's tracker handed down by the
@@ -280,10 +281,10 @@ class ResourceTracker(object):
             self._fd, self._pid = fd, None
             moved = sorted(self._registered)
             for name, rtype in moved:
-                self._write(('REGISTER:%s:%s\n' % (name, rtype)).encode('ascii'))
+                self._write(_encode('REGISTER', name, rtype))
             try:
                 for name, rtype in moved:
-                    os.write(old_fd, ('UNREGISTER:%s:%s\n' % (name, rtype)).encode('ascii'))
+                    os.write(old_fd, _encode('UNREGISTER', name, rtype))
             except OSError:
                 pass  # that tracker has gone already
             os.close(old_fd)
@@ -343,10 +344,31 @@ def _same_file(fd1, fd2):
 
 
 def _reap(pid):
-    try:
+    """Wait for child `pid` to end (gone already is fine)."""
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
+
+
+def _reaped_now(pid):
+    """Reap child `pid` if it has ended; True once it is gone."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
     except ChildProcessError:
-        pass
+        return True
+
+
+@contextlib.contextmanager
+def _tracker_signals_held():
+    """Block the signals the tracker ignores (where the platform can), and
+    restore the previous mask afterwards."""
+    if not _HAVE_SIGMASK:
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _install_handle():
@@ -596,18 +618,22 @@ def _sweep_journals(directory, own_identity, own_root):
     return adopted, adopted_paths
 
 
+def _remove_resource(rtype, name, missing_ok=False):
+    """Remove resource `name` of type `rtype`; True if it went. A failure is
+    a warning (a missing one too, unless `missing_ok`)."""
+    try:
+        _cleanup_func(rtype)(name)
+    except Exception as failure:
+        if not (missing_ok and isinstance(failure, FileNotFoundError)):
+            warnings.warn(f'resource_tracker: {name!r}: {failure}')
+        return False
+    return True
+
+
 def _remove_leftovers(live, root_pid):
     removed = {}
     for rtype, name in sorted(live):
-        func = _cleanup_func(rtype)
-        if func is None:
-            continue
-        try:
-            func(name)
-        except FileNotFoundError:
-            continue
-        except Exception as e:
-            warnings.warn('resource_tracker: %r: %s' % (name, e))
+        if _cleanup_func(rtype) is None or not _remove_resource(rtype, name, missing_ok=True):
             continue
         removed[rtype] = removed.get(rtype, 0) + 1
     # What another, killed program left is not this program's business to
@@ -623,8 +649,8 @@ def _remove_leftovers(live, root_pid):
 
 def main(fd):
     """Run the tracker: read messages from `fd` until every writer is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for signum in _IGNORED_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
     if _HAVE_SIGMASK:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _IGNORED_SIGNALS)
     for stream in (sys.stdin, sys.stdout):
@@ -660,12 +686,8 @@ def main(fd):
                               'to clean up at shutdown' % (len(names), rtype))
             except Exception:
                 pass
-            func = _cleanup_func(rtype)
             for name in names:
-                try:
-                    func(name)
-                except Exception as e:
-                    warnings.warn('resource_tracker: %r: %s' % (name, e))
+                _remove_resource(rtype, name)
         if journal is not None:
             journal.remove()
 
@@ -700,16 +722,12 @@ def _handle_message(line, cache, journal):
     if _cleanup_func(rtype) is None:
         raise ValueError('Cannot register %s for automatic cleanup: '
                          'unknown resource type %s' % (name, rtype))
+    try:
+        change, mark = _COMMANDS[cmd]
+    except KeyError:
+        raise RuntimeError('unrecognized command %r' % (cmd,)) from None
     names = cache.setdefault(rtype, set())
-    if cmd == 'REGISTER':
-        if name not in names:
-            names.add(name)
-            if journal is not None:
-                journal.record('+', rtype, name, cache)
-    elif cmd == 'UNREGISTER':
-        if name in names:
-            names.discard(name)
-            if journal is not None:
-                journal.record('-', rtype, name, cache)
-    else:
-        raise RuntimeError('unrecognized command %r' % cmd)
+    before = len(names)
+    change(names, name)
+    if len(names) != before and journal is not None:
+        journal.record(mark, rtype, name, cache)

@@ -16,6 +16,7 @@ silently cut the text.
 
 __all__ = ['SharedMemory', 'ShareableList']
 
+import contextlib
 import functools
 import mmap
 import os
@@ -31,6 +32,8 @@ from . import resource_tracker
 _USE_POSIX = True
 
 _O_CREX = os.O_CREAT | os.O_EXCL
+# create=True opens with these, whatever a subclass's _flags say.
+_CREATE_FLAGS = _O_CREX | os.O_RDWR
 
 # Some systems (FreeBSD) limit names to 14 characters; the stdlib keeps
 # within that everywhere, and so do we.
@@ -38,10 +41,38 @@ _SHM_SAFE_NAME_LENGTH = 14
 _SHM_NAME_PREFIX = '/psm_'
 
 
+# Random bytes in a name: two hex digits each, filling the safe length.
+_NAME_RANDOM_BYTES = (_SHM_SAFE_NAME_LENGTH - len(_SHM_NAME_PREFIX)) // 2
+
+
 def _make_filename():
     """A fresh random segment name: '/psm_' and random hex digits."""
-    nbytes = (_SHM_SAFE_NAME_LENGTH - len(_SHM_NAME_PREFIX)) // 2
-    return _SHM_NAME_PREFIX + secrets.token_hex(nbytes)
+    return _SHM_NAME_PREFIX + secrets.token_hex(_NAME_RANDOM_BYTES)
+
+
+def _open_unused_name(flags, mode):
+    """Open a segment under fresh random names until one is not taken;
+    return (name, descriptor)."""
+    for candidate in iter(_make_filename, None):
+        with contextlib.suppress(FileExistsError):
+            return candidate, _posixshmem.shm_open(candidate, flags, mode=mode)
+
+
+def _mapped(fd, grow_to):
+    """A shared mapping of the whole segment open as `fd`, after growing it
+    to `grow_to` bytes unless that is 0."""
+    if grow_to:
+        os.ftruncate(fd, grow_to)
+    return mmap.mmap(fd, os.fstat(fd).st_size)
+
+
+# What a SharedMemory holds, in the order close() lets go of it: the
+# attribute, its value when not held, how to let go of it.
+_HOLDINGS = (
+    ('_buf', None, memoryview.release),
+    ('_mmap', None, mmap.mmap.close),
+    ('_fd', -1, os.close),
+)
 
 
 class SharedMemory:
@@ -65,47 +96,32 @@ class SharedMemory:
         if not size >= 0:
             raise ValueError("'size' must be a positive integer")
         if create:
-            self._flags = _O_CREX | os.O_RDWR
             if size == 0:
                 raise ValueError("'size' must be a positive number different from zero")
-        if name is None and not self._flags & os.O_EXCL:
+            self._flags = _CREATE_FLAGS
+        exclusive = bool(self._flags & os.O_EXCL)
+        if name is None and not exclusive:
             raise ValueError("'name' can only be None if create=True")
 
         if name is None:
-            while True:
-                candidate = _make_filename()
-                try:
-                    self._fd = _posixshmem.shm_open(candidate, self._flags, mode=self._mode)
-                except FileExistsError:
-                    continue
-                self._name = candidate
-                break
+            self._name, self._fd = _open_unused_name(self._flags, self._mode)
         else:
-            if self._prepend_leading_slash:
-                name = '/' + name
-            self._fd = _posixshmem.shm_open(name, self._flags, mode=self._mode)
-            self._name = name
+            self._name = '/' + name if self._prepend_leading_slash else name
+            self._fd = _posixshmem.shm_open(self._name, self._flags, mode=self._mode)
 
         try:
-            if create and size:
-                os.ftruncate(self._fd, size)
-            size = os.fstat(self._fd).st_size
-            self._mmap = mmap.mmap(self._fd, size)
+            mapping = _mapped(self._fd, size if create else 0)
         except BaseException:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
+            self._let_go('_fd')
             if create:
                 # Ours and unusable: remove it. A segment we only tried to
                 # attach to belongs to someone else and stays.
-                try:
+                with contextlib.suppress(OSError):
                     _posixshmem.shm_unlink(self._name)
-                except OSError:
-                    pass
             raise
 
         resource_tracker.register(self._name, 'shared_memory')
-        self._size = size
-        self._buf = memoryview(self._mmap)
+        self._mmap, self._buf, self._size = mapping, memoryview(mapping), len(mapping)
 
     def __del__(self):
         try:
@@ -138,15 +154,17 @@ class SharedMemory:
 
     def close(self):
         """End this object's access; the segment itself stays."""
-        if self._buf is not None:
-            self._buf.release()
-            self._buf = None
-        if self._mmap is not None:
-            self._mmap.close()
-            self._mmap = None
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
+        for attr, _idle, _release in _HOLDINGS:
+            self._let_go(attr)
+
+    def _let_go(self, attr):
+        """Release what this object holds under `attr` (see _HOLDINGS), once:
+        the attribute shows the idle value before the release runs."""
+        _attr, idle, release = next(entry for entry in _HOLDINGS if entry[0] == attr)
+        held = getattr(self, attr)
+        if held != idle:
+            setattr(self, attr, idle)
+            release(held)
 
     def unlink(self):
         """Destroy the segment's name; memory goes when the last mapping does.
@@ -273,7 +291,7 @@ class ShareableList:
 
     def _get_packing_format(self, position):
         """The struct format of the item at `position`."""
-        position = position if position >= 0 else position + self._list_len
+        position += self._list_len if position < 0 else 0
         self._check_position(position)
         raw = struct.unpack_from('8s', self.shm.buf, self._offset_packing_formats + position * 8)[0]
         return raw.rstrip(b'\x00').decode(_encoding)

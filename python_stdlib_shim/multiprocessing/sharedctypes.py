@@ -60,36 +60,37 @@ def _new_value(type_):
     return rebuild_ctype(type_, heap.BufferWrapper(ctypes.sizeof(type_)), None)
 
 
-def _placed(type_, init_args):
-    """A shared object of `type_`, initialised with `init_args` as
-    ``type_(*init_args)`` would be."""
+def _placed(type_, fill):
+    """A shared object of `type_`, zero bytes until `fill(placed)` sets it."""
     placed = _new_value(type_)
-    placed.__init__(*init_args)
+    fill(placed)
     return placed
+
+
+def _constructed(*init_args):
+    """A filler that initialises as ``type_(*init_args)`` would."""
+    return lambda placed: placed.__init__(*init_args)
 
 
 def RawValue(typecode_or_type, *args):
     """A ctypes object in shared memory, initialised with `args`."""
-    return _placed(_ctype(typecode_or_type), args)
+    return _placed(_ctype(typecode_or_type), _constructed(*args))
 
 
 def RawArray(typecode_or_type, size_or_initializer):
     """A ctypes array in shared memory: zeros of a length, or a copy of a
     sequence."""
-    item = _ctype(typecode_or_type)
-    if isinstance(size_or_initializer, int):
-        return _placed(item * size_or_initializer, ())
-    items = size_or_initializer
-    return _placed(item * len(items), items)
+    zeros = isinstance(size_or_initializer, int)
+    length = size_or_initializer if zeros else len(size_or_initializer)
+    fill = _constructed() if zeros else _constructed(*size_or_initializer)
+    return _placed(_ctype(typecode_or_type) * length, fill)
 
 
 def copy(obj):
-    """A copy of ctypes object `obj` in shared memory."""
-    duplicate = _new_value(type(obj))
-    # Whole-object assignment through a pointer: the bytes, and the
-    # references that keep what they point to alive.
-    ctypes.pointer(duplicate)[0] = obj
-    return duplicate
+    """A copy of ctypes object `obj` in shared memory: whole-object
+    assignment through a pointer copies the bytes and the references that
+    keep what they point to alive."""
+    return _placed(type(obj), lambda placed: ctypes.pointer(placed).__setitem__(0, obj))
 
 
 #
@@ -101,12 +102,20 @@ def _guarded(obj, lock, ctx):
     new RLock of the context when lock is True or None)."""
     if lock is False:
         return obj
-    ctx = ctx or get_context()
+    context = ctx or get_context()
+    # A fresh raw object is never synchronized already: wrap it directly.
+    return _wrapper_class(type(obj))(obj, _usable_lock(lock, context), context)
+
+
+def _usable_lock(lock, ctx):
+    """The lock a Value or Array gets for its `lock` argument: a new RLock
+    of `ctx` for True (or 1) and None, else the given lock, which must have
+    an ``acquire`` method."""
     if lock is None or lock == True:  # noqa: E712  (1 means True here, as on stock)
-        lock = ctx.RLock()
-    elif not hasattr(lock, 'acquire'):
-        raise AttributeError(f"{lock!r} has no method 'acquire'")
-    return synchronized(obj, lock, ctx=ctx)
+        return ctx.RLock()
+    if hasattr(lock, 'acquire'):
+        return lock
+    raise AttributeError(f"{lock!r} has no method 'acquire'")
 
 
 def Value(typecode_or_type, *args, lock=True, ctx=None):
@@ -145,14 +154,20 @@ def synchronized(obj, lock=None, ctx=None):
 # Travelling: pickled while a child starts, rebuilt over the same block
 #
 
+def _travelling(shared, rebuild, *args):
+    """The pickled form ``(rebuild, args)`` of `shared`, which may only be
+    pickled while a child process starts (RuntimeError otherwise)."""
+    assert_spawning(shared)
+    return rebuild, args
+
+
 def reduce_ctype(obj):
-    assert_spawning(obj)
     kind, length = type(obj), None
     if issubclass(kind, ctypes.Array):
         # Array types are made on the fly and cannot be pickled by name:
         # send the item type and the length instead.
         kind, length = kind._type_, kind._length_
-    return rebuild_ctype, (kind, obj._wrapper, length)
+    return _travelling(obj, rebuild_ctype, kind, obj._wrapper, length)
 
 
 def rebuild_ctype(type_, wrapper, length):
@@ -199,8 +214,7 @@ class SynchronizedBase(object):
         return self._lock.__exit__(*args)
 
     def __reduce__(self):
-        assert_spawning(self)
-        return synchronized, (self.get_obj(), self.get_lock())
+        return _travelling(self, synchronized, self._obj, self._lock)
 
     def get_obj(self):
         return self._obj
