@@ -53,6 +53,13 @@ run_tests() {
   setup
   build
   local status=0
+  echo "== Our own code: how much of the shim repeats the stdlib's multiprocessing"
+  local overlap="$root/../shared/tools/stdlib_overlap"
+  if [ -x "$overlap" ]; then
+    (cd "$root" && "$overlap" --max-body 20 --max-similar 3 --max-total 10) || status=1
+  else
+    echo "stdlib_overlap not found at $overlap: check not run"
+  fi
   echo "== C++ unit tests (ctest)"
   ctest --test-dir "$build_dir" --output-on-failure -j"$jobs" -E mphost_shim_tests || status=1
   echo "== Tests of the conformance harness"
