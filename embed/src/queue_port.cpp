@@ -140,39 +140,53 @@ bool pickle_item(port_object* self, PyObject* obj, std::string& buffer, PyObject
   return spilled != nullptr;
 }
 
+// An item that failed before it was sent: its slot goes back (a
+// KeyboardInterrupt while pickling, a broken channel), the pending error
+// kept. Returns -1.
+int unsent(port_object* self) {
+  if (self->release == nullptr) return -1;
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  if (!call_quietly(self->release)) PyErr_Clear();
+  PyErr_Restore(type, value, tb);
+  return -1;
+}
+
 // Pickles `obj` and sends it. 1: sent; 0: not picklable, reported; -1: error.
 int pickle_and_send(port_object* self, ipc::channel* ch, PyObject* obj) {
   thread_local std::string buffer;
   PyObject* spilled = nullptr;
   if (!pickle_item(self, obj, buffer, spilled)) {
-    if (self->simple || !pickling_failed_with_exception()) return -1;
+    if (self->simple || !pickling_failed_with_exception()) return unsent(self);
     return report_unpicklable(self, obj) ? 0 : -1;
   }
   // Counted before it can be got, so that a task_done() for it never
   // comes first.
   if (!call_quietly(self->count)) {
     Py_XDECREF(spilled);
-    return -1;
+    return unsent(self);
   }
   if (spilled == nullptr) {
-    return send_message(*ch, std::as_bytes(std::span(buffer.data(), buffer.size())), ipc::deadline::infinite()) == 1 ? 1 : -1;
+    return send_message(*ch, std::as_bytes(std::span(buffer.data(), buffer.size())), ipc::deadline::infinite()) == 1
+               ? 1
+               : unsent(self);
   }
   if (PyList_Check(spilled) || PyTuple_Check(spilled)) {
     // A pickle with out-of-band buffers, in parts.
     const int sent = send_gathered(*ch, spilled, ipc::deadline::infinite());
     Py_DECREF(spilled);
-    return sent == 1 ? 1 : -1;
+    return sent == 1 ? 1 : unsent(self);
   }
   Py_buffer view;
   if (PyObject_GetBuffer(spilled, &view, PyBUF_C_CONTIGUOUS) != 0) {
     Py_DECREF(spilled);
-    return -1;
+    return unsent(self);
   }
   const bool sent = send_message(*ch, std::span(static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)),
                                  ipc::deadline::infinite()) == 1;
   PyBuffer_Release(&view);
   Py_DECREF(spilled);
-  return sent ? 1 : -1;
+  return sent ? 1 : unsent(self);
 }
 
 // Counts the item as a task, then hands it to queue._to_feeder(obj), the

@@ -14,8 +14,18 @@ bool parse_block_timeout(const char* fn, PyObject* const* args, Py_ssize_t nargs
     return false;
   }
   const Py_ssize_t given = nargs + (kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames));
-  if (nargs > skip + 2 || (simple && given > skip)) {
-    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)", fn, simple ? skip : skip + 2, given);
+  if (simple && nargs > skip) {
+    // SimpleQueue's put(obj) and get(), worded as CPython's builtins word it.
+    PyErr_Format(PyExc_TypeError, skip == 0 ? "%s() takes no arguments (%zd given)" : "%s() takes exactly one argument (%zd given)",
+                 fn, given);
+    return false;
+  }
+  if (simple && given > skip) {
+    PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fn, PyTuple_GET_ITEM(kwnames, 0));
+    return false;
+  }
+  if (nargs > skip + 2) {
+    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)", fn, skip + 2, given);
     return false;
   }
   if (nargs > skip) block = args[skip];
