@@ -40,7 +40,9 @@ sleeping process costs tens of them).
 # Private: the public names are multiprocessing.managers'.
 __all__ = []
 
+import collections
 import os
+import pickle
 import select
 import struct
 import threading
@@ -48,6 +50,7 @@ import time
 
 from . import connection
 from . import process
+from . import reduction
 from . import util
 from .context import ProcessError
 
@@ -342,42 +345,92 @@ _CHANNELS_AFTER = 16
 _SIGNAL_SLICE = 0.05
 
 
+class _Pickling:
+    """ForkingPickler.dumps(obj), from one pickler kept for reuse.
+
+    Its reducer table is a live view of ForkingPickler's (registered
+    reducers over copyreg's), so a reducer registered later is seen without
+    rebuilding anything. A dump started while one is under way (a
+    __reduce__ that calls a manager on the same thread) gets a pickler of
+    its own. Large payloads come back as a list of chunks, which a channel
+    gathers into one message.
+    """
+
+    __slots__ = ('pickler', 'chunks', 'busy')
+
+    def __init__(self):
+        sink = _Sink()
+        self.chunks = []
+        sink.write = self.chunks.append
+        self.pickler = pickle.Pickler(sink, pickle.DEFAULT_PROTOCOL)
+        self.pickler.dispatch_table = _LIVE_REDUCERS
+        self.busy = False
+
+    def dump(self, obj):
+        if self.busy:
+            return connection._dumps_for_channel(obj)
+        self.busy = True
+        chunks = self.chunks
+        try:
+            self.pickler.dump(obj)
+            return chunks[0] if len(chunks) == 1 else chunks[:]
+        finally:
+            chunks.clear()
+            self.pickler.clear_memo()
+            self.busy = False
+
+
+class _Sink:
+    __slots__ = ('write',)
+
+
+_LIVE_REDUCERS = collections.ChainMap(reduction.ForkingPickler._extra_reducers,
+                                      reduction.ForkingPickler._copyreg_dispatch_table)
+_loads = connection._unpickle_message
+
+
 class _Channels:
     """Requests and replies over two channels (see CHANNELS_REQUEST):
-    whole pickles, no framing; the channels spin before they sleep."""
+    whole pickles, no framing; the channels spin before they sleep.
 
-    __slots__ = ('inbound', 'outbound')
+    One thread owns each side, so each side keeps its own pickler (see
+    _Pickling): a manager call is small, and building a pickler or finding
+    the thread's one would cost more than the pickling itself.
+    """
+
+    __slots__ = ('inbound', 'outbound', 'pickling', 'take')
 
     def __init__(self, inbound, outbound):
         self.inbound = inbound
         self.outbound = outbound
+        self.pickling = _Pickling()
+        self.take = inbound.recv
 
-    @staticmethod
-    def encode(obj):
-        return connection._dumps_for_channel(obj)
+    def encode(self, obj):
+        return self.pickling.dump(obj)
 
     def write(self, data):
         self.outbound.send(data)
 
     def send(self, obj):
-        self.outbound.send(connection._dumps_for_channel(obj))
+        self.outbound.send(self.pickling.dump(obj))
 
     def next(self):
         # In slices: a signal that arrives while the channel spins would
         # otherwise wait for the reply before its handler runs (the
         # handler runs between two slices).
-        recv = self.inbound.recv
-        data = recv(_SIGNAL_SLICE, True)
+        take = self.take
+        data = take(_SIGNAL_SLICE, True)
         while data is None:
-            data = recv(_SIGNAL_SLICE, True)
+            data = take(_SIGNAL_SLICE, True)
         return data
 
     @staticmethod
     def decode(data):
-        return connection._unpickle_message(data)
+        return _loads(data)
 
     def recv(self):
-        return connection._unpickle_message(self.inbound.recv(None, True))
+        return _loads(self.take(None, True))
 
     def close(self):
         for channel in (self.inbound, self.outbound):
