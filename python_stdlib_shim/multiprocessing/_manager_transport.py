@@ -28,7 +28,10 @@ mphost's, a link that keeps being used (see _CHANNELS_AFTER) asks for
 CHANNELS_REQUEST: the server makes two
 shared-memory channels (requests, replies) and hands them over, and from
 then on the link's messages travel through them, as whole pickles without
-framing, while the socket stays open beside them. A side that dies is seen
+framing (each side pickling with a pickler of its own), while the socket
+stays open beside them. Both channels are marked prompt_peer: the two sides
+answer each other within microseconds, so a recv spins a little longer
+before it yields the core. A side that dies is seen
 as end of file by the other, as with the socket.
 
 Socket links read through `_Frames`: a buffer that usually takes a whole
@@ -459,6 +462,8 @@ class _Channels:
         open its side: (stream, (names and tickets))."""
         import _mphost
         requests = _mphost.Channel.create(unbounded=True, role='reader')
+        # Each side answers the other within microseconds (see prompt_peer).
+        requests.prompt_peer(True)
         replies = _mphost.Channel.create(unbounded=True, role='writer')
         handed = (requests.name, requests.hand_over('writer'),
                   replies.name, replies.hand_over('reader'))
@@ -470,6 +475,7 @@ class _Channels:
         import _mphost
         requests, request_ticket, replies, reply_ticket = handed
         inbound = _mphost.Channel.open(replies, 'reader', reply_ticket)
+        inbound.prompt_peer(True)
         try:
             return cls(inbound, _mphost.Channel.open(requests, 'writer', request_ticket))
         except BaseException:
