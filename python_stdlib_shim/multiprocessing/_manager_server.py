@@ -29,7 +29,7 @@ from . import util
 from ._manager_transport import (ERROR, GETVALUE, PROXY, RETURN, SERVER_SPIN, TRACEBACK,
                                  UNSERIALIZABLE, CHANNELS_REQUEST, CONTROL_OFFER, Token,
                                  listener_client, message_stream, _Channels, _Frames,
-                                 _loads)
+                                 _loads, NONE_RETURNED_PICKLE)
 
 
 def all_methods(obj):
@@ -304,7 +304,10 @@ class Server(object):
             else:
                 reply = answer(conn, request)
             try:
-                put(dump(reply))
+                if reply[1] is None and reply[0] == RETURN:
+                    put(NONE_RETURNED_PICKLE)
+                else:
+                    put(dump(reply))
             except Exception:
                 if not self._send_failed(stream, reply):
                     return

@@ -391,6 +391,12 @@ _LIVE_REDUCERS = collections.ChainMap(reduction.ForkingPickler._extra_reducers,
                                       reduction.ForkingPickler._copyreg_dispatch_table)
 _loads = connection._unpickle_message
 
+# The reply of a method that returns None (setters, append, update...),
+# the commonest of all: its pickle is made once, and read back without
+# unpickling.
+NONE_RETURNED = (RETURN, None)
+NONE_RETURNED_PICKLE = bytes(reduction.ForkingPickler.dumps(NONE_RETURNED))
+
 
 class _Channels:
     """Requests and replies over two channels (see CHANNELS_REQUEST):
@@ -449,6 +455,8 @@ class _Channels:
             link.close()
             raise
         link.busy = False
+        if data == NONE_RETURNED_PICKLE:
+            return NONE_RETURNED
         return _loads(data)
 
     def close(self):
