@@ -295,6 +295,8 @@ void bind_channel(py::module_& m) {
              return py::make_tuple(counts.readers, counts.writers);
            })
       .def("queued_bytes", [](channel_handle& h) { return h.get().queued_bytes(); })
+      .def("prompt_peer", [](channel_handle& h, bool on) { h.get().prompt_peer(on); }, py::arg("on") = true,
+           "Say that this end talks with one peer in turns (requests and replies): recv spins longer before yielding.")
       .def(
           "use_socket",
           [](channel_handle& h, int watch, int ring) {

@@ -242,6 +242,11 @@ std::uint64_t channel::queued_bytes() const noexcept {
   return c.ring0.tail.load(std::memory_order_acquire) - c.ring0.head.load(std::memory_order_acquire);
 }
 
+void channel::prompt_peer(bool on) noexcept {
+  const std::shared_ptr<state> held = state_.load(std::memory_order_acquire);
+  if (held) held->prompt_peer.store(on, std::memory_order_relaxed);
+}
+
 void channel::close(bool wake_waiters) noexcept {
   const std::shared_ptr<state> held = state_.exchange(nullptr);
   if (!held) return;

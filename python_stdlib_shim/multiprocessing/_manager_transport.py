@@ -28,7 +28,10 @@ mphost's, a link that keeps being used (see _CHANNELS_AFTER) asks for
 CHANNELS_REQUEST: the server makes two
 shared-memory channels (requests, replies) and hands them over, and from
 then on the link's messages travel through them, as whole pickles without
-framing, while the socket stays open beside them. A side that dies is seen
+framing (each side pickling with a pickler of its own), while the socket
+stays open beside them. Both channels are marked prompt_peer: the two sides
+answer each other within microseconds, so a recv spins a little longer
+before it yields the core. A side that dies is seen
 as end of file by the other, as with the socket.
 
 Socket links read through `_Frames`: a buffer that usually takes a whole
@@ -40,7 +43,9 @@ sleeping process costs tens of them).
 # Private: the public names are multiprocessing.managers'.
 __all__ = []
 
+import collections
 import os
+import pickle
 import select
 import struct
 import threading
@@ -48,6 +53,7 @@ import time
 
 from . import connection
 from . import process
+from . import reduction
 from . import util
 from .context import ProcessError
 
@@ -342,42 +348,116 @@ _CHANNELS_AFTER = 16
 _SIGNAL_SLICE = 0.05
 
 
+class _Pickling:
+    """ForkingPickler.dumps(obj), from one pickler kept for reuse.
+
+    Its reducer table is a live view of ForkingPickler's (registered
+    reducers over copyreg's), so a reducer registered later is seen without
+    rebuilding anything. A dump started while one is under way (a
+    __reduce__ that calls a manager on the same thread) gets a pickler of
+    its own. Large payloads come back as a list of chunks, which a channel
+    gathers into one message.
+    """
+
+    __slots__ = ('pickler', 'chunks', 'busy')
+
+    def __init__(self):
+        sink = _Sink()
+        self.chunks = []
+        sink.write = self.chunks.append
+        self.pickler = pickle.Pickler(sink, pickle.DEFAULT_PROTOCOL)
+        self.pickler.dispatch_table = _LIVE_REDUCERS
+        self.busy = False
+
+    def dump(self, obj):
+        if self.busy:
+            return connection._dumps_for_channel(obj)
+        self.busy = True
+        chunks = self.chunks
+        try:
+            self.pickler.dump(obj)
+            return chunks[0] if len(chunks) == 1 else chunks[:]
+        finally:
+            chunks.clear()
+            self.pickler.clear_memo()
+            self.busy = False
+
+
+class _Sink:
+    __slots__ = ('write',)
+
+
+_LIVE_REDUCERS = collections.ChainMap(reduction.ForkingPickler._extra_reducers,
+                                      reduction.ForkingPickler._copyreg_dispatch_table)
+_loads = connection._unpickle_message
+
+# The reply of a method that returns None (setters, append, update...),
+# the commonest of all: its pickle is made once, and read back without
+# unpickling.
+NONE_RETURNED = (RETURN, None)
+NONE_RETURNED_PICKLE = bytes(reduction.ForkingPickler.dumps(NONE_RETURNED))
+
+
 class _Channels:
     """Requests and replies over two channels (see CHANNELS_REQUEST):
-    whole pickles, no framing; the channels spin before they sleep."""
+    whole pickles, no framing; the channels spin before they sleep.
 
-    __slots__ = ('inbound', 'outbound')
+    One thread owns each side, so each side keeps its own pickler (see
+    _Pickling): a manager call is small, and building a pickler or finding
+    the thread's one would cost more than the pickling itself.
+    """
+
+    __slots__ = ('inbound', 'outbound', 'pickling', 'take')
 
     def __init__(self, inbound, outbound):
         self.inbound = inbound
         self.outbound = outbound
+        self.pickling = _Pickling()
+        self.take = inbound.recv
 
-    @staticmethod
-    def encode(obj):
-        return connection._dumps_for_channel(obj)
+    def encode(self, obj):
+        return self.pickling.dump(obj)
 
     def write(self, data):
         self.outbound.send(data)
 
     def send(self, obj):
-        self.outbound.send(connection._dumps_for_channel(obj))
+        self.outbound.send(self.pickling.dump(obj))
 
     def next(self):
         # In slices: a signal that arrives while the channel spins would
         # otherwise wait for the reply before its handler runs (the
         # handler runs between two slices).
-        recv = self.inbound.recv
-        data = recv(_SIGNAL_SLICE, True)
+        take = self.take
+        data = take(_SIGNAL_SLICE, True)
         while data is None:
-            data = recv(_SIGNAL_SLICE, True)
+            data = take(_SIGNAL_SLICE, True)
         return data
 
     @staticmethod
     def decode(data):
-        return connection._unpickle_message(data)
+        return _loads(data)
 
     def recv(self):
-        return connection._unpickle_message(self.inbound.recv(None, True))
+        return _loads(self.take(None, True))
+
+    def exchange(self, link, request):
+        """_Link.exchange on channels, each step inline (see there)."""
+        out = self.pickling.dump(request)
+        link.busy = True
+        try:
+            self.outbound.send(out)
+            take = self.take
+            data = take(_SIGNAL_SLICE, True)
+            while data is None:
+                data = take(_SIGNAL_SLICE, True)
+        except BaseException:
+            link.close()
+            raise
+        link.busy = False
+        if data == NONE_RETURNED_PICKLE:
+            return NONE_RETURNED
+        return _loads(data)
 
     def close(self):
         for channel in (self.inbound, self.outbound):
@@ -390,6 +470,8 @@ class _Channels:
         open its side: (stream, (names and tickets))."""
         import _mphost
         requests = _mphost.Channel.create(unbounded=True, role='reader')
+        # Each side answers the other within microseconds (see prompt_peer).
+        requests.prompt_peer(True)
         replies = _mphost.Channel.create(unbounded=True, role='writer')
         handed = (requests.name, requests.hand_over('writer'),
                   replies.name, replies.hand_over('reader'))
@@ -401,6 +483,7 @@ class _Channels:
         import _mphost
         requests, request_ticket, replies, reply_ticket = handed
         inbound = _mphost.Channel.open(replies, 'reader', reply_ticket)
+        inbound.prompt_peer(True)
         try:
             return cls(inbound, _mphost.Channel.open(requests, 'writer', request_ticket))
         except BaseException:
@@ -481,6 +564,8 @@ class _Link:
             if not self.countdown:
                 self._move_to_channels()
         stream = self.stream
+        if type(stream) is _Channels:
+            return stream.exchange(self, request)
         out = stream.encode(request)      # before anything is written
         self.busy = True
         try:

@@ -118,6 +118,37 @@ TEST_F(ChannelTest, RecvOnAnEmptyChannelTimesOut) {
   EXPECT_EQ(ch.poll(deadline::after(30ms)), wait_result::timed_out);
 }
 
+TEST_F(ChannelTest, PromptPeerEndpointsExchangeInTurnsAndStillTimeOutAndSleep) {
+  watchdog guard(20s);
+  channel requests = make(options(64 * 1024, true), endpoint_role::both);
+  channel replies = make(options(64 * 1024, true), endpoint_role::both);
+  requests.prompt_peer(true);
+  replies.prompt_peer(true);
+  message m;
+  // Nothing comes: the longer spin still ends at the deadline.
+  EXPECT_EQ(replies.recv(m, deadline::after(30ms)), wait_result::timed_out);
+  std::thread server([&] {
+    message r;
+    for (int i = 0; i < 2000; ++i) {
+      ASSERT_EQ(requests.recv(r, deadline::after(5s)), wait_result::ok);
+      ASSERT_EQ(replies.send(r.bytes(), deadline::after(5s)), wait_result::ok);
+    }
+    // A late answer: the waiter has gone to sleep by then.
+    ASSERT_EQ(requests.recv(r, deadline::after(5s)), wait_result::ok);
+    std::this_thread::sleep_for(50ms);
+    ASSERT_EQ(replies.send(r.bytes(), deadline::after(5s)), wait_result::ok);
+  });
+  for (int i = 0; i <= 2000; ++i) {
+    const std::string payload = "call " + std::to_string(i);
+    ASSERT_EQ(requests.send(bytes_of(payload), deadline::after(5s)), wait_result::ok);
+    ASSERT_EQ(replies.recv(m, deadline::after(5s)), wait_result::ok);
+    ASSERT_EQ(text_of(m), payload);
+  }
+  server.join();
+  requests.prompt_peer(false);
+  EXPECT_EQ(requests.recv(m, deadline::immediate()), wait_result::timed_out);
+}
+
 TEST_F(ChannelTest, BoundedSendTimesOutWhenFullAndResumesWhenRoomIsMade) {
   watchdog guard(10s);
   channel ch = make(options(4096), endpoint_role::both);

@@ -908,3 +908,59 @@ def test_mphost_client_of_a_stock_manager_on_a_unix_socket():
         assert code == 0, err
     finally:
         peer.kill()
+
+
+class _CallsTheManager:
+    """Pickled as the value its proxy read while pickling (a manager call
+    made from inside the pickler, on the thread that is pickling)."""
+
+    def __init__(self, proxy):
+        self.proxy = proxy
+
+    def __reduce__(self):
+        return (int, (self.proxy['seen'],))
+
+
+class _Registered:
+    def __init__(self, value):
+        self.value = value
+
+
+class _OnlyHere:
+    """Pickles in the process that made it only."""
+
+    def __init__(self, pid=None):
+        self.pid = os.getpid() if pid is None else pid
+
+    def __reduce__(self):
+        if os.getpid() != self.pid:
+            raise TypeError('cannot pickle this here')
+        return (_OnlyHere, (-1,))
+
+
+def test_a_channel_link_pickles_reentrantly_and_with_reducers_registered_later():
+    """On channels, each side keeps a pickler of its own: a manager call
+    made while it pickles still works, a reducer registered afterwards is
+    used, and an unpicklable result is reported and the link goes on."""
+    from multiprocessing import _manager_transport as transport
+    from multiprocessing.reduction import ForkingPickler
+    with SyncManager() as m:
+        d = m.dict()
+        for i in range(2 * transport._CHANNELS_AFTER):
+            d['seen'] = i
+        assert type(d._tls.link.stream) is transport._Channels
+        d['copy'] = _CallsTheManager(d)
+        assert d['copy'] == 2 * transport._CHANNELS_AFTER - 1
+        ForkingPickler.register(_Registered, lambda obj: (str, ('registered %d' % obj.value,)))
+        try:
+            d['reg'] = _Registered(7)
+        finally:
+            del ForkingPickler._extra_reducers[_Registered]
+        assert d['reg'] == 'registered 7'
+        lst = m.list()
+        for i in range(2 * transport._CHANNELS_AFTER):
+            lst.append(i)
+        lst.append(_OnlyHere())
+        with pytest.raises(RemoteError, match='Unserializable message'):
+            lst[-1]
+        assert lst[0] == 0 and len(lst) == 2 * transport._CHANNELS_AFTER + 1

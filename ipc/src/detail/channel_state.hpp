@@ -149,6 +149,8 @@ struct channel::state {
   std::uint64_t r_tail_cache = 0;
 
   detail::adaptive_spin recv_spin{2000, 50000};
+  // channel::prompt_peer: recv spins longer before it yields the core.
+  std::atomic<bool> prompt_peer{false};
   detail::adaptive_spin send_spin{1000, 20000};
   std::atomic<std::int64_t> last_reap_ns{0};
 

@@ -42,11 +42,18 @@ inline std::int64_t monotonic_ns() noexcept {
 
 class adaptive_spin {
  public:
+  // How long a spin runs before it starts yielding: by default, and for a
+  // waiter that expects a reply from a peer running now (channel::prompt_peer).
+  static constexpr std::int64_t pure_spin_ns = 300;
+  static constexpr std::int64_t prompt_spin_ns = 4000;
+
   constexpr adaptive_spin(std::uint32_t min_ns, std::uint32_t max_ns) noexcept
       : min_(min_ns), max_(max_ns), budget_(max_ns / 2) {}
 
   // Polls `ready()` until it returns true (-> true) or the budget is spent
-  // (-> false). `start_ns` is when the whole wait began.
+  // (-> false). `start_ns` is when the whole wait began. `pure_ns` is how
+  // long the spin runs before it starts yielding (a caller that expects its
+  // peer on the other core to answer within microseconds may raise it).
   //
   // The first few hundred nanoseconds are a pure spin: a peer running on the
   // other core and answering at once is seen within that. After that each
@@ -56,9 +63,9 @@ class adaptive_spin {
   // processes pinned to one core takes ~3.5 us a round trip this way, ~7 us
   // with a 2 us pure spin; on two cores both take ~0.4 us.)
   template <class Ready>
-  bool spin(Ready&& ready, std::int64_t start_ns) noexcept {
+  bool spin(Ready&& ready, std::int64_t start_ns, std::int64_t pure_ns = pure_spin_ns) noexcept {
     const std::int64_t budget = budget_.load(std::memory_order_relaxed);
-    const std::int64_t pure = budget < pure_spin_ns ? budget : pure_spin_ns;
+    const std::int64_t pure = budget < pure_ns ? budget : pure_ns;
     for (;;) {
       for (int i = 0; i < 16; ++i) {
         if (ready()) return true;
@@ -87,7 +94,7 @@ class adaptive_spin {
   }
 
  private:
-  static constexpr std::int64_t pure_spin_ns = 300;
+
   std::uint32_t min_;
   std::uint32_t max_;
   std::atomic<std::uint32_t> budget_;

@@ -282,6 +282,15 @@ class channel {
   // Bytes of frames waiting in the ring being read (approximate).
   std::uint64_t queued_bytes() const noexcept;
 
+  // Says that this reading endpoint talks with one peer in turns, each
+  // message answering the last one this process sent (a manager link's
+  // requests and replies): its recv then spins without yielding the core
+  // for up to a few microseconds (instead of a few hundred nanoseconds)
+  // before the usual yielding spin and futex sleep, since the peer, busy on
+  // the other core, usually answers within that. Costs a core's time only
+  // while recv waits, within the same adaptive budget. Default off.
+  void prompt_peer(bool on) noexcept;
+
   // Unregisters this endpoint and wakes peers so they notice; unmaps once
   // no call of another thread is in progress on it. Calls of other threads
   // blocked in this endpoint (send, recv, poll, receive_socket) are woken
