@@ -287,7 +287,7 @@ class Server(object):
     def _serve_channels(self, conn, stream, me):
         # _serve's loop for a connection that moved onto channels, with
         # every step bound once: a request costs a few microseconds here.
-        take, put, dump, loads = stream.take, stream.outbound.send, stream.pickling.dump, _loads
+        take, put, dump, loads = stream.take, stream.outbound.send, stream.dump, _loads
         answer = self._answer
         stopping = self.stop_event.is_set
         while not stopping():

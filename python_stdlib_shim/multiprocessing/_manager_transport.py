@@ -43,9 +43,7 @@ sleeping process costs tens of them).
 # Private: the public names are multiprocessing.managers'.
 __all__ = []
 
-import collections
 import os
-import pickle
 import select
 import struct
 import threading
@@ -348,47 +346,6 @@ _CHANNELS_AFTER = 16
 _SIGNAL_SLICE = 0.05
 
 
-class _Pickling:
-    """ForkingPickler.dumps(obj), from one pickler kept for reuse.
-
-    Its reducer table is a live view of ForkingPickler's (registered
-    reducers over copyreg's), so a reducer registered later is seen without
-    rebuilding anything. A dump started while one is under way (a
-    __reduce__ that calls a manager on the same thread) gets a pickler of
-    its own. Large payloads come back as a list of chunks, which a channel
-    gathers into one message.
-    """
-
-    __slots__ = ('pickler', 'chunks', 'busy')
-
-    def __init__(self):
-        sink = _Sink()
-        self.chunks = []
-        sink.write = self.chunks.append
-        self.pickler = pickle.Pickler(sink, pickle.DEFAULT_PROTOCOL)
-        self.pickler.dispatch_table = _LIVE_REDUCERS
-        self.busy = False
-
-    def dump(self, obj):
-        if self.busy:
-            return connection._dumps_for_channel(obj)
-        self.busy = True
-        chunks = self.chunks
-        try:
-            self.pickler.dump(obj)
-            return chunks[0] if len(chunks) == 1 else chunks[:]
-        finally:
-            chunks.clear()
-            self.pickler.clear_memo()
-            self.busy = False
-
-
-class _Sink:
-    __slots__ = ('write',)
-
-
-_LIVE_REDUCERS = collections.ChainMap(reduction.ForkingPickler._extra_reducers,
-                                      reduction.ForkingPickler._copyreg_dispatch_table)
 _loads = connection._unpickle_message
 
 # The reply of a method that returns None (setters, append, update...),
@@ -402,27 +359,34 @@ class _Channels:
     """Requests and replies over two channels (see CHANNELS_REQUEST):
     whole pickles, no framing; the channels spin before they sleep.
 
-    One thread owns each side, so each side keeps its own pickler (see
-    _Pickling): a manager call is small, and building a pickler or finding
-    the thread's one would cost more than the pickling itself.
+    One thread owns each side, so each side keeps its own encoder (the
+    connection's reusable pickler): a manager call is small, and finding
+    the thread's encoder would cost more than the pickling itself.
     """
 
-    __slots__ = ('inbound', 'outbound', 'pickling', 'take')
+    __slots__ = ('inbound', 'outbound', 'encoder', 'take')
 
     def __init__(self, inbound, outbound):
         self.inbound = inbound
         self.outbound = outbound
-        self.pickling = _Pickling()
+        self.encoder = connection._Encoder()
         self.take = inbound.recv
 
-    def encode(self, obj):
-        return self.pickling.dump(obj)
+    def dump(self, obj):
+        """ForkingPickler.dumps(obj) as a channel takes it; a dump started
+        inside another (a __reduce__ that calls a manager on this thread)
+        gets a pickler of its own."""
+        if self.encoder.busy:
+            return connection._dumps_for_channel(obj)
+        return self.encoder.message(obj)
+
+    encode = dump
 
     def write(self, data):
         self.outbound.send(data)
 
     def send(self, obj):
-        self.outbound.send(self.pickling.dump(obj))
+        self.outbound.send(self.dump(obj))
 
     def next(self):
         # In slices: a signal that arrives while the channel spins would
@@ -443,14 +407,11 @@ class _Channels:
 
     def exchange(self, link, request):
         """_Link.exchange on channels, each step inline (see there)."""
-        out = self.pickling.dump(request)
+        out = self.dump(request)
         link.busy = True
         try:
             self.outbound.send(out)
-            take = self.take
-            data = take(_SIGNAL_SLICE, True)
-            while data is None:
-                data = take(_SIGNAL_SLICE, True)
+            data = self.next()
         except BaseException:
             link.close()
             raise

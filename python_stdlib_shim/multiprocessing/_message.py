@@ -10,7 +10,8 @@ This module makes those bytes quickly and reads them back:
                              holds large payloads (a channel gathers them
                              straight into shared memory, unjoined)
     _unpickle_message(data)  the object; damaged data is UnpicklingError
-    _Encoder                 the per-thread reusable pickler behind both
+    _Encoder                 the reusable pickler behind both (one per thread;
+                             a manager's channel link keeps its own)
 """
 
 import copyreg
@@ -86,6 +87,12 @@ class _Encoder:
         chunks = self.parts(obj)
         return chunks[0] if len(chunks) == 1 else b''.join(chunks)
 
+    def message(self, obj):
+        """The pickle as a channel takes it: one bytes object, or the list
+        of its chunks when it holds large payloads."""
+        chunks = self.parts(obj)
+        return chunks[0] if len(chunks) == 1 else chunks
+
 
 _encoders = threading.local()
 
@@ -110,10 +117,7 @@ def _dumps_for_channel(obj):
     ForkingPickler.dumps(obj), delivered as the list of its chunks when it
     has large payloads (the channel gathers them into one message)."""
     encoder = _thread_encoder()
-    if encoder is None:
-        return _ForkingPickler.dumps(obj)
-    chunks = encoder.parts(obj)
-    return chunks[0] if len(chunks) == 1 else chunks
+    return _ForkingPickler.dumps(obj) if encoder is None else encoder.message(obj)
 
 
 # What the unpickler raises on data that is not a pickle (as opposed to
