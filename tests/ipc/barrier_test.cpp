@@ -22,26 +22,13 @@ using mphost::testing::fork_child;
 using mphost::testing::wait_child;
 using mphost::testing::watchdog;
 
-class BarrierTest : public testing::shm_checked_test {
+class BarrierTest : public testing::named_shm_test {
  protected:
-  std::string fresh_name() {
-    const std::string name = testing::test_prefix() + "bar" + std::to_string(counter_++);
-    guards_.emplace_back(std::make_unique<testing::name_guard>(name));
-    return name;
-  }
-  barrier make(std::uint32_t parties) { return barrier::create(parties, fresh_name()); }
+  barrier make(std::uint32_t parties) { return barrier::create(parties, fresh_name("bar")); }
   static bool until_count(const barrier& b, std::uint32_t n) {
     for (int i = 0; i < 2000 && b.count() != n; ++i) std::this_thread::sleep_for(5ms);
     return b.count() == n;
   }
-  void TearDown() override {
-    guards_.clear();
-    testing::shm_checked_test::TearDown();
-  }
-
- private:
-  int counter_ = 0;
-  std::vector<std::unique_ptr<testing::name_guard>> guards_;
 };
 
 TEST_F(BarrierTest, ASinglePartyPassesAtOnce) {
@@ -59,7 +46,7 @@ TEST_F(BarrierTest, ASinglePartyPassesAtOnce) {
 TEST_F(BarrierTest, PartiesInThreeProcessesPassInLockstep) {
   watchdog guard(60s);
   barrier b = make(3);
-  semaphore tally = semaphore::create(semlock_kind::semaphore, 0, semaphore::value_max, fresh_name());
+  semaphore tally = semaphore::create(semlock_kind::semaphore, 0, semaphore::value_max, fresh_name("bar"));
   constexpr int cycles = 300;
   auto party = [&]() {
     for (int i = 0; i < cycles; ++i) {
@@ -191,8 +178,8 @@ TEST_F(BarrierTest, AbortBreaksWaitersAndNewArrivals) {
 }
 
 TEST_F(BarrierTest, InvalidPartiesAndForeignSegmentsAreRefused) {
-  EXPECT_THROW(barrier::create(0, fresh_name()), std::system_error);
-  const std::string plain = fresh_name();
+  EXPECT_THROW(barrier::create(0, fresh_name("bar")), std::system_error);
+  const std::string plain = fresh_name("bar");
   segment seg = segment::create_named(plain, 4096);
   EXPECT_THROW(barrier::open(plain), std::system_error);
   barrier b = make(4);

@@ -21,28 +21,15 @@ using mphost::testing::fork_child;
 using mphost::testing::wait_child;
 using mphost::testing::watchdog;
 
-class ConditionTest : public testing::shm_checked_test {
+class ConditionTest : public testing::named_shm_test {
  protected:
-  std::string fresh_name() {
-    const std::string name = testing::test_prefix() + "cnd" + std::to_string(counter_++);
-    guards_.emplace_back(std::make_unique<testing::name_guard>(name));
-    return name;
-  }
-  condition make() { return condition::create(fresh_name()); }
-  semaphore counter() { return semaphore::create(semlock_kind::semaphore, 0, semaphore::value_max, fresh_name()); }
+  condition make() { return condition::create(fresh_name("cnd")); }
+  semaphore counter() { return semaphore::create(semlock_kind::semaphore, 0, semaphore::value_max, fresh_name("cnd")); }
   // Waits until `cond` has `n` waiters (they enlist before they signal).
   static bool until_waiting(const condition& cond, std::uint32_t n) {
     for (int i = 0; i < 2000 && cond.waiting() != n; ++i) std::this_thread::sleep_for(5ms);
     return cond.waiting() == n;
   }
-  void TearDown() override {
-    guards_.clear();
-    testing::shm_checked_test::TearDown();
-  }
-
- private:
-  int counter_ = 0;
-  std::vector<std::unique_ptr<testing::name_guard>> guards_;
 };
 
 TEST_F(ConditionTest, NotifyWithoutWaitersWakesNoOne) {

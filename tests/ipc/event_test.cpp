@@ -21,22 +21,9 @@ using mphost::testing::run_in_child;
 using mphost::testing::wait_child;
 using mphost::testing::watchdog;
 
-class EventTest : public testing::shm_checked_test {
+class EventTest : public testing::named_shm_test {
  protected:
-  std::string fresh_name() {
-    const std::string name = testing::test_prefix() + "evt" + std::to_string(counter_++);
-    guards_.emplace_back(std::make_unique<testing::name_guard>(name));
-    return name;
-  }
-  event make() { return event::create(fresh_name()); }
-  void TearDown() override {
-    guards_.clear();
-    testing::shm_checked_test::TearDown();
-  }
-
- private:
-  int counter_ = 0;
-  std::vector<std::unique_ptr<testing::name_guard>> guards_;
+  event make() { return event::create(fresh_name("evt")); }
 };
 
 TEST_F(EventTest, StartsLoweredAndFollowsSetAndClear) {
@@ -68,7 +55,7 @@ TEST_F(EventTest, AWaitSeesASetThatWasClearedBeforeItLooked) {
 TEST_F(EventTest, SetWakesWaitersInOtherProcessesAndThreads) {
   watchdog guard(20s);
   event ev = make();
-  semaphore started = semaphore::create(semlock_kind::semaphore, 0, 10, fresh_name());
+  semaphore started = semaphore::create(semlock_kind::semaphore, 0, 10, fresh_name("evt"));
   std::vector<pid_t> children;
   for (int i = 0; i < 2; ++i) {
     children.push_back(fork_child([&] {
@@ -93,7 +80,7 @@ TEST_F(EventTest, SetWakesWaitersInOtherProcessesAndThreads) {
 TEST_F(EventTest, AWaiterKilledInItsSleepDisturbsNoOne) {
   watchdog guard(20s);
   event ev = make();
-  semaphore started = semaphore::create(semlock_kind::semaphore, 0, 10, fresh_name());
+  semaphore started = semaphore::create(semlock_kind::semaphore, 0, 10, fresh_name("evt"));
   const pid_t doomed = fork_child([&] {
     started.release();
     (void)ev.wait();
@@ -149,7 +136,7 @@ TEST_F(EventTest, AnotherProcessOpensItByNameAndOtherSegmentsAreRefused) {
   });
   EXPECT_EQ(r.code, 0);
   EXPECT_TRUE(ev.is_set());
-  const std::string plain = fresh_name();
+  const std::string plain = fresh_name("evt");
   segment seg = segment::create_named(plain, 4096);
   try {
     (void)event::open(plain);

@@ -20,21 +20,11 @@ using mphost::testing::run_in_child;
 using mphost::testing::wait_child;
 using mphost::testing::watchdog;
 
-class SemaphoreTest : public testing::shm_checked_test {
+class SemaphoreTest : public testing::named_shm_test {
  protected:
   semaphore make(semlock_kind kind, std::uint32_t value, std::uint32_t maxvalue) {
-    const std::string name = testing::test_prefix() + "sem" + std::to_string(counter_++);
-    guards_.emplace_back(std::make_unique<testing::name_guard>(name));
-    return semaphore::create(kind, value, maxvalue, name);
+    return semaphore::create(kind, value, maxvalue, fresh_name("sem"));
   }
-  void TearDown() override {
-    guards_.clear();
-    testing::shm_checked_test::TearDown();
-  }
-
- private:
-  int counter_ = 0;
-  std::vector<std::unique_ptr<testing::name_guard>> guards_;
 };
 
 void expect_error(const std::function<void()>& fn, errc code) {

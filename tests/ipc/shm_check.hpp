@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,25 @@ class name_guard {
  private:
   std::string name_;
   bool (*remove_)(const std::string&) noexcept = &segment::remove;
+};
+
+// A shm_checked_test that hands out fresh names under test_prefix() and
+// removes each one when the test ends, whatever it left behind.
+class named_shm_test : public shm_checked_test {
+ protected:
+  std::string fresh_name(const char* tag) {
+    std::string name = test_prefix() + tag + std::to_string(counter_++);
+    guards_.emplace_back(std::make_unique<name_guard>(name));
+    return name;
+  }
+  void TearDown() override {
+    guards_.clear();
+    shm_checked_test::TearDown();
+  }
+
+ private:
+  int counter_ = 0;
+  std::vector<std::unique_ptr<name_guard>> guards_;
 };
 
 // Kills and reaps a forked child when the scope ends, unless release()d:
