@@ -65,7 +65,13 @@ void bind_spawn(py::module_& m) {
   m.def(
       "receive_handover",
       [](int fd) {
-        const std::vector<std::byte> payload = without_gil([&] { return runtime::receive_handover(fd); });
+        std::vector<std::byte> payload;
+        try {
+          payload = without_gil([&] { return runtime::receive_handover(fd); });
+        } catch (...) {
+          ::close(fd);  // (its number may have moved: receive_handover updates fd)
+          throw;
+        }
         ::close(fd);
         // Work from here on: this process may create names of the tree.
         ipc::join_current_registry();

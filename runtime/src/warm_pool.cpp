@@ -32,7 +32,9 @@ waiting_child launch_waiting_child(launch_request request) {
     throw;
   }
   ::close(pair[1]);
-  return {pid, pair[0]};
+  struct stat st {};
+  ::fstat(pair[0], &st);
+  return {pid, pair[0], st.st_ino};
 }
 
 std::string inherited_state_fingerprint() {
@@ -79,6 +81,18 @@ std::optional<waiting_child> warm_pool::take(const std::string& key) {
   if (::kill(taken->pid, 0) != 0) {
     ::close(taken->sock);
     wait_for_exit(taken->pid, true);
+    return std::nullopt;
+  }
+  // Its socket must still lead to it: a stray close elsewhere in the process
+  // may have ended it, and its number may now belong to someone else, so it is
+  // left alone and the spare is stopped instead.
+  struct stat st {};
+  if (::fstat(taken->sock, &st) != 0 || st.st_ino != taken->inode) {
+    ::kill(taken->pid, SIGKILL);
+    try {
+      wait_for_exit(taken->pid, true);
+    } catch (const std::system_error&) {
+    }
     return std::nullopt;
   }
   return taken;

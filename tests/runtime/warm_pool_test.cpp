@@ -1,6 +1,8 @@
 #include "mphost/runtime/warm_pool.hpp"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +63,26 @@ TEST(WarmPoolTest, BackgroundStockEventuallyProvidesASpare) {
   ASSERT_TRUE(spare.has_value());
   ::close(spare->sock);
   EXPECT_EQ(wait_for_exit(spare->pid, true), 0);
+}
+
+TEST(WarmPoolTest, SpareWhoseSocketWasClosedElsewhereIsNotUsed) {
+  testing::watchdog dog(20s);
+  warm_pool pool;
+  // The lowest free number is where the spare's end of its socket pair lands.
+  const int expected = ::dup(0);
+  ASSERT_GE(expected, 0);
+  ::close(expected);
+  pool.stock(reader_request(), "k");
+  // A stray close, and the number taken over by another socket.
+  ASSERT_EQ(::close(expected), 0);
+  int other[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, other), 0);
+  ASSERT_EQ(other[0], expected);
+  EXPECT_FALSE(pool.take("k").has_value());
+  // The new owner of the number keeps it.
+  EXPECT_GE(::fcntl(other[0], F_GETFD), 0);
+  ::close(other[0]);
+  ::close(other[1]);
 }
 
 }  // namespace

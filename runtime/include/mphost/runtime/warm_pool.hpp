@@ -29,6 +29,7 @@ namespace mphost::runtime {
 struct waiting_child {
   pid_t pid = -1;
   int sock = -1;  // our end of the handover socket (close-on-exec)
+  ino_t inode = 0;  // of that socket: tells it from a later one with the same number
 };
 
 // Starts a child holding one end of a new socket pair. In `request.args`,
