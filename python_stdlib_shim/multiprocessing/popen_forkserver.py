@@ -6,7 +6,9 @@ and process object, as for spawn), a pidfd of the parent (the child's
 parent sentinel: its kernel parent is the zygote), then the descriptors the
 process object needs. The zygote answers with the child's pid and a status
 descriptor, which is the sentinel: readable once the child has ended, and
-it carries the exit code.
+it carries the exit code, which the child table reads (255 when the zygote
+went away first). The zygote keeps an ended child unreaped until its code
+is read, so until then the pid is still this child's.
 """
 
 import os
@@ -48,25 +50,12 @@ class Popen(popen_fork.Popen):
         finally:
             os.close(child_end)
             os.close(parent_pidfd)
-        self._adopt(pid, status_fd)
+        # The table owns the status descriptor from here: it reads the code
+        # there, and signals the child by pid while the pid is still its.
+        self._enter(_mphost.supervisor.admit(pid, self.method, bool(process_obj.daemon), status_fd))
         try:
             _mphost.write_message(our_end, message)
         except BrokenPipeError:
             pass  # the child died first; its exit code will say why
         finally:
             os.close(our_end)
-
-    def _deliver(self, sig):
-        # The sentinel is the zygote's status socket, not a pidfd: by pid.
-        # The zygote keeps an ended child unreaped until its code is read,
-        # so the pid is still this child's.
-        os.kill(self.pid, sig)
-
-    def _exit_code_now(self):
-        # The zygote writes the code on the status descriptor when the child
-        # ends; no code at all means the zygote itself went away.
-        if not popen_fork._readable(self.sentinel, 0):
-            return None
-        import _mphost
-        code = _mphost.forkserver_read_exit_code(self.sentinel)
-        return 255 if code is None else code

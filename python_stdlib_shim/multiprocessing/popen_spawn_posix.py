@@ -110,4 +110,4 @@ class Popen(popen_fork.Popen):
         placed = [(fd, fd) for fd in _open_std_descriptors() + self._fds]
         pid = _mphost.spawn_child(executable, flags, payload, placed,
                                   _startup_key(executable, flags), _warm_spawn_enabled())
-        self._adopt(pid, _mphost.open_sentinel(pid))
+        self._enter(_mphost.supervisor.admit(pid, self.method, bool(process_obj.daemon)))

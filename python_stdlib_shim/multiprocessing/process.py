@@ -10,7 +10,10 @@ a child replaces as it starts (``_adopt``):
   process the launcher started);
 - ``_parent_process``: what it knows of its parent (name, pid, sentinel);
 - ``_children``: the process objects it started that may still run; an
-  ended child leaves the set the first time it is seen ended.
+  ended child leaves it the first time it is seen ended. Whether a child
+  runs is the native child table's answer (``_mphost.supervisor``, which
+  the popen_* modules fill): this module only maps its rows back to
+  process objects.
 
 A process object has four states: initial (no Popen), started, ended (the
 Popen has an exit code) and closed (``close()`` let go of the Popen). What
@@ -28,6 +31,8 @@ import signal
 import sys
 import threading
 from _weakrefset import WeakSet
+
+from _mphost import supervisor as _table
 
 try:
     ORIGINAL_DIR = os.path.abspath(os.getcwd())
@@ -52,15 +57,56 @@ def parent_process():
 
 def _cleanup():
     """Forget the children that ended; return those still running."""
-    return _still_running(list(_children))
+    return _children.settle()
 
 
-def _still_running(procs):
-    """Poll the started process objects `procs`: those that ended leave
-    ``_children`` (the first time one is seen ended), the rest are returned."""
-    verdicts = {proc: proc._popen.poll() is None for proc in procs}
-    _children.difference_update(proc for proc, running in verdicts.items() if not running)
-    return [proc for proc, running in verdicts.items() if running]
+def _end_orphans():
+    """The exit path's last step, once the children were joined: daemon
+    children whose process objects were dropped are terminated, and the
+    dropped children that ended are reaped."""
+    _table.end_children()
+
+
+def _child_running(proc):
+    """Whether the started child of `proc` runs; it leaves ``_children``
+    the first time it is seen ended."""
+    if proc._popen.poll() is None:
+        return True
+    _children.drop(proc)
+    return False
+
+
+class _ChildRows:
+    """The started process objects of this process, each with its row in
+    the child table (None for a Popen that is not ours, such as loky's,
+    which is asked itself). Iterates in start order."""
+
+    def __init__(self):
+        self._rows = {}
+
+    def enter(self, proc):
+        self._rows[proc] = getattr(proc._popen, '_ticket', None)
+
+    def drop(self, proc):
+        self._rows.pop(proc, None)
+
+    def settle(self):
+        """Drop the children that ended; return those still running."""
+        live = set(_table.running())
+        ended = [proc for proc, ticket in list(self._rows.items())
+                 if (ticket not in live if ticket is not None else proc._popen.poll() is not None)]
+        for proc in ended:
+            self.drop(proc)
+        return list(self._rows)
+
+    def __contains__(self, proc):
+        return proc in self._rows
+
+    def __iter__(self):
+        return iter(list(self._rows))
+
+    def __len__(self):
+        return len(self._rows)
 
 
 # The work a process object carries until start() hands it to the child.
@@ -187,7 +233,7 @@ class BaseProcess(object):
         # its arguments can be collected.
         for attr in _WORK:
             self.__dict__.pop(attr)
-        _children.add(self)
+        _children.enter(self)
 
     @_open_only
     def terminate(self):
@@ -205,8 +251,8 @@ class BaseProcess(object):
         assert self._relation() == 'creator', 'can only join a child process'
         popen = self._popen
         assert popen is not None, 'can only join a started process'
-        popen.wait(timeout)
-        _still_running([self])   # forgets the child if it ended
+        if popen.wait(timeout) is not None:
+            _children.drop(self)
 
     @_open_only
     def is_alive(self):
@@ -215,13 +261,13 @@ class BaseProcess(object):
         if relation == 'self':
             return True
         assert relation == 'creator', 'can only test a child process'
-        return self._popen is not None and bool(_still_running([self]))
+        return self._popen is not None and _child_running(self)
 
     def close(self):
         """Release the resources of a finished process object."""
         popen = self._popen
         if popen is not None:
-            if _still_running([self]):
+            if _child_running(self):
                 raise ValueError('Cannot close a process while it is still running. '
                                  'You should first call join() or terminate().')
             popen.close()
@@ -340,7 +386,8 @@ def _adopt(proc, parent_sentinel):
     method = proc._start_method
     if method is not None:
         context._force_start_method(method)
-    _process_counter, _children = itertools.count(1), set()
+    # The native table of a forked child is empty already.
+    _process_counter, _children = itertools.count(1), _ChildRows()
     util._close_stdin()
     # The parent's process object stays referenced until the after-fork
     # hooks have cleared the finalizer registry, so none of its finalizers
@@ -405,7 +452,7 @@ class _MainProcess(BaseProcess):
 _parent_process = None
 _current_process = _MainProcess()
 _process_counter = itertools.count(1)
-_children = set()
+_children = _ChildRows()
 del _MainProcess
 
 # Exit codes of children killed by a signal, named for repr().

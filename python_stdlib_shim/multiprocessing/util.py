@@ -315,9 +315,10 @@ def is_exiting():
     return _exiting is not False
 
 
-def _end_children(children, me):
+def _end_children(children, me, end_orphans=process._end_orphans):
     """Terminate the daemonic children, then wait for every child; nothing
-    when this process's own object is gone (late in shutdown)."""
+    when this process's own object is gone (late in shutdown). Children
+    whose process objects were dropped are left to the native table."""
     if me() is None:
         return
     for child in children():
@@ -327,6 +328,7 @@ def _end_children(children, me):
     for child in children():
         info('waiting for %s', child.name)
         child.join()
+    end_orphans()
 
 
 def _exit_function(info=info, run_finalizers=_run_finalizers,
