@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mphost/embed/application.hpp"
@@ -141,6 +142,19 @@ int calls_scenario() {
   std::fclose(file);
   std::printf("exit: %d\n", python.run_file(script));
   std::remove(script.c_str());
+  // Any thread may call in; each takes the GIL for its call.
+  std::vector<std::thread> threads;
+  std::vector<int> right(4, 0);
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&python, &right, t] {
+      for (int i = 0; i < 200; ++i) {
+        const std::string n = std::to_string(t * 1000 + i);
+        right[t] += python.call("operator:add", {"n=", n}) == "n=" + n;
+        right[t] += python.eval(std::to_string(t) + " * 1000 + " + std::to_string(i)) == n;
+      }
+    });
+  for (std::thread& thread : threads) thread.join();
+  std::printf("threads: %d\n", right[0] + right[1] + right[2] + right[3]);
   try {
     interpreter second(settings_for("spawn", false));
     std::printf("second: constructed\n");
@@ -217,7 +231,7 @@ TEST(EmbeddedApplication, CallsEvalRunFileAndOneInterpreterPerProcess) {
   const outcome result = run_scenario({"calls"});
   ASSERT_EQ(result.status, 0) << result.output;
   for (const char* line : {"call: a/b\n", "dotted: y.py\n", "eval: [1, 2, 3]\n", "flags: 1\n", "exit: 7\n",
-                           "second: refused\n"})
+                           "threads: 1600\n", "second: refused\n"})
     EXPECT_NE(result.output.find(line), std::string::npos) << line << result.output;
   EXPECT_NE(result.output.find("/bin/mphost\n"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("share/mphost/python/multiprocessing/__init__.py"), std::string::npos)
