@@ -5,6 +5,7 @@
 #   tools/dev.sh demo    install dependencies, build, run examples/demo.py under mphost
 #   tools/dev.sh test    install dependencies, build, run every test
 #   tools/dev.sh setup | build | install PREFIX
+#   tools/dev.sh package install dependencies, build, write build/mphost_<version>_amd64.deb
 #
 # Every step is idempotent: packages already installed are not fetched again
 # and the build is incremental.
@@ -87,5 +88,6 @@ case "${1:-}" in
   install)
     [ -n "${2:-}" ] || { echo "usage: tools/dev.sh install PREFIX" >&2; exit 2; }
     setup; build; cmake --install "$build_dir" --prefix "$2" ;;
-  *) echo "usage: tools/dev.sh {demo|test|setup|build|install PREFIX}" >&2; exit 2 ;;
+  package) setup; build; cmake --build "$build_dir" --target package ;;
+  *) echo "usage: tools/dev.sh {demo|test|setup|build|install PREFIX|package}" >&2; exit 2 ;;
 esac

@@ -1,6 +1,14 @@
 #include "mphost/embed/fork_hooks.hpp"
 
+#include <atomic>
+
 namespace mphost::embed {
+namespace {
+std::atomic<bool> fork_permitted{true};
+}  // namespace
+
+void set_fork_allowed(bool allowed) noexcept { fork_permitted.store(allowed); }
+bool fork_allowed() noexcept { return fork_permitted.load(); }
 
 runtime::fork_hooks interpreter_fork_hooks() {
   return {[] { PyOS_BeforeFork(); }, [] { PyOS_AfterFork_Parent(); }, [] { PyOS_AfterFork_Child(); }};

@@ -12,21 +12,36 @@
 #include "mphost/embed/python.hpp"
 #include "mphost/ipc/resource_registry.hpp"
 #include "mphost/runtime/launch.hpp"
+#include "startup.hpp"
 
 namespace mphost::embed {
-namespace {
+namespace startup {
 
-// The shim is found relative to the executable, in build trees and installed
-// trees alike: <prefix>/bin/mphost -> <prefix>/share/mphost/python.
+bool register_builtin_modules() {
+  return PyImport_AppendInittab("_mphost", &PyInit__mphost) == 0 &&
+         PyImport_AppendInittab("_multiprocessing", &PyInit__multiprocessing) == 0;
+}
+
 std::string shim_directory(const std::string& executable) {
   const std::string bin = executable.substr(0, executable.rfind('/'));
-  return bin.substr(0, bin.rfind('/')) + "/share/mphost/python";
+  const std::string shim = bin.substr(0, bin.rfind('/')) + "/share/mphost/python";
+  struct stat st{};
+  const std::string marker = shim + "/multiprocessing/__init__.py";
+  return ::stat(marker.c_str(), &st) == 0 && S_ISREG(st.st_mode) ? shim : std::string();
 }
 
-bool is_file(const std::string& path) {
-  struct stat st{};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+bool put_first_on_sys_path(const std::string& directory) {
+  PyObject* path = PySys_GetObject("path");  // borrowed
+  PyObject* entry = PyUnicode_DecodeFSDefault(directory.c_str());
+  const bool ok = path != nullptr && entry != nullptr && PyList_Insert(path, 0, entry) == 0;
+  Py_XDECREF(entry);
+  if (!ok && !PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "sys.path is missing");
+  return ok;
 }
+
+}  // namespace startup
+
+namespace {
 
 // Fills `config` from argv with python3's own parser and makes sys.executable
 // the mphost binary. Returns the status of the first failing step.
@@ -40,15 +55,13 @@ PyStatus configure(PyConfig& config, const std::string& executable, const std::v
 // Puts the shim first on sys.path (after the entry Py_RunMain adds for the
 // script) so that `import multiprocessing` is always mphost's.
 bool install_shim(const std::string& executable) {
-  const std::string shim = shim_directory(executable);
-  if (!is_file(shim + "/multiprocessing/__init__.py")) {
-    std::fprintf(stderr, "mphost: cannot find its multiprocessing package in %s\n", shim.c_str());
+  const std::string shim = startup::shim_directory(executable);
+  if (shim.empty()) {
+    std::fprintf(stderr, "mphost: cannot find its multiprocessing package beside %s\n",
+                 executable.substr(0, executable.rfind('/')).c_str());
     return false;
   }
-  PyObject* path = PySys_GetObject("path");  // borrowed
-  PyObject* entry = PyUnicode_DecodeFSDefault(shim.c_str());
-  const bool ok = path != nullptr && entry != nullptr && PyList_Insert(path, 0, entry) == 0;
-  Py_XDECREF(entry);
+  const bool ok = startup::put_first_on_sys_path(shim);
   if (!ok) PyErr_Print();
   return ok;
 }
@@ -100,10 +113,7 @@ int child_main(int argc, char** argv, const std::string& executable) {
 }  // namespace
 
 int launcher_main(int argc, char** argv) {
-  // Built-in modules win over lib-dynload: the stdlib's _multiprocessing
-  // extension is never loaded.
-  if (PyImport_AppendInittab("_mphost", &PyInit__mphost) != 0 ||
-      PyImport_AppendInittab("_multiprocessing", &PyInit__multiprocessing) != 0) {
+  if (!startup::register_builtin_modules()) {
     std::fprintf(stderr, "mphost: cannot register its built-in modules\n");
     return 1;
   }

@@ -48,6 +48,10 @@ void bind_process(py::module_& m) {
   m.def(
       "fork",
       [](bool die_with_parent) {
+        if (!fork_allowed())
+          throw py::value_error(
+              "the fork start method is not allowed in this application: it embeds Python with "
+              "allow_fork off (mphost::embed::application_settings); use 'spawn' or 'forkserver'");
         return runtime::fork_process(interpreter_fork_hooks(), {die_with_parent});
       },
       py::arg("die_with_parent") = false,
