@@ -122,13 +122,21 @@ void link_thread(std::shared_ptr<manager_dispatch::shared> all, std::shared_ptr<
   } catch (const std::exception&) {
     // The link ends; the client sees end of file.
   }
-  if (started) host.thread_ending();
   link->requests.close();
   link->replies.close();
-  const std::lock_guard guard(all->lock);
-  link->ended = true;
-  --all->running;
-  all->link_ended.notify_all();
+  {
+    const std::lock_guard guard(all->lock);
+    link->ended = true;
+    --all->running;
+    all->link_ended.notify_all();
+  }
+  // Last: it may end the thread without returning (see manager_host).
+  if (started) {
+    try {
+      host.thread_ending();
+    } catch (const std::exception&) {
+    }
+  }
 }
 
 }  // namespace

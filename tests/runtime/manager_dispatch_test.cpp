@@ -31,7 +31,7 @@ std::string text_of(const ipc::message& m) {
 class echo_host : public manager_host {
  public:
   void thread_started() override { ++started; }
-  void thread_ending() noexcept override { ++ended; }
+  void thread_ending() override { ++ended; }
   void answer(const manager_request& r, std::string& reply) override {
     if (r.method == "block") {
       ++blocked;

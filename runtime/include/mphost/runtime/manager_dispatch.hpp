@@ -91,9 +91,10 @@ bool decode_request(std::span<const std::byte> frame, manager_request& out) noex
 class manager_host {
  public:
   virtual ~manager_host() = default;
-  // At the start and end of each link's thread (per-thread setup).
+  // At the start and end of each link's thread (per-thread setup). Either
+  // may end the thread by a forced unwind (an interpreter that is exiting).
   virtual void thread_started() {}
-  virtual void thread_ending() noexcept {}
+  virtual void thread_ending() {}
   // Writes the reply frame (tag byte and payload) for `request` into
   // `reply`, which arrives empty. Should not throw; if it does, the link
   // ends.
