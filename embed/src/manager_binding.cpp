@@ -12,6 +12,9 @@
 //       failure(exc) -> str, the '#TRACEBACK' text for an exception raised
 //           outside the method (arguments that do not unpickle...).
 //     .open_link() -> (requests name, ticket, replies name, ticket)
+//     .serve_here(ready): a new link served on the calling thread until it
+//           ends, after ready(offer) passed the offer to the client; the GIL
+//           is released but for each answer, as on a link thread
 //     .live_links(), .stop(grace_seconds) -> links still running,
 //     .forget(): for a forked child, which must not touch the threads'
 //           state (the dispatcher is leaked there).
@@ -26,6 +29,8 @@
 // the process (one dispatcher per manager server): a link thread may be the
 // last to let go of the host, without the GIL.
 #include <pybind11/pybind11.h>
+
+#include <cxxabi.h>
 
 #include <chrono>
 #include <memory>
@@ -125,6 +130,11 @@ class python_host final : public runtime::manager_host {
     PyEval_RestoreThread(own_.saved);
     PyGILState_Release(own_.gil);
   }
+
+  // A Python thread that serves a link itself (serve_here) gives the GIL
+  // up for the loop, and answer() takes it as a link thread does.
+  static void release_for_serving() { own_.saved = PyEval_SaveThread(); }
+  static void take_back_after_serving() { PyEval_RestoreThread(own_.saved); }
 
   void answer(const runtime::manager_request& request, std::string& reply) override {
     const holding gil;
@@ -273,6 +283,26 @@ class dispatch_handle {
     return py::make_tuple(offer.requests, offer.requests_ticket, offer.replies, offer.replies_ticket);
   }
 
+  // Serves a new link on this thread: ready(offer) passes the offer on
+  // (with the GIL), then the loop runs without it until the link ends.
+  void serve_here(const py::object& ready) {
+    runtime::manager_dispatch& d = get();
+    bool released = false;
+    try {
+      d.serve_here([&](const runtime::link_offer& offer) {
+        ready(py::make_tuple(offer.requests, offer.requests_ticket, offer.replies, offer.replies_ticket));
+        python_host::release_for_serving();
+        released = true;
+      });
+    } catch (abi::__forced_unwind&) {
+      throw;  // the thread is being ended (interpreter exit): no GIL to take
+    } catch (...) {
+      if (released) python_host::take_back_after_serving();
+      throw;
+    }
+    python_host::take_back_after_serving();
+  }
+
   std::size_t stop(double grace) {
     runtime::manager_dispatch& d = get();
     const auto wait = std::chrono::milliseconds(static_cast<long long>(grace > 0 ? grace * 1000 : 0));
@@ -370,6 +400,8 @@ void bind_manager(py::module_& m) {
            py::arg("loads"), py::arg("failure"))
       .def("open_link", &dispatch_handle::open_link,
            "A new link: (requests name, ticket, replies name, ticket) for the client.")
+      .def("serve_here", &dispatch_handle::serve_here, py::arg("ready"),
+           "Serve a new link on this thread until it ends; ready(offer) passes the offer to the client first.")
       .def("live_links", [](dispatch_handle& h) { return h.get().live_links(); })
       .def("stop", &dispatch_handle::stop, py::arg("grace") = 0.2,
            "Close every link; wait up to `grace` seconds for their threads. Returns how many still run.")

@@ -137,13 +137,13 @@ _ANSWERED = object()
 
 
 class _Handover:
-    """The reply to CHANNELS_REQUEST: the last one sent on the socket; the
-    link's calls then go to a native link thread."""
+    """What CHANNELS_REQUEST asks of the connection's thread: serve the
+    link through `dispatch` from now on."""
 
-    __slots__ = ('reply',)
+    __slots__ = ('dispatch',)
 
-    def __init__(self, reply):
-        self.reply = reply
+    def __init__(self, dispatch):
+        self.dispatch = dispatch
 
 
 def _reply_frame(tag, payload):
@@ -294,9 +294,20 @@ class Server(object):
             else:
                 reply = answer(conn, request)
             if type(reply) is _Handover:
-                self._send_reply(stream, reply.reply)
-                util.debug('the link of %r moved onto channels', me)
-                return
+                # This thread goes on serving the link natively: what the
+                # link's calls did so far (a lock taken) stays this thread's.
+                util.debug('the link of %r moves onto channels', me)
+                moved = []
+                try:
+                    reply.dispatch.serve_here(functools.partial(self._hand_over, stream, moved))
+                except Exception:
+                    if moved:
+                        return
+                    # No channels: the socket serves on.
+                    reply = (TRACEBACK, traceback.format_exc())
+                else:
+                    util.debug('got EOF -- exiting thread serving %r', me)
+                    return
             if not self._send_reply(stream, reply):
                 return
 
@@ -386,10 +397,15 @@ class Server(object):
         if type(conn) is not connection.Connection or self._serializer != 'pickle':
             return (TRACEBACK, 'channels are for pickle connections over sockets\n')
         try:
-            handed = self._link_dispatch().open_link()
+            return _Handover(self._link_dispatch())
         except Exception:
             return (TRACEBACK, traceback.format_exc())
-        return _Handover((RETURN, handed))
+
+    @staticmethod
+    def _hand_over(stream, moved, handed):
+        # The last reply on the socket: the link's channels.
+        stream.send((RETURN, handed))
+        moved.append(True)
 
     def _link_dispatch(self):
         with self._table.lock:

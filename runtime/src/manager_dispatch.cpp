@@ -80,6 +80,10 @@ struct manager_dispatch::shared {
   void forget_ended() {
     std::erase_if(links, [](const std::shared_ptr<link_state>& l) { return l->ended; });
   }
+  // Counts a new link in (system_error ECANCELED once stopped).
+  void enlist(const std::shared_ptr<link_state>& link);
+  // Closes an ended link's channels and counts it out.
+  void finish(link_state& link) noexcept;
 };
 
 namespace {
@@ -122,14 +126,7 @@ void link_thread(std::shared_ptr<manager_dispatch::shared> all, std::shared_ptr<
   } catch (const std::exception&) {
     // The link ends; the client sees end of file.
   }
-  link->requests.close();
-  link->replies.close();
-  {
-    const std::lock_guard guard(all->lock);
-    link->ended = true;
-    --all->running;
-    all->link_ended.notify_all();
-  }
+  all->finish(*link);
   // Last: it may end the thread without returning (see manager_host).
   if (started) {
     try {
@@ -146,34 +143,74 @@ manager_dispatch::manager_dispatch(std::shared_ptr<manager_host> host)
 
 manager_dispatch::~manager_dispatch() { stop(std::chrono::milliseconds(0)); }
 
-link_offer manager_dispatch::open_link() {
+namespace {
+
+// Makes a link's channels and what the client needs to open its ends.
+std::shared_ptr<link_state> make_link(link_offer& offer) {
   auto link = std::make_shared<link_state>();
   ipc::channel_options options;
   options.unbounded = true;
   link->requests = ipc::channel::create(options, ipc::endpoint_role::reader);
   link->requests.prompt_peer(true);
   link->replies = ipc::channel::create(options, ipc::endpoint_role::writer);
-  link_offer offer;
   offer.requests = link->requests.name();
   offer.requests_ticket = link->requests.hand_over(ipc::endpoint_role::writer);
   offer.replies = link->replies.name();
   offer.replies_ticket = link->replies.hand_over(ipc::endpoint_role::reader);
-  {
-    const std::lock_guard guard(shared_->lock);
-    if (shared_->stopped) throw std::system_error(std::make_error_code(std::errc::operation_canceled), "manager dispatch stopped");
-    shared_->forget_ended();
-    shared_->links.push_back(link);
-    ++shared_->running;
-  }
+  return link;
+}
+
+}  // namespace
+
+void manager_dispatch::shared::enlist(const std::shared_ptr<link_state>& link) {
+  const std::lock_guard guard(lock);
+  if (stopped) throw std::system_error(std::make_error_code(std::errc::operation_canceled), "manager dispatch stopped");
+  forget_ended();
+  links.push_back(link);
+  ++running;
+}
+
+void manager_dispatch::shared::finish(link_state& link) noexcept {
+  link.requests.close();
+  link.replies.close();
+  const std::lock_guard guard(lock);
+  link.ended = true;
+  --running;
+  link_ended.notify_all();
+}
+
+link_offer manager_dispatch::open_link() {
+  link_offer offer;
+  auto link = make_link(offer);
+  shared_->enlist(link);
   try {
     std::thread(link_thread, shared_, link).detach();
   } catch (...) {
-    const std::lock_guard guard(shared_->lock);
-    link->ended = true;
-    --shared_->running;
+    shared_->finish(*link);
     throw;
   }
   return offer;
+}
+
+void manager_dispatch::serve_here(const std::function<void(const link_offer&)>& ready) {
+  link_offer offer;
+  auto link = make_link(offer);
+  shared_->enlist(link);
+  try {
+    ready(offer);
+  } catch (...) {
+    shared_->finish(*link);
+    throw;
+  }
+  try {
+    serve_link(*shared_->host, *link);
+  } catch (const std::exception&) {
+    // The link ends; the client sees end of file.
+  } catch (...) {
+    shared_->finish(*link);
+    throw;
+  }
+  shared_->finish(*link);
 }
 
 std::size_t manager_dispatch::live_links() {

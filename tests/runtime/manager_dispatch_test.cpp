@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -162,6 +164,39 @@ TEST(ManagerDispatchTest, StopEndsIdleLinksAndLeavesABusyOneToFinish) {
   dispatch.reset();
   host->release = true;
   EXPECT_TRUE(eventually([&] { return host->ended.load() == 2; }));
+}
+
+TEST(ManagerDispatchTest, ServeHereServesTheLinkOnTheCallingThreadUntilEndOfFile) {
+  testing::watchdog dog(30s);
+  auto host = std::make_shared<echo_host>();
+  manager_dispatch dispatch(host);
+  std::promise<link_offer> offered;
+  std::thread server([&] { dispatch.serve_here([&](const link_offer& offer) { offered.set_value(offer); }); });
+  {
+    client_ends client(offered.get_future().get());
+    EXPECT_EQ(client.call(0, "q", "put", "1"), std::string(1, '\0') + "0|q|put|1");
+    EXPECT_EQ(dispatch.live_links(), 1u);
+  }
+  server.join();  // returned: the client's ends are gone
+  EXPECT_EQ(dispatch.live_links(), 0u);
+  EXPECT_EQ(host->started.load(), 0);  // the thread was the caller's
+}
+
+TEST(ManagerDispatchTest, AServeHereWhoseOfferCannotBePassedOnEndsTheLink) {
+  auto host = std::make_shared<echo_host>();
+  manager_dispatch dispatch(host);
+  link_offer seen;
+  EXPECT_THROW(dispatch.serve_here([&](const link_offer& offer) {
+    seen = offer;
+    throw std::runtime_error("the client is gone");
+  }),
+               std::runtime_error);
+  EXPECT_EQ(dispatch.live_links(), 0u);
+  // Its channels were closed: a client arriving late finds no server.
+  client_ends late(seen);
+  std::string frame;
+  encode_request_head(0, "x", "m", frame);
+  EXPECT_EQ(late.requests.send(bytes_of(frame), ipc::deadline::after(5s)), ipc::wait_result::closed);
 }
 
 }  // namespace

@@ -25,10 +25,13 @@
 //
 // Threads and lifetime. open_link() makes the channels (requests marked
 // prompt_peer: a client waits for its reply within microseconds) and starts
-// the link's thread. The thread ends when the client's end goes away (the
+// the link's thread; serve_here() makes them and serves the link on the
+// calling thread instead, until it ends (a link that moves from a socket
+// that thread served keeps the thread its calls ran on: locks a method
+// took, thread-local state, stay its own). A link's thread ends when the client's end goes away (the
 // requests channel reports closed: end of file, as the socket would), when
 // its reply cannot be sent (no reader left), or on stop(). Ended links are
-// forgotten at the next open_link() or stop(). stop() closes every link's
+// forgotten at the next open_link(), serve_here() or stop(). stop() closes every link's
 // channels, which wakes threads waiting for a request; a thread inside the
 // host (a method that blocks, such as a shared queue's get) is not waited
 // for longer than `grace`: it is left to finish on its own (threads are
@@ -48,6 +51,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -120,6 +124,11 @@ class manager_dispatch {
 
   // A new link served by a thread of its own.
   link_offer open_link();
+  // A new link served by the calling thread: `ready(offer)` passes the
+  // offer on to the client (an exception from it ends the link and passes
+  // through), then the link is served until it ends. The host's
+  // thread_started/thread_ending are not called: the thread is the caller's.
+  void serve_here(const std::function<void(const link_offer&)>& ready);
   // Links whose threads are still running.
   std::size_t live_links();
   // Closes every link and waits up to `grace` for their threads to end;
