@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "mphost/ipc/channel.hpp"
+#include "mphost/ipc/error.hpp"
 
 namespace mphost::runtime {
 
@@ -37,7 +38,7 @@ std::string_view text_at(const std::byte* at, std::size_t size) noexcept {
 
 void encode_request_head(std::uint8_t flags, std::string_view ident, std::string_view method, std::string& out) {
   if (ident.size() > 0xffff || method.size() > 0xffff) {
-    throw std::system_error(std::make_error_code(std::errc::value_too_large), "manager request name too long");
+    throw std::system_error(make_error_code(errc::message_too_large), "manager request name too long");
   }
   out.push_back(static_cast<char>(flags));
   put_u16(out, ident.size());

@@ -84,7 +84,8 @@ struct manager_request {
   std::span<const std::byte> arguments;
 };
 
-// Appends a request frame's header (flags, ident, name) to `out`.
+// Appends a request frame's header (flags, ident, name) to `out`; an ident
+// or name over 65535 bytes throws std::system_error(errc::message_too_large).
 void encode_request_head(std::uint8_t flags, std::string_view ident, std::string_view method, std::string& out);
 
 // Splits a request frame; false when its lengths overrun it.
