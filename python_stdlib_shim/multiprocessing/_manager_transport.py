@@ -49,6 +49,8 @@ import struct
 import threading
 import time
 
+from _mphost import manager_reply as _read_reply, manager_request as _request_frame
+
 from . import connection
 from . import process
 from . import util
@@ -387,9 +389,7 @@ class _Channels:
 
     def exchange(self, link, request):
         """_Link.exchange on channels, each step inline (see there)."""
-        import _mphost
-        ident, name, args, kwds = request
-        out = _mphost.manager_request(ident, name, args, kwds, self.dump)
+        out = _request_frame(*request, self.dump)
         link.busy = True
         try:
             self.outbound.send(out)
@@ -398,7 +398,7 @@ class _Channels:
             link.close()
             raise
         link.busy = False
-        return _mphost.manager_reply(data, _loads)
+        return _read_reply(data, _loads)
 
     def close(self):
         for channel in (self.inbound, self.outbound):
