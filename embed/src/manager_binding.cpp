@@ -163,7 +163,11 @@ class python_host final : public runtime::manager_host {
   bool answer_with_gil(const runtime::manager_request& request, std::string& reply) {
     PyObject* args = nullptr;
     PyObject* kwds = nullptr;
-    if (!arguments(request, args, kwds)) return false;
+    if (!arguments(request, args, kwds)) {
+      Py_XDECREF(args);
+      Py_XDECREF(kwds);
+      return false;
+    }
     PyObject* ident = (request.flags & runtime::request_flags::server_function)
                           ? Py_NewRef(Py_None)
                           : PyUnicode_DecodeUTF8(request.ident.data(), static_cast<Py_ssize_t>(request.ident.size()),
@@ -185,7 +189,8 @@ class python_host final : public runtime::manager_host {
     return done;
   }
 
-  // New references to the call's args tuple and kwds dict.
+  // New references to the call's args tuple and kwds dict (on failure,
+  // whichever was made is the caller's to drop).
   bool arguments(const runtime::manager_request& request, PyObject*& args, PyObject*& kwds) {
     if (request.arguments.empty()) {
       args = PyTuple_New(0);
