@@ -5,18 +5,25 @@ answers requests.
     accepter thread   listener.accept() -> one thread per connection
     connection thread authenticate; first request names a Server function
                       ('accept_connection' turns the thread into the server
-                      of that client's requests until end of file)
+                      of that client's requests until end of file, or until
+                      the link moves onto channels)
+    link threads      native (_mphost.ManagerDispatch), one per link moved
+                      onto channels; each enters Python only through
+                      `_reply`, to run the method and make its reply
 
 Objects live in one `_ObjectTable` (ident -> object, exposed names, result
 typeids; ident -> reference count). A request for an object is answered by
-`_answer`, a request for the Server (ident None) by `_run_function`; each
-returns the reply, which the connection's loop sends. The wire format is
+`_reply`, a request for the Server (ident None) by `_run_function`; each
+returns the reply, which the connection's loop (or the native link
+thread) sends. The wire format is
 the stdlib's (see _manager_transport).
 """
 
 # Private: the public names are multiprocessing.managers'.
 __all__ = []
 
+import functools
+import os
 import signal
 import sys
 import threading
@@ -27,9 +34,8 @@ from . import connection
 from . import process
 from . import util
 from ._manager_transport import (ERROR, GETVALUE, PROXY, RETURN, SERVER_SPIN, TRACEBACK,
-                                 UNSERIALIZABLE, CHANNELS_REQUEST, CONTROL_OFFER, Token,
-                                 listener_client, message_stream, _Channels, _Frames,
-                                 _loads, NONE_RETURNED_PICKLE)
+                                 UNSERIALIZABLE, CHANNELS_REQUEST, CONTROL_OFFER, REPLY_CODES,
+                                 Token, listener_client, message_stream, _loads)
 
 
 def all_methods(obj):
@@ -130,15 +136,28 @@ class _ObjectTable:
 _ANSWERED = object()
 
 
-class _Switch:
-    """The reply to CHANNELS_REQUEST: sent on the old stream, after which
-    the connection's requests come through `stream`."""
+class _Handover:
+    """What CHANNELS_REQUEST asks of the connection's thread: serve the
+    link through `dispatch` from now on."""
 
-    __slots__ = ('reply', 'stream')
+    __slots__ = ('dispatch',)
 
-    def __init__(self, reply, stream):
-        self.reply = reply
-        self.stream = stream
+    def __init__(self, dispatch):
+        self.dispatch = dispatch
+
+
+def _reply_frame(tag, payload):
+    """A channel link's reply frame, for payloads the native codec leaves
+    to the pickler (see ManagerDispatch)."""
+    try:
+        return bytes((REPLY_CODES[tag],)) + connection._dumps(payload)
+    except Exception:
+        text = traceback.format_exc()
+    return bytes((REPLY_CODES[UNSERIALIZABLE],)) + connection._dumps(text)
+
+
+def _failure_text(exc):
+    return ''.join(traceback.format_exception(exc))
 
 # Server functions a client may call on its served connection (mphost
 # clients only: stock ones open a connection per call).
@@ -174,6 +193,8 @@ class Server(object):
         self._table = _ObjectTable()
         self.mutex = self._table.lock
         self.stop_event = threading.Event()
+        # Serves the links moved onto channels; made with the first.
+        self._dispatch = None
 
     #
     # Threads
@@ -188,6 +209,10 @@ class Server(object):
         except KeyboardInterrupt:
             util.info('manager interrupted')
         finally:
+            dispatch = getattr(self, '_dispatch', None)
+            if dispatch is not None:
+                # Clients on channels see end of file, as on a socket.
+                dispatch.stop(0.05)
             # The process ends here, with the standard streams it began with.
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
             sys.exit(0)
@@ -247,19 +272,11 @@ class Server(object):
                 pass
 
     def serve_client(self, conn):
-        """Answer the requests arriving on conn until its peer goes away."""
+        """Answer the requests arriving on conn until its peer goes away
+        (or its link moves onto channels)."""
         me = threading.current_thread().name
         util.debug('starting server thread to service %r', me)
-        streams = [message_stream(conn, SERVER_SPIN)]
-        try:
-            self._serve(conn, streams, me)
-        finally:
-            # A channel pair the connection moved to goes with it.
-            if type(streams[-1]) is _Channels:
-                streams[-1].close()
-
-    def _serve(self, conn, streams, me):
-        stream = streams[0]
+        stream = message_stream(conn, SERVER_SPIN)
         answer = self._answer
         stopping = self.stop_event.is_set
         while not stopping():
@@ -276,41 +293,23 @@ class Server(object):
                 reply = (TRACEBACK, traceback.format_exc())
             else:
                 reply = answer(conn, request)
-            if type(reply) is _Switch:
-                streams.append(reply.stream)
-                if not self._send_reply(stream, reply.reply):
+            if type(reply) is _Handover:
+                # This thread goes on serving the link natively: what the
+                # link's calls did so far (a lock taken) stays this thread's.
+                util.debug('the link of %r moves onto channels', me)
+                moved = []
+                try:
+                    reply.dispatch.serve_here(functools.partial(self._hand_over, stream, moved))
+                except Exception:
+                    if moved:
+                        return
+                    # No channels: the socket serves on.
+                    reply = (TRACEBACK, traceback.format_exc())
+                else:
+                    util.debug('got EOF -- exiting thread serving %r', me)
                     return
-                return self._serve_channels(conn, reply.stream, me)
             if not self._send_reply(stream, reply):
                 return
-
-    def _serve_channels(self, conn, stream, me):
-        # _serve's loop for a connection that moved onto channels, with
-        # every step bound once: a request costs a few microseconds here.
-        take, put, dump, loads = stream.take, stream.outbound.send, stream.dump, _loads
-        answer = self._answer
-        stopping = self.stop_event.is_set
-        while not stopping():
-            try:
-                request = loads(take(None, True))
-            except EOFError:
-                util.debug('got EOF -- exiting thread serving %r', me)
-                return
-            except OSError as exc:
-                util.info('connection of %r broken: %r', me, exc)
-                return
-            except Exception:
-                reply = (TRACEBACK, traceback.format_exc())
-            else:
-                reply = answer(conn, request)
-            try:
-                if reply[1] is None and reply[0] == RETURN:
-                    put(NONE_RETURNED_PICKLE)
-                else:
-                    put(dump(reply))
-            except Exception:
-                if not self._send_failed(stream, reply):
-                    return
 
     @classmethod
     def _send_reply(cls, stream, reply):
@@ -340,6 +339,14 @@ class Server(object):
         """The reply to one request read from a served connection."""
         try:
             ident, name, args, kwds = request
+        except Exception:
+            return (TRACEBACK, traceback.format_exc())
+        return self._reply(conn, ident, name, args, kwds)
+
+    def _reply(self, conn, ident, name, args, kwds):
+        """The reply to a call of `name` on the object `ident` (None: a
+        Server function)."""
+        try:
             if ident is None:
                 return self._run_function(conn, name, args, kwds)
             entry = self._table.find(ident)
@@ -390,10 +397,27 @@ class Server(object):
         if type(conn) is not connection.Connection or self._serializer != 'pickle':
             return (TRACEBACK, 'channels are for pickle connections over sockets\n')
         try:
-            stream, handed = _Channels.serving()
+            return _Handover(self._link_dispatch())
         except Exception:
             return (TRACEBACK, traceback.format_exc())
-        return _Switch((RETURN, handed), stream)
+
+    @staticmethod
+    def _hand_over(stream, moved, handed):
+        # The last reply on the socket: the link's channels.
+        stream.send((RETURN, handed))
+        moved.append(True)
+
+    def _link_dispatch(self):
+        with self._table.lock:
+            dispatch = getattr(self, '_dispatch', None)
+            if dispatch is None:
+                import _mphost
+                dispatch = _mphost.ManagerDispatch(functools.partial(self._reply, None),
+                                                   _reply_frame, _loads, _failure_text)
+                # A child forked by a method has none of its threads.
+                os.register_at_fork(after_in_child=dispatch.forget)
+                self._dispatch = dispatch
+        return dispatch
 
     #
     # Server functions: (conn, *args) -> result

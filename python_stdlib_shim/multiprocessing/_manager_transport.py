@@ -25,14 +25,14 @@ over a connection opened for each, as the stdlib's client does.
 
 Where the server is on this machine (a Unix socket address) and is
 mphost's, a link that keeps being used (see _CHANNELS_AFTER) asks for
-CHANNELS_REQUEST: the server makes two
-shared-memory channels (requests, replies) and hands them over, and from
-then on the link's messages travel through them, as whole pickles without
-framing (each side pickling with a pickler of its own), while the socket
-stays open beside them. Both channels are marked prompt_peer: the two sides
-answer each other within microseconds, so a recv spins a little longer
-before it yields the core. A side that dies is seen
-as end of file by the other, as with the socket.
+CHANNELS_REQUEST: the server's native dispatcher (_mphost.ManagerDispatch)
+makes two shared-memory channels (requests, replies) and serves them from
+a thread of its own, and from then on the link's calls travel through them
+in the dispatcher's frames (see _Channels); the server's Python thread for
+the socket ends there. The requests channel is marked prompt_peer: the two
+sides answer each other within microseconds, so a recv spins a little
+longer before it yields the core. A side that dies is seen as end of file
+by the other, as with the socket.
 
 Socket links read through `_Frames`: a buffer that usually takes a whole
 reply in one read(), and a short adaptive spin before a read that would
@@ -49,9 +49,10 @@ import struct
 import threading
 import time
 
+from _mphost import manager_reply as _read_reply, manager_request as _request_frame
+
 from . import connection
 from . import process
-from . import reduction
 from . import util
 from .context import ProcessError
 
@@ -348,20 +349,16 @@ _SIGNAL_SLICE = 0.05
 
 _loads = connection._unpickle_message
 
-# The reply of a method that returns None (setters, append, update...),
-# the commonest of all: its pickle is made once, and read back without
-# unpickling.
-NONE_RETURNED = (RETURN, None)
-NONE_RETURNED_PICKLE = bytes(reduction.ForkingPickler.dumps(NONE_RETURNED))
-
 
 class _Channels:
-    """Requests and replies over two channels (see CHANNELS_REQUEST):
-    whole pickles, no framing; the channels spin before they sleep.
-
-    One thread owns each side, so each side keeps its own encoder (the
-    connection's reusable pickler): a manager call is small, and finding
-    the thread's encoder would cost more than the pickling itself.
+    """A link's calls over two channels (see CHANNELS_REQUEST), in the
+    frames of runtime/manager_dispatch.hpp: a request is a small header
+    (ident, method name) and the pickle of its arguments, a reply a tag
+    byte and the pickle of its payload (none for a method that returned
+    None). The server answers them natively; each frame is made and read
+    by _mphost, which pickles builtin values itself and hands anything else
+    to this side's encoder (the connection's reusable pickler, one per side:
+    one thread owns it).
     """
 
     __slots__ = ('inbound', 'outbound', 'encoder', 'take')
@@ -380,14 +377,6 @@ class _Channels:
             return connection._dumps_for_channel(obj)
         return self.encoder.message(obj)
 
-    encode = dump
-
-    def write(self, data):
-        self.outbound.send(data)
-
-    def send(self, obj):
-        self.outbound.send(self.dump(obj))
-
     def next(self):
         # In slices: a signal that arrives while the channel spins would
         # otherwise wait for the reply before its handler runs (the
@@ -398,16 +387,9 @@ class _Channels:
             data = take(_SIGNAL_SLICE, True)
         return data
 
-    @staticmethod
-    def decode(data):
-        return _loads(data)
-
-    def recv(self):
-        return _loads(self.take(None, True))
-
     def exchange(self, link, request):
         """_Link.exchange on channels, each step inline (see there)."""
-        out = self.dump(request)
+        out = _request_frame(*request, self.dump)
         link.busy = True
         try:
             self.outbound.send(out)
@@ -416,9 +398,7 @@ class _Channels:
             link.close()
             raise
         link.busy = False
-        if data == NONE_RETURNED_PICKLE:
-            return NONE_RETURNED
-        return _loads(data)
+        return _read_reply(data, _loads)
 
     def close(self):
         for channel in (self.inbound, self.outbound):
@@ -426,21 +406,9 @@ class _Channels:
                 channel.close()
 
     @classmethod
-    def serving(cls):
-        """The server's side of a new pair, and what the client needs to
-        open its side: (stream, (names and tickets))."""
-        import _mphost
-        requests = _mphost.Channel.create(unbounded=True, role='reader')
-        # Each side answers the other within microseconds (see prompt_peer).
-        requests.prompt_peer(True)
-        replies = _mphost.Channel.create(unbounded=True, role='writer')
-        handed = (requests.name, requests.hand_over('writer'),
-                  replies.name, replies.hand_over('reader'))
-        return cls(requests, replies), handed
-
-    @classmethod
     def calling(cls, handed):
-        """The client's side of the pair the server handed over."""
+        """The client's side of the pair the server handed over (names and
+        tickets: ManagerDispatch.open_link)."""
         import _mphost
         requests, request_ticket, replies, reply_ticket = handed
         inbound = _mphost.Channel.open(replies, 'reader', reply_ticket)
@@ -450,6 +418,10 @@ class _Channels:
         except BaseException:
             inbound.close()
             raise
+
+
+# The code of each reply tag in a channel link's reply frame.
+REPLY_CODES = {tag: code for code, tag in enumerate((RETURN, ERROR, TRACEBACK, UNSERIALIZABLE, PROXY))}
 
 
 def _is_local(address):

@@ -10,9 +10,13 @@
       (None, 'create', (typeid, ...)) --------->  _ObjectTable.insert()
         <-------------- ('#RETURN', (ident, exposed))
     proxy._callmethod(name, args, kwds)
-      (ident, name, args, kwds) --------------->  Server._answer(): the method
+      (ident, name, args, kwds) --------------->  Server._reply(): the method
         <-- '#RETURN' | '#ERROR' | '#PROXY' | '#TRACEBACK' | '#UNSERIALIZABLE'
     proxy collected: 'decref' --------------->  _ObjectTable.decref()
+    a busy link of a local mphost pair:
+      (None, 'mphost:channels') --------------->  the same thread serves the
+        <--- channel names; calls then go        link natively (_mphost.
+        through two channels                      ManagerDispatch.serve_here)
 
 This module is the public face: BaseManager (start, connect, register,
 shutdown), SyncManager with its registered types, and every name the

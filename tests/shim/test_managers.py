@@ -964,3 +964,88 @@ def test_a_channel_link_pickles_reentrantly_and_with_reducers_registered_later()
         with pytest.raises(RemoteError, match='Unserializable message'):
             lst[-1]
         assert lst[0] == 0 and len(lst) == 2 * transport._CHANNELS_AFTER + 1
+
+
+def test_a_lock_taken_before_a_link_moves_is_still_the_links_after():
+    """The thread that served a link's socket goes on serving its channels:
+    a lock a call took before the move is released by a call after it."""
+    from multiprocessing import _manager_transport as transport
+    with SyncManager() as m:
+        lock = m.RLock()
+        d = m.dict()
+        assert lock.acquire(timeout=TIMEOUT)
+        for i in range(2 * transport._CHANNELS_AFTER):
+            d[i] = i
+        assert type(d._tls.link.stream) is transport._Channels
+        assert lock.acquire(timeout=TIMEOUT)  # re-entered by the same owner
+        lock.release()
+        lock.release()
+        got = []
+        t = threading.Thread(target=lambda: got.append(lock.acquire(timeout=TIMEOUT) and lock.release()))
+        t.start()
+        t.join(TIMEOUT)
+        assert got == [None]
+
+
+def test_a_call_blocking_on_channels_leaves_other_links_served():
+    """Each link has its own server thread: a Queue.get waiting in the
+    server for one client thread does not hold up another's calls."""
+    from multiprocessing import _manager_transport as transport
+    with SyncManager() as m:
+        q = m.Queue()
+        d = m.dict()
+        results = []
+
+        def consumer():
+            for i in range(2 * transport._CHANNELS_AFTER):
+                q.qsize()
+            results.append(type(q._tls.link.stream) is transport._Channels)
+            results.append(q.get(timeout=TIMEOUT))
+
+        t = threading.Thread(target=consumer)
+        t.start()
+        for i in range(4 * transport._CHANNELS_AFTER):
+            d[i] = i
+        assert type(d._tls.link.stream) is transport._Channels
+        q.put('done')
+        t.join(TIMEOUT)
+        assert results == [True, 'done']
+        assert len(d) == 4 * transport._CHANNELS_AFTER
+
+
+def test_calls_on_channels_raise_what_the_method_raised_and_keep_going():
+    from multiprocessing import _manager_transport as transport
+    with SyncManager() as m:
+        d = m.dict()
+        lst = m.list()
+        for i in range(2 * transport._CHANNELS_AFTER):
+            d[i] = str(i)
+        with pytest.raises(KeyError):
+            d['missing']
+        assert d.get('missing', 'default') == 'default'
+        d.update({'a': 1}, b=2)
+        assert (d['a'], d['b']) == (1, 2)
+        assert d.pop('b') == 2
+        with pytest.raises(RemoteError, match='not in exposed'):
+            d._callmethod('no_such_method')
+        with pytest.raises(IndexError):
+            lst.pop()
+        inner = m.dict({'x': [1, 2]})
+        lst.append(inner)
+        assert lst[0]['x'] == [1, 2]
+        assert d.copy()[3] == '3'
+
+
+def test_a_channel_link_sees_its_manager_shut_down():
+    from multiprocessing import _manager_transport as transport
+    m = SyncManager()
+    m.start()
+    d = m.dict()
+    for i in range(2 * transport._CHANNELS_AFTER):
+        d[i] = i
+    assert type(d._tls.link.stream) is transport._Channels
+    m.shutdown()
+    started = time.monotonic()
+    with pytest.raises((EOFError, OSError)):
+        d[0]
+    assert time.monotonic() - started < 10

@@ -1,0 +1,203 @@
+// manager_dispatch without Python: request frames, a link served by its own
+// thread (in this process and from a forked client), end of file when the
+// client goes, a frame that cannot be a request, and stop() with a host
+// that is busy.
+#include "mphost/runtime/manager_dispatch.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "mphost/ipc/channel.hpp"
+#include "mphost/testing/child_process.hpp"
+#include "mphost/testing/watchdog.hpp"
+
+namespace mphost::runtime {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::span<const std::byte> bytes_of(const std::string& s) { return std::as_bytes(std::span(s.data(), s.size())); }
+
+std::string text_of(const ipc::message& m) {
+  return std::string(reinterpret_cast<const char*>(m.bytes().data()), m.size());
+}
+
+// Echoes "<tag><flags>|<ident>|<method>|<arguments>"; "block" waits until
+// released; "none" answers returned_none.
+class echo_host : public manager_host {
+ public:
+  void thread_started() override { ++started; }
+  void thread_ending() override { ++ended; }
+  void answer(const manager_request& r, std::string& reply) override {
+    if (r.method == "block") {
+      ++blocked;
+      while (!release.load()) std::this_thread::sleep_for(1ms);
+    }
+    if (r.method == "none") {
+      reply.push_back(static_cast<char>(reply_tag::returned_none));
+      return;
+    }
+    reply.push_back(static_cast<char>(reply_tag::returned));
+    reply += std::to_string(r.flags) + "|" + std::string(r.ident) + "|" + std::string(r.method) + "|" +
+             std::string(reinterpret_cast<const char*>(r.arguments.data()), r.arguments.size());
+  }
+  void bad_request(std::span<const std::byte> frame, std::string& reply) override {
+    reply.push_back(static_cast<char>(reply_tag::traceback));
+    reply += "bad " + std::to_string(frame.size());
+  }
+
+  std::atomic<int> started{0}, ended{0}, blocked{0};
+  std::atomic<bool> release{false};
+};
+
+struct client_ends {
+  explicit client_ends(const link_offer& offer)
+      : requests(ipc::channel::open(offer.requests, ipc::endpoint_role::writer, offer.requests_ticket)),
+        replies(ipc::channel::open(offer.replies, ipc::endpoint_role::reader, offer.replies_ticket)) {}
+
+  std::string call(std::uint8_t flags, std::string_view ident, std::string_view method, const std::string& args) {
+    std::string frame;
+    encode_request_head(flags, ident, method, frame);
+    frame += args;
+    return raw(frame);
+  }
+  std::string raw(const std::string& frame) {
+    if (requests.send(bytes_of(frame), ipc::deadline::after(10s)) != ipc::wait_result::ok) return "<send failed>";
+    ipc::message m;
+    if (replies.recv(m, ipc::deadline::after(10s)) != ipc::wait_result::ok) return "<no reply>";
+    return text_of(m);
+  }
+
+  ipc::channel requests, replies;
+};
+
+bool eventually(const std::function<bool()>& check) {
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (!check()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+TEST(ManagerDispatchTest, RequestHeadsRoundTripAndOverrunsAreRefused) {
+  std::string frame;
+  encode_request_head(request_flags::with_keywords, "7f00ab", "__setitem__", frame);
+  frame += "ARGS";
+  manager_request r;
+  ASSERT_TRUE(decode_request(bytes_of(frame), r));
+  EXPECT_EQ(r.flags, request_flags::with_keywords);
+  EXPECT_EQ(r.ident, "7f00ab");
+  EXPECT_EQ(r.method, "__setitem__");
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(r.arguments.data()), r.arguments.size()), "ARGS");
+  std::string server;
+  encode_request_head(request_flags::server_function, "", "incref", server);
+  ASSERT_TRUE(decode_request(bytes_of(server), r));
+  EXPECT_EQ(r.ident, "");
+  EXPECT_EQ(r.method, "incref");
+  EXPECT_TRUE(r.arguments.empty());
+  EXPECT_FALSE(decode_request(bytes_of(frame.substr(0, 9)), r));
+  EXPECT_FALSE(decode_request(bytes_of(std::string("\0\1", 2)), r));
+  EXPECT_THROW(encode_request_head(0, std::string(70000, 'x'), "m", frame), std::system_error);
+}
+
+TEST(ManagerDispatchTest, ALinkIsServedUntilItsClientCloses) {
+  testing::watchdog dog(30s);
+  auto host = std::make_shared<echo_host>();
+  manager_dispatch dispatch(host);
+  {
+    client_ends client(dispatch.open_link());
+    EXPECT_EQ(client.call(0, "a1", "get", "k"), std::string(1, '\0') + "0|a1|get|k");
+    EXPECT_EQ(client.call(3, "", "create", "xyz"), std::string(1, '\0') + "3||create|xyz");
+    EXPECT_EQ(client.call(0, "a1", "none", ""), std::string(1, '\5'));
+    EXPECT_EQ(client.raw(std::string("\0\x09\0", 3)), std::string(1, '\2') + "bad 3");
+    EXPECT_EQ(dispatch.live_links(), 1u);
+  }
+  EXPECT_TRUE(eventually([&] { return dispatch.live_links() == 0; }));
+  EXPECT_EQ(host->started.load(), 1);
+  EXPECT_EQ(host->ended.load(), 1);
+}
+
+TEST(ManagerDispatchTest, LinksAreServedAtOnceFromAnotherProcess) {
+  testing::watchdog dog(30s);
+  auto host = std::make_shared<echo_host>();
+  manager_dispatch dispatch(host);
+  const link_offer first = dispatch.open_link();
+  const link_offer second = dispatch.open_link();
+  const auto result = testing::run_in_child([&] {
+    client_ends a(first), b(second);
+    for (int i = 0; i < 1000; ++i) {
+      const std::string n = std::to_string(i);
+      if (a.call(0, "x", "m", n) != std::string(1, '\0') + "0|x|m|" + n) return 2;
+      if (b.call(0, "y", "m", n) != std::string(1, '\0') + "0|y|m|" + n) return 3;
+    }
+    return 0;
+  });
+  ASSERT_TRUE(result.exited);
+  EXPECT_EQ(result.code, 0);
+  // The child's ends went with it: end of file for both links.
+  EXPECT_TRUE(eventually([&] { return dispatch.live_links() == 0; }));
+}
+
+TEST(ManagerDispatchTest, StopEndsIdleLinksAndLeavesABusyOneToFinish) {
+  testing::watchdog dog(30s);
+  auto host = std::make_shared<echo_host>();
+  auto dispatch = std::make_unique<manager_dispatch>(host);
+  client_ends idle(dispatch->open_link());
+  client_ends busy(dispatch->open_link());
+  std::string frame;
+  encode_request_head(0, "b", "block", frame);
+  ASSERT_EQ(busy.requests.send(bytes_of(frame)), ipc::wait_result::ok);
+  ASSERT_TRUE(eventually([&] { return host->blocked.load() == 1; }));
+  EXPECT_EQ(dispatch->stop(50ms), 1u);
+  EXPECT_THROW(dispatch->open_link(), std::system_error);
+  // The idle link's client sees end of file.
+  ipc::message m;
+  EXPECT_EQ(idle.replies.recv(m, ipc::deadline::after(10s)), ipc::wait_result::closed);
+  // The busy thread outlives the dispatcher and ends on its own.
+  dispatch.reset();
+  host->release = true;
+  EXPECT_TRUE(eventually([&] { return host->ended.load() == 2; }));
+}
+
+TEST(ManagerDispatchTest, ServeHereServesTheLinkOnTheCallingThreadUntilEndOfFile) {
+  testing::watchdog dog(30s);
+  auto host = std::make_shared<echo_host>();
+  manager_dispatch dispatch(host);
+  std::promise<link_offer> offered;
+  std::thread server([&] { dispatch.serve_here([&](const link_offer& offer) { offered.set_value(offer); }); });
+  {
+    client_ends client(offered.get_future().get());
+    EXPECT_EQ(client.call(0, "q", "put", "1"), std::string(1, '\0') + "0|q|put|1");
+    EXPECT_EQ(dispatch.live_links(), 1u);
+  }
+  server.join();  // returned: the client's ends are gone
+  EXPECT_EQ(dispatch.live_links(), 0u);
+  EXPECT_EQ(host->started.load(), 0);  // the thread was the caller's
+}
+
+TEST(ManagerDispatchTest, AServeHereWhoseOfferCannotBePassedOnEndsTheLink) {
+  auto host = std::make_shared<echo_host>();
+  manager_dispatch dispatch(host);
+  link_offer seen;
+  EXPECT_THROW(dispatch.serve_here([&](const link_offer& offer) {
+    seen = offer;
+    throw std::runtime_error("the client is gone");
+  }),
+               std::runtime_error);
+  EXPECT_EQ(dispatch.live_links(), 0u);
+  // Its channels were closed: a client arriving late finds no server.
+  client_ends late(seen);
+  std::string frame;
+  encode_request_head(0, "x", "m", frame);
+  EXPECT_EQ(late.requests.send(bytes_of(frame), ipc::deadline::after(5s)), ipc::wait_result::closed);
+}
+
+}  // namespace
+}  // namespace mphost::runtime
