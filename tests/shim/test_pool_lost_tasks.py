@@ -98,7 +98,12 @@ def test_many_calls_while_workers_are_killed(method, make_pool):
     stop = threading.Event()
 
     def killer():
-        while not stop.wait(0.05):
+        # A bounded number of kills: on a slow machine a spawned worker may
+        # take longer to start than the interval, and endless kills would
+        # then leave the queued calls no worker to run on.
+        for _ in range(20):
+            if stop.wait(0.05):
+                return
             for w in list(p._pool):
                 try:
                     os.kill(w.pid, signal.SIGKILL)
