@@ -6,7 +6,8 @@
 // opaque value as a call of pickle.loads(its bytes), both of which the
 // standard unpickler performs in the worker.
 // Reading: the builder makes values; the same two calls are recognised and
-// turned back into a shared block and an opaque value. Anything else the
+// turned back into a shared block and an opaque value, and float(x),
+// int(x), bool(x) (how the worker writes numpy scalars) into plain values. Anything else the
 // reader or the builder refuses makes the whole pickle one opaque value.
 #include <optional>
 #include <string>
@@ -160,6 +161,16 @@ struct value_builder {
   static slot call(slot& f, slot& args) {
     if (!args.v || args.v->type() != mphost::value::kind::tuple) return {};
     const auto& a = args.v->as_tuple();
+    if (a.size() == 1 && (f.callable == "builtins:float" || f.callable == "builtins:int" || f.callable == "builtins:bool")) {
+      // A numpy scalar, as the worker's pickler writes it (mphost._worker).
+      const auto k = a[0].type();
+      if (f.callable == "builtins:float" && (k == mphost::value::kind::real || k == mphost::value::kind::integer)) {
+        return of(a[0].as_double());
+      }
+      if (f.callable == "builtins:int" && k == mphost::value::kind::integer) return of(a[0]);
+      if (f.callable == "builtins:bool" && k == mphost::value::kind::boolean) return of(a[0]);
+      return {};
+    }
     if (f.callable == "pickle:loads" && a.size() == 1 && a[0].type() == mphost::value::kind::bytes) {
       return of(mphost::pickled{a[0].as_bytes()});
     }

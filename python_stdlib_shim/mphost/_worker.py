@@ -13,7 +13,8 @@ reply one status byte, then a pickle (protocol 4).
   reply:         status 0 and the result, or status 1 and the error as
                  (type name, message, formatted traceback).
 Results are pickled with a pickler that sends a shared block (or a numpy
-array over a whole one) as a reference (mphost._shared.reference).
+array over a whole one) as a reference (mphost._shared.reference), and a
+numpy scalar as the float, int or bool it holds.
 
 ``--zygote CONTROL TICKET REPORTS TICKET MODULE...`` runs a forkserver for
 the pool instead: it imports the modules, then forks one worker per
@@ -39,11 +40,23 @@ _REPLY = struct.Struct('<QB')
 _PLAIN = frozenset((type(None), bool, int, float, str, bytes, tuple, list, dict))
 
 
+_SCALAR_KINDS = {'f': float, 'i': int, 'u': int, 'b': bool}
+
+
+def _numpy_scalar(obj):
+    """(float|int|bool, (value,)) for a numpy scalar of those kinds, so that
+    the application reads it as a plain value; None otherwise."""
+    kind = getattr(getattr(obj, 'dtype', None), 'kind', None)
+    if type(obj).__module__ != 'numpy' or getattr(obj, 'ndim', None) != 0 or kind not in _SCALAR_KINDS:
+        return None
+    return _SCALAR_KINDS[kind], (obj.item(),)
+
+
 class _ReplyPickler(pickle.Pickler):
     def reducer_override(self, obj):
         if type(obj) in _PLAIN:
             return NotImplemented
-        ref = _shared.reference(obj)
+        ref = _shared.reference(obj) or _numpy_scalar(obj)
         return NotImplemented if ref is None else ref
 
 

@@ -110,3 +110,11 @@ TEST(ValueRoundTrip, IntBeyondInt64IsAnError) {
     EXPECT_STREQ(e.what(), "Python int too large to convert to int64");
   }
 }
+
+TEST(ValueRoundTrip, NumpyScalarsArrivePlain) {
+  mphost::host_pool pool(mphost_test::options(1));
+  EXPECT_EQ(pool.call("api_helpers:numpy_scalars"), value(mphost::list{1.5, -3, true, 0.25}));
+  mphost::shared_array<double> a(4);
+  for (std::size_t i = 0; i < 4; ++i) a[i] = static_cast<double>(i);
+  EXPECT_DOUBLE_EQ(pool.call("numpy:sum", a).as_double(), 6.0);
+}

@@ -146,3 +146,8 @@ def make_numpy(count):
 def make_block_and_die(count):
     make_block(count)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def numpy_scalars():
+    import numpy
+    return [numpy.float64(1.5), numpy.int32(-3), numpy.bool_(True), numpy.float32(0.25)]
