@@ -60,7 +60,12 @@ class _ReplyPickler(pickle.Pickler):
         return NotImplemented if ref is None else ref
 
 
+_SCALARS = frozenset((type(None), bool, int, float, str, bytes))
+
+
 def _pickled(obj):
+    if type(obj) in _SCALARS:
+        return pickle.dumps(obj, 4)
     out = io.BytesIO()
     _ReplyPickler(out, 4).dump(obj)
     return out.getvalue()

@@ -26,6 +26,8 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <stdexcept>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
