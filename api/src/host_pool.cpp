@@ -87,7 +87,9 @@ struct pool_state {
   std::unique_ptr<worker_process> start_worker();
   void run(driver& d);
   bool complete_one(driver& d, const ipc::message& msg);
-  void lose_worker(driver& d);
+  // The worker is gone: the call at the head of in_flight fails with
+  // worker_lost if it had started; the others go back to pending.
+  void lose_worker(driver& d, bool front_started);
   void fail_pending(const std::exception_ptr& e);
   void shutdown();
 };
@@ -197,10 +199,10 @@ void pool_state::fail_pending(const std::exception_ptr& e) {
   }
 }
 
-void pool_state::lose_worker(driver& d) {
+void pool_state::lose_worker(driver& d, bool front_started) {
   const ending e = d.worker->bury();
   const pid_t pid = d.worker->pid();
-  if (!d.in_flight.empty()) {
+  if (front_started && !d.in_flight.empty()) {
     d.in_flight.front()->finish(std::nullopt, std::make_exception_ptr(worker_lost(pid, e.signal, e.exit_code)));
     d.in_flight.pop_front();
   }
@@ -250,6 +252,14 @@ void pool_state::run(driver& d) {
       }
     }
     bool lost = false;
+    // A worker that died while idle has started none of these calls.
+    bool front_started = true;
+    if (!fresh.empty() && d.in_flight.empty() && d.worker->ended()) {
+      d.in_flight.assign(fresh.begin(), fresh.end());
+      fresh.clear();
+      lost = true;
+      front_started = false;
+    }
     for (call_ptr& c : fresh) {
       d.in_flight.push_back(c);
       try {
@@ -260,10 +270,21 @@ void pool_state::run(driver& d) {
       } catch (const std::system_error&) {
         lost = true;
       }
-      if (lost) break;
+      if (lost) {
+        // Not delivered: the worker never saw it, nor anything after it.
+        if (d.in_flight.size() == 1) front_started = false;
+        d.in_flight.insert(d.in_flight.end(), fresh.begin() + (&c - fresh.data()) + 1, fresh.end());
+        break;
+      }
     }
+    fresh.clear();  // in_flight holds them; a finished call must not linger here
     while (!lost && !d.in_flight.empty()) {
-      const ipc::wait_result r = d.worker->replies().recv(msg, ipc::deadline::after(100ms));
+      ipc::wait_result r;
+      try {
+        r = d.worker->replies().recv(msg, ipc::deadline::after(100ms));
+      } catch (const std::system_error&) {
+        r = ipc::wait_result::closed;  // a damaged channel: the worker is not trusted any more
+      }
       if (r == ipc::wait_result::ok) {
         complete_one(d, msg);
         // Keep the worker fed: go back for more if there is room.
@@ -292,7 +313,7 @@ void pool_state::run(driver& d) {
         break;
       }
     }
-    if (lost) lose_worker(d);
+    if (lost) lose_worker(d, front_started);
   }
   if (d.worker) {
     d.worker->stop(stop_by);

@@ -130,6 +130,11 @@ TEST(HostPool, KilledFromOutside) {
   ASSERT_EQ(kill(victim, SIGKILL), 0);
   EXPECT_THROW(f.get(20s), mphost::worker_lost);
   EXPECT_EQ(pool.call("api_helpers:add", 1, 2).as_int(), 3);
+  // A worker killed while idle costs no call: the next one runs elsewhere.
+  ASSERT_EQ(kill(pool.worker_pids().at(0), SIGKILL), 0);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(pool.call("api_helpers:add", 2, 2).as_int(), 4);
+  EXPECT_EQ(pool.workers_replaced(), 2u);
 }
 
 TEST(HostPool, TimeoutsAndCancellation) {
