@@ -112,7 +112,7 @@ zygote::zygote(const std::string& executable, const std::vector<std::string>& pr
   auto control = make_channel(ipc::endpoint_role::writer, ipc::endpoint_role::reader);
   auto reports = make_channel(ipc::endpoint_role::reader, ipc::endpoint_role::writer);
   std::vector<std::string> args{"--zygote", control.mine.name(), std::to_string(control.ticket), reports.mine.name(),
-                                std::to_string(reports.ticket)};
+                                std::to_string(reports.ticket), std::to_string(getpid())};
   args.insert(args.end(), preload.begin(), preload.end());
   try {
     pid_ = start(executable, std::move(args));
@@ -232,7 +232,12 @@ worker_process::worker_process(const std::string& executable, zygote* via) : via
   std::vector<std::string> args{requests.mine.name(), std::to_string(requests.ticket), replies.mine.name(),
                                 std::to_string(replies.ticket)};
   try {
-    pid_ = via_ != nullptr ? via_->fork_worker(args) : start(executable, std::move(args));
+    if (via_ != nullptr) {
+      pid_ = via_->fork_worker(args);
+    } else {
+      args.push_back(std::to_string(getpid()));  // the owner it ends with
+      pid_ = start(executable, std::move(args));
+    }
   } catch (...) {
     // Nobody will take the places the tickets hold: give them up, so the
     // channels' names go with this process's endpoints.

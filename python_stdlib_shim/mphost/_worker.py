@@ -1,9 +1,10 @@
 """The worker loop of a C++ host_pool (api/include/mphost/host_pool.hpp).
 
-Run as ``mphost -m mphost._worker REQUESTS TICKET REPLIES TICKET``: it
-opens the two channels the pool made (reading requests, writing replies)
-and serves them until the requests channel ends (the pool closed it or
-died) or an empty request asks it to stop.
+Run as ``mphost -m mphost._worker REQUESTS TICKET REPLIES TICKET OWNER``:
+it opens the two channels the pool made (reading requests, writing
+replies) and serves them until the requests channel ends (the pool closed
+it or died) or an empty request asks it to stop; it is killed when the
+application (pid OWNER) ends, even in the middle of a call.
 
 Wire format, both ways: 8 bytes of call id (little-endian), then for a
 reply one status byte, then a pickle (protocol 4).
@@ -16,7 +17,7 @@ Results are pickled with a pickler that sends a shared block (or a numpy
 array over a whole one) as a reference (mphost._shared.reference), and a
 numpy scalar as the float, int or bool it holds.
 
-``--zygote CONTROL TICKET REPORTS TICKET MODULE...`` runs a forkserver for
+``--zygote CONTROL TICKET REPORTS TICKET OWNER MODULE...`` runs a forkserver for
 the pool instead: it imports the modules, then forks one worker per
 control message after the first (the set-up, as above, without an
 initializer, applied before the imports) (the four channel arguments, pickled) and reports b'F' +
@@ -142,6 +143,19 @@ def serve(requests, replies):
         replies.send(_REPLY.pack(call_id, status) + body)
 
 
+def _end_with(owner):
+    """Be killed when the application `owner` (a pid) ends, however it ends
+    (a worker busy in a long call would otherwise outlive it)."""
+    try:
+        fd = os.pidfd_open(owner)
+    except ProcessLookupError:
+        os._exit(1)
+    try:
+        _mphost.die_with_parent(fd, 0)
+    finally:
+        os.close(fd)
+
+
 def _open(names):
     requests = _mphost.Channel.open(names[0], 'reader', int(names[1]))
     replies = _mphost.Channel.open(names[2], 'writer', int(names[3]))
@@ -151,8 +165,10 @@ def _open(names):
 def _zygote(argv):
     control = _mphost.Channel.open(argv[0], 'reader', int(argv[1]))
     reports = _mphost.Channel.open(argv[2], 'writer', int(argv[3]))
+    owner = int(argv[4])
+    _end_with(owner)
     _set_up(pickle.loads(control.recv()), _targets)
-    for name in argv[4:]:
+    for name in argv[5:]:
         importlib.import_module(name)
     import signal
     import threading
@@ -186,6 +202,7 @@ def _zygote(argv):
             reports.close()
             code = 0
             try:
+                _end_with(owner)
                 serve(*_open(names))
             except BaseException:
                 traceback.print_exc()
@@ -203,6 +220,7 @@ def main(argv):
     if argv and argv[0] == '--zygote':
         _zygote(argv[1:])
     else:
+        _end_with(int(argv[4]))
         serve(*_open(argv))
 
 

@@ -2,6 +2,8 @@
 // cancellation, many submitting threads, shutdown, start methods.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -249,5 +251,43 @@ TEST(HostPool, NothingLeftInDevShm) {
   EXPECT_EQ(mphost::host_pool::live_shared_names(), std::vector<std::string>{});
   for (pid_t p : pids) {
     EXPECT_EQ(mphost_test::shm_names("mphost-arr-" + std::to_string(p) + "-"), std::vector<std::string>{});
+  }
+}
+
+TEST(HostPool, WorkersEndWithTheApplication) {
+  // The application (a forked child here) is killed while its workers are
+  // in the middle of long calls: the workers go with it.
+  for (auto method : {mphost::start_method::spawn, mphost::start_method::forkserver}) {
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    const pid_t app = fork();
+    ASSERT_GE(app, 0);
+    if (app == 0) {
+      close(fds[0]);
+      auto o = mphost_test::options(2);
+      o.method = method;
+      mphost::host_pool pool(o);
+      std::vector<pid_t> pids = pool.worker_pids();
+      pool.submit("api_helpers:sleep", 60.0);
+      pool.submit("api_helpers:sleep", 60.0);
+      if (write(fds[1], pids.data(), sizeof(pid_t) * pids.size()) < 0) _exit(2);
+      pause();
+      _exit(0);
+    }
+    close(fds[1]);
+    pid_t pids[2] = {0, 0};
+    ASSERT_EQ(read(fds[0], pids, sizeof pids), static_cast<ssize_t>(sizeof pids));
+    close(fds[0]);
+    std::this_thread::sleep_for(300ms);
+    kill(app, SIGKILL);
+    waitpid(app, nullptr, 0);
+    for (pid_t p : pids) {
+      bool gone = false;
+      for (int i = 0; i < 300 && !gone; ++i) {
+        gone = kill(p, 0) != 0;
+        if (!gone) std::this_thread::sleep_for(10ms);
+      }
+      EXPECT_TRUE(gone) << "worker " << p << " outlived its application";
+    }
   }
 }
