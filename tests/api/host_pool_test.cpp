@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -290,4 +292,16 @@ TEST(HostPool, WorkersEndWithTheApplication) {
       EXPECT_TRUE(gone) << "worker " << p << " outlived its application";
     }
   }
+}
+
+TEST(HostPool, NoPythonInTheApplication) {
+  mphost::host_pool pool(mphost_test::options(1));
+  EXPECT_EQ(pool.call("api_helpers:add", 1, 1).as_int(), 2);
+  std::FILE* maps = std::fopen("/proc/self/maps", "r");
+  ASSERT_NE(maps, nullptr);
+  char line[4096];
+  bool python = false;
+  while (std::fgets(line, sizeof line, maps) != nullptr) python = python || std::strstr(line, "libpython") != nullptr;
+  std::fclose(maps);
+  EXPECT_FALSE(python) << "the application process mapped libpython";
 }
