@@ -122,25 +122,27 @@ def _set_up(config, targets):
 
 def serve(requests, replies):
     targets = _targets
+    recv, send, loads = requests.recv, replies.send, pickle.loads
+    header, reply = _HEADER.unpack_from, _REPLY.pack
     while True:
         try:
-            message = requests.recv()
+            message = recv()
         except EOFError:
             return
         if not message:
             return
-        (call_id,) = _HEADER.unpack_from(message)
+        (call_id,) = header(message)
         try:
             if call_id == 0:
-                _set_up(pickle.loads(message[8:]), targets)
+                _set_up(loads(message[8:]), targets)
                 status, body = 0, _pickled(None)
             else:
-                target, args = pickle.loads(message[8:])
+                target, args = loads(memoryview(message)[8:])
                 status, body = 0, _pickled(targets[target](*args))
         except BaseException as exc:  # the caller gets every error, SystemExit too
             status, body = 1, _error(exc)
             exc = None
-        replies.send(_REPLY.pack(call_id, status) + body)
+        send(reply(call_id, status) + body)
 
 
 def _end_with(owner):
@@ -225,4 +227,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    # run_chunk is named 'mphost._worker:run_chunk': one module, one cache.
+    sys.modules.setdefault('mphost._worker', sys.modules[__name__])
     main(sys.argv[1:])
