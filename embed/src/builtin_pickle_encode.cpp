@@ -10,17 +10,14 @@
 #include <vector>
 
 #include "mphost/embed/builtin_pickle.hpp"
-#include "pickle_opcodes.hpp"
+#include "mphost/runtime/pickle_writer.hpp"
 
 namespace mphost::embed::builtin_pickle {
 namespace {
 
-constexpr std::size_t header_size = 2 + 9;  // PROTO 4, FRAME <8 bytes>
-// The C pickler ends a frame once it holds 64 KiB; staying below keeps one.
-constexpr std::size_t max_body = 60 * 1024;
-constexpr std::size_t frame_size_min = 4;
+namespace pickle = runtime::pickle;
 constexpr int max_depth = 64;
-constexpr Py_ssize_t batch_size = 1000;  // items per APPENDS / SETITEMS
+constexpr auto batch_size = static_cast<Py_ssize_t>(pickle::batch_size);
 constexpr std::uint32_t memo_slots = 1024;
 constexpr std::uint32_t max_memo = memo_slots / 2;
 
@@ -67,73 +64,40 @@ struct memo_table {
 
 class encoder {
  public:
-  encoder(std::string& out, memo_table& memo) : out_(out), memo_(memo) {}
+  encoder(std::string& out, memo_table& memo) : w_(out), memo_(memo) {}
 
   bool run(PyObject* obj) {
-    out_.clear();
-    out_.append(header_size, '\0');
+    w_.start();
     memo_.reset();
     if (!save(obj, 0)) return false;
-    out_.push_back(op_stop);
-    const std::size_t body = out_.size() - header_size;
-    if (body > max_body) return false;
-    out_[0] = op_proto;
-    out_[1] = static_cast<char>(protocol);
-    if (body >= frame_size_min) {
-      out_[2] = op_frame;
-      put_le(&out_[3], body, 8);
-    } else {
-      out_.erase(2, 9);
-    }
+    if (w_.body_size() + 1 > pickle::max_frame) return false;
+    w_.finish();
     return true;
   }
 
  private:
-  static void put_le(char* p, std::uint64_t v, int n) noexcept {
-    for (int i = 0; i < n; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-  }
-  void op(char c) { out_.push_back(c); }
-  void le(std::uint64_t v, int n) {
-    char b[8];
-    put_le(b, v, n);
-    out_.append(b, static_cast<std::size_t>(n));
-  }
-  bool too_big() const noexcept { return out_.size() > header_size + max_body; }
+  bool too_big() const noexcept { return w_.body_size() > pickle::max_frame; }
 
   bool memoize(PyObject* obj) {
     if (!memo_.put(obj)) return false;
-    op(op_memoize);
+    w_.memoize();
     return true;
   }
-  void memo_get(long index) {
-    if (index < 256) {
-      op(op_binget);
-      out_.push_back(static_cast<char>(index));
-    } else {
-      op(op_long_binget);
-      le(static_cast<std::uint64_t>(index), 4);
-    }
-  }
+  void memo_get(long index) { w_.get(static_cast<std::uint32_t>(index)); }
 
   bool save(PyObject* obj, int depth) {
     PyTypeObject* type = Py_TYPE(obj);
     if (obj == Py_None) {
-      op(op_none);
+      w_.none();
       return true;
     }
     if (obj == Py_True || obj == Py_False) {
-      op(obj == Py_True ? op_true : op_false);
+      w_.boolean(obj == Py_True);
       return true;
     }
     if (type == &PyLong_Type) return save_long(obj);
     if (type == &PyFloat_Type) {
-      char b[9];
-      b[0] = op_binfloat;
-      if (PyFloat_Pack8(PyFloat_AS_DOUBLE(obj), b + 1, 0) != 0) {
-        PyErr_Clear();
-        return false;
-      }
-      out_.append(b, sizeof b);
+      w_.real(PyFloat_AS_DOUBLE(obj));
       return true;
     }
     const long index = memo_.find(obj);
@@ -153,22 +117,12 @@ class encoder {
   bool save_long(PyObject* obj) {
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
-    if (overflow == 0 && v >= INT32_MIN && v <= INT32_MAX) {
-      const auto u = static_cast<std::uint32_t>(v);
-      if ((u >> 16) != 0) {
-        op(op_binint);
-        le(u, 4);
-      } else if ((u >> 8) != 0) {
-        op(op_binint2);
-        le(u, 2);
-      } else {
-        op(op_binint1);
-        out_.push_back(static_cast<char>(u));
-      }
+    if (overflow == 0 && !(v == -1 && PyErr_Occurred())) {
+      w_.integer(v);
       return true;
     }
     PyErr_Clear();
-    // LONG1: the shortest little-endian two's complement.
+    // Beyond 64 bits: the shortest little-endian two's complement.
     const std::size_t bits = _PyLong_NumBits(obj);
     if (bits == static_cast<std::size_t>(-1)) {
       PyErr_Clear();
@@ -182,23 +136,14 @@ class encoder {
       return false;
     }
     if (Py_SIZE(obj) < 0 && n > 1 && b[n - 1] == 0xff && (b[n - 2] & 0x80) != 0) --n;
-    op(op_long1);
-    out_.push_back(static_cast<char>(n));
-    out_.append(reinterpret_cast<const char*>(b), n);
+    w_.long1({b, n});
     return true;
   }
 
   bool save_bytes(PyObject* obj) {
     const Py_ssize_t size = PyBytes_GET_SIZE(obj);
-    if (static_cast<std::size_t>(size) > max_body) return false;
-    if (size <= 0xff) {
-      op(op_short_binbytes);
-      out_.push_back(static_cast<char>(size));
-    } else {
-      op(op_binbytes);
-      le(static_cast<std::uint64_t>(size), 4);
-    }
-    out_.append(PyBytes_AS_STRING(obj), static_cast<std::size_t>(size));
+    if (static_cast<std::size_t>(size) > pickle::max_frame) return false;
+    w_.binary({PyBytes_AS_STRING(obj), static_cast<std::size_t>(size)});
     return memoize(obj);
   }
 
@@ -209,25 +154,18 @@ class encoder {
       PyErr_Clear();
       return false;
     }
-    if (static_cast<std::size_t>(size) > max_body) return false;
-    if (size <= 0xff) {
-      op(op_short_binunicode);
-      out_.push_back(static_cast<char>(size));
-    } else {
-      op(op_binunicode);
-      le(static_cast<std::uint64_t>(size), 4);
-    }
-    out_.append(data, static_cast<std::size_t>(size));
+    if (static_cast<std::size_t>(size) > pickle::max_frame) return false;
+    w_.text({data, static_cast<std::size_t>(size)});
     return memoize(obj);
   }
 
   bool save_tuple(PyObject* obj, int depth) {
     const Py_ssize_t n = PyTuple_GET_SIZE(obj);
     if (n == 0) {
-      op(op_empty_tuple);
+      w_.empty_tuple();
       return true;
     }
-    if (n > 3) op(op_mark);
+    if (n > 3) w_.mark();
     for (Py_ssize_t i = 0; i < n; ++i) {
       if (!save(PyTuple_GET_ITEM(obj, i), depth + 1)) return false;
     }
@@ -236,44 +174,43 @@ class encoder {
       // The tuple was reached again through one of its items and is in the
       // memo now: drop what was pushed, fetch it.
       if (n > 3) {
-        op(op_pop_mark);
+        w_.pop_mark();
       } else {
-        out_.append(static_cast<std::size_t>(n), op_pop);
+        w_.pop(static_cast<std::size_t>(n));
       }
       memo_get(index);
       return true;
     }
-    static constexpr char by_size[] = {0, op_tuple1, op_tuple2, op_tuple3};
-    op(n > 3 ? op_tuple : by_size[n]);
+    w_.tuple(static_cast<std::size_t>(n));
     return memoize(obj);
   }
 
   bool save_list(PyObject* obj, int depth) {
-    op(op_empty_list);
+    w_.empty_list();
     if (!memoize(obj)) return false;
     const Py_ssize_t n = PyList_GET_SIZE(obj);
     if (n == 0) return true;
     if (n == 1) {
       if (!save(PyList_GET_ITEM(obj, 0), depth + 1)) return false;
-      op(op_append);
+      w_.append();
       return true;
     }
     Py_ssize_t i = 0;
     do {
-      op(op_mark);
+      w_.mark();
       Py_ssize_t batch = 0;
       while (i < PyList_GET_SIZE(obj)) {
         if (!save(PyList_GET_ITEM(obj, i), depth + 1)) return false;
         ++i;
         if (++batch == batch_size) break;
       }
-      op(op_appends);
+      w_.appends();
     } while (i < PyList_GET_SIZE(obj));
     return true;
   }
 
   bool save_dict(PyObject* obj, int depth) {
-    op(op_empty_dict);
+    w_.empty_dict();
     if (!memoize(obj)) return false;
     const Py_ssize_t n = PyDict_GET_SIZE(obj);
     if (n == 0) return true;
@@ -283,23 +220,23 @@ class encoder {
     if (n == 1) {
       PyDict_Next(obj, &pos, &key, &value);
       if (!save(key, depth + 1) || !save(value, depth + 1)) return false;
-      op(op_setitem);
+      w_.setitem();
       return true;
     }
     Py_ssize_t batch;
     do {
       batch = 0;
-      op(op_mark);
+      w_.mark();
       while (PyDict_Next(obj, &pos, &key, &value)) {
         if (!save(key, depth + 1) || !save(value, depth + 1)) return false;
         if (++batch == batch_size) break;
       }
-      op(op_setitems);
+      w_.setitems();
     } while (batch == batch_size);
     return true;
   }
 
-  std::string& out_;
+  pickle::writer w_;
   memo_table& memo_;
 };
 

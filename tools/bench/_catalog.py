@@ -122,6 +122,16 @@ ROWS = (
         ("--code", "pass"), None, "startup"),
     Row("startup_import", "Start-up, -c \"import multiprocessing\"", "bench_startup.py",
         ("--code", "import"), None, "startup_import"),
+    # The C++ face: mphost::host_pool driven from C++ (a driver program)
+    # against ProcessPoolExecutor driven from Python.
+    Row("cpp_pool_roundtrip", "C++ host_pool: tiny call round trip", "bench_cpp_pool.py",
+        ("--mode", "roundtrip"), _ratio(10, "≤ 1/10 time"), "sync_task"),
+    Row("cpp_pool_threads4", "C++ host_pool: calls/s, 4 submitting threads", "bench_cpp_pool.py",
+        ("--mode", "threads"), QUEUE_10X, "per_task"),
+) + tuple(
+    Row(f"cpp_pool_handoff_{mb}mb", f"C++ host_pool: {mb} MB array to numpy", "bench_cpp_pool.py",
+        ("--mode", "handoff", "--mb", str(mb)), None, "memread")
+    for mb in (1, 10, 100, 1000)
 )
 
 

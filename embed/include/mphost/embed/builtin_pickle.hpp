@@ -19,7 +19,9 @@
 // pickle.loads, which gives the authoritative result or error.
 //
 // Both run with the GIL held and call no Python code of their own (object
-// allocation may still run the garbage collector).
+// allocation may still run the garbage collector). The opcodes themselves
+// are the core's (runtime/pickle_writer.hpp, pickle_reader.hpp, shared with
+// the C++ API's mphost::value): this layer only walks PyObjects.
 
 #include <cstddef>
 #include <span>
