@@ -131,6 +131,9 @@ void tap_current_handlers(PyObject* module) {
 
 std::atomic<bool> tapped{false};
 
+// A later interpreter of this process has a _signal module of its own to wrap.
+void untap_at_finalize() { tapped.store(false, std::memory_order_release); }
+
 }  // namespace
 
 void tap_python_signals() noexcept {
@@ -144,6 +147,8 @@ void tap_python_signals() noexcept {
     // wrapper if the scan does not see it.
     if (wrap_signal_function(module)) {
       tap_current_handlers(module);
+      static const bool reset_registered = Py_AtExit(&untap_at_finalize) == 0;
+      (void)reset_registered;
       tapped.store(true, std::memory_order_release);
     }
     Py_DECREF(module);

@@ -20,7 +20,8 @@
 //   signal.siginterrupt set them); handlers that CPython resets (SIG_DFL,
 //   SIG_IGN, at finalization) simply replace the tap. GIL held; never
 //   raises: if something fails, the signals stay as they were and waits see
-//   EINTR alone. Forked children inherit the taps.
+//   EINTR alone. Forked children inherit the taps; an interpreter started
+//   after Py_FinalizeEx in the same process is tapped anew.
 // is_signal_tap(sig)
 //   Whether the C-level action of `sig` is the tap now (for tests).
 
