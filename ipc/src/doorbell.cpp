@@ -1,6 +1,5 @@
 #include "mphost/ipc/doorbell.hpp"
 
-#include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -16,6 +15,7 @@
 
 #include "mphost/ipc/error.hpp"
 #include "mphost/ipc/fd_passing.hpp"
+#include "mphost/ipc/interrupt.hpp"
 
 namespace mphost::ipc {
 
@@ -285,22 +285,7 @@ bool doorbell::is_ringing() const noexcept { return wait(deadline::immediate()) 
 
 wait_result doorbell::wait(const deadline& until) const noexcept {
   if (fd_ < 0) return wait_result::closed;
-  for (;;) {
-    pollfd p{fd_, POLLIN, 0};
-    int timeout_ms = -1;
-    if (!until.is_infinite()) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until.remaining() + std::chrono::microseconds(999));
-      timeout_ms = left.count() > 0x7fffffff ? 0x7fffffff : static_cast<int>(left.count());
-    }
-    const int rc = ::poll(&p, 1, timeout_ms);
-    if (rc > 0) return wait_result::ok;
-    if (rc == 0) {
-      if (until.expired()) return wait_result::timed_out;
-      continue;
-    }
-    if (errno == EINTR) return wait_result::interrupted;
-    return wait_result::closed;
-  }
+  return poll_readable(fd_, until);
 }
 
 }  // namespace mphost::ipc

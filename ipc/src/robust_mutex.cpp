@@ -6,6 +6,7 @@
 
 #include "detail/owner_word.hpp"
 #include "detail/spin.hpp"
+#include "mphost/ipc/interrupt.hpp"
 #include "mphost/ipc/process_identity.hpp"
 
 namespace mphost::ipc {
@@ -136,7 +137,10 @@ wait_result owner_lock(futex_word& word, std::atomic<std::uint64_t>& stamp, cons
 
 }  // namespace detail
 
-wait_result robust_mutex::lock(const deadline& until) noexcept { return detail::owner_lock(word_, stamp_, until); }
+wait_result robust_mutex::lock(const deadline& until) noexcept {
+  const interrupt_shield guards_are_short;
+  return detail::owner_lock(word_, stamp_, until);
+}
 
 wait_result robust_mutex::try_lock() noexcept {
   if (detail::owner_take_free(word_, stamp_, detail::current_identity())) return wait_result::ok;

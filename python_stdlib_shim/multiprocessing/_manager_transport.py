@@ -343,8 +343,6 @@ class _Wrapped:
 # costs about as much as a few hundred calls save, which a short-lived link
 # (a thread that makes one call) would never win back.
 _CHANNELS_AFTER = 16
-# Longest wait (seconds) of a client for a reply before it looks for signals.
-_SIGNAL_SLICE = 0.05
 
 
 _loads = connection._unpickle_message
@@ -378,14 +376,9 @@ class _Channels:
         return self.encoder.message(obj)
 
     def next(self):
-        # In slices: a signal that arrives while the channel spins would
-        # otherwise wait for the reply before its handler runs (the
-        # handler runs between two slices).
-        take = self.take
-        data = take(_SIGNAL_SLICE, True)
-        while data is None:
-            data = take(_SIGNAL_SLICE, True)
-        return data
+        # The channel's wait runs a signal's handler at once, whenever the
+        # signal lands: no slices needed.
+        return self.take(None, True)
 
     def exchange(self, link, request):
         """_Link.exchange on channels, each step inline (see there)."""

@@ -16,7 +16,7 @@ import traceback
 from . import util
 from .connection import wait
 from ._pool_board import _TaskBoard
-from ._pool_inbox import _NOTHING, _Doorbell, _PoolCache
+from ._pool_inbox import _NOTHING, _Doorbell, _PoolCache, _Unreadable
 from ._pool_tasks import INIT, RUN, CLOSE, TERMINATE, _TaskSender, _WINDOW_PER_WORKER  # noqa: F401 (INIT for pool)
 from ._pool_worker import _DONE, _BATCH, _EXITED, _UNREADABLE, WorkerLostError, worker
 
@@ -276,17 +276,16 @@ class _Engine(_TaskSender):
 
     def _receive(self, timeout):
         """The next outqueue message, or _NOTHING after `timeout` seconds
-        (None: wait). EOFError/OSError mean the queue is gone and propagate;
-        a message that cannot be unpickled is reported and skipped."""
-        try:
-            return self.results.receive(timeout)
-        except (EOFError, OSError):
-            raise
-        except Exception:
+        (None: wait). EOFError/OSError mean the queue is gone and propagate,
+        as does what a signal handler raises meanwhile; a message that
+        cannot be unpickled is reported and skipped."""
+        msg = self.results.receive(timeout)
+        if isinstance(msg, _Unreadable):
             sys.stderr.write('multiprocessing.pool: a message from a worker could not be '
                              'received; the call it answers will not complete:\n')
-            traceback.print_exc()
+            traceback.print_exception(msg.error)
             return _NOTHING
+        return msg
 
     def _kick(self):
         """Wake whoever is blocked reading the outqueue."""

@@ -18,6 +18,14 @@ _DIRECT_WAIT = 0.002
 _NOTHING = object()
 
 
+class _Unreadable:
+    """What receive() gives for a message that arrived but could not be
+    read (unpickled): the error, for the engine to report."""
+
+    def __init__(self, error):
+        self.error = error
+
+
 class _Doorbell:
     """An eventfd that wakes the worker handler out of connection.wait."""
 
@@ -76,7 +84,7 @@ class _PipeResults:
         no limit) or a wake()."""
         direct = _DIRECT_WAIT if timeout is None else min(_DIRECT_WAIT, max(timeout, 0))
         if self._poll(direct):
-            return self._get()
+            return self._take()
         if timeout is not None:
             timeout -= direct
             if timeout <= 0:
@@ -85,8 +93,19 @@ class _PipeResults:
         if any(fd == self._wakeup.fileno() for fd, _ in self._poller.poll(ms)):
             self._wakeup.drain()
         if self._poll(0):
-            return self._get()
+            return self._take()
         return _NOTHING
+
+    def _take(self):
+        # Only reading a message that is there can fail for the message's
+        # sake; what the waits above raise (a signal handler's exception)
+        # is the caller's.
+        try:
+            return self._get()
+        except (EOFError, OSError):
+            raise
+        except Exception as e:
+            return _Unreadable(e)
 
     def drain(self):
         """Read and drop whatever is waiting (the pool is terminating)."""

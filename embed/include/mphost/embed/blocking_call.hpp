@@ -21,12 +21,19 @@
 //     when they need not wait: a large copy, a socket read).
 //   - Every later attempt runs with the GIL released, against the same
 //     `until` (retries never stretch a timeout).
-//   - `interrupted` (a signal arrived while waiting, EINTR): with the GIL
-//     back, PyErr_CheckSignals() runs the Python signal handlers. If one
-//     raised (KeyboardInterrupt for SIGINT, or whatever a handler raised),
-//     blocking_call returns nullopt with that exception pending. Otherwise
-//     the wait resumes with the time left; a deadline that passed meanwhile
-//     still gets one attempt (as sem_timedwait tries once).
+//   - Signals: the attempts that may wait run within an ipc::interrupt_watch
+//     (interrupt.hpp), and the signals that have Python handlers note
+//     themselves to it (signal_tap.hpp). So a signal that lands at any
+//     moment of the wait, in any thread, ends the attempt at once with
+//     `interrupted`, not only one that finds the thread inside a system
+//     call (EINTR). Before the first such attempt, and after each
+//     `interrupted`, the watch is rearmed and, with the GIL,
+//     PyErr_CheckSignals() runs the Python handlers of the signals recorded
+//     so far (in the main thread; elsewhere it does nothing, as in CPython).
+//     If one raised (KeyboardInterrupt for SIGINT, or whatever a handler
+//     raised), blocking_call returns nullopt with that exception pending.
+//     Otherwise the wait resumes with the time left; a deadline that passed
+//     meanwhile still gets one attempt (as sem_timedwait tries once).
 //   - A std::exception thrown by `attempt` (e.g. errc::handle_closed when
 //     another thread closes the endpoint) is set as the Python error
 //     errors.cpp maps it to; nullopt.
@@ -54,7 +61,9 @@
 #include "mphost/embed/errors.hpp"
 #include "mphost/embed/gil.hpp"
 #include "mphost/embed/python.hpp"
+#include "mphost/embed/signal_tap.hpp"
 #include "mphost/ipc/deadline.hpp"
+#include "mphost/ipc/interrupt.hpp"
 #include "mphost/ipc/wait_result.hpp"
 
 namespace mphost::embed {
@@ -72,16 +81,31 @@ inline bool keeps_waiting(ipc::wait_result result, const ipc::deadline& until) n
 
 namespace detail {
 
-// The loop of blocking_call after the first attempt gave `result`.
+// With the GIL, at the start of a wait and after each `interrupted`: the
+// watch looks from now on, and the handlers of the signals recorded until
+// now run. False when one raised (its exception is pending).
+inline bool run_signal_handlers(ipc::interrupt_watch& watch) {
+  watch.rearm();
+  return PyErr_CheckSignals() == 0;
+}
+
+// The loop of blocking_call once it must wait: after a first attempt made
+// with the GIL gave `result`, or (nullopt) before any attempt.
 template <class Attempt>
-std::optional<ipc::wait_result> keep_waiting(ipc::wait_result result, const ipc::deadline& until, Attempt& attempt) {
+std::optional<ipc::wait_result> keep_waiting(std::optional<ipc::wait_result> result, const ipc::deadline& until,
+                                             Attempt& attempt) {
+  if (result && !keeps_waiting(*result, until)) return result;
+  tap_python_signals();
+  ipc::interrupt_watch watch;
   bool handler_raised = false;
   const bool done = errors_to_python([&] {
-    while (keeps_waiting(result, until)) {
-      if (result == ipc::wait_result::interrupted && PyErr_CheckSignals() != 0) {
+    bool look = true;
+    while (!result || keeps_waiting(*result, until)) {
+      if ((look || *result == ipc::wait_result::interrupted) && !run_signal_handlers(watch)) {
         handler_raised = true;
         return;
       }
+      look = false;
       const released_gil released;
       result = attempt(until);
     }
@@ -95,16 +119,9 @@ std::optional<ipc::wait_result> keep_waiting(ipc::wait_result result, const ipc:
 template <class Attempt>
 std::optional<ipc::wait_result> blocking_call(const ipc::deadline& until, Attempt&& attempt,
                                               first_attempt first = first_attempt::holding_gil) {
+  if (first == first_attempt::released) return detail::keep_waiting(std::nullopt, until, attempt);
   ipc::wait_result result = ipc::wait_result::timed_out;
-  const bool done = errors_to_python([&] {
-    if (first == first_attempt::holding_gil) {
-      result = attempt(ipc::deadline::immediate());
-    } else {
-      const released_gil released;
-      result = attempt(until);
-    }
-  });
-  if (!done) return std::nullopt;
+  if (!errors_to_python([&] { result = attempt(ipc::deadline::immediate()); })) return std::nullopt;
   return detail::keep_waiting(result, until, attempt);
 }
 

@@ -27,7 +27,9 @@ static_assert(sizeof(futex_word) == sizeof(std::uint32_t) && futex_word::is_alwa
 
 // Sleeps while `word == expected`, until woken, `until` passes or a signal
 // handler runs. Returns ok (woken, spurious, or the word differed),
-// timed_out, or interrupted (EINTR).
+// timed_out, or interrupted (EINTR; within an interrupt_watch also a signal
+// noted since the watch began, before or during the sleep, in any thread:
+// interrupt.hpp).
 wait_result futex_wait(const futex_word& word, std::uint32_t expected, const deadline& until) noexcept;
 
 // Wakes up to `count` threads sleeping on `word`, in any process; returns how

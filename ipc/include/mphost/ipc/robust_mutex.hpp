@@ -26,6 +26,9 @@
 // Waiting: lock() first spins briefly (a few microseconds, adapting to how
 // long recent waits took), then sleeps on the futex. Waiters are announced in
 // the lock word, so an uncontended unlock makes no system call.
+// Its users are guards held for short, bounded stretches, which retry on
+// `interrupted`: lock() ignores an interrupt_watch (interrupt.hpp), so that
+// only EINTR interrupts it.
 //
 // Copy and move are deleted: the object is identified by its address in the
 // shared mapping (the kernel keys futex waits on it, and other processes
