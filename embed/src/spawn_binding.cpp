@@ -2,6 +2,8 @@
 // warm pool when a matching spare is waiting.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "mphost/embed/bindings.hpp"
 #include "mphost/embed/gil.hpp"
@@ -26,6 +28,18 @@ runtime::launch_request child_request(const std::string& executable, const std::
   return request;
 }
 
+// A descriptor the caller asked to pass that is not open: say which.
+[[noreturn]] void throw_unopened_source(const std::vector<runtime::fd_placement>& placements,
+                                        const std::system_error& error) {
+  for (const runtime::fd_placement& p : placements) {
+    if (::fcntl(p.source, F_GETFD) < 0) {
+      throw std::system_error(EBADF, std::generic_category(),
+                              "cannot pass descriptor " + std::to_string(p.source) + " to the child: it is not open");
+    }
+  }
+  throw error;
+}
+
 }  // namespace
 
 void bind_spawn(py::module_& m) {
@@ -41,13 +55,20 @@ void bind_spawn(py::module_& m) {
           const runtime::launch_request request = child_request(executable, flags);
           std::optional<runtime::waiting_child> child;
           if (key) child = spare_children().take(*key);
-          if (!child) child = runtime::launch_waiting_child(request);
-          try {
-            runtime::send_handover(child->sock, std::as_bytes(std::span(bytes.data(), bytes.size())), placements);
-          } catch (const std::system_error& e) {
-            // A child that died before reading reports itself through its exit code.
-            if (e.code() != std::errc::broken_pipe && e.code() != std::errc::connection_reset) {
-              ::close(child->sock);
+          for (bool retried = false;; retried = true) {
+            if (!child) child = runtime::launch_waiting_child(request);
+            try {
+              runtime::send_handover(child->sock, std::as_bytes(std::span(bytes.data(), bytes.size())), placements);
+              break;
+            } catch (const std::system_error& e) {
+              // A child that died before reading reports itself through its exit code.
+              if (e.code() == std::errc::broken_pipe || e.code() == std::errc::connection_reset) break;
+              const bool socket_lost = !runtime::socket_intact(*child);
+              runtime::abandon(*child);
+              child.reset();
+              // Our own socket closed under us: another child will do.
+              if (socket_lost && !retried) continue;
+              if (e.code() == std::errc::bad_file_descriptor) throw_unopened_source(placements, e);
               throw;
             }
           }

@@ -37,6 +37,21 @@ waiting_child launch_waiting_child(launch_request request) {
   return {pid, pair[0], st.st_ino};
 }
 
+bool socket_intact(const waiting_child& child) noexcept {
+  struct stat st {};
+  return ::fstat(child.sock, &st) == 0 && st.st_ino == child.inode;
+}
+
+void abandon(const waiting_child& child) noexcept {
+  if (socket_intact(child)) ::close(child.sock);
+  ::kill(child.pid, SIGKILL);
+  try {
+    wait_for_exit(child.pid, true);
+  } catch (const std::system_error&) {
+    // Reaped by someone else already (os.waitpid(-1) in user code).
+  }
+}
+
 std::string inherited_state_fingerprint() {
   std::string out;
   const mode_t mask = ::umask(0);
@@ -86,13 +101,8 @@ std::optional<waiting_child> warm_pool::take(const std::string& key) {
   // Its socket must still lead to it: a stray close elsewhere in the process
   // may have ended it, and its number may now belong to someone else, so it is
   // left alone and the spare is stopped instead.
-  struct stat st {};
-  if (::fstat(taken->sock, &st) != 0 || st.st_ino != taken->inode) {
-    ::kill(taken->pid, SIGKILL);
-    try {
-      wait_for_exit(taken->pid, true);
-    } catch (const std::system_error&) {
-    }
+  if (!socket_intact(*taken)) {
+    abandon(*taken);
     return std::nullopt;
   }
   return taken;

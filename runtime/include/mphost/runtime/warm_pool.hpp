@@ -32,6 +32,14 @@ struct waiting_child {
   ino_t inode = 0;  // of that socket: tells it from a later one with the same number
 };
 
+// True while `child.sock` is still the socket it was started with: a stray
+// close elsewhere in the process (and the number's reuse) makes it false.
+bool socket_intact(const waiting_child& child) noexcept;
+
+// Stops a waiting child that will not get its work: SIGKILL, then reaped.
+// Its socket is closed only if it is still the child's.
+void abandon(const waiting_child& child) noexcept;
+
 // Starts a child holding one end of a new socket pair. In `request.args`,
 // the string "{fd}" is replaced by the child's descriptor number; that end is
 // added to the inherited descriptors.
