@@ -14,6 +14,7 @@ PYBIND11_MODULE(_mphost, m) {
   mphost::embed::bind_forkserver(m);
   mphost::embed::bind_spawn(m);
   mphost::embed::bind_channel(m);
+  mphost::embed::bind_connection(m);
   mphost::embed::bind_arena(m);
   mphost::embed::bind_sync(m);
   if (!mphost::embed::add_queue_port(m.ptr())) throw pybind11::error_already_set();

@@ -19,10 +19,8 @@ The transports:
 
     Connection            here: a socket or pipe descriptor, in the stdlib's
                           framing, byte for byte, so that a stock python3
-                          process can be the peer: a signed big-endian 32-bit
-                          length, then the payload; a payload of 2 GiB or
-                          more is announced by a length of -1 followed by an
-                          unsigned 64-bit length.
+                          process can be the peer. The framing is the core's
+                          (ipc/stream_frame.hpp, through _mphost.stream_*).
     _ChannelConnection    _channel_connection.py: mphost's shared-memory
                           channels (every Pipe, a queue's ends).
 
@@ -36,8 +34,10 @@ import math
 import os
 import select
 import socket
-import struct
 import time
+
+from _mphost import stream_recv as _stream_recv, stream_recv_into as _stream_recv_into
+from _mphost import stream_send as _stream_send
 
 from . import util
 from .context import AuthenticationError, BufferTooShort, reduction  # noqa: F401 (API)
@@ -295,27 +295,17 @@ def _poll_ms(timeout):
 
 
 #
-# The socket (or pipe) transport and its framing
+# The socket (or pipe) transport. Its framing is the core's stream codec
+# (ipc/stream_frame.hpp), which reads and writes whole messages with the
+# GIL released: this class only says which descriptor and what to do with
+# the outcome.
 #
 
-_HEADER = struct.Struct('!i')
-_LONG_HEADER = struct.Struct('!Q')
-_LONG_MARK = _HEADER.pack(-1)
+# Longest message announced by the short (4-byte) prefix. The stdlib's
+# limit; a test may lower it to see the long form.
 _MAX_SHORT = 0x7fffffff
-# Messages up to this size are read in one go into a bytes object; above
-# it, storage grows as the data actually arrives (a corrupt length must not
-# reserve gigabytes).
-_DIRECT_READ = 1 << 20
-_CHUNK = 1 << 24
 
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR | select.POLLNVAL
-
-
-def _frame_header(size):
-    """The bytes that announce a message of `size` bytes on the stream."""
-    if size > _MAX_SHORT:
-        return _LONG_MARK + _LONG_HEADER.pack(size)
-    return _HEADER.pack(size)
 
 
 class Connection(_ConnectionBase):
@@ -326,85 +316,29 @@ class Connection(_ConnectionBase):
     def _close(self, fd, _os_close=os.close):
         _os_close(fd)
 
-    def _write_all(self, parts):
-        """Write the byte strings of `parts`, in order, whole."""
-        fd = self._handle
-        left = sum(len(part) for part in parts)
-        while True:
-            written = os.writev(fd, parts)
-            left -= written
-            if left <= 0:
-                return
-            # A partial write (a signal, or a very large message): drop
-            # what went out and go on with the rest.
-            while written >= len(parts[0]):
-                written -= len(parts[0])
-                parts = parts[1:]
-            if written:
-                parts = [memoryview(parts[0])[written:]] + list(parts[1:])
-
     def _send_bytes(self, buf):
-        header = _frame_header(len(buf))
-        self._write_all([header, buf] if len(buf) else [header])
+        _stream_send(self._handle, buf, _MAX_SHORT)
 
-    def _read_into(self, view):
-        # Fill `view` completely; end of file here is inside a message.
-        fd = self._handle
-        while len(view):
-            got = os.readv(fd, [view])
-            if not got:
-                raise OSError('got end of file during message')
-            view = view[got:]
-
-    def _read_exact(self, size):
-        """Exactly `size` bytes of the message being received."""
-        if size > _DIRECT_READ:
-            # Large message: grow the storage with the data that arrived.
-            data = bytearray()
-            while len(data) < size:
-                chunk = os.read(self._handle, min(size - len(data), _CHUNK))
-                if not chunk:
-                    raise OSError('got end of file during message')
-                data += chunk
-            return data
-        data = os.read(self._handle, size) if size else b''
-        if len(data) == size:
-            return data
-        if not data:
-            raise OSError('got end of file during message')
-        whole = bytearray(size)
-        whole[:len(data)] = data
-        with memoryview(whole) as view:
-            self._read_into(view[len(data):])
-        return whole
-
-    def _recv_header(self):
-        """The next message's length; EOFError at a clean end of stream."""
-        head = os.read(self._handle, 4)
-        if not head:
-            raise EOFError
-        if len(head) < 4:
-            head += self._read_exact(4 - len(head))
-        size = _HEADER.unpack(head)[0]
-        if size >= 0:
-            return size
-        if size == -1:
-            return _LONG_HEADER.unpack(self._read_exact(8))[0]
-        self._bad_message_length()
+    def send(self, obj):
+        """Send a picklable object."""
+        self._open_for(False)
+        # The pickle's large payloads go out from where they lie, unjoined.
+        _stream_send(self._handle, _dumps_for_channel(obj), _MAX_SHORT)
 
     def _recv_bytes(self, maxsize=None):
-        size = self._recv_header()
-        if maxsize is None or size <= maxsize:
-            return self._read_exact(size)
-        return None
+        # None: longer than maxsize, or a prefix no writer makes.
+        data = _stream_recv(self._handle, maxsize)
+        if data is None:
+            self._bad_message_length()
+        return data
 
     def _recv_bytes_into(self, view, offset):
-        size = self._recv_header()
-        if offset + size > view.nbytes:
-            raise BufferTooShort(bytes(self._read_exact(size)))
-        if size:
-            self._read_into(view[offset:offset + size])
-        return size
+        got = _stream_recv_into(self._handle, view, offset)
+        if type(got) is int:
+            return got
+        if got is None:
+            self._bad_message_length()
+        raise BufferTooShort(got)
 
     def _poll(self, timeout):
         if self._poller is None:
