@@ -6,12 +6,15 @@ four transport methods a subclass provides:
 
     _send_bytes(view)         send one message (a byte memoryview)
     _recv_bytes(maxsize)      one whole message as a bytes-like object, or
-                              None when it is longer than maxsize
+                              None when it cannot be taken: longer than
+                              maxsize, or announced by a corrupt length
     _poll(timeout)            True once a message (or end of file) is there
     _close()                  release the transport
 
-and one it may refine: ``_recv_bytes_into(view, offset)`` (the generic one
-receives, then copies). ``_handle`` is None once the connection is closed;
+and one it may refine: ``_recv_bytes_into(view, offset)``, the message's
+length once it is in view[offset:], the message itself when it does not
+fit, or None as above (the generic one receives, then copies). The base
+class turns those outcomes into the stdlib's errors in one place. ``_handle`` is None once the connection is closed;
 fileno() is a descriptor that select/poll see readable when a message is
 there (so that wait() works on every transport).
 
@@ -186,13 +189,17 @@ class _ConnectionBase:
         if self._handle is None:
             self._refuse(True)
 
-    def _bad_message_length(self):
-        # A reader can no longer find where the next message starts: the
-        # end keeps only its sending half (a read-only end has none left).
-        if not self._writable:
-            self.close()
-        self._readable = False
-        raise OSError('bad message length')
+    def _taken(self, outcome):
+        """What a receive gave (see the transport methods above), or the
+        stdlib's error for a message that was not taken."""
+        if outcome is None:
+            # Where the next message starts is lost: the end keeps only its
+            # sending half, and an end with no half left is closed.
+            self._readable = False
+            if not (self._readable or self._writable):
+                self.close()
+            raise OSError('bad message length')
+        return outcome
 
     @property
     def closed(self):
@@ -233,11 +240,9 @@ class _ConnectionBase:
     def recv_bytes(self, maxlength=None):
         """Receive one message as bytes; OSError if longer than maxlength."""
         self._open_for(True)
-        if maxlength is not None and maxlength < 0:
+        if (maxlength or 0) < 0:
             raise ValueError('negative maxlength')
-        data = self._recv_bytes(maxlength)
-        if data is None:
-            self._bad_message_length()
+        data = self._taken(self._recv_bytes(maxlength))
         return data if type(data) is bytes else bytes(data)
 
     def recv_bytes_into(self, buf, offset=0):
@@ -251,18 +256,23 @@ class _ConnectionBase:
             if not 0 <= offset <= view.nbytes:
                 raise ValueError('negative offset' if offset < 0 else 'offset too large')
             if view.format == 'B' and view.ndim == 1:
-                return self._recv_bytes_into(view, offset)
-            with view.cast('B') as flat:
-                return self._recv_bytes_into(flat, offset)
+                got = self._recv_bytes_into(view, offset)
+            else:
+                with view.cast('B') as flat:
+                    got = self._recv_bytes_into(flat, offset)
+        if type(self._taken(got)) is int:
+            return got
+        raise BufferTooShort(got)
 
     def _recv_bytes_into(self, view, offset):
         # Generic version: receive, then copy. Transports may do better.
-        return _copy_message(self._recv_bytes(), view, offset)
+        data = self._recv_bytes()
+        return None if data is None else _copy_message(data, view, offset)
 
     def recv(self):
         """Receive one pickled object."""
         self._open_for(True)
-        return _unpickle_message(self._recv_bytes())
+        return _unpickle_message(self._taken(self._recv_bytes()))
 
     def poll(self, timeout=0.0):
         """True if there is something to read (waits up to `timeout`
@@ -278,11 +288,11 @@ class _ConnectionBase:
 
 
 def _copy_message(data, view, offset):
-    """Put a received message into view[offset:]; BufferTooShort (with the
-    whole message) when it does not fit."""
+    """Put a received message into view[offset:] and return its length; the
+    message, as bytes, when it does not fit (for BufferTooShort)."""
     end = offset + len(data)
     if end > view.nbytes:
-        raise BufferTooShort(data if type(data) is bytes else bytes(data))
+        return data if type(data) is bytes else bytes(data)
     view[offset:end] = data
     return end - offset
 
@@ -326,19 +336,10 @@ class Connection(_ConnectionBase):
         _stream_send(self._handle, _dumps_for_channel(obj), _MAX_SHORT)
 
     def _recv_bytes(self, maxsize=None):
-        # None: longer than maxsize, or a prefix no writer makes.
-        data = _stream_recv(self._handle, maxsize)
-        if data is None:
-            self._bad_message_length()
-        return data
+        return _stream_recv(self._handle, maxsize)
 
     def _recv_bytes_into(self, view, offset):
-        got = _stream_recv_into(self._handle, view, offset)
-        if type(got) is int:
-            return got
-        if got is None:
-            self._bad_message_length()
-        raise BufferTooShort(got)
+        return _stream_recv_into(self._handle, view, offset)
 
     def _poll(self, timeout):
         if self._poller is None:
