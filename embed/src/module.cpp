@@ -14,6 +14,7 @@ PYBIND11_MODULE(_mphost, m) {
   mphost::embed::bind_forkserver(m);
   mphost::embed::bind_spawn(m);
   mphost::embed::bind_channel(m);
+  mphost::embed::bind_connection(m);
   mphost::embed::bind_arena(m);
   mphost::embed::bind_sync(m);
   mphost::embed::bind_supervisor(m);

@@ -45,11 +45,11 @@ __all__ = []
 
 import os
 import select
-import struct
 import threading
 import time
 
 from _mphost import manager_reply as _read_reply, manager_request as _request_frame
+from _mphost import stream_prefix, stream_prefix_at
 
 from . import connection
 from . import process
@@ -158,9 +158,6 @@ def dispatch(c, id, methodname, args=(), kwds={}):
 # Framing over a socket
 #
 
-_SHORT = struct.Struct('!i')
-_LONG = struct.Struct('!Q')
-_SHORT_MAX = 0x7fffffff
 _BUFFER_BYTES = 1 << 16
 # A message up to this size leaves as one write (length and body together).
 _ONE_WRITE = 1 << 14
@@ -228,12 +225,8 @@ class _Frames:
     @staticmethod
     def encode(obj):
         body = connection._dumps(obj)
-        size = len(body)
-        if size > _SHORT_MAX:
-            return [_SHORT.pack(-1) + _LONG.pack(size), body]
-        if size > _ONE_WRITE:
-            return [_SHORT.pack(size), body]
-        return [_SHORT.pack(size) + body]
+        head = stream_prefix(len(body))
+        return [head, body] if len(body) > _ONE_WRITE else [head + body]
 
     def write(self, parts):
         fd = self.fd
@@ -275,14 +268,10 @@ class _Frames:
 
     def next(self):
         at = self._have(4)
-        (size,) = _SHORT.unpack_from(self.store, at)
-        prefix = 4
-        if size < 0:
-            if size != -1:
-                raise OSError('bad message length')
-            at = self._have(12)
-            (size,) = _LONG.unpack_from(self.store, at + 4)
-            prefix = 12
+        prefix, size = stream_prefix_at(self.store, at, self.tail)
+        if size is None:  # the long form: 8 more bytes
+            at = self._have(prefix)
+            prefix, size = stream_prefix_at(self.store, at, self.tail)
         end = prefix + size
         if end <= len(self.store):
             at = self._have(end)

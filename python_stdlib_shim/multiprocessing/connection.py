@@ -6,12 +6,15 @@ four transport methods a subclass provides:
 
     _send_bytes(view)         send one message (a byte memoryview)
     _recv_bytes(maxsize)      one whole message as a bytes-like object, or
-                              None when it is longer than maxsize
+                              None when it cannot be taken: longer than
+                              maxsize, or announced by a corrupt length
     _poll(timeout)            True once a message (or end of file) is there
     _close()                  release the transport
 
-and one it may refine: ``_recv_bytes_into(view, offset)`` (the generic one
-receives, then copies). ``_handle`` is None once the connection is closed;
+and one it may refine: ``_recv_bytes_into(view, offset)``, the message's
+length once it is in view[offset:], the message itself when it does not
+fit, or None as above (the generic one receives, then copies). The base
+class turns those outcomes into the stdlib's errors in one place. ``_handle`` is None once the connection is closed;
 fileno() is a descriptor that select/poll see readable when a message is
 there (so that wait() works on every transport).
 
@@ -19,10 +22,8 @@ The transports:
 
     Connection            here: a socket or pipe descriptor, in the stdlib's
                           framing, byte for byte, so that a stock python3
-                          process can be the peer: a signed big-endian 32-bit
-                          length, then the payload; a payload of 2 GiB or
-                          more is announced by a length of -1 followed by an
-                          unsigned 64-bit length.
+                          process can be the peer. The framing is the core's
+                          (ipc/stream_frame.hpp, through _mphost.stream_*).
     _ChannelConnection    _channel_connection.py: mphost's shared-memory
                           channels (every Pipe, a queue's ends).
 
@@ -36,8 +37,10 @@ import math
 import os
 import select
 import socket
-import struct
 import time
+
+from _mphost import stream_recv as _stream_recv, stream_recv_into as _stream_recv_into
+from _mphost import stream_send as _stream_send
 
 from . import util
 from .context import AuthenticationError, BufferTooShort, reduction  # noqa: F401 (API)
@@ -186,13 +189,17 @@ class _ConnectionBase:
         if self._handle is None:
             self._refuse(True)
 
-    def _bad_message_length(self):
-        # A reader can no longer find where the next message starts: the
-        # end keeps only its sending half (a read-only end has none left).
-        if not self._writable:
-            self.close()
-        self._readable = False
-        raise OSError('bad message length')
+    def _taken(self, outcome):
+        """What a receive gave (see the transport methods above), or the
+        stdlib's error for a message that was not taken."""
+        if outcome is None:
+            # Where the next message starts is lost: the end keeps only its
+            # sending half, and an end with no half left is closed.
+            self._readable = False
+            if not (self._readable or self._writable):
+                self.close()
+            raise OSError('bad message length')
+        return outcome
 
     @property
     def closed(self):
@@ -233,11 +240,9 @@ class _ConnectionBase:
     def recv_bytes(self, maxlength=None):
         """Receive one message as bytes; OSError if longer than maxlength."""
         self._open_for(True)
-        if maxlength is not None and maxlength < 0:
+        if (maxlength or 0) < 0:
             raise ValueError('negative maxlength')
-        data = self._recv_bytes(maxlength)
-        if data is None:
-            self._bad_message_length()
+        data = self._taken(self._recv_bytes(maxlength))
         return data if type(data) is bytes else bytes(data)
 
     def recv_bytes_into(self, buf, offset=0):
@@ -251,18 +256,23 @@ class _ConnectionBase:
             if not 0 <= offset <= view.nbytes:
                 raise ValueError('negative offset' if offset < 0 else 'offset too large')
             if view.format == 'B' and view.ndim == 1:
-                return self._recv_bytes_into(view, offset)
-            with view.cast('B') as flat:
-                return self._recv_bytes_into(flat, offset)
+                got = self._recv_bytes_into(view, offset)
+            else:
+                with view.cast('B') as flat:
+                    got = self._recv_bytes_into(flat, offset)
+        if type(self._taken(got)) is int:
+            return got
+        raise BufferTooShort(got)
 
     def _recv_bytes_into(self, view, offset):
         # Generic version: receive, then copy. Transports may do better.
-        return _copy_message(self._recv_bytes(), view, offset)
+        data = self._recv_bytes()
+        return None if data is None else _copy_message(data, view, offset)
 
     def recv(self):
         """Receive one pickled object."""
         self._open_for(True)
-        return _unpickle_message(self._recv_bytes())
+        return _unpickle_message(self._taken(self._recv_bytes()))
 
     def poll(self, timeout=0.0):
         """True if there is something to read (waits up to `timeout`
@@ -278,11 +288,11 @@ class _ConnectionBase:
 
 
 def _copy_message(data, view, offset):
-    """Put a received message into view[offset:]; BufferTooShort (with the
-    whole message) when it does not fit."""
+    """Put a received message into view[offset:] and return its length; the
+    message, as bytes, when it does not fit (for BufferTooShort)."""
     end = offset + len(data)
     if end > view.nbytes:
-        raise BufferTooShort(data if type(data) is bytes else bytes(data))
+        return data if type(data) is bytes else bytes(data)
     view[offset:end] = data
     return end - offset
 
@@ -295,27 +305,17 @@ def _poll_ms(timeout):
 
 
 #
-# The socket (or pipe) transport and its framing
+# The socket (or pipe) transport. Its framing is the core's stream codec
+# (ipc/stream_frame.hpp), which reads and writes whole messages with the
+# GIL released: this class only says which descriptor and what to do with
+# the outcome.
 #
 
-_HEADER = struct.Struct('!i')
-_LONG_HEADER = struct.Struct('!Q')
-_LONG_MARK = _HEADER.pack(-1)
+# Longest message announced by the short (4-byte) prefix. The stdlib's
+# limit; a test may lower it to see the long form.
 _MAX_SHORT = 0x7fffffff
-# Messages up to this size are read in one go into a bytes object; above
-# it, storage grows as the data actually arrives (a corrupt length must not
-# reserve gigabytes).
-_DIRECT_READ = 1 << 20
-_CHUNK = 1 << 24
 
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR | select.POLLNVAL
-
-
-def _frame_header(size):
-    """The bytes that announce a message of `size` bytes on the stream."""
-    if size > _MAX_SHORT:
-        return _LONG_MARK + _LONG_HEADER.pack(size)
-    return _HEADER.pack(size)
 
 
 class Connection(_ConnectionBase):
@@ -326,85 +326,20 @@ class Connection(_ConnectionBase):
     def _close(self, fd, _os_close=os.close):
         _os_close(fd)
 
-    def _write_all(self, parts):
-        """Write the byte strings of `parts`, in order, whole."""
-        fd = self._handle
-        left = sum(len(part) for part in parts)
-        while True:
-            written = os.writev(fd, parts)
-            left -= written
-            if left <= 0:
-                return
-            # A partial write (a signal, or a very large message): drop
-            # what went out and go on with the rest.
-            while written >= len(parts[0]):
-                written -= len(parts[0])
-                parts = parts[1:]
-            if written:
-                parts = [memoryview(parts[0])[written:]] + list(parts[1:])
-
     def _send_bytes(self, buf):
-        header = _frame_header(len(buf))
-        self._write_all([header, buf] if len(buf) else [header])
+        _stream_send(self._handle, buf, _MAX_SHORT)
 
-    def _read_into(self, view):
-        # Fill `view` completely; end of file here is inside a message.
-        fd = self._handle
-        while len(view):
-            got = os.readv(fd, [view])
-            if not got:
-                raise OSError('got end of file during message')
-            view = view[got:]
-
-    def _read_exact(self, size):
-        """Exactly `size` bytes of the message being received."""
-        if size > _DIRECT_READ:
-            # Large message: grow the storage with the data that arrived.
-            data = bytearray()
-            while len(data) < size:
-                chunk = os.read(self._handle, min(size - len(data), _CHUNK))
-                if not chunk:
-                    raise OSError('got end of file during message')
-                data += chunk
-            return data
-        data = os.read(self._handle, size) if size else b''
-        if len(data) == size:
-            return data
-        if not data:
-            raise OSError('got end of file during message')
-        whole = bytearray(size)
-        whole[:len(data)] = data
-        with memoryview(whole) as view:
-            self._read_into(view[len(data):])
-        return whole
-
-    def _recv_header(self):
-        """The next message's length; EOFError at a clean end of stream."""
-        head = os.read(self._handle, 4)
-        if not head:
-            raise EOFError
-        if len(head) < 4:
-            head += self._read_exact(4 - len(head))
-        size = _HEADER.unpack(head)[0]
-        if size >= 0:
-            return size
-        if size == -1:
-            return _LONG_HEADER.unpack(self._read_exact(8))[0]
-        self._bad_message_length()
+    def send(self, obj):
+        """Send a picklable object."""
+        self._open_for(False)
+        # The pickle's large payloads go out from where they lie, unjoined.
+        _stream_send(self._handle, _dumps_for_channel(obj), _MAX_SHORT)
 
     def _recv_bytes(self, maxsize=None):
-        size = self._recv_header()
-        if maxsize is None or size <= maxsize:
-            return self._read_exact(size)
-        return None
+        return _stream_recv(self._handle, maxsize)
 
     def _recv_bytes_into(self, view, offset):
-        size = self._recv_header()
-        if offset + size > view.nbytes:
-            raise BufferTooShort(bytes(self._read_exact(size)))
-        if size:
-            self._read_into(view[offset:offset + size])
-        return size
+        return _stream_recv_into(self._handle, view, offset)
 
     def _poll(self, timeout):
         if self._poller is None:

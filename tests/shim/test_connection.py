@@ -326,47 +326,94 @@ def test_long_frames_written_above_the_signed_limit(monkeypatch):
     raw.close()
 
 
-def test_partial_writes_are_resumed(monkeypatch):
-    """A writev that takes only part of the frame (a signal, a huge message)
-    goes on from where it stopped, across part boundaries."""
-    real_writev = os.writev
-    calls = []
+def _read_exactly(sock, size):
+    got = bytearray()
+    while len(got) < size:
+        chunk = sock.recv(min(size - len(got), 1 << 20))
+        assert chunk, 'stream ended early'
+        got += chunk
+    return bytes(got)
 
-    def stingy_writev(fd, parts):
-        # At most 3 bytes per call, from whatever parts are left.
-        data = b''.join(bytes(p) for p in parts)[:3]
-        calls.append(len(data))
-        return real_writev(fd, [data])
 
+def test_messages_larger_than_the_socket_buffer_go_out_whole():
+    """A write the kernel takes only in part goes on from where it stopped;
+    an object whose pickle has large payloads (sent as several parts) is
+    the exact bytes of ForkingPickler.dumps, in one message."""
     conn, raw = raw_pair()
-    monkeypatch.setattr(os, 'writev', stingy_writev)
-    conn.send_bytes(b'0123456789')
-    conn._write_all([b'ab', b'', memoryview(b'cdefg'), bytearray(b'h')])
-    monkeypatch.undo()
-    expected = struct.pack('!i', 10) + b'0123456789' + b'abcdefgh'
-    got = b''
-    while len(got) < len(expected):
-        got += raw.recv(100)
-    assert got == expected
-    assert len(calls) > 5
+    big = bytes(range(256)) * (8 << 12)  # 8 MiB
+    obj = ['head', big, bytearray(b'x' * 300000), 'tail']
+    sender = in_thread(lambda: (conn.send_bytes(big, 1, len(big) - 2), conn.send(obj)))
+    assert _read_exactly(raw, 4 + len(big) - 2) == struct.pack('!i', len(big) - 2) + big[1:-1]
+    expected = bytes(reduction.ForkingPickler.dumps(obj))
+    assert _read_exactly(raw, 4 + len(expected)) == struct.pack('!i', len(expected)) + expected
+    sender.join(TIMEOUT)
+    assert not sender.is_alive()
+    # And back: the large message read in one piece.
+    raw_sender = in_thread(raw.sendall, struct.pack('!i', len(expected)) + expected)
+    assert conn.recv() == obj
+    raw_sender.join(TIMEOUT)
     conn.close()
     raw.close()
 
 
-def test_stream_hooks_used_by_the_manager_stream():
-    """Managers frame their own stream over a socket Connection with
-    _write_all(parts) and _read_into(view)."""
+class _HandlerRaised(Exception):
+    pass
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason='signal handlers run in the main thread')
+def test_signal_during_a_blocked_recv():
+    """A signal that arrives while recv waits runs its handler, and the
+    message is still received whole; a handler that raises ends the recv
+    with its exception."""
+    import signal
     conn, raw = raw_pair()
-    conn._write_all([b'12', b'345'])
-    assert raw.recv(100) == b'12345'
-    raw.sendall(b'abcdef')
-    buf = bytearray(6)
-    conn._read_into(memoryview(buf))
-    assert buf == b'abcdef'
-    raw.close()
-    with pytest.raises(OSError, match='got end of file during message'):
-        conn._read_into(memoryview(bytearray(1)))
+    fired = []
+    old = signal.signal(signal.SIGALRM, lambda *_: fired.append(True))
+    try:
+        late = threading.Timer(0.3, raw.sendall, (struct.pack('!i', 2) + b'ok',))
+        late.start()
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        assert conn.recv_bytes() == b'ok'
+        assert fired
+        late.join(TIMEOUT)
+
+        def raising(*_):
+            raise _HandlerRaised
+        signal.signal(signal.SIGALRM, raising)
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(_HandlerRaised):
+            conn.recv_bytes()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
     conn.close()
+    raw.close()
+
+
+def test_stream_ending_between_pieces_is_eof_as_with_the_stdlib():
+    """End of file right after a prefix (or after the long form's mark)
+    is EOFError, as the stdlib reads each piece on its own."""
+    for sent in (struct.pack('!i', 5), struct.pack('!i', -1)):
+        conn, raw = raw_pair()
+        raw.sendall(sent)
+        raw.close()
+        with pytest.raises(EOFError):
+            conn.recv_bytes()
+        conn.close()
+
+
+def test_recv_reads_no_further_than_its_message():
+    conn, raw = raw_pair()
+    raw.sendall(struct.pack('!i', 3) + b'one' + struct.pack('!i', 3) + b'two')
+    assert conn.recv_bytes() == b'one'
+    # The second message is still in the socket, whole.
+    assert raw.fileno() >= 0 and conn.poll(0)
+    buf = bytearray(10)
+    assert conn.recv_bytes_into(buf, 7) == 3
+    assert buf[7:] == b'two'
+    conn.close()
+    raw.close()
 
 
 # -- damaged input gives clear errors and the process keeps running --

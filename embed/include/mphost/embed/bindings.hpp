@@ -14,6 +14,7 @@ void bind_handshake(pybind11::module_& m);
 void bind_forkserver(pybind11::module_& m);
 void bind_spawn(pybind11::module_& m);
 void bind_channel(pybind11::module_& m);
+void bind_connection(pybind11::module_& m);
 void bind_arena(pybind11::module_& m);
 void bind_sync(pybind11::module_& m);
 void bind_supervisor(pybind11::module_& m);
