@@ -16,5 +16,6 @@ PYBIND11_MODULE(_mphost, m) {
   mphost::embed::bind_channel(m);
   mphost::embed::bind_arena(m);
   mphost::embed::bind_sync(m);
+  mphost::embed::bind_registry(m);
   if (!mphost::embed::add_queue_port(m.ptr())) throw pybind11::error_already_set();
 }

@@ -16,6 +16,7 @@ void bind_spawn(pybind11::module_& m);
 void bind_channel(pybind11::module_& m);
 void bind_arena(pybind11::module_& m);
 void bind_sync(pybind11::module_& m);
+void bind_registry(pybind11::module_& m);
 
 }  // namespace mphost::embed
 
