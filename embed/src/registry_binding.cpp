@@ -18,6 +18,11 @@ namespace py = pybind11;
 namespace mphost::embed {
 
 void bind_registry(py::module_& m) {
+  m.def("registry_member_token", [] { return ipc::registry_member_token(); },
+        "A descriptor that keeps the current registry from being swept while any process holds it, to "
+        "pass to the tracker process; never close it here. -1 without a registry.");
+  m.def("registry_adopt", [](const std::string& name) { return ipc::adopt_registry(name); }, py::arg("name"),
+        "Make registry `name` the current one, even if its owner is dead. False if it cannot be opened.");
   m.def(
       "registry_add",
       [](const std::string& rtype, const std::string& name, std::uint64_t watcher) {

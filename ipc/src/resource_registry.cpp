@@ -378,6 +378,39 @@ void finish_root_registry() noexcept {
   set_current_registry(resource_registry());
 }
 
+int registry_member_token() noexcept {
+  resource_registry* r = current_registry();
+  if (r == nullptr) return -1;
+  const int fd = open_registry_file(strip_slash(r->name()));
+  if (fd < 0) return -1;
+  struct flock l{};
+  l.l_type = F_RDLCK;
+  l.l_whence = SEEK_SET;
+  int rc;
+  do {
+    rc = ::fcntl(fd, F_OFD_SETLK, &l);
+  } while (rc != 0 && errno == EINTR);
+  // Without the lock it is still returned: closing it here would drop this
+  // process's own record lock.
+  return fd;
+}
+
+bool adopt_registry(const std::string& name) noexcept {
+  resource_registry* r = current_registry();
+  if (r != nullptr && strip_slash(r->name()) == strip_slash(name)) return true;
+  try {
+    resource_registry registry = resource_registry::open(name);
+    // A registry this process made for itself because the tree's owner was
+    // already dead when it started goes first.
+    finish_root_registry();
+    if (::setenv(resource_registry::environment_variable, registry.name().c_str(), 1) != 0) return false;
+    set_current_registry(std::move(registry));
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
 bool finish_abandoned_registry() noexcept {
   resource_registry* r = current_registry();
   if (r == nullptr || r->owner_is_alive() || others_attached_to_current_registry()) return false;

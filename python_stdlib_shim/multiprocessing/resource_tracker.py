@@ -189,12 +189,15 @@ class ResourceTracker(object):
         tracker_end, our_end = os.pipe()
         self._starting = (our_end, _pipe_id(our_end))
         try:
-            source = 'from multiprocessing.resource_tracker import main;main(%d)' % tracker_end
+            registry = _registry_for_tracker()
+            passed = [tracker_end] if registry is None else [tracker_end, registry[1]]
+            source = 'from multiprocessing.resource_tracker import main;main(%d, %r)' % (
+                tracker_end, registry)
             argv = [spawn.get_executable(), *util._args_from_interpreter_flags(), '-c', source]
             # Held back until the tracker ignores them: a Ctrl-C now must
             # not kill it before it can.
             with _signals_blocked(_IGNORED_SIGNALS):
-                pid = util.spawnv_passfds(argv[0], argv, [tracker_end])
+                pid = util.spawnv_passfds(argv[0], argv, passed)
         except BaseException:
             os.close(our_end)
             raise
@@ -255,6 +258,25 @@ getfd = _resource_tracker.getfd
 
 if hasattr(os, 'register_at_fork'):
     os.register_at_fork(after_in_child=_resource_tracker._reinit_after_fork)
+
+
+_member_tokens = {}
+
+
+def _registry_for_tracker():
+    """(name, member token) of this process's registry for a tracker being
+    started, or None. The token makes the tracker a member of the registry
+    from the instant it exists: a root killed while its tracker starts does
+    not leave the registry to be swept under the tracker's feet. One token
+    per registry and process, never closed here (see the registry's
+    contract)."""
+    name = _mphost.registry_name()
+    if name is None:
+        return None
+    token = _member_tokens.get(name)
+    if token is None:
+        token = _member_tokens[name] = _mphost.registry_member_token()
+    return None if token < 0 else (name, token)
 
 
 def _same_pipe(fd1, fd2):
@@ -335,8 +357,11 @@ _install_handle()
 # The tracker process
 #
 
-def main(fd):
-    """Run the tracker over read end `fd` until every holder has let go."""
+def main(fd, registry=None):
+    """Run the tracker over read end `fd` until every holder has let go.
+
+    `registry`: (name, member token) of the tree's registry, from the
+    process that started the tracker."""
     for signum in _IGNORED_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     if _HAVE_SIGMASK:
@@ -344,6 +369,10 @@ def main(fd):
     for stream in (sys.stdin, sys.stdout):
         with contextlib.suppress(Exception):
             stream.close()
+    token = None
+    if registry is not None:
+        name, token = registry
+        _mphost.registry_adopt(name)
     watcher = _pipe_id(fd)
     kept = {}  # rtype -> names the registry does not hold for us
     try:
@@ -356,6 +385,8 @@ def main(fd):
                         sys.excepthook(*sys.exc_info())
     finally:
         _clean_up(watcher, kept)
+        if token is not None:
+            os.close(token)
         # The root was killed and nobody else is left: the tree ends here.
         _mphost.registry_finish_abandoned()
 

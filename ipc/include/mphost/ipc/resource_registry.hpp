@@ -195,6 +195,24 @@ bool others_attached_to_current_registry() noexcept;
 // forked child of the root included). Safe to call twice.
 void finish_root_registry() noexcept;
 
+// A membership that travels: a new descriptor of the current registry's
+// file holding an open-file-description read lock, to pass to a process
+// being started (the resource tracker), which is then a member from the
+// instant it exists, before it could attach by itself -- so a root killed
+// right after starting it does not leave its registry to the next sweep.
+// The lock lasts while any process holds the descriptor. The calling
+// process must never close it (closing any descriptor of the file drops its
+// own record lock, see membership): keep one per process. -1 without a
+// current registry or if the file cannot be opened; a descriptor without the
+// lock if the kernel refuses it.
+int registry_member_token() noexcept;
+// Makes the registry `name` current even if its owner is dead (the tracker
+// of a root killed while the tracker started, which holds a member token).
+// A registry owned by the calling process (made at its start because the
+// tree's owner was already gone) is finished first. Does not join. False if
+// `name` cannot be opened.
+bool adopt_registry(const std::string& name) noexcept;
+
 // The end of the last process of a tree whose root was killed (the
 // resource tracker, which outlives the others): if the current registry's
 // owner is dead and no other process is a member any more, removes it with
