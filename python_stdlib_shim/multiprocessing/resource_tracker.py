@@ -16,7 +16,9 @@ pipe of which every process of the tree holds a write end: fork children
 inherit it, spawn and forkserver children get a duplicate while they start
 (a ``_TrackerHandle`` in the process object's ``_config``), and callers that
 start processes their own way (loky) set ``_fd`` and ``_pid`` themselves.
-It keeps no table of its own: a registration carries the identity of the
+It is also handed a member token of the registry, so that a root killed
+while the tracker starts cannot have its registry swept before the tracker
+has attached to it. It keeps no table of its own: a registration carries the identity of the
 pipe it was made through (its inode, the "watcher"), so that when the
 tracker reads EOF -- every holder of the pipe has ended, SIGKILL included --
 it finds its registrations in the registry, warns about them as the stdlib
@@ -107,17 +109,18 @@ def _pipe_id(fd):
 
 class ResourceTracker(object):
 
+    # The write end of the tracker's pipe and, if this process started the
+    # tracker, its pid (loky sets both in the processes it starts).
+    _fd = _pid = None
+
     def __init__(self):
-        self._lock = threading.RLock()
-        self._fd = None
-        self._pid = None
-        # (write end, watcher) while this thread starts a tracker: a
-        # registration made meanwhile (a finalizer run by the garbage
-        # collector) goes to the pipe being set up.
-        self._starting = None
+        self._reinit_after_fork()
 
     def _reinit_after_fork(self):
         self._lock = threading.RLock()
+        # (write end, watcher) while this thread starts a tracker: a
+        # registration made meanwhile (a finalizer run by the garbage
+        # collector) goes to the pipe being set up.
         self._starting = None
 
     def getfd(self):
