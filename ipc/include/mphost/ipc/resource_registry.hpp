@@ -18,7 +18,10 @@
 // every attached process, and every forked child of one, which takes its own
 // lock again in a pthread_atfork handler). The kernel drops a process's lock
 // however the process ends, so a lock held by another process means a
-// member of the tree still runs.
+// member of the tree still runs. A member token (registry_member_token) is
+// the same membership carried by a descriptor instead of a process (an
+// open-file-description lock): handed to a process being started, it makes
+// that process a member before it could join by itself.
 //
 // When the root ends (finish_root_registry) it marks the registry finished,
 // removes every name still recorded and then the registry: whatever its
@@ -33,7 +36,9 @@
 // together with its names by the next root to start (sweep_dead_registries),
 // which judges the owner dead when its pid is gone, a zombie, or now names a
 // process with another start time. While a member of a killed root's tree
-// still runs, its names stay: it may be using them.
+// still runs, its names stay: it may be using them; the last one may remove
+// the registry itself when it ends (finish_abandoned_registry, which the
+// resource tracker calls).
 //
 // Slots are claimed and released with compare-and-swap on one 64-bit tag
 // (free, being written, or the name's hash), never under a lock, so a process
