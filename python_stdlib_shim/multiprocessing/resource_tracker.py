@@ -112,6 +112,8 @@ class ResourceTracker(object):
     # The write end of the tracker's pipe and, if this process started the
     # tracker, its pid (loky sets both in the processes it starts).
     _fd = _pid = None
+    # (descriptor, watcher) last seen: the pipe's inode, read once.
+    _known = (None, None)
 
     def __init__(self):
         self._reinit_after_fork()
@@ -169,7 +171,10 @@ class ResourceTracker(object):
             if self._starting is not None:
                 return self._starting
             if self._fd is not None and self._check_alive():
-                return self._fd, _pipe_id(self._fd)
+                if self._known[0] != self._fd:
+                    # (loky sets _fd itself.)
+                    self._known = (self._fd, _pipe_id(self._fd))
+                return self._known
             orphaned = None
             if self._fd is not None:
                 orphaned = _pipe_id(self._fd)
@@ -184,6 +189,7 @@ class ResourceTracker(object):
     def _drop_link(self):
         fd, pid = self._fd, self._pid
         self._fd = self._pid = None
+        self._known = (None, None)
         os.close(fd)
         if pid is not None:
             _reap(pid)
@@ -208,6 +214,7 @@ class ResourceTracker(object):
             os.close(tracker_end)
             link, self._starting = self._starting, None
         self._fd, self._pid = our_end, pid
+        self._known = link
         # Among the last of this process's exit work (after children are
         # joined): let the tracker report and remove what is left before
         # the root's registry removes the rest silently.
@@ -244,6 +251,7 @@ class ResourceTracker(object):
                     os.close(fd)
                 return
             self._fd, self._pid = fd, None
+            self._known = (None, None)
             if previous is None:
                 return
             _mphost.registry_move(_pipe_id(previous), _pipe_id(fd))
