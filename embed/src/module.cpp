@@ -19,5 +19,6 @@ PYBIND11_MODULE(_mphost, m) {
   mphost::embed::bind_sync(m);
   mphost::embed::bind_supervisor(m);
   mphost::embed::bind_manager(m);
+  mphost::embed::bind_registry(m);
   if (!mphost::embed::add_queue_port(m.ptr())) throw pybind11::error_already_set();
 }

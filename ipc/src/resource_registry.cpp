@@ -15,91 +15,12 @@
 #include <mutex>
 #include <system_error>
 
+#include "detail/registry_layout.hpp"
 #include "mphost/ipc/error.hpp"
 
 namespace mphost::ipc {
-namespace {
+namespace detail {
 
-constexpr std::uint64_t registry_magic = 0x3130676572687068ull;  // "hphreg01"
-constexpr std::uint32_t registry_version = 2;
-constexpr std::size_t header_bytes = 4096;
-constexpr std::size_t probe_window = 64;
-// Slots come in groups of one page. The header marks each group a slot was
-// ever written in, so scans read only those pages: reading a hole of a tmpfs
-// file would allocate it.
-constexpr std::size_t group_slots = 32;
-constexpr std::size_t bitmap_words = 256;  // up to 256 * 64 * 32 = 524288 slots
-
-// Slot tags: free, claimed by a writer, or (odd) the hash of a live name.
-constexpr std::uint64_t tag_free = 0;
-constexpr std::uint64_t tag_writing = 2;
-
-struct header {
-  std::uint64_t magic;
-  std::uint32_t version;
-  std::uint32_t slot_count;
-  std::int32_t owner_pid;
-  // Set by the root when it ends (was an unused reserved word: registries of
-  // earlier versions read as not finished).
-  std::atomic<std::uint32_t> finished;
-  std::uint64_t owner_start_time;
-  std::atomic<std::uint64_t> untracked;
-  std::atomic<std::uint32_t> ready;  // stored last, with release
-  std::atomic<std::uint64_t> touched[bitmap_words];
-};
-static_assert(sizeof(header) <= header_bytes);
-
-struct slot {
-  std::atomic<std::uint64_t> tag;
-  std::int32_t creator;
-  std::uint16_t length;
-  char name[resource_registry::max_name_length];
-};
-static_assert(sizeof(slot) == 128);
-static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
-
-std::string_view strip_slash(std::string_view name) noexcept {
-  return (!name.empty() && name.front() == '/') ? name.substr(1) : name;
-}
-
-std::uint64_t name_tag(std::string_view name) noexcept {
-  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
-  for (unsigned char c : name) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h | 1;  // odd: never free or writing
-}
-
-header* header_of(const segment& seg) noexcept { return static_cast<header*>(seg.base()); }
-slot* slots_of(const segment& seg) noexcept { return reinterpret_cast<slot*>(seg.data() + header_bytes); }
-
-void mark_touched(header* h, std::size_t index) noexcept {
-  const std::size_t group = index / group_slots;
-  const std::uint64_t bit = std::uint64_t{1} << (group % 64);
-  std::atomic<std::uint64_t>& word = h->touched[group / 64];
-  if ((word.load(std::memory_order_relaxed) & bit) == 0) word.fetch_or(bit, std::memory_order_release);
-}
-
-// Calls fn(slot&) for every slot of every group ever written.
-template <typename F>
-void for_each_touched_slot(const segment& seg, F&& fn) {
-  header* h = header_of(seg);
-  slot* table = slots_of(seg);
-  const std::size_t count = h->slot_count;
-  const std::size_t groups = (count + group_slots - 1) / group_slots;
-  for (std::size_t g = 0; g < groups; ++g) {
-    if ((h->touched[g / 64].load(std::memory_order_acquire) & (std::uint64_t{1} << (g % 64))) == 0) continue;
-    const std::size_t end = std::min(count, (g + 1) * group_slots);
-    for (std::size_t i = g * group_slots; i < end; ++i) fn(table[i]);
-  }
-}
-
-bool slot_holds(const slot& s, std::string_view name) noexcept {
-  return s.length == name.size() && std::memcmp(s.name, name.data(), name.size()) == 0;
-}
-
-// A name that can be given to shm_unlink safely: one path component.
 bool removable_name(std::string_view name) noexcept {
   return !name.empty() && name.size() <= 250 && name != "." && name != ".." &&
          name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
@@ -112,6 +33,28 @@ bool unlink_name(std::string_view name) noexcept {
   path.push_back('/');
   path.append(name);
   return ::shm_unlink(path.c_str()) == 0;
+}
+
+}  // namespace detail
+
+namespace {
+
+using namespace detail;
+
+std::string_view strip_slash(std::string_view name) noexcept {
+  return (!name.empty() && name.front() == '/') ? name.substr(1) : name;
+}
+
+name_slot* slots_of(const segment& seg) noexcept { return name_slots_of(seg); }
+
+template <typename F>
+void for_each_touched_slot(const segment& seg, F&& fn) {
+  registry_header* h = header_of(seg);
+  for_each_touched(h->touched, name_group_slots, slots_of(seg), h->slot_count, fn);
+}
+
+bool slot_holds(const name_slot& s, std::string_view name) noexcept {
+  return s.length == name.size() && std::memcmp(s.name, name.data(), name.size()) == 0;
 }
 
 std::atomic<resource_registry*> current{nullptr};
@@ -152,7 +95,8 @@ bool held_by_others(int fd) noexcept {
 
 int open_registry_file(std::string_view name) noexcept {
   if (!removable_name(name)) return -1;
-  const std::string path = "/" + std::string(name);
+  std::string path(1, '/');
+  path.append(name);
   return ::shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0);
 }
 
@@ -168,11 +112,13 @@ void leave_membership() noexcept {
 
 }  // namespace
 
-resource_registry resource_registry::create(std::uint32_t slot_count, std::string_view prefix) {
-  if (slot_count == 0 || slot_count > bitmap_words * 64 * group_slots) {
+resource_registry resource_registry::create(std::uint32_t slot_count, std::string_view prefix,
+                                             std::uint32_t registration_count) {
+  if (slot_count == 0 || slot_count > name_bitmap_words * 64 * name_group_slots || registration_count == 0 ||
+      registration_count > registration_bitmap_words * 64 * registration_group_slots) {
     throw std::system_error(EINVAL, std::system_category(), "registry slot count out of range");
   }
-  const std::size_t size = header_bytes + std::size_t{slot_count} * sizeof(slot);
+  const std::size_t size = registry_bytes(slot_count, registration_count);
   const std::string base = std::string(prefix) + std::to_string(current_pid()) + "-";
   for (int attempt = 0;; ++attempt) {
     const std::string name = segment::random_name(base);
@@ -192,10 +138,11 @@ resource_registry resource_registry::create(std::uint32_t slot_count, std::strin
     }
     try {
       segment seg = segment::open(name);
-      header* h = header_of(seg);
+      registry_header* h = header_of(seg);
       h->magic = registry_magic;
       h->version = registry_version;
       h->slot_count = slot_count;
+      h->registration_count = registration_count;
       const process_identity me = process_identity::current();
       h->owner_pid = me.pid;
       h->owner_start_time = me.start_time;
@@ -210,17 +157,20 @@ resource_registry resource_registry::create(std::uint32_t slot_count, std::strin
 
 resource_registry resource_registry::open(const std::string& name) {
   segment seg = segment::open(name);
-  if (seg.size() < header_bytes) throw std::system_error(EINVAL, std::system_category(), "'" + name + "' is not a registry");
-  const header* h = header_of(seg);
+  if (seg.size() < registry_header_bytes) {
+    throw std::system_error(EINVAL, std::system_category(), "'" + name + "' is not a registry");
+  }
+  const registry_header* h = header_of(seg);
   if (h->ready.load(std::memory_order_acquire) != 1 || h->magic != registry_magic || h->version != registry_version ||
-      h->slot_count == 0 || seg.size() < header_bytes + std::size_t{h->slot_count} * sizeof(slot)) {
+      h->slot_count == 0 || h->registration_count == 0 ||
+      seg.size() < registry_bytes(h->slot_count, h->registration_count)) {
     throw std::system_error(EINVAL, std::system_category(), "'" + name + "' is not a registry");
   }
   return resource_registry(std::move(seg));
 }
 
 process_identity resource_registry::owner() const noexcept {
-  const header* h = header_of(segment_);
+  const registry_header* h = header_of(segment_);
   return {h->owner_pid, h->owner_start_time};
 }
 
@@ -230,7 +180,7 @@ std::uint32_t resource_registry::slot_count() const noexcept { return header_of(
 
 std::size_t resource_registry::record(std::string_view name) noexcept {
   name = strip_slash(name);
-  header* h = header_of(segment_);
+  registry_header* h = header_of(segment_);
   if (name.empty() || name.size() > max_name_length) {
     h->untracked.fetch_add(1, std::memory_order_relaxed);
     return not_tracked;
@@ -238,16 +188,16 @@ std::size_t resource_registry::record(std::string_view name) noexcept {
   const std::uint64_t tag = name_tag(name);
   const std::size_t count = h->slot_count;
   const std::size_t start = static_cast<std::size_t>(tag >> 1) % count;
-  const std::size_t window = std::min(probe_window, count);
-  slot* table = slots_of(segment_);
+  const std::size_t window = std::min(registry_probe_window, count);
+  name_slot* table = slots_of(segment_);
   for (std::size_t i = 0; i < window; ++i) {
     const std::size_t index = (start + i) % count;
-    slot& s = table[index];
+    name_slot& s = table[index];
     std::uint64_t expected = tag_free;
     // A cheap look first: probing must not dirty pages it does not claim.
     if (s.tag.load(std::memory_order_relaxed) != tag_free) continue;
     // Marked before the slot can be claimed, so no scan misses a live name.
-    mark_touched(h, index);
+    mark_touched(h->touched, name_group_slots, index);
     if (!s.tag.compare_exchange_strong(expected, tag_writing, std::memory_order_acquire, std::memory_order_relaxed)) continue;
     s.creator = current_pid();
     s.length = static_cast<std::uint16_t>(name.size());
@@ -262,7 +212,7 @@ std::size_t resource_registry::record(std::string_view name) noexcept {
 void resource_registry::release_slot(std::size_t index, std::string_view name) noexcept {
   name = strip_slash(name);
   if (index >= slot_count()) return;
-  slot& s = slots_of(segment_)[index];
+  name_slot& s = slots_of(segment_)[index];
   std::uint64_t tag = name_tag(name);
   if (s.tag.load(std::memory_order_acquire) != tag || !slot_holds(s, name)) return;
   s.tag.compare_exchange_strong(tag, tag_free, std::memory_order_release, std::memory_order_relaxed);
@@ -274,11 +224,11 @@ std::size_t resource_registry::release(std::string_view name) noexcept {
   const std::uint64_t tag = name_tag(name);
   const std::size_t count = slot_count();
   const std::size_t start = static_cast<std::size_t>(tag >> 1) % count;
-  const std::size_t window = std::min(probe_window, count);
-  slot* table = slots_of(segment_);
+  const std::size_t window = std::min(registry_probe_window, count);
+  name_slot* table = slots_of(segment_);
   std::size_t released = 0;
   for (std::size_t i = 0; i < window; ++i) {
-    slot& s = table[(start + i) % count];
+    name_slot& s = table[(start + i) % count];
     std::uint64_t seen = s.tag.load(std::memory_order_acquire);
     // Two names sharing a 64-bit hash inside one window are not a concern.
     if (seen != tag || !slot_holds(s, name)) continue;
@@ -293,10 +243,10 @@ bool resource_registry::contains(std::string_view name) const noexcept {
   const std::uint64_t tag = name_tag(name);
   const std::size_t count = slot_count();
   const std::size_t start = static_cast<std::size_t>(tag >> 1) % count;
-  const std::size_t window = std::min(probe_window, count);
-  const slot* table = slots_of(segment_);
+  const std::size_t window = std::min(registry_probe_window, count);
+  const name_slot* table = slots_of(segment_);
   for (std::size_t i = 0; i < window; ++i) {
-    const slot& s = table[(start + i) % count];
+    const name_slot& s = table[(start + i) % count];
     if (s.tag.load(std::memory_order_acquire) == tag && slot_holds(s, name)) return true;
   }
   return false;
@@ -304,7 +254,7 @@ bool resource_registry::contains(std::string_view name) const noexcept {
 
 std::vector<std::string> resource_registry::names() const {
   std::vector<std::string> out;
-  for_each_touched_slot(segment_, [&](const slot& s) {
+  for_each_touched_slot(segment_, [&](const name_slot& s) {
     if ((s.tag.load(std::memory_order_acquire) & 1) == 0) return;
     out.emplace_back(s.name, std::min<std::size_t>(s.length, max_name_length));
   });
@@ -326,13 +276,14 @@ std::uint64_t resource_registry::untracked_count() const noexcept {
 std::size_t resource_registry::remove_all() noexcept {
   if (!segment_) return 0;
   std::size_t removed = 0;
-  for_each_touched_slot(segment_, [&](slot& s) {
+  for_each_touched_slot(segment_, [&](name_slot& s) {
     std::uint64_t tag = s.tag.load(std::memory_order_acquire);
     if ((tag & 1) == 0) return;
     const std::string_view name(s.name, std::min<std::size_t>(s.length, max_name_length));
     if (unlink_name(name)) ++removed;
     s.tag.compare_exchange_strong(tag, tag_free, std::memory_order_release, std::memory_order_relaxed);
   });
+  removed += remove_registrations(segment_);
   unlink_name(strip_slash(segment_.name()));
   return removed;
 }
@@ -425,6 +376,48 @@ void finish_root_registry() noexcept {
   r->mark_finished();
   r->remove_all();
   set_current_registry(resource_registry());
+}
+
+int registry_member_token() noexcept {
+  resource_registry* r = current_registry();
+  if (r == nullptr) return -1;
+  const int fd = open_registry_file(strip_slash(r->name()));
+  if (fd < 0) return -1;
+  struct flock l{};
+  l.l_type = F_RDLCK;
+  l.l_whence = SEEK_SET;
+  int rc;
+  do {
+    rc = ::fcntl(fd, F_OFD_SETLK, &l);
+  } while (rc != 0 && errno == EINTR);
+  // Without the lock it is still returned: closing it here would drop this
+  // process's own record lock.
+  return fd;
+}
+
+bool adopt_registry(const std::string& name) noexcept {
+  resource_registry* r = current_registry();
+  if (r != nullptr && strip_slash(r->name()) == strip_slash(name)) return true;
+  try {
+    resource_registry registry = resource_registry::open(name);
+    // A registry this process made for itself because the tree's owner was
+    // already dead when it started goes first.
+    finish_root_registry();
+    if (::setenv(resource_registry::environment_variable, registry.name().c_str(), 1) != 0) return false;
+    set_current_registry(std::move(registry));
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+bool finish_abandoned_registry() noexcept {
+  resource_registry* r = current_registry();
+  if (r == nullptr || r->owner_is_alive() || others_attached_to_current_registry()) return false;
+  r->mark_finished();
+  r->remove_all();
+  set_current_registry(resource_registry());
+  return true;
 }
 
 resource_registry* registry_for_new_name() noexcept {

@@ -1,34 +1,23 @@
-"""resource_tracker: one tracker per program tree; what is still registered
-when the tree ends is removed with the stdlib's warning; journals of trees
-killed as a whole are swept by the next tracker."""
+"""resource_tracker: one tracker per program tree over the tree's registry;
+what is still registered when the tree ends is removed with the stdlib's
+warning; what a tree killed as a whole left is swept by the next root."""
 
-import logging
 import os
 import re
 import signal
-import subprocess
-import time
 import warnings
 
 import pytest
 
+import _mphost
 import multiprocessing
-from multiprocessing import resource_tracker, util
+from multiprocessing import resource_tracker
 from multiprocessing import shared_memory
 
-from _helpers_shared import (MPHOST, TIMEOUT, process_identity, run_program, shm_exists,
-                             start_program, unique_prefix, wait_until)
+from _helpers_shared import (TIMEOUT, run_program, shm_exists, start_program, unique_prefix,
+                             wait_until)
 
 LEAK_WARNING = 'resource_tracker: There appear to be %d leaked shared_memory objects to clean up at shutdown'
-
-
-@pytest.fixture
-def registry(tmp_path, monkeypatch):
-    """A private journal directory for the programs a test runs."""
-    path = tmp_path / 'registry'
-    path.mkdir(mode=0o700)
-    monkeypatch.setenv(resource_tracker.REGISTRY_DIR_ENV, str(path))
-    return path
 
 
 def make_segment(name):
@@ -275,40 +264,54 @@ class TestProgramEnd:
         assert not target.exists()
 
 
-class TestJournals:
+# The environment of a program that is a root of its own, not a member of
+# this test process's tree.
+ROOT_ENV = {'MPHOST_REGISTRY': ''}
 
-    def test_journal_follows_registrations(self, registry):
+
+def group_alive(pgid):
+    """Whether a process of group `pgid` still runs (zombies do not)."""
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ('Z', 'X'):
+            return True
+    return False
+
+
+def registries_of(pid):
+    return [n for n in os.listdir('/dev/shm') if n.startswith('mphost-reg-%d-' % pid)]
+
+
+class TestRegistry:
+    """Registrations live in the tree's registry, tagged with the pipe of
+    the tracker they were made through."""
+
+    def test_registrations_are_the_trackers_own(self):
         proc = run_program('''
-            import os, time
+            import os, _mphost
             from multiprocessing import resource_tracker, shared_memory
             a = shared_memory.SharedMemory(create=True, size=10)
             b = shared_memory.SharedMemory(create=True, size=10)
             a.close(); a.unlink()
-            d = os.environ[resource_tracker.REGISTRY_DIR_ENV]
-
-            def journal():
-                names = os.listdir(d)
-                assert len(names) <= 1, names
-                if not names:
-                    return set()  # the tracker is still starting
-                return resource_tracker._read_journal(os.path.join(d, names[0]))[1]
-
-            deadline = time.monotonic() + 30
-            while journal() != {('shared_memory', b._name)} and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert journal() == {('shared_memory', b._name)}, journal()
-            st = os.stat(os.path.join(d, os.listdir(d)[0]))
-            print(oct(st.st_mode & 0o777))
+            watcher = os.fstat(resource_tracker.getfd()).st_ino
+            print(_mphost.registry_entries(watcher) == [('shared_memory', b._name)])
             b.close(); b.unlink()
+            print(_mphost.registry_entries(watcher))
         ''')
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.strip() == '0o600'
-        # A clean end removes the journal.
-        assert wait_until(lambda: not os.listdir(registry), timeout=30)
+        assert proc.stdout.split() == ['True', '[]']
+        assert 'resource_tracker' not in proc.stderr
 
-    def test_killed_tree_is_swept_by_next_tracker(self, registry, tmp_path):
+    def test_killed_tree_is_swept_by_next_root(self, tmp_path):
+        folder = tmp_path / 'left-behind'
         program = start_program('''
-            import multiprocessing, signal, sys
+            import multiprocessing, os, signal, sys
             from multiprocessing import shared_memory, resource_tracker
 
             def hold(conn):
@@ -317,203 +320,132 @@ class TestJournals:
                 signal.pause()
 
             if __name__ == '__main__':
+                folder = os.environ['MPHOST_TEST_FOLDER']
+                os.mkdir(folder)
+                resource_tracker.register(folder, 'folder')
                 ctx = multiprocessing.get_context('spawn')
                 mine = shared_memory.SharedMemory(create=True, size=4096)
-                value = ctx.Value('i', 5, lock=False)
                 r, w = ctx.Pipe(duplex=False)
                 p = ctx.Process(target=hold, args=(w,))
                 p.start()
                 print(mine.name, r.recv(), resource_tracker._resource_tracker._pid, flush=True)
                 signal.pause()
-        ''', tmp_path / 'victim.py', new_session=True)
+        ''', tmp_path / 'victim.py', env=dict(ROOT_ENV, MPHOST_TEST_FOLDER=str(folder)), new_session=True)
         try:
             line = program.stdout.readline().split()
             assert len(line) == 3, program.stderr.read()
-            names, tracker_pid = line[:2], int(line[2])
-            # The journal has both segments before the tree is killed.
-            def journaled():
-                found = set()
-                for entry in os.listdir(registry):
-                    found |= {n for _t, n in resource_tracker._read_journal(registry / entry)[1]}
-                return found
-            assert wait_until(lambda: {'/' + n for n in names} <= journaled(), timeout=30)
+            names = line[:2]
+            assert registries_of(program.pid)
         finally:
             os.killpg(program.pid, signal.SIGKILL)
             program.wait(TIMEOUT)
             program.stdout.close()
             program.stderr.close()
         # Root, child and tracker died together: nobody cleaned up.
-        assert wait_until(lambda: not os.path.exists('/proc/%d' % tracker_pid) or
-                          open('/proc/%d/stat' % tracker_pid).read().split(') ')[1][0] == 'Z',
-                          timeout=30)
-        assert all(shm_exists(n) for n in names)
-        assert len(os.listdir(registry)) == 1
+        assert wait_until(lambda: not group_alive(program.pid), timeout=30)
+        assert all(shm_exists(n) for n in names) and folder.exists()
         try:
             proc = run_program('''
-                import time
-                from multiprocessing import resource_tracker
-                resource_tracker.ensure_running()
-            ''')
+                print('hello')
+            ''', env=ROOT_ENV)
             assert proc.returncode == 0, proc.stderr
-            # Another program's leftovers are removed quietly (no noise on this one's stderr).
+            # Another program's leftovers are removed quietly.
             assert 'leaked' not in proc.stderr
             assert not [n for n in names if shm_exists(n)]
-            assert os.listdir(registry) == []
+            assert not folder.exists()
+            assert not registries_of(program.pid)
         finally:
             for n in names:
                 if shm_exists(n):
                     os.unlink('/dev/shm/' + n)
 
-    def test_relaunched_tracker_adopts_the_dead_ones_entries(self, registry):
+    def test_tracker_of_a_killed_root_cleans_up_and_removes_the_registry(self, tmp_path):
+        # What CPython's test_resource_tracker does: the root ends by
+        # SIGTERM; its tracker reports, removes and takes the registry along.
+        program = start_program('''
+            import multiprocessing, time
+            from multiprocessing import shared_memory
+            lock = multiprocessing.get_context("spawn").Lock()
+            a = shared_memory.SharedMemory(create=True, size=10)
+            b = shared_memory.SharedMemory(create=True, size=10)
+            print(a.name, b.name, lock._semlock.name, flush=True)
+            time.sleep(60)
+        ''', tmp_path / 'victim.py', env=ROOT_ENV)
+        try:
+            names = program.stdout.readline().split()
+            assert len(names) == 3, program.stderr.read()
+            program.terminate()
+            program.wait(TIMEOUT)
+            assert wait_until(lambda: not registries_of(program.pid), timeout=30)
+            err = program.stderr.read()
+        finally:
+            program.stdout.close()
+            program.stderr.close()
+        assert LEAK_WARNING % 2 in err, err
+        assert 'There appear to be 1 leaked semaphore objects' in err, err
+        assert not [n for n in names if shm_exists(n)]
+
+    def test_relaunched_tracker_takes_the_dead_ones_registrations(self):
         proc = run_program('''
-            import os, signal, time, warnings
+            import os, signal, warnings, _mphost
             from multiprocessing import resource_tracker, shared_memory
             tracker = resource_tracker._resource_tracker
             a = shared_memory.SharedMemory(create=True, size=10)
-            d = os.environ[resource_tracker.REGISTRY_DIR_ENV]
-
-            def journaled():
-                out = set()
-                for e in os.listdir(d):
-                    if e.endswith('.log'):
-                        out |= resource_tracker._read_journal(os.path.join(d, e))[1]
-                return out
-
-            while ('shared_memory', a._name) not in journaled():
-                time.sleep(0.05)
+            old = os.fstat(tracker._fd).st_ino
             os.kill(tracker._pid, signal.SIGKILL)
             os.waitpid(tracker._pid, 0)
             tracker._pid = None
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter('always')
                 b = shared_memory.SharedMemory(create=True, size=10)
-            # The new tracker took the dead one's entries over (while this
-            # root still runs: otherwise it would sweep them as a killed
-            # tree's, with another warning).
-            while journaled() != {('shared_memory', a._name), ('shared_memory', b._name)}:
-                time.sleep(0.05)
-            assert len(os.listdir(d)) == 1, os.listdir(d)
+            assert len(caught) == 1 and 'process died unexpectedly' in str(caught[0].message)
+            new = os.fstat(tracker._fd).st_ino
+            assert _mphost.registry_entries(old) == []
+            assert sorted(_mphost.registry_entries(new)) == sorted(
+                [('shared_memory', a._name), ('shared_memory', b._name)])
             print(a.name, b.name, flush=True)
         ''')
         assert proc.returncode == 0, proc.stderr
         a, b = proc.stdout.split()
-        # The new tracker cleaned up the dead tracker's segment too.
         assert LEAK_WARNING % 2 in proc.stderr
         assert not shm_exists(a) and not shm_exists(b)
-        assert wait_until(lambda: not os.listdir(registry), timeout=30)
 
 
-class TestSweepRules:
-    """_sweep_journals on hand-made journals."""
+class TestTrackerSide:
+    """The tracker's handling of the stdlib's messages and of its end, run
+    here in-process over this process's registry."""
 
-    @staticmethod
-    def dead_identity():
-        p = subprocess.Popen(['/bin/sleep', '10'])
-        identity = process_identity(p.pid)
-        p.kill()
-        p.wait()
-        return identity
+    WATCHER = 2 ** 62 + 12345
 
-    @staticmethod
-    def write_journal(directory, tracker, root, entries, boot=None):
-        path = directory / resource_tracker._journal_name(tracker, root)
-        lines = [resource_tracker._JOURNAL_HEADER + (boot or resource_tracker._boot_id())]
-        lines += ['+\t%s\t%s' % e for e in entries]
-        path.write_text('\n'.join(lines) + '\n')
-        return path
+    def test_messages_record_and_forget(self):
+        kept = {}
+        take = resource_tracker._take
+        take(b'PROBE:0:noop\n', self.WATCHER, kept)
+        take(b'REGISTER:/psm_x:y:shared_memory\n', self.WATCHER, kept)
+        assert _mphost.registry_entries(self.WATCHER) == [('shared_memory', '/psm_x:y')]
+        take(b'UNREGISTER:/psm_x:y:shared_memory\n', self.WATCHER, kept)
+        assert _mphost.registry_entries(self.WATCHER) == [] and kept == {}
+        with pytest.raises(ValueError, match='unknown resource type no-such-type'):
+            take(b'REGISTER:x:no-such-type\n', self.WATCHER, kept)
+        with pytest.raises(RuntimeError, match='unrecognized command'):
+            take(b'FROB:x:noop\n', self.WATCHER, kept)
 
-    def test_rules(self, tmp_path):
+    def test_end_reports_each_type_once_and_removes(self, tmp_path):
         prefix = unique_prefix()
-        segs = {key: make_segment(prefix + key) for key in ('dead', 'live', 'boot', 'adopt', 'gone')}
-        try:
-            dead = self.dead_identity()
-            me = process_identity(os.getpid())
-            live_other = process_identity(os.getppid())
-            d = tmp_path
-            removed_later = self.write_journal(d, dead, dead, [
-                ('shared_memory', segs['dead']._name),
-                ('shared_memory', segs['gone']._name),
-                ('shared_memory', segs['gone']._name)])
-            segs['gone'].unlink()
-            kept = self.write_journal(d, dead, live_other, [('shared_memory', segs['live']._name)])
-            (d / 'x').write_text('not a journal')
-            old_boot = self.write_journal(d, (dead[0], dead[1] + 1), dead,
-                                          [('shared_memory', segs['boot']._name)], boot='another-boot')
-            adopted = self.write_journal(d, (dead[0], dead[1] + 2), me,
-                                         [('shared_memory', segs['adopt']._name)])
-            logged = []
-
-            class Collect(logging.Handler):
-                def emit(self, record):
-                    logged.append(record.getMessage())
-
-            logger = util.get_logger()
-            handler, old_level = Collect(), logger.level
-            logger.addHandler(handler)
-            logger.setLevel(logging.INFO)
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter('always')
-                    got, paths = resource_tracker._sweep_journals(str(d), (os.getpid(), 1), me)
-            finally:
-                logger.removeHandler(handler)
-                logger.setLevel(old_level)
-            # Tracker and root dead: removed, logged (not warned), journal gone.
-            assert not shm_exists(segs['dead'].name) and not removed_later.exists()
-            assert [str(w.message) for w in caught] == []
-            assert logged == [
-                'resource_tracker: removed 1 leaked shared_memory objects left by a killed '
-                'program (root pid %d)' % dead[0]]
-            # Root alive elsewhere: left alone.
-            assert shm_exists(segs['live'].name) and kept.exists()
-            # Journal of an earlier boot: deleted, nothing touched.
-            assert shm_exists(segs['boot'].name) and not old_boot.exists()
-            # Our own root's dead tracker: adopted, not removed.
-            assert got == {('shared_memory', segs['adopt']._name)}
-            assert shm_exists(segs['adopt'].name)
-            assert len(paths) == 1 and not adopted.exists() and os.path.exists(paths[0])
-            assert (d / 'x').exists()
-        finally:
-            for key, seg in segs.items():
-                if shm_exists(seg.name):
-                    seg.unlink()
-                else:
-                    resource_tracker.unregister(seg._name, 'shared_memory')
-
-    def test_live_sweeper_claim_is_respected(self, tmp_path):
-        prefix = unique_prefix()
-        seg = make_segment(prefix + 'claimed')
-        try:
-            dead = self.dead_identity()
-            path = self.write_journal(tmp_path, dead, dead, [('shared_memory', seg._name)])
-            claimed = path.with_name(path.name + '.sweep-%d-%d' % process_identity(os.getppid()))
-            path.rename(claimed)
-            resource_tracker._sweep_journals(str(tmp_path), (os.getpid(), 1), (1, 1))
-            assert shm_exists(seg.name) and claimed.exists()
-            # A dead sweeper's claim is taken over.
-            dead_claim = path.with_name(path.name + '.sweep-%d-%d' % self.dead_identity())
-            claimed.rename(dead_claim)
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')
-                resource_tracker._sweep_journals(str(tmp_path), (os.getpid(), 1), (1, 1))
-            assert not shm_exists(seg.name) and os.listdir(tmp_path) == []
-        finally:
-            if shm_exists(seg.name):
-                seg.unlink()
-            else:
-                resource_tracker.unregister(seg._name, 'shared_memory')
-
-    def test_untrusted_directory_is_refused(self, tmp_path, monkeypatch):
-        open_dir = tmp_path / 'open'
-        open_dir.mkdir()
-        os.chmod(open_dir, 0o777)
-        monkeypatch.setenv(resource_tracker.REGISTRY_DIR_ENV, str(open_dir))
-        assert resource_tracker._registry_dir() is None
-        link = tmp_path / 'link'
-        private = tmp_path / 'private'
-        private.mkdir(mode=0o700)
-        link.symlink_to(private)
-        monkeypatch.setenv(resource_tracker.REGISTRY_DIR_ENV, str(link))
-        assert resource_tracker._registry_dir() is None
-        monkeypatch.setenv(resource_tracker.REGISTRY_DIR_ENV, str(private))
-        assert resource_tracker._registry_dir() == str(private)
+        present = make_segment(prefix + 'present')
+        folder = tmp_path / 'folder'
+        (folder / 'sub').mkdir(parents=True)
+        kept = {'file': {str(tmp_path / 'kept-but-missing')}}
+        assert _mphost.registry_add('shared_memory', present._name, self.WATCHER)
+        assert _mphost.registry_add('shared_memory', '/' + prefix + 'gone', self.WATCHER)
+        assert _mphost.registry_add('folder', str(folder), self.WATCHER)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            resource_tracker._clean_up(self.WATCHER, kept)
+        messages = [str(w.message) for w in caught]
+        assert 'resource_tracker: There appear to be 2 leaked shared_memory objects to clean up at shutdown' in messages
+        assert 'resource_tracker: There appear to be 1 leaked folder objects to clean up at shutdown' in messages
+        assert 'resource_tracker: There appear to be 1 leaked file objects to clean up at shutdown' in messages
+        assert sum('[Errno 2]' in m for m in messages) == 2, messages
+        assert not shm_exists(present.name) and not folder.exists()
+        assert _mphost.registry_entries(self.WATCHER) == []

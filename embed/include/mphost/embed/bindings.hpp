@@ -19,6 +19,7 @@ void bind_arena(pybind11::module_& m);
 void bind_sync(pybind11::module_& m);
 void bind_supervisor(pybind11::module_& m);
 void bind_manager(pybind11::module_& m);
+void bind_registry(pybind11::module_& m);
 
 }  // namespace mphost::embed
 

@@ -18,7 +18,10 @@
 // every attached process, and every forked child of one, which takes its own
 // lock again in a pthread_atfork handler). The kernel drops a process's lock
 // however the process ends, so a lock held by another process means a
-// member of the tree still runs.
+// member of the tree still runs. A member token (registry_member_token) is
+// the same membership carried by a descriptor instead of a process (an
+// open-file-description lock): handed to a process being started, it makes
+// that process a member before it could join by itself.
 //
 // When the root ends (finish_root_registry) it marks the registry finished,
 // removes every name still recorded and then the registry: whatever its
@@ -33,7 +36,9 @@
 // together with its names by the next root to start (sweep_dead_registries),
 // which judges the owner dead when its pid is gone, a zombie, or now names a
 // process with another start time. While a member of a killed root's tree
-// still runs, its names stay: it may be using them.
+// still runs, its names stay: it may be using them; the last one may remove
+// the registry itself when it ends (finish_abandoned_registry, which the
+// resource tracker calls).
 //
 // Slots are claimed and released with compare-and-swap on one 64-bit tag
 // (free, being written, or the name's hash), never under a lock, so a process
@@ -45,6 +50,22 @@
 // written, and the header marks those pages so that listing or emptying the
 // registry reads no other.
 //
+// Registrations. Besides the names of segments, which the core records by
+// itself, a registry keeps the registrations of the stdlib's
+// resource_tracker API (register(name, rtype) / unregister): a resource type
+// and a name, plus the watcher the registration belongs to. They live in a
+// second table of 1024-byte slots (type and name together up to
+// max_registration_text bytes, which every message the stdlib accepts fits),
+// claimed the same lock-free way. The watcher is an opaque number chosen by
+// the caller (the shim uses the inode of the pipe to its tracker process,
+// which warns about and removes the registrations of its own watcher when
+// the processes holding that pipe have all ended). Whatever no watcher
+// handled goes with the tree: remove_all -- the root's end, the sweep of a
+// killed root -- removes every registered resource of a type the core knows
+// (remove_registered: "shared_memory" and "semaphore" are shared memory
+// names; "file" and "folder" absolute paths) and forgets the others, which
+// only their program's Python code could remove.
+//
 // A process without a current registry (C++ applications, unit tests) works
 // exactly as if this file did not exist. Registries belong to the user who
 // created them: another user's are never opened or swept.
@@ -53,6 +74,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 #include <vector>
 
 #include "mphost/ipc/process_identity.hpp"
@@ -68,12 +90,16 @@ class resource_registry {
   static constexpr std::uint32_t default_slot_count = 32768;
   static constexpr std::size_t max_name_length = 114;
   static constexpr std::size_t not_tracked = ~std::size_t{0};
+  // 4096 registration slots of 1024 bytes: 4 MiB of address space, sparse too.
+  static constexpr std::uint32_t default_registration_count = 4096;
+  static constexpr std::size_t max_registration_text = 1000;
 
   // A fresh registry owned by the calling process, named
-  // `<prefix><pid>-<24 hex>`, with 1 to 524288 slots. Throws
-  // std::system_error.
+  // `<prefix><pid>-<24 hex>`, with 1 to 524288 name slots and 1 to 8192
+  // registration slots. Throws std::system_error.
   static resource_registry create(std::uint32_t slot_count = default_slot_count,
-                                  std::string_view prefix = name_prefix);
+                                  std::string_view prefix = name_prefix,
+                                  std::uint32_t registration_count = default_registration_count);
   // Maps an existing registry; EINVAL if `name` is not a complete registry,
   // EACCES if another user owns it, ENOENT if it is gone.
   static resource_registry open(const std::string& name);
@@ -104,8 +130,31 @@ class resource_registry {
   bool finished() const noexcept;
   void mark_finished() noexcept;
 
-  // Unlinks every name recorded here and then the registry's own name. The
-  // mapping stays valid. Returns how many recorded names still existed.
+  // ---- registrations ----
+  struct registration {
+    std::string rtype;
+    std::string name;
+    std::uint64_t watcher = 0;
+    pid_t creator = 0;
+  };
+  // Records (rtype, name) for `watcher` unless that very registration is
+  // there already. False when it cannot be kept: an empty type, type and
+  // name longer than max_registration_text together, or a full window
+  // (counted in untracked_count()).
+  bool add_registration(std::string_view rtype, std::string_view name, std::uint64_t watcher) noexcept;
+  // Forgets every registration of (rtype, name), whichever watcher it
+  // belongs to; returns how many there were.
+  std::size_t drop_registration(std::string_view rtype, std::string_view name) noexcept;
+  // The registrations recorded now (a snapshot; a registration made twice
+  // at the same instant by two processes may appear twice).
+  std::vector<registration> registrations() const;
+  // Gives the registrations of watcher `from` to watcher `to`; how many.
+  std::size_t move_registrations(std::uint64_t from, std::uint64_t to) noexcept;
+
+  // Unlinks every name recorded here, removes every registered resource of
+  // a type the core knows (remove_registered) and then unlinks the
+  // registry's own name. The mapping stays valid. Returns how many recorded
+  // names and registered resources still existed.
   std::size_t remove_all() noexcept;
 
  private:
@@ -150,6 +199,40 @@ bool others_attached_to_current_registry() noexcept;
 // and clears the current registry. Does nothing in any other process (a
 // forked child of the root included). Safe to call twice.
 void finish_root_registry() noexcept;
+
+// A membership that travels: a new descriptor of the current registry's
+// file holding an open-file-description read lock, to pass to a process
+// being started (the resource tracker), which is then a member from the
+// instant it exists, before it could attach by itself -- so a root killed
+// right after starting it does not leave its registry to the next sweep.
+// The lock lasts while any process holds the descriptor. The calling
+// process must never close it (closing any descriptor of the file drops its
+// own record lock, see membership): keep one per process. -1 without a
+// current registry or if the file cannot be opened; a descriptor without the
+// lock if the kernel refuses it.
+int registry_member_token() noexcept;
+// Makes the registry `name` current even if its owner is dead (the tracker
+// of a root killed while the tracker started, which holds a member token).
+// A registry owned by the calling process (made at its start because the
+// tree's owner was already gone) is finished first. Does not join. False if
+// `name` cannot be opened.
+bool adopt_registry(const std::string& name) noexcept;
+
+// The end of the last process of a tree whose root was killed (the
+// resource tracker, which outlives the others): if the current registry's
+// owner is dead and no other process is a member any more, removes it with
+// everything it records (remove_all) and clears the current registry. True
+// if it did; nothing happens while the root or another member still runs.
+bool finish_abandoned_registry() noexcept;
+
+// Removes the resource one registration names, the way its type says:
+// "shared_memory" and "semaphore" name shared memory (shm_unlink, a leading
+// '/' ignored), "file" an absolute path (unlink), "folder" an absolute
+// directory (removed with its content). Returns 0, or an errno value:
+// ENOENT when there was nothing to remove, EINVAL for a name that cannot be
+// removed safely (a relative path, one with "/" or ".." inside a shared
+// memory name) or a type the core does not know.
+int remove_registered(std::string_view rtype, std::string_view name) noexcept;
 
 // Removes, with all the names they hold, the registries named `<prefix><pid>-`
 // that belong to this user, whose owner is dead and that no process holds as
