@@ -1,4 +1,4 @@
-// Process-level bindings: launch, reap, sentinels, fork.
+// Process-level bindings: launch, reap, sentinels.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -6,9 +6,7 @@
 #include "mphost/embed/fork_hooks.hpp"
 #include "mphost/embed/gil.hpp"
 #include "mphost/runtime/exit_status.hpp"
-#include "mphost/runtime/fork.hpp"
 #include "mphost/runtime/launch.hpp"
-#include "mphost/runtime/parent_death.hpp"
 #include "mphost/runtime/sentinel.hpp"
 
 namespace py = pybind11;
@@ -44,19 +42,6 @@ void bind_process(py::module_& m) {
   m.def("open_sentinel", &runtime::open_process_sentinel, py::arg("pid"),
         "A pidfd for `pid`: readable once the process has ended.");
   m.def("pidfd_supported", &runtime::pidfd_supported);
-
-  m.def(
-      "fork",
-      [](bool die_with_parent) {
-        if (!fork_allowed())
-          throw py::value_error(
-              "the fork start method is not allowed in this application: it embeds Python with "
-              "allow_fork off (mphost::embed::application_settings); use 'spawn' or 'forkserver'");
-        return runtime::fork_process(interpreter_fork_hooks(), {die_with_parent});
-      },
-      py::arg("die_with_parent") = false,
-      "fork() with the interpreter's fork protocol: returns the child's pid, 0 in the child. With "
-      "die_with_parent (daemon children) the child is killed when this process ends, however it ends.");
 
   m.def(
       "die_with_parent",

@@ -61,6 +61,10 @@ void bind_supervisor(py::module_& m) {
   s.def(
       "fork",
       [](bool daemon) {
+        if (!fork_allowed())
+          throw py::value_error(
+              "the fork start method is not allowed in this application: it embeds Python with "
+              "allow_fork off (mphost::embed::application_settings); use 'spawn' or 'forkserver'");
         const runtime::forked child = table().fork_child(interpreter_fork_hooks(), daemon);
         return py::make_tuple(child.pid, child.ticket);
       },
