@@ -3,10 +3,10 @@
 #include <pybind11/stl.h>
 
 #include "mphost/embed/bindings.hpp"
-#include "mphost/embed/fork_hooks.hpp"
 #include "mphost/embed/gil.hpp"
 #include "mphost/runtime/exit_status.hpp"
 #include "mphost/runtime/launch.hpp"
+#include "mphost/runtime/parent_death.hpp"
 #include "mphost/runtime/sentinel.hpp"
 
 namespace py = pybind11;
