@@ -220,6 +220,9 @@ wait_result channel::recv(message& out, const deadline& until, std::atomic<std::
   const detail::exit_watch exiting;
   const wait_result r = detail::receive(s, &out, until, receipt);
   if (r == wait_result::ok || r == wait_result::timed_out) s.settle_bells();
+  // Closed here while it waited: that comes first, even if the wait also saw
+  // the writers go (a close of a both-ways end ends its writer too).
+  if (r != wait_result::ok) s.throw_if_cancelled();
   exiting.before_return(s.cancelled);
   return r;
 }
@@ -230,6 +233,7 @@ wait_result channel::poll(const deadline& until) {
   const detail::exit_watch exiting;
   const wait_result r = detail::receive(s, nullptr, until);
   if (r == wait_result::timed_out) s.settle_bells();
+  if (r != wait_result::ok) s.throw_if_cancelled();
   exiting.before_return(s.cancelled);
   return r;
 }
