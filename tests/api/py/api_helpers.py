@@ -3,6 +3,7 @@
 import ctypes
 import os
 import signal
+import sys
 import time
 
 import mphost
@@ -151,3 +152,9 @@ def make_block_and_die(count):
 def numpy_scalars():
     import numpy
     return [numpy.float64(1.5), numpy.int32(-3), numpy.bool_(True), numpy.float32(0.25)]
+
+
+def interpreter_flags():
+    """What the interpreter took from PYTHON* variables at start-up."""
+    return {'hash_randomization': sys.flags.hash_randomization,
+            'hash_seed': os.environ.get('PYTHONHASHSEED', '')}
