@@ -105,6 +105,8 @@ struct pool_state {
 
 namespace {
 
+constexpr std::size_t backlog_factor = 4;
+
 void put_header(std::string& out, std::uint64_t id) {
   char h[8];
   std::memcpy(h, &id, 8);
@@ -248,6 +250,11 @@ void pool_state::run(driver& d) {
   ipc::message msg;
   std::vector<call_ptr> fresh;
   const std::size_t depth = std::max<std::size_t>(options.pipeline_depth, 1);
+  // With a backlog that would keep every worker busy for long anyway, a
+  // worker is handed more calls ahead, so that it does not wait for its
+  // driver to be scheduled between two calls.
+  const std::size_t backlog = drivers.size() * depth * backlog_factor;
+  std::size_t ahead = depth;
   while (d.worker) {
     fresh.clear();
     {
@@ -259,7 +266,8 @@ void pool_state::run(driver& d) {
       }
       if (d.handed) d.in_flight.push_back(std::move(d.handed));  // sent already, first in line
       if (closing && d.in_flight.empty() && pending.empty()) break;
-      while (!pending.empty() && d.in_flight.size() + fresh.size() < depth) {
+      ahead = pending.size() >= backlog ? depth * backlog_factor : depth;
+      while (!pending.empty() && d.in_flight.size() + fresh.size() < ahead) {
         call_ptr c = std::move(pending.front());
         pending.pop_front();
         if (c->take()) fresh.push_back(std::move(c));
@@ -302,7 +310,7 @@ void pool_state::run(driver& d) {
       if (r == ipc::wait_result::ok) {
         complete_one(d, msg);
         // Keep the worker fed: go back for more if there is room.
-        if (d.in_flight.size() < depth) {
+        if (d.in_flight.size() < ahead) {
           std::lock_guard lock(m);
           if (!pending.empty()) break;
         }
