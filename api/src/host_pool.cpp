@@ -6,6 +6,12 @@
 //   channel --> worker (mphost._worker) --> replies channel --driver-->
 //   decode --> call_state (ready) --> future::get()
 //
+// A call submitted while the queue is empty and some driver sleeps with
+// nothing in flight skips the queue: the submitting thread sends it to that
+// driver's worker itself (under the pool mutex, so that no other send to
+// that worker comes between) and leaves it to the driver as `handed`; the
+// driver wakes only to read the reply, while the worker already runs it.
+//
 // A driver that finds its worker gone (the replies channel closed, or the
 // process reaped) fails the call at the head of its in-flight list with
 // worker_lost, puts the others back at the front of pending (they had not
