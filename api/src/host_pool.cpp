@@ -6,6 +6,12 @@
 //   channel --> worker (mphost._worker) --> replies channel --driver-->
 //   decode --> call_state (ready) --> future::get()
 //
+// A call submitted while the queue is empty and some driver sleeps with
+// nothing in flight skips the queue: the submitting thread sends it to that
+// driver's worker itself (under the pool mutex, so that no other send to
+// that worker comes between) and leaves it to the driver as `handed`; the
+// driver wakes only to read the reply, while the worker already runs it.
+//
 // A driver that finds its worker gone (the replies channel closed, or the
 // process reaped) fails the call at the head of its in-flight list with
 // worker_lost, puts the others back at the front of pending (they had not
@@ -15,6 +21,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -34,6 +41,7 @@ struct call_state {
   enum class phase { queued, taken, done };
   std::mutex m;
   std::condition_variable cv;
+  std::atomic<bool> finished{false};  // at == done, readable without m
   phase at = phase::queued;
   std::optional<value> result;
   std::exception_ptr error;
@@ -45,6 +53,7 @@ struct call_state {
       at = phase::done;
       result = std::move(v);
       error = std::move(e);
+      finished.store(true, std::memory_order_release);
     }
     cv.notify_all();
   }
@@ -63,6 +72,11 @@ struct pool_state;
 
 struct driver {
   std::unique_ptr<worker_process> worker;
+  // Under the pool mutex: the driver waits for work with nothing in flight,
+  // so a submitter may send a call to its worker itself (`handed`, already
+  // sent) instead of waking the driver to do it.
+  bool idle = false;
+  call_ptr handed;
   std::atomic<pid_t> pid{-1};  // the worker's, for worker_pids()
   std::deque<call_ptr> in_flight;
   std::thread thread;
@@ -72,6 +86,7 @@ struct pool_state {
   pool_options options;
   std::string executable;
   std::unique_ptr<zygote> forkserver;
+  exec_settings at_exec;
   std::mutex m;
   std::condition_variable work;  // pending grew, or closing
   std::deque<call_ptr> pending;
@@ -95,6 +110,8 @@ struct pool_state {
 };
 
 namespace {
+
+constexpr std::size_t backlog_factor = 4;
 
 void put_header(std::string& out, std::uint64_t id) {
   char h[8];
@@ -154,7 +171,7 @@ std::string pool_state::setup_pickle(bool with_initializer) const {
 }
 
 std::unique_ptr<worker_process> pool_state::start_worker() {
-  auto w = std::make_unique<worker_process>(executable, forkserver.get());
+  auto w = std::make_unique<worker_process>(executable, at_exec, forkserver.get());
   std::string req(8, '\0');
   req += setup_pickle(true);
   w->requests().send(std::as_bytes(std::span(req.data(), req.size())));
@@ -239,13 +256,24 @@ void pool_state::run(driver& d) {
   ipc::message msg;
   std::vector<call_ptr> fresh;
   const std::size_t depth = std::max<std::size_t>(options.pipeline_depth, 1);
+  // With a backlog that would keep every worker busy for long anyway, a
+  // worker is handed more calls ahead, so that it does not wait for its
+  // driver to be scheduled between two calls.
+  const std::size_t backlog = drivers.size() * depth * backlog_factor;
+  std::size_t ahead = depth;
   while (d.worker) {
     fresh.clear();
     {
       std::unique_lock lock(m);
-      if (d.in_flight.empty()) work.wait(lock, [&] { return closing || !pending.empty(); });
+      if (d.in_flight.empty() && !d.handed) {
+        d.idle = true;
+        work.wait(lock, [&] { return closing || !pending.empty() || d.handed; });
+        d.idle = false;
+      }
+      if (d.handed) d.in_flight.push_back(std::move(d.handed));  // sent already, first in line
       if (closing && d.in_flight.empty() && pending.empty()) break;
-      while (!pending.empty() && d.in_flight.size() + fresh.size() < depth) {
+      ahead = pending.size() >= backlog ? depth * backlog_factor : depth;
+      while (!pending.empty() && d.in_flight.size() + fresh.size() < ahead) {
         call_ptr c = std::move(pending.front());
         pending.pop_front();
         if (c->take()) fresh.push_back(std::move(c));
@@ -288,7 +316,7 @@ void pool_state::run(driver& d) {
       if (r == ipc::wait_result::ok) {
         complete_one(d, msg);
         // Keep the worker fed: go back for more if there is room.
-        if (d.in_flight.size() < depth) {
+        if (d.in_flight.size() < ahead) {
           std::lock_guard lock(m);
           if (!pending.empty()) break;
         }
@@ -345,6 +373,9 @@ void pool_state::shutdown() {
 
 value future::get() const {
   if (!state_) throw pool_error("mphost::future: no call");
+  // A tiny call's reply usually comes within microseconds: look for it a
+  // little, yielding the core, before sleeping on the condition variable.
+  for (int i = 0; i < 16 && !state_->finished.load(std::memory_order_acquire); ++i) std::this_thread::yield();
   std::unique_lock lock(state_->m);
   state_->cv.wait(lock, [&] { return state_->at == detail::call_state::phase::done; });
   if (state_->error) std::rethrow_exception(state_->error);
@@ -371,6 +402,7 @@ bool future::cancel() {
     if (state_->at != detail::call_state::phase::queued) return false;
     state_->at = detail::call_state::phase::done;
     state_->error = std::make_exception_ptr(cancelled_error("the call was cancelled"));
+    state_->finished.store(true, std::memory_order_release);
   }
   state_->cv.notify_all();
   return true;
@@ -384,8 +416,15 @@ host_pool::host_pool(pool_options options) : state_(std::make_shared<detail::poo
   if (s.options.workers == 0) s.options.workers = std::max(1u, std::thread::hardware_concurrency());
   s.executable = detail::find_executable(s.options.executable);
   detail::ensure_registry();
+  if (!s.options.working_directory.empty()) {
+    // Absolute, so that the worker's own chdir to it (set-up) lands there too.
+    s.options.working_directory = std::filesystem::absolute(s.options.working_directory).lexically_normal().string();
+  }
+  s.at_exec.environment.assign(s.options.environment.begin(), s.options.environment.end());
+  s.at_exec.working_directory = s.options.working_directory;
   if (s.options.method == start_method::forkserver) {
-    s.forkserver = std::make_unique<detail::zygote>(s.executable, s.options.preload, s.setup_pickle(false));
+    s.forkserver =
+        std::make_unique<detail::zygote>(s.executable, s.at_exec, s.options.preload, s.setup_pickle(false));
   }
   try {
     for (std::size_t i = 0; i < s.options.workers; ++i) {
@@ -419,14 +458,39 @@ future host_pool::submit_args(const std::string& target, std::vector<value> args
   call->request.reserve(8 + body.size());
   call->request.assign(8, '\0');
   call->request += body;
+  detail::driver* direct = nullptr;
   {
     std::lock_guard lock(state_->m);
     if (state_->closing) throw pool_error("the pool is shut down");
     if (state_->alive == 0) throw pool_error("no worker process is left in the pool");
     detail::put_header(call->request, state_->next_id++);
-    state_->pending.push_back(call);
+    // An idle worker takes the call straight from this thread: the driver
+    // is woken only to read the reply, while the worker already runs it.
+    if (state_->pending.empty()) {
+      for (auto& d : state_->drivers) {
+        // (Its driver sleeps: this thread may use its worker meanwhile. One
+        // that died idle is left to its driver, which requeues the call.)
+        if (!d->idle || d->handed || !d->worker || d->worker->ended()) continue;
+        ipc::wait_result sent = ipc::wait_result::closed;
+        try {
+          sent = d->worker->requests().send(std::as_bytes(std::span(call->request.data(), call->request.size())),
+                                            ipc::deadline::immediate());
+        } catch (const std::system_error&) {
+        }
+        if (sent != ipc::wait_result::ok) continue;  // its driver will find out; try the next
+        call->at = detail::call_state::phase::taken;
+        d->handed = call;
+        direct = d.get();
+        break;
+      }
+    }
+    if (direct == nullptr) state_->pending.push_back(call);
   }
-  state_->work.notify_one();
+  if (direct != nullptr) {
+    state_->work.notify_all();  // the one idle driver among the waiters must see it
+  } else {
+    state_->work.notify_one();
+  }
   return future(std::move(call));
 }
 

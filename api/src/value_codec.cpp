@@ -83,10 +83,20 @@ class value_writer {
   }
   void emit(const shared_block& b) {
     w_.global(shared_module, shared_attach);
+    const bool shaped = b.shape().size() != 1;
+    if (shaped) w_.mark();  // four arguments: a tuple of more than three
     w_.text(b.name());
     w_.text(std::string(1, b.format()));
     w_.integer(static_cast<std::int64_t>(b.count()));
-    w_.tuple(3);
+    if (!shaped) {
+      w_.tuple(3);
+    } else {
+      // attach(name, format, count, shape): the shape as a tuple of ints.
+      std::vector<value> extents;
+      for (std::size_t e : b.shape()) extents.emplace_back(static_cast<std::int64_t>(e));
+      tuple_of(extents);
+      w_.tuple(4);
+    }
     w_.reduce();
   }
   void emit(const pickled& p) {
@@ -174,10 +184,21 @@ struct value_builder {
     if (f.callable == "pickle:loads" && a.size() == 1 && a[0].type() == mphost::value::kind::bytes) {
       return of(mphost::pickled{a[0].as_bytes()});
     }
-    if (f.callable == std::string(shared_module) + ":" + std::string(shared_attach) && a.size() == 3 &&
-        a[0].type() == mphost::value::kind::string && a[1].type() == mphost::value::kind::string &&
-        a[1].as_string().size() == 1 && a[2].type() == mphost::value::kind::integer) {
-      return of(shared_block::adopt(a[0].as_string(), a[1].as_string()[0], static_cast<std::size_t>(a[2].as_int())));
+    if (f.callable == std::string(shared_module) + ":" + std::string(shared_attach) &&
+        (a.size() == 3 || a.size() == 4) && a[0].type() == mphost::value::kind::string &&
+        a[1].type() == mphost::value::kind::string && a[1].as_string().size() == 1 &&
+        a[2].type() == mphost::value::kind::integer && a[2].as_int() >= 0) {
+      std::vector<std::size_t> shape;
+      if (a.size() == 4) {
+        if (a[3].type() != mphost::value::kind::tuple) return {};
+        for (const mphost::value& e : a[3].as_tuple()) {
+          if (e.type() != mphost::value::kind::integer || e.as_int() < 0) return {};
+          shape.push_back(static_cast<std::size_t>(e.as_int()));
+        }
+        if (shape.empty()) shape = {1};  // a 0-d result: one item
+      }
+      return of(shared_block::adopt(a[0].as_string(), a[1].as_string()[0], static_cast<std::size_t>(a[2].as_int()),
+                                    std::move(shape)));
     }
     return {};
   }

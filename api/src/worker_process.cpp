@@ -40,10 +40,13 @@ channel_end make_channel(ipc::endpoint_role mine, ipc::endpoint_role theirs) {
   return e;
 }
 
-pid_t start(const std::string& executable, std::vector<std::string> args) {
+pid_t start(const std::string& executable, const exec_settings& at_exec, std::vector<std::string> args) {
   args.insert(args.begin(), {"-m", "mphost._worker"});
   try {
-    return runtime::launch({executable, std::move(args), {}});
+    runtime::launch_request request{executable, std::move(args), {}};
+    request.environment = at_exec.environment;
+    request.working_directory = at_exec.working_directory;
+    return runtime::launch(request);
   } catch (const std::exception& e) {
     throw pool_error("cannot start the mphost executable '" + executable + "': " + e.what());
   }
@@ -108,14 +111,15 @@ void ensure_registry() {
 
 // ---- zygote ----
 
-zygote::zygote(const std::string& executable, const std::vector<std::string>& preload, const std::string& setup) {
+zygote::zygote(const std::string& executable, const exec_settings& at_exec, const std::vector<std::string>& preload,
+               const std::string& setup) {
   auto control = make_channel(ipc::endpoint_role::writer, ipc::endpoint_role::reader);
   auto reports = make_channel(ipc::endpoint_role::reader, ipc::endpoint_role::writer);
   std::vector<std::string> args{"--zygote", control.mine.name(), std::to_string(control.ticket), reports.mine.name(),
                                 std::to_string(reports.ticket), std::to_string(getpid())};
   args.insert(args.end(), preload.begin(), preload.end());
   try {
-    pid_ = start(executable, std::move(args));
+    pid_ = start(executable, at_exec, std::move(args));
     control.mine.send(std::as_bytes(std::span(setup.data(), setup.size())));
   } catch (...) {
     control.mine.withdraw_hand_overs();
@@ -226,7 +230,8 @@ std::optional<ending> zygote::wait_status(pid_t pid, std::chrono::milliseconds l
 
 // ---- worker_process ----
 
-worker_process::worker_process(const std::string& executable, zygote* via) : via_(via) {
+worker_process::worker_process(const std::string& executable, const exec_settings& at_exec, zygote* via)
+    : via_(via) {
   auto requests = make_channel(ipc::endpoint_role::writer, ipc::endpoint_role::reader);
   auto replies = make_channel(ipc::endpoint_role::reader, ipc::endpoint_role::writer);
   std::vector<std::string> args{requests.mine.name(), std::to_string(requests.ticket), replies.mine.name(),
@@ -236,7 +241,7 @@ worker_process::worker_process(const std::string& executable, zygote* via) : via
       pid_ = via_->fork_worker(args);
     } else {
       args.push_back(std::to_string(getpid()));  // the owner it ends with
-      pid_ = start(executable, std::move(args));
+      pid_ = start(executable, at_exec, std::move(args));
     }
   } catch (...) {
     // Nobody will take the places the tickets hold: give them up, so the
@@ -248,6 +253,7 @@ worker_process::worker_process(const std::string& executable, zygote* via) : via
   names_ = {requests.mine.name(), replies.mine.name()};
   requests_ = std::move(requests.mine);
   replies_ = std::move(replies.mine);
+  replies_.prompt_peer(true);  // a reply mostly answers the request just sent
 }
 
 worker_process::~worker_process() {

@@ -22,6 +22,13 @@
 
 namespace mphost::detail {
 
+// What a started process gets at exec (pool_options::environment and
+// working_directory, an absolute path or empty).
+struct exec_settings {
+  std::vector<std::pair<std::string, std::string>> environment;
+  std::string working_directory;
+};
+
 // How a process ended: signal (0 if it exited) and exit code.
 struct ending {
   int signal = 0;
@@ -35,7 +42,8 @@ class zygote {
  public:
   // `setup` is the pickle the workers' set-up request carries (path,
   // environment, working directory), applied before the preload imports.
-  zygote(const std::string& executable, const std::vector<std::string>& preload, const std::string& setup);
+  zygote(const std::string& executable, const exec_settings& at_exec, const std::vector<std::string>& preload,
+         const std::string& setup);
   ~zygote();
   zygote(const zygote&) = delete;
   zygote& operator=(const zygote&) = delete;
@@ -67,7 +75,7 @@ class zygote {
 class worker_process {
  public:
   // Starts the process; the set-up request is the caller's to send.
-  worker_process(const std::string& executable, zygote* via);
+  worker_process(const std::string& executable, const exec_settings& at_exec, zygote* via);
   ~worker_process();
   worker_process(const worker_process&) = delete;
   worker_process& operator=(const worker_process&) = delete;

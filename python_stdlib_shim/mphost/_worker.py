@@ -161,6 +161,9 @@ def _end_with(owner):
 def _open(names):
     requests = _mphost.Channel.open(names[0], 'reader', int(names[1]))
     replies = _mphost.Channel.open(names[2], 'writer', int(names[3]))
+    # The pool sends the next call soon after it reads a reply: wait for it
+    # spinning a little longer before sleeping.
+    requests.prompt_peer(True)
     return requests, replies
 
 

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <boost/process/child.hpp>
+#include <boost/process/env.hpp>
+#include <boost/process/environment.hpp>
 #include <boost/process/args.hpp>
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
@@ -23,10 +25,13 @@ namespace mphost::runtime {
 namespace {
 
 // Runs in the child between fork and exec: marks every descriptor above
-// stderr close-on-exec, then clears the flag on the ones to pass. Only
+// stderr close-on-exec, then clears the flag on the ones to pass, and
+// changes to the requested directory (a failure is launch()'s error). Only
 // async-signal-safe calls here.
 struct inherit_only {
   const std::vector<int>* keep;
+  const char* start_dir;  // or null: stay where the parent is
+
 
   template <class Executor>
   void operator()(Executor& exec) const {
@@ -48,6 +53,9 @@ struct inherit_only {
         return;
       }
     }
+    if (start_dir != nullptr && ::chdir(start_dir) != 0) {
+      exec.set_error(std::error_code(errno, std::system_category()), "chdir");
+    }
   }
 };
 
@@ -55,8 +63,12 @@ struct inherit_only {
 
 pid_t launch(const launch_request& request) {
   std::error_code ec;
-  bp::child child(bp::exe = request.executable, bp::args = request.args,
-                  bp::extend::on_exec_setup = inherit_only{&request.pass_fds}, ec);
+  // This process's environment with the request's entries over it.
+  bp::environment env = boost::this_process::environment();
+  for (const auto& [name, value] : request.environment) env[name] = value;
+  const char* dir = request.working_directory.empty() ? nullptr : request.working_directory.c_str();
+  bp::child child(bp::exe = request.executable, bp::args = request.args, bp::env = env,
+                  bp::extend::on_exec_setup = inherit_only{&request.pass_fds, dir}, ec);
   if (ec) throw std::system_error(ec, "cannot start " + request.executable);
   const pid_t pid = child.id();
   // The caller reaps the child; Boost must neither wait for nor kill it.

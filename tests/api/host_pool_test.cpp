@@ -81,6 +81,24 @@ TEST(HostPool, SettingsReachTheWorkers) {
   EXPECT_EQ(pool.call("api_helpers:initialized").as_int(), 1);
 }
 
+// PYTHON* variables only act when the interpreter starts: the pool's
+// environment must be the process's from exec on, for spawn workers and for
+// the forkserver the others are forked from.
+TEST(HostPool, PythonVariablesActFromStartUp) {
+  for (const auto method : {mphost::start_method::spawn, mphost::start_method::forkserver}) {
+    auto o = mphost_test::options(1);
+    o.method = method;
+    o.environment = {{"PYTHONHASHSEED", "0"}};
+    o.working_directory = ".";
+    mphost::host_pool pool(o);
+    const mphost::value flags = pool.call("api_helpers:interpreter_flags");
+    EXPECT_EQ(flags.as_dict().at("hash_randomization").as_int(), 0);
+    EXPECT_EQ(flags.as_dict().at("hash_seed").as_string(), "0");
+    // A relative directory is the application's, made absolute once.
+    EXPECT_EQ(pool.call("api_helpers:cwd").as_string(), std::filesystem::current_path().string());
+  }
+}
+
 TEST(HostPool, FailingInitializerIsReported) {
   auto o = mphost_test::options(1);
   o.initializer = "api_helpers:fail_init";

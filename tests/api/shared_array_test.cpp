@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <thread>
+#include <vector>
 
 #include "api_test_support.hpp"
 
@@ -23,6 +24,43 @@ TEST(SharedArray, WorkerSeesTypeShapeAndContents) {
   EXPECT_EQ(pool.call("api_helpers:describe", b)[2].as_string(), "int32");
   mphost::shared_array<std::uint8_t> c(0);
   EXPECT_EQ(pool.call("api_helpers:describe", c)[1].as_int(), 0);
+}
+
+TEST(SharedArray, ShapeReachesNumpyInCOrder) {
+  mphost::host_pool pool(mphost_test::options(1));
+  mphost::shared_array<double> a({2, 3, 4});
+  ASSERT_EQ(a.size(), 24u);
+  EXPECT_EQ(a.shape(), (std::vector<std::size_t>{2, 3, 4}));
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<double>(i);
+  const value d = pool.call("api_helpers:describe", a);
+  EXPECT_EQ(d[1].as_int(), 2);  // len() of a memoryview: the first extent
+  EXPECT_EQ(d[2].as_string(), "float64");
+  EXPECT_EQ(d[3], value(mphost::list{2, 3, 4}));
+  EXPECT_DOUBLE_EQ(d[4].as_double(), 23.0 * 24 / 2);
+  // C order: [1, 2, 3] is item 1*12 + 2*4 + 3.
+  EXPECT_DOUBLE_EQ(pool.call("api_helpers:element", a, mphost::tuple{{1, 2, 3}}).as_double(), 23.0);
+  EXPECT_DOUBLE_EQ(pool.call("api_helpers:element", a, mphost::tuple{{0, 1, 0}}).as_double(), 4.0);
+
+  mphost::shared_array<std::uint8_t> empty({0, 5});
+  EXPECT_EQ(empty.size(), 0u);
+  EXPECT_EQ(pool.call("api_helpers:describe", empty)[3], value(mphost::list{0}));
+  mphost::shared_array<float> one(std::vector<std::size_t>{});  // a scalar
+  EXPECT_EQ(one.size(), 1u);
+  EXPECT_EQ(pool.call("api_helpers:describe", one)[3], value(mphost::list{}));
+  EXPECT_THROW(mphost::shared_array<double>(std::vector<std::size_t>(65, 1)), std::invalid_argument);
+}
+
+TEST(SharedArray, ShapedResultsComeBackWithTheirShape) {
+  mphost::host_pool pool(mphost_test::options(1));
+  const auto grid = pool.call("api_helpers:make_grid", 3, 5).as_array<double>();
+  EXPECT_EQ(grid.shape(), (std::vector<std::size_t>{3, 5}));
+  ASSERT_EQ(grid.size(), 15u);
+  EXPECT_DOUBLE_EQ(grid[2 * 5 + 4], 204.0);
+  const auto view = pool.call("api_helpers:reshaped_block", 12, 3).as_array<std::int32_t>();
+  EXPECT_EQ(view.shape(), (std::vector<std::size_t>{3, 4}));
+  // Passed back, it keeps its shape.
+  EXPECT_EQ(pool.call("api_helpers:describe", grid)[3], value(mphost::list{3, 5}));
+  EXPECT_DOUBLE_EQ(pool.call("api_helpers:element", grid, mphost::tuple{{1, 3}}).as_double(), 103.0);
 }
 
 TEST(SharedArray, WritesInTheWorkerAreSeenHere) {

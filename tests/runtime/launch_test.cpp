@@ -39,6 +39,30 @@ TEST(LaunchTest, OnlyListedDescriptorsAreInherited) {
   ::close(hidden[0]);
 }
 
+TEST(LaunchTest, EnvironmentAndWorkingDirectoryApplyAtExec) {
+  testing::watchdog dog(10s);
+  int out[2];
+  ASSERT_EQ(::pipe(out), 0);
+  launch_request request{"/bin/sh", {"-c", "printf '%s|%s' \"$MPHOST_LAUNCH_TEST\" \"$(pwd)\" >&" + std::to_string(out[1])},
+                         {out[1]}};
+  request.environment = {{"MPHOST_LAUNCH_TEST", "set at exec"}};
+  request.working_directory = "/tmp";
+  const pid_t pid = launch(request);
+  ::close(out[1]);
+  std::string got;
+  char buffer[256];
+  for (ssize_t n; (n = ::read(out[0], buffer, sizeof buffer)) > 0;) got.append(buffer, static_cast<std::size_t>(n));
+  ::close(out[0]);
+  EXPECT_EQ(wait_for_exit(pid, true), 0);
+  EXPECT_EQ(got, "set at exec|/tmp");
+}
+
+TEST(LaunchTest, MissingWorkingDirectoryThrows) {
+  launch_request request{"/bin/true", {}, {}};
+  request.working_directory = "/nonexistent/directory";
+  EXPECT_THROW(launch(request), std::system_error);
+}
+
 TEST(LaunchTest, MissingExecutableThrows) {
   EXPECT_THROW(launch({"/nonexistent/mphost", {}, {}}), std::system_error);
 }

@@ -75,7 +75,9 @@ struct pool_options {
   std::string executable;
   // How long the destructor lets running calls finish before it kills.
   std::chrono::milliseconds shutdown_timeout{5000};
-  // How many calls the pool hands one worker ahead of its replies.
+  // How many calls the pool hands one worker ahead of its replies (four
+  // times as many while the queue holds enough to keep every worker busy
+  // that long). A call handed to a worker can no longer be cancelled.
   std::size_t pipeline_depth = 2;
 };
 

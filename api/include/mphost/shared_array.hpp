@@ -12,6 +12,13 @@
 // in Python, or a memoryview or numpy array over one: the application gets
 // it as a shared_block (value::as_array<T>() checks the type).
 //
+// Shape. An array made with one (shared_array<double>({rows, cols})) holds
+// the product of its extents in C order (the last index varies fastest) and
+// reaches Python with that shape (memoryview.shape, numpy.asarray(a).shape);
+// one with no items is seen with shape (0,), as memoryview has no empty N-D
+// form. A C-contiguous result over a whole block (mphost.shared_array(format,
+// shape) in Python, a reshaped numpy view of one) comes back with its shape.
+//
 // T is one of: double, float, std::int8_t .. std::int64_t, std::uint8_t ..
 // std::uint64_t (the struct module's formats d f b h i q B H I Q).
 //
@@ -27,11 +34,13 @@
 // memory; the handle itself is as thread-safe as a std::shared_ptr.
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace mphost {
 
@@ -62,10 +71,16 @@ class shared_block {
   // std::system_error when /dev/shm has no room, std::invalid_argument for
   // an unknown format.
   shared_block(char format, std::size_t count);
+  // The same with a shape: the product of its extents is the count (an
+  // empty shape is one item, a scalar). std::invalid_argument beyond 64
+  // dimensions.
+  shared_block(char format, std::vector<std::size_t> shape);
 
   explicit operator bool() const noexcept { return static_cast<bool>(state_); }
   char format() const noexcept;
   std::size_t count() const noexcept;
+  // The extents, outermost first ({count} for a block made without one).
+  const std::vector<std::size_t>& shape() const noexcept;
   std::size_t item_size() const noexcept;
   std::size_t size_bytes() const noexcept { return count() * item_size(); }
   std::byte* data() const noexcept;
@@ -76,7 +91,9 @@ class shared_block {
   friend bool operator==(const shared_block& a, const shared_block& b) noexcept { return a.state_ == b.state_; }
 
   // Internal: adopts a block another process created (received in a reply).
-  static shared_block adopt(const std::string& name, char format, std::size_t count);
+  // An empty `shape` means {count}; otherwise its product must be count.
+  static shared_block adopt(const std::string& name, char format, std::size_t count,
+                            std::vector<std::size_t> shape = {});
 
  private:
   std::shared_ptr<detail::shared_block_state> state_;
@@ -89,6 +106,9 @@ class shared_array {
 
   shared_array() noexcept = default;
   explicit shared_array(std::size_t count) : block_(format, count) {}
+  // shared_array<float>({2, 3, 4}): 24 items seen as that shape, C order.
+  explicit shared_array(std::vector<std::size_t> shape) : block_(format, std::move(shape)) {}
+  explicit shared_array(std::initializer_list<std::size_t> shape) : block_(format, std::vector<std::size_t>(shape)) {}
   // A typed view of `block`; std::invalid_argument if its format is not T's.
   explicit shared_array(shared_block block) : block_(std::move(block)) {
     if (block_ && block_.format() != format) throw std::invalid_argument("shared_array: block holds another type");
@@ -96,6 +116,7 @@ class shared_array {
 
   explicit operator bool() const noexcept { return static_cast<bool>(block_); }
   std::size_t size() const noexcept { return block_ ? block_.count() : 0; }
+  const std::vector<std::size_t>& shape() const noexcept { return block_.shape(); }
   T* data() const noexcept { return reinterpret_cast<T*>(block_.data()); }
   T* begin() const noexcept { return data(); }
   T* end() const noexcept { return data() + size(); }

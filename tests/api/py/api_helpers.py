@@ -3,6 +3,7 @@
 import ctypes
 import os
 import signal
+import sys
 import time
 
 import mphost
@@ -151,3 +152,30 @@ def make_block_and_die(count):
 def numpy_scalars():
     import numpy
     return [numpy.float64(1.5), numpy.int32(-3), numpy.bool_(True), numpy.float32(0.25)]
+
+
+def interpreter_flags():
+    """What the interpreter took from PYTHON* variables at start-up."""
+    return {'hash_randomization': sys.flags.hash_randomization,
+            'hash_seed': os.environ.get('PYTHONHASHSEED', '')}
+
+
+def element(array, index):
+    """array[index] (a tuple of ints) as numpy sees it: C order is checked
+    against what the application wrote."""
+    import numpy
+    return float(numpy.asarray(array)[tuple(index)])
+
+
+def make_grid(rows, cols):
+    """A (rows, cols) float64 block: element [i, j] is i * 100 + j."""
+    import numpy
+    a = numpy.asarray(mphost.shared_array('d', (rows, cols)))
+    a[:] = numpy.arange(rows)[:, None] * 100 + numpy.arange(cols)
+    return a
+
+
+def reshaped_block(count, rows):
+    """A 1-D block returned as a (rows, count // rows) numpy view."""
+    import numpy
+    return numpy.asarray(mphost.shared_array('i', count)).reshape(rows, -1)

@@ -5,10 +5,16 @@
 // in `pass_fds`, at the same numbers; every other descriptor is closed on
 // exec. Boost.Process is confined to launch.cpp: its headers are slow to
 // compile and none of its types appear here.
+//
+// `environment` entries are set (over this process's environment) and
+// `working_directory`, if not empty, is the child's starting directory, both
+// before exec: an interpreter started there sees them from its first line
+// (PYTHON* variables take effect, relative paths resolve there).
 
 #include <sys/types.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mphost::runtime {
@@ -17,6 +23,8 @@ struct launch_request {
   std::string executable;           // absolute path
   std::vector<std::string> args;    // argv[1:]; argv[0] is `executable`
   std::vector<int> pass_fds;        // descriptors the child keeps
+  std::vector<std::pair<std::string, std::string>> environment;  // set in the child
+  std::string working_directory;    // the child's, if not empty
 };
 
 // Returns the child's pid. The caller owns the child: it must reap it
