@@ -75,7 +75,12 @@ run_tests() {
   (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/clients) || status=1
   echo "== joblib's own tests under mphost: test_parallel and test_memmapping"
   local joblib_tests=/usr/lib/python3/dist-packages/joblib/test
+  # Deselected: test_multithreaded_parallel_termination_resource_tracker_silent
+  # races inside joblib (two threads ending one shared loky executor can both
+  # unregister the same temporary files, and loky's tracker prints a KeyError);
+  # it fails under stock /usr/bin/python3 too (2 runs in 30 on this machine).
   (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider \
+    -k 'not test_multithreaded_parallel_termination_resource_tracker_silent' \
     "$joblib_tests/test_parallel.py" "$joblib_tests/test_memmapping.py") || status=1
   return $status
 }

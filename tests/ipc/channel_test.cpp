@@ -870,7 +870,7 @@ TEST_F(ChannelTest, SocketDoorbellIsExactForAWriterInAnotherProcess) {
     for (int round = 0; round < 3; ++round) {
       if (::read(go[0], &c, 1) != 1) return 1;
       for (int i = 0; i <= round; ++i) {
-        if (w.send(bytes_of("m" + std::to_string(i)), deadline::after(5s)) != wait_result::ok) return 2;
+        if (w.send(bytes_of(std::string(1, 'm').append(std::to_string(i))), deadline::after(5s)) != wait_result::ok) return 2;
       }
       if (::write(done[1], "d", 1) != 1) return 3;
     }
