@@ -53,7 +53,7 @@ TEST_F(SupervisorBindingTest, AForkedChildsCodeIsCollectedOnceAndKept) {
 }
 
 TEST_F(SupervisorBindingTest, ALaunchedChildIsWaitedWithATimeoutThenKilled) {
-  ASSERT_TRUE(py.exec("ticket = sh('sleep 20', daemon=True)")) << take_error();
+  ASSERT_TRUE(py.exec("ticket = sh('exec sleep 20', daemon=True)")) << take_error();
   EXPECT_EQ(py.show("(table.poll(ticket), table.wait(ticket, 0.05), table.wait(ticket, 0))"), "(None, False, False)");
   EXPECT_EQ(py.show("ticket in table.running()"), "True");
   EXPECT_EQ(py.show("table.view(ticket)['method'], table.view(ticket)['daemon']"), "('spawn', True)");
