@@ -7,6 +7,17 @@
 #include <cstdio>
 
 namespace mphost::testing {
+namespace {
+
+// A test process leads a process group of its own, so that a watchdog's
+// kill(0) takes down the test and the helpers it forked, never the runner
+// (ctest, a CI script) that started it.
+[[maybe_unused]] const bool own_process_group = [] {
+  ::setpgid(0, 0);
+  return true;
+}();
+
+}  // namespace
 
 std::string watchdog::current_test_name() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();

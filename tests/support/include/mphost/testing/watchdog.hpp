@@ -1,7 +1,9 @@
 #pragma once
 // A watchdog for tests that fork or block: if the guarded scope has not
 // finished within its budget, the whole test process is killed with a
-// message naming the test, so a hang fails CI instead of stalling it.
+// message naming the test, so a hang fails CI instead of stalling it. A test
+// process that links this leads its own process group (set at start-up), so
+// the kill takes its forked helpers along and never the runner above it.
 
 #include <chrono>
 #include <condition_variable>
