@@ -158,6 +158,9 @@ def quiet_round(call):
 def ctrl_c_lateness(lock_call):
     """Ctrl-C (SIGINT to the process, default handler) during a Lock wait."""
     worst, kinds_seen = 0.0, set()
+    # As under a terminal: a program started in the background of a
+    # non-interactive shell inherits SIGINT ignored, and Python keeps that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for i in range(10):
         delay = 0.005 + i * 0.003
         due = time.monotonic() + delay
