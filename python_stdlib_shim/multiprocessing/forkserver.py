@@ -126,6 +126,7 @@ class ForkServer(object):
         if reap:
             _reap(zygote.pid, True)
         _mphost.remove_private_directory(zygote.directory)
+        _mphost.registry_drop('folder', zygote.directory)
 
     def _start_zygote(self):
         import _mphost
@@ -134,6 +135,10 @@ class ForkServer(object):
         # Directories of zygotes killed outright are removed by the next one.
         _mphost.sweep_orphaned_directories('mphost-fs-')
         listen_fd, directory, address = _mphost.forkserver_listen()
+        # Recorded in the tree's registry (no watcher): if the whole tree is
+        # killed, the next mphost program's sweep removes the directory with
+        # the tree's other leftovers.
+        _mphost.registry_add('folder', directory, 0)
         token = _mphost.forkserver_token()
         zygote_end, our_end = os.pipe()
         config = dict(
@@ -150,6 +155,7 @@ class ForkServer(object):
         except BaseException:
             os.close(our_end)
             _mphost.remove_private_directory(directory)
+            _mphost.registry_drop('folder', directory)
             raise
         finally:
             os.close(listen_fd)

@@ -147,6 +147,8 @@ def _remove_temp_dir(rmtree, tempdir):
     # rmtree comes as an argument: this may run late in shutdown, when the
     # shutil module is being torn down.
     rmtree(tempdir)
+    import _mphost
+    _mphost.registry_drop('folder', tempdir)
     me = process.current_process()
     if me is not None:
         # A child forked later must not inherit the removed path.
@@ -162,6 +164,10 @@ def get_temp_dir():
     import shutil
     import tempfile
     path = config['tempdir'] = tempfile.mkdtemp(prefix='pymp-')
+    # Listener and manager sockets live here: recorded in the tree's
+    # registry so that a tree killed as a whole leaves no directory behind.
+    import _mphost
+    _mphost.registry_add('folder', path, 0)
     Finalize(None, _remove_temp_dir, args=(shutil.rmtree, path), exitpriority=-100)
     info('made the temporary directory %s', path)
     return path

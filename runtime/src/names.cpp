@@ -47,7 +47,7 @@ std::string temp_root() {
 std::string make_private_directory(const std::string& prefix) {
   const std::string root = temp_root();
   for (int attempt = 0; attempt < 16; ++attempt) {
-    std::string path = root + "/" + prefix + std::to_string(::getpid()) + "-" + random_hex(8);
+    std::string path = root + "/" + prefix + std::to_string(::getpid()) + "-" + random_hex(12);
     if (::mkdir(path.c_str(), 0700) == 0) {
       // mkdir honours the umask, which can only remove bits: 0700 or less.
       return path;
