@@ -5,6 +5,7 @@
 
 #include "detail/owner_word.hpp"
 #include "detail/spin.hpp"
+#include "detail/undo_table.hpp"
 #include "mphost/ipc/error.hpp"
 #include "mphost/ipc/futex.hpp"
 
@@ -17,13 +18,13 @@ namespace detail {
 // the lock poll the word's line, which those updates then leave alone.
 struct semlock_state {
   static constexpr std::uint32_t magic_value = 0x6d70736c;  // "mpsl"
-  static constexpr std::uint32_t current_version = 2;
+  static constexpr std::uint32_t current_version = 3;
 
   std::uint32_t magic;
   std::uint32_t version;
   std::int32_t kind;
   std::uint32_t maxvalue;
-  std::uint32_t owner_mode;  // 1: a lock word with an owner; 0: a counter
+  std::uint32_t owner_mode;  // 1: a lock word with an owner; 0: a counter; 2: a counter with undo
 
   // Counter mode.
   futex_word value;
@@ -45,6 +46,18 @@ namespace {
 
 constexpr std::size_t segment_size = 4096;
 static_assert(sizeof(detail::semlock_state) <= segment_size);
+// With undo, the adjustment table follows the state in a larger segment.
+constexpr std::size_t undo_offset = detail::undo_table_offset;
+static_assert(sizeof(detail::semlock_state) <= undo_offset);
+constexpr std::uint32_t undo_owner_mode = 2;
+
+detail::undo_table& table_of(detail::semlock_state& s) noexcept {
+  return *reinterpret_cast<detail::undo_table*>(reinterpret_cast<char*>(&s) + undo_offset);
+}
+
+detail::undo_counter undo_of(detail::semlock_state& s) noexcept {
+  return detail::undo_counter(s.value, s.waiters, s.maxvalue, table_of(s));
+}
 
 detail::adaptive_spin semaphore_spin(500, 20000);
 
@@ -88,6 +101,7 @@ semaphore::semaphore(segment seg)
     : segment_(std::move(seg)),
       state_(static_cast<detail::semlock_state*>(segment_.base())),
       mode_(state_->owner_mode == 0                                             ? mode::counter
+            : state_->owner_mode == undo_owner_mode                             ? mode::undo
             : state_->kind == static_cast<int>(semlock_kind::recursive_mutex) ? mode::recursive
                                                                                : mode::lock) {}
 
@@ -96,7 +110,8 @@ semaphore::semaphore(semaphore&& other) noexcept
       state_(other.state_),
       mode_(other.mode_),
       local_count_(other.local_count_.load(std::memory_order_relaxed)),
-      last_thread_(other.last_thread_.load(std::memory_order_relaxed)) {
+      last_thread_(other.last_thread_.load(std::memory_order_relaxed)),
+      undo_hint_(other.undo_hint_) {
   other.state_ = nullptr;
 }
 
@@ -108,13 +123,15 @@ semaphore& semaphore::operator=(semaphore&& other) noexcept {
     other.state_ = nullptr;
     local_count_.store(other.local_count_.load(std::memory_order_relaxed), std::memory_order_relaxed);
     last_thread_.store(other.last_thread_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    undo_hint_ = other.undo_hint_;
   }
   return *this;
 }
 
 semaphore::~semaphore() = default;
 
-semaphore semaphore::create(semlock_kind kind, std::uint32_t value, std::uint32_t maxvalue, const std::string& name) {
+semaphore semaphore::create(semlock_kind kind, std::uint32_t value, std::uint32_t maxvalue, const std::string& name,
+                            const semaphore_options& options) {
   if (kind != semlock_kind::recursive_mutex && kind != semlock_kind::semaphore) throw_errno(EINVAL, "unknown semaphore kind");
   if (maxvalue == 0 || maxvalue > value_max || value > maxvalue) throw_errno(EINVAL, "invalid semaphore value");
   // A recursive mutex has maxvalue 1; created with value 0 it starts held
@@ -122,12 +139,18 @@ semaphore semaphore::create(semlock_kind kind, std::uint32_t value, std::uint32_
   if (kind == semlock_kind::recursive_mutex && maxvalue != 1) {
     throw_errno(EINVAL, "a recursive mutex has maxvalue 1");
   }
-  segment seg = name.empty() ? segment::create(segment_size, default_prefix) : segment::create_named(name, segment_size);
+  if (kind == semlock_kind::recursive_mutex && options.undo) throw_errno(EINVAL, "a recursive mutex has no undo");
+  const std::size_t size = options.undo ? detail::undo_segment_size : segment_size;
+  segment seg = name.empty() ? segment::create(size, default_prefix) : segment::create_named(name, size);
   auto* s = new (seg.base()) detail::semlock_state{};
   s->kind = static_cast<std::int32_t>(kind);
   s->maxvalue = maxvalue;
-  s->owner_mode = (kind == semlock_kind::recursive_mutex || maxvalue == 1) ? 1 : 0;
-  if (s->owner_mode) {
+  const bool owned = kind == semlock_kind::recursive_mutex || (maxvalue == 1 && options.track_holder && !options.undo);
+  s->owner_mode = owned ? 1 : options.undo ? undo_owner_mode : 0;
+  if (options.undo) {
+    detail::undo_counter::init(table_of(*s), size - undo_offset);
+    s->value.store(value, std::memory_order_relaxed);
+  } else if (s->owner_mode) {
     // A lock created held (Semaphore(0) bounded at 1) has no owner to lose.
     s->word.store(value == 1 ? 0 : detail::unknown_owner, std::memory_order_relaxed);
   } else {
@@ -145,7 +168,12 @@ semaphore semaphore::open(const std::string& name) {
   const auto* s = static_cast<const detail::semlock_state*>(seg.base());
   std::atomic_thread_fence(std::memory_order_acquire);
   if (s->magic != detail::semlock_state::magic_value || s->version != detail::semlock_state::current_version ||
-      (s->kind != 0 && s->kind != 1) || s->maxvalue == 0 || s->maxvalue > value_max || s->owner_mode > 1) {
+      (s->kind != 0 && s->kind != 1) || s->maxvalue == 0 || s->maxvalue > value_max || s->owner_mode > undo_owner_mode) {
+    throw_errno(EINVAL, "not a semaphore");
+  }
+  if (s->owner_mode == undo_owner_mode &&
+      (seg.size() < detail::undo_segment_size ||
+       table_of(*const_cast<detail::semlock_state*>(s)).capacity > detail::undo_capacity(seg.size() - undo_offset))) {
     throw_errno(EINVAL, "not a semaphore");
   }
   return semaphore(std::move(seg));
@@ -169,6 +197,12 @@ bool semaphore::try_acquire() noexcept {
     // plain load and store suffice.
     local_count_.store(local_count_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     last_thread_.store(me.tid, std::memory_order_relaxed);
+    return true;
+  }
+  if (mode_ == mode::undo) {
+    if (undo_of(s).try_take(undo_hint_) != wait_result::ok) return false;
+    local_count_.fetch_add(1, std::memory_order_relaxed);
+    last_thread_.store(detail::current_identity().tid, std::memory_order_relaxed);
     return true;
   }
   if (mode_ == mode::counter) {
@@ -207,8 +241,8 @@ void semaphore::note_owner_acquired(const detail::self_identity& me) noexcept {
 wait_result semaphore::acquire(const deadline& until) noexcept {
   if (try_acquire()) return wait_result::ok;
   detail::semlock_state& s = *state_;
-  if (mode_ == mode::counter) {
-    const wait_result r = acquire_counter(s, until);
+  if (mode_ == mode::counter || mode_ == mode::undo) {
+    const wait_result r = mode_ == mode::undo ? undo_of(s).take(undo_hint_, until) : acquire_counter(s, until);
     if (acquired(r)) {
       local_count_.fetch_add(1, std::memory_order_relaxed);
       last_thread_.store(detail::current_identity().tid, std::memory_order_relaxed);
@@ -248,6 +282,14 @@ errc semaphore::release_status() noexcept {
       if (!detail::owner_unlock(s.word, s.stamp)) return errc::released_too_many_times;
       return errc{};
     }
+    case mode::undo: {
+      const errc e = undo_of(s).give(undo_hint_);
+      if (e != errc{}) return e;
+      std::uint32_t c = local_count_.load(std::memory_order_relaxed);
+      while (c > 0 && !local_count_.compare_exchange_weak(c, c - 1, std::memory_order_relaxed)) {
+      }
+      return errc{};
+    }
     case mode::counter: break;
   }
   std::uint32_t v = s.value.load(std::memory_order_relaxed);
@@ -268,6 +310,10 @@ void semaphore::release() {
 }
 
 std::uint32_t semaphore::value() const noexcept {
+  if (mode_ == mode::undo) {
+    (void)undo_of(*state_).reap();
+    return state_->value.load(std::memory_order_seq_cst);
+  }
   const detail::semlock_state& s = *state_;
   if (s.owner_mode) return (s.word.load(std::memory_order_relaxed) & detail::owner_mask) == 0 ? 1 : 0;
   return s.value.load(std::memory_order_relaxed);
@@ -287,6 +333,12 @@ bool semaphore::is_mine() const noexcept {
 std::uint32_t semaphore::count() const noexcept {
   if (mode_ == mode::recursive) return is_mine() ? state_->recursion.load(std::memory_order_relaxed) : 0;
   return local_count_.load(std::memory_order_relaxed);
+}
+
+void semaphore::reserve_undo() {
+  if (mode_ == mode::undo && !undo_of(*state_).reserve(undo_hint_)) {
+    throw_errno(ENOSPC, "the semaphore's undo table is full: every slot belongs to a live process");
+  }
 }
 
 void semaphore::after_fork() noexcept { local_count_.store(0, std::memory_order_relaxed); }

@@ -19,17 +19,36 @@
 //                    thread of any process may release; releasing past
 //                    maxvalue fails with errc::released_too_many_times.
 //
-// Owner death. A recursive mutex records its owner (pid, start time, thread
-// id, recursion count); so does a semaphore whose maxvalue is 1 (Lock,
-// BoundedSemaphore(1)), whose holder is the process that last acquired it.
-// If that process dies holding it, the next acquirer takes it over and
-// acquire() returns wait_result::owner_died (acquired; the protected state may
-// be inconsistent). One caveat for the lock-like semaphore: a Lock acquired
-// by one process and meant to be released by another counts as held by the
-// first, so if the first dies before the release the lock is recovered early.
-// A counting semaphore (maxvalue > 1) cannot know which of its units a dead
-// process still held (producers acquire and consumers release, as in Queue),
-// so its value stays as the dead process left it.
+// Death of a process. The rule: what has an owner is recovered, what is a
+// counter is not -- unless it was created with undo.
+//   Lock, RLock   A recursive mutex records its owner (pid, start time,
+//                 thread id, recursion count); so does a lock-like semaphore
+//                 (maxvalue 1, created with track_holder: Lock), whose holder
+//                 is the process that last acquired it. If that process dies
+//                 holding it, the next acquirer takes it over and acquire()
+//                 returns wait_result::owner_died (acquired; the protected
+//                 state may be inconsistent). A Lock acquired by one process
+//                 and meant to be released by another counts as held by the
+//                 first, so if the first dies before the release the lock is
+//                 recovered early.
+//   Semaphore,    A counter (any maxvalue; track_holder false for maxvalue 1)
+//   Bounded-      has no owner: any process may release (signalling), so it
+//   Semaphore     cannot know which units a dead process still held. As with
+//                 POSIX semaphores, a dead process's acquisitions stay taken.
+//   ... with undo A counter created with undo keeps, in its own segment, a
+//                 table of each process's net acquisitions (acquires minus
+//                 releases it made; detail/undo_table.hpp), like System V's
+//                 SEM_UNDO: when a process dies, however it dies, its
+//                 positive balance is given back (never past maxvalue).
+//                 Waiters notice within about 50 ms; value() gives back
+//                 before it reads. The table is bounded (about 4000
+//                 processes): a process that needs a slot when all belong to
+//                 live processes gets ENOSPC from reserve_undo(), and its
+//                 acquire() fails as timed_out. Every acquire and release
+//                 takes a short robust lock (two atomic operations more than
+//                 a plain counter) and records its step in a journal, so any
+//                 process may die at any instruction and the count stays
+//                 exact.
 //
 // Waiting: a short adaptive spin, then a futex sleep; releasers wake sleepers
 // only when there are any. acquire() returns ok, owner_died, timed_out, or
@@ -61,6 +80,15 @@ namespace mphost::ipc {
 // Values match multiprocessing.synchronize's RECURSIVE_MUTEX and SEMAPHORE.
 enum class semlock_kind : int { recursive_mutex = 0, semaphore = 1 };
 
+// Creation options (create()).
+struct semaphore_options {
+  // A semaphore kind with maxvalue 1 records its holder and is recovered
+  // when it dies (Lock). False: a plain counter (BoundedSemaphore(1)).
+  bool track_holder = true;
+  // Give back a dead process's net acquisitions (a semaphore kind only).
+  bool undo = false;
+};
+
 namespace detail {
 struct semlock_state;
 struct self_identity;
@@ -74,8 +102,10 @@ class semaphore {
   // A new semaphore. An empty name picks an unguessable one; otherwise the
   // name must be free (EEXIST). Throws EINVAL for value > maxvalue, maxvalue
   // of 0 or above value_max, or a recursive mutex whose maxvalue is not 1
-  // (one created with value 0 starts held by no identifiable owner).
-  static semaphore create(semlock_kind kind, std::uint32_t value, std::uint32_t maxvalue, const std::string& name = {});
+  // (one created with value 0 starts held by no identifiable owner), or
+  // undo for a recursive mutex.
+  static semaphore create(semlock_kind kind, std::uint32_t value, std::uint32_t maxvalue, const std::string& name = {},
+                          const semaphore_options& options = {});
   // Opens an existing semaphore (ENOENT if there is none, EINVAL if the
   // segment does not hold one).
   static semaphore open(const std::string& name);
@@ -108,7 +138,15 @@ class semaphore {
   // on success, else errc::released_too_many_times or errc::not_owner.
   [[nodiscard]] errc release_status() noexcept;
 
-  // Current value: the counter, or 1/0 for free/held locks.
+  // Created with undo.
+  bool undo() const noexcept { return mode_ == mode::undo; }
+  // With undo: claims the calling process's slot in the table now (acquire
+  // and release claim it too). Throws ENOSPC when the table is full of live
+  // processes. Without undo: nothing.
+  void reserve_undo();
+
+  // Current value: the counter, or 1/0 for free/held locks. With undo, what
+  // dead processes held is given back first.
   std::uint32_t value() const noexcept;
   bool is_zero() const noexcept { return value() == 0; }
   // Held by the calling thread (recursive mutex), or acquired through this
@@ -123,7 +161,7 @@ class semaphore {
  private:
   // Which protocol the shared state follows (fixed at creation; cached
   // here so that the hot paths read no shared field to choose).
-  enum class mode : std::uint8_t { counter, lock, recursive };
+  enum class mode : std::uint8_t { counter, lock, recursive, undo };
 
   explicit semaphore(segment seg);
   void note_owner_acquired(const detail::self_identity& me) noexcept;
@@ -133,6 +171,9 @@ class semaphore {
   mode mode_ = mode::counter;
   std::atomic<std::uint32_t> local_count_{0};
   std::atomic<std::uint32_t> last_thread_{0};
+  // With undo: the index of this process's slot, a hint read and written
+  // under the table's guard only.
+  std::uint32_t undo_hint_ = 0;
 };
 
 }  // namespace mphost::ipc
