@@ -32,16 +32,24 @@ PyObject* wrap(PyTypeObject* cls, ipc::semaphore sem, PyObject* name) {
 }
 
 PyObject* semlock_new(PyTypeObject* cls, PyObject* args, PyObject* kwds) {
-  static const char* keywords[] = {"kind", "value", "maxvalue", "name", "unlink", nullptr};
-  int kind = 0, unlink = 0;
+  // CPython's five arguments, then mphost's own, by keyword only: `holder`
+  // (a semaphore of maxvalue 1 records its holder and is recovered when it
+  // dies, as a Lock; False for BoundedSemaphore(1)) and `undo` (a dead
+  // process's net acquisitions are given back; ipc/semaphore.hpp).
+  static const char* keywords[] = {"kind", "value", "maxvalue", "name", "unlink", "holder", "undo", nullptr};
+  int kind = 0, unlink = 0, holder = 1, undo = 0;
   long value = 0, maxvalue = 0;
   const char* name = nullptr;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "illsp", const_cast<char**>(keywords), &kind, &value, &maxvalue, &name,
-                                   &unlink)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "illsp|$pp", const_cast<char**>(keywords), &kind, &value, &maxvalue,
+                                   &name, &unlink, &holder, &undo)) {
     return nullptr;
   }
   if (kind != 0 && kind != 1) {
     PyErr_SetString(PyExc_ValueError, "unrecognized kind");
+    return nullptr;
+  }
+  if (undo && kind != 1) {
+    PyErr_SetString(PyExc_ValueError, "undo applies to semaphores only (an RLock is recovered by itself)");
     return nullptr;
   }
   if (value < 0 || maxvalue <= 0 || maxvalue > static_cast<long>(ipc::semaphore::value_max) || value > maxvalue) {
@@ -51,7 +59,8 @@ PyObject* semlock_new(PyTypeObject* cls, PyObject* args, PyObject* kwds) {
   std::optional<ipc::semaphore> sem;
   if (!errors_to_python([&] {
         sem.emplace(ipc::semaphore::create(static_cast<ipc::semlock_kind>(kind), static_cast<std::uint32_t>(value),
-                                           static_cast<std::uint32_t>(maxvalue), segment_name(name)));
+                                           static_cast<std::uint32_t>(maxvalue), segment_name(name),
+                                           ipc::semaphore_options{holder != 0, undo != 0}));
         if (unlink) ipc::semaphore::unlink(sem->name());
       })) {
     return nullptr;
@@ -142,6 +151,9 @@ bool parse_acquire(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, P
   if (!parse_acquire(args, nargs, kwnames, block_obj, timeout_obj)) return nullptr;
   int block = 1;
   if (block_obj != nullptr && (block = PyObject_IsTrue(block_obj)) < 0) return nullptr;
+  // With undo, the first acquisition of a process claims its slot in the
+  // table; a full table is an error, not a wait.
+  if (self->sem->undo() && !errors_to_python([&] { self->sem->reserve_undo(); })) return nullptr;
   // The timeout is read only to wait (never without blocking); a negative
   // one is zero.
   const auto attempt = [sem = self->sem](const ipc::deadline& d) { return sem->acquire(d); };
@@ -201,6 +213,7 @@ PyObject* get_kind(PyObject* op, void*) { return PyLong_FromLong(static_cast<int
 PyObject* get_maxvalue(PyObject* op, void*) { return PyLong_FromUnsignedLong(sem_of(op).maxvalue()); }
 PyObject* get_name(PyObject* op, void*) { return Py_NewRef(reinterpret_cast<object*>(op)->name); }
 PyObject* get_recovered(PyObject* op, void*) { return PyBool_FromLong(reinterpret_cast<object*>(op)->recovered); }
+PyObject* get_undo(PyObject* op, void*) { return PyBool_FromLong(sem_of(op).undo()); }
 
 template <class Fn>
 PyCFunction as_method(Fn* fn) {
@@ -229,6 +242,7 @@ PyGetSetDef semlock_getset[] = {
     {"name", get_name, nullptr, "Name by which other processes open it; None once unlinked.", nullptr},
     {"_recovered", get_recovered, nullptr,
      "True once an acquire took it over from a process that died holding it.", nullptr},
+    {"undo", get_undo, nullptr, "True when a dead process's net acquisitions are given back.", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 

@@ -2,9 +2,13 @@
 
 Every primitive here is a thin face over a native object in shared memory:
 
-    Lock, RLock, Semaphore,     _multiprocessing.SemLock (ipc::semaphore): a lock
-    BoundedSemaphore            whose holder died is recovered by the next
-                                acquirer, with an AbandonedLockWarning
+    Lock, RLock, Semaphore,     _multiprocessing.SemLock (ipc::semaphore): a Lock
+    BoundedSemaphore            or RLock whose holder died is recovered by the
+                                next acquirer, with an AbandonedLockWarning;
+                                a Semaphore or BoundedSemaphore is a counter
+                                with no owner, and what a dead process took
+                                stays taken, as on the stdlib, unless it was
+                                made with undo (mphost.Semaphore)
     Condition                   _mphost.SharedCondition (ipc::condition) over the
                                 Lock or RLock it is given
     Event                       _mphost.SharedEvent (ipc::event)
@@ -73,9 +77,9 @@ class SemLock(_SemLockFront):
 
     _rand = tempfile._RandomNameSequence()
 
-    def __init__(self, kind, value, maxvalue, *, ctx):
+    def __init__(self, kind, value, maxvalue, *, ctx, **native_options):
         self._is_fork_ctx = _shared_by_fork_only(ctx)
-        self._semlock = self._new_native(kind, value, maxvalue)
+        self._semlock = self._new_native(kind, value, maxvalue, native_options)
         util.debug(f'created semlock with handle {self._semlock.handle}')
         self._make_methods()
         util.register_after_fork(self, SemLock._after_fork)
@@ -85,13 +89,13 @@ class SemLock(_SemLockFront):
             register(name, 'semaphore')
             util.Finalize(self, SemLock._cleanup, (name,), exitpriority=0)
 
-    def _new_native(self, kind, value, maxvalue):
+    def _new_native(self, kind, value, maxvalue, options):
         # Fork-only semaphores are unlinked at once: the name is never needed.
         tries = 100
         while tries:
             tries -= 1
             try:
-                return _NativeSemLock(kind, value, maxvalue, self._make_name(), self._is_fork_ctx)
+                return _NativeSemLock(kind, value, maxvalue, self._make_name(), self._is_fork_ctx, **options)
             except FileExistsError:
                 if not tries:
                     raise FileExistsError('cannot find name for semaphore') from None
@@ -152,28 +156,35 @@ def _describe(face, render):
     return f'<{type(face).__name__}({fields if fields is not None else render(None)})>'
 
 
-class Semaphore(SemLock):
+def _undo_note(s):
+    return ', undo=True' if s is not None and s.undo else ''
 
-    def __init__(self, value=1, *, ctx):
-        super().__init__(SEMAPHORE, value, SEM_VALUE_MAX, ctx=ctx)
+
+class Semaphore(SemLock):
+    """A counter with no owner: any process may release it. `_undo` (see
+    mphost.Semaphore) gives a dead process's net acquisitions back."""
+
+    def __init__(self, value=1, *, ctx, _undo=False):
+        super().__init__(SEMAPHORE, value, SEM_VALUE_MAX, ctx=ctx, holder=False, undo=_undo)
 
     def get_value(self):
         return self._semlock._get_value()
 
     def __repr__(self):
-        return _describe(self, lambda s: f'value={"unknown" if s is None else s._get_value()}')
+        return _describe(self, lambda s: f'value={"unknown" if s is None else s._get_value()}{_undo_note(s)}')
 
 
 class BoundedSemaphore(Semaphore):
 
-    def __init__(self, value=1, *, ctx):
-        SemLock.__init__(self, SEMAPHORE, value, value, ctx=ctx)
+    def __init__(self, value=1, *, ctx, _undo=False):
+        # No holder even at value 1: a counter, unlike Lock.
+        SemLock.__init__(self, SEMAPHORE, value, value, ctx=ctx, holder=False, undo=_undo)
 
     def __repr__(self):
         def render(s):
             if s is None:
                 return 'value=unknown, maxvalue=unknown'
-            return f'value={s._get_value()}, maxvalue={s.maxvalue}'
+            return f'value={s._get_value()}, maxvalue={s.maxvalue}{_undo_note(s)}'
         return _describe(self, render)
 
 
