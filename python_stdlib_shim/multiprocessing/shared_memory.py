@@ -41,8 +41,9 @@ _SHM_SAFE_NAME_LENGTH = 14
 _SHM_NAME_PREFIX = '/psm_'
 
 
-# Random bytes in a name: two hex digits each, filling the safe length.
-_NAME_RANDOM_BYTES = (_SHM_SAFE_NAME_LENGTH - len(_SHM_NAME_PREFIX)) // 2
+# Random bytes in a name: two hex digits each. Linux has no 14-character
+# limit: 96 bits, so that no name can be guessed.
+_NAME_RANDOM_BYTES = 12
 
 
 def _make_filename():

@@ -28,6 +28,7 @@ creating object goes away.
 
 __all__ = ['Lock', 'RLock', 'Semaphore', 'BoundedSemaphore', 'Condition', 'Event', 'Barrier']
 
+import secrets
 import tempfile
 import threading
 import time
@@ -102,8 +103,9 @@ class SemLock(_SemLockFront):
 
     @staticmethod
     def _make_name():
+        # 96 random bits: a name no other program can guess.
         prefix = process.current_process()._config['semprefix']
-        return f'{prefix}-{next(SemLock._rand)}'
+        return f'{prefix}-{secrets.token_hex(12)}'
 
     @staticmethod
     def _cleanup(name):

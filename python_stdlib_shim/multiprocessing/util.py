@@ -163,7 +163,8 @@ def get_temp_dir():
         return path
     import shutil
     import tempfile
-    path = config['tempdir'] = tempfile.mkdtemp(prefix='pymp-')
+    # 96 random bits in the name besides mkdtemp's own.
+    path = config['tempdir'] = tempfile.mkdtemp(prefix=f'pymp-{os.urandom(12).hex()}-')
     # Listener and manager sockets live here: recorded in the tree's
     # registry so that a tree killed as a whole leaves no directory behind.
     import _mphost
