@@ -92,7 +92,7 @@ class TestSharedMemory:
 
     def test_auto_names(self, segments):
         name = shared_memory._make_filename()
-        assert name.startswith('/psm_') and len(name) == 13  # the stdlib's 4 random bytes
+        assert name.startswith('/psm_') and len(name) == 29  # 12 random bytes (the stdlib: 4)
         int(name[5:], 16)
         seg = shared_memory.SharedMemory(create=True, size=1)
         segments.append(seg)
