@@ -68,7 +68,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* in, std::size_t size) 
                              std::memcpy(&declared, bytes + 4, 4);
                              return declared == count;
                            }();
-  fuzz::require(got.has_value() == well_formed, well_formed ? "a valid request was refused" : "a bad request was accepted");
+  fuzz::require(got.has_value() == well_formed,
+                well_formed ? "a valid request was refused" : "a bad request was accepted");
   if (got) {
     fuzz::require(got->size() == count, "an accepted request handed over another number of descriptors");
     ipc::close_all(*got);

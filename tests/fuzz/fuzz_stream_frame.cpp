@@ -147,8 +147,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* in, std::size_t size) 
         body.insert(body.end(), piece, piece + n);
       }
       fuzz::require(s.consumed() == message_start + prefix_size + body.size(), "the reader read past its message");
-      fuzz::require(std::equal(body.begin(), body.end(), data.begin() + static_cast<std::ptrdiff_t>(message_start + prefix_size)),
-                    "the body is not the bytes after the prefix");
+      fuzz::require(
+          std::equal(body.begin(), body.end(), data.begin() + static_cast<std::ptrdiff_t>(message_start + prefix_size)),
+          "the body is not the bytes after the prefix");
       round_trip(body, pattern);
       message_start = s.consumed();
     } catch (const std::system_error& e) {

@@ -206,7 +206,8 @@ void handshake_seeds() {
 void forkserver_seeds() {
   const std::string token(runtime::forkserver_token_size, 'k');
   for (std::uint32_t count : {0u, 1u, 3u, 16u, 17u}) {
-    put("fuzz_forkserver_request", static_cast<int>(count), bytes(1, static_cast<char>(count)) + "MPFS" + le(count, 4) + token);
+    put("fuzz_forkserver_request", static_cast<int>(count),
+        bytes(1, static_cast<char>(count)) + "MPFS" + le(count, 4) + token);
   }
   put("fuzz_forkserver_request", 100, bytes(1, '\x02') + "MPFS" + le(2, 4) + std::string(token.size(), 'j'));
 }
