@@ -6,6 +6,8 @@
 #   tools/dev.sh test    install dependencies, build, run every test
 #   tools/dev.sh setup | build | install PREFIX
 #   tools/dev.sh package install dependencies, build, write build/mphost_<version>_amd64.deb
+#   tools/dev.sh fuzz [SECONDS]  build the libFuzzer targets (clang, ASan+UBSan) in
+#                        build-fuzz and run each for SECONDS (default 20) over its corpus
 #
 # Every step is idempotent: packages already installed are not fetched again
 # and the build is incremental.
@@ -23,6 +25,7 @@ packages=(
   python3-tqdm python3-joblib python3-dask
   python3-sklearn python3-torch python3-pebble python3-distributed
   python3-pandas python3-scipy python3-cloudpickle
+  clang libclang-rt-14-dev
 )
 
 setup() {
@@ -42,6 +45,41 @@ setup() {
 build() {
   cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$build_dir" -j"$jobs"
+}
+
+# The fuzz targets of tests/fuzz (docs/reliability/fuzzing.md): each runs
+# for a bounded time over a scratch copy of its seed corpus (the tree's
+# corpus is only read); a crash leaves its input in build-fuzz/artifacts and
+# fails the step. Then the Python-side pre-authentication loop under mphost.
+fuzz() {
+  local seconds=${1:-20} fuzz_dir=${MPHOST_FUZZ_BUILD_DIR:-$root/build-fuzz} status=0 target dict
+  cmake -S "$root" -B "$fuzz_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+    -DMPHOST_FUZZ=ON -DMPHOST_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$fuzz_dir" --target mphost_fuzzers -j"$jobs"
+  mkdir -p "$fuzz_dir/artifacts"
+  for target in fuzz_channel_frame fuzz_block_ref fuzz_stream_frame fuzz_pickle_reader \
+                fuzz_handshake fuzz_forkserver_request fuzz_preauth; do
+    rm -rf "$fuzz_dir/work/$target" && mkdir -p "$fuzz_dir/work/$target"
+    dict=$root/tests/fuzz/dict/${target#fuzz_}.dict
+    local args=(-max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$fuzz_dir/artifacts/$target-")
+    [ -f "$dict" ] && args+=(-dict="$dict")
+    echo "-- $target, ${seconds}s"
+    if "$fuzz_dir/bin/$target" "${args[@]}" "$fuzz_dir/work/$target" "$root/tests/fuzz/corpus/$target" \
+        >"$fuzz_dir/work/$target.log" 2>&1; then
+      grep -E '^stat::number_of_executed_units|^Done' "$fuzz_dir/work/$target.log" || true
+    else
+      tail -40 "$fuzz_dir/work/$target.log"
+      echo "$target: FAILED (input saved under $fuzz_dir/artifacts)"
+      status=1
+    fi
+  done
+  if [ -x "$build_dir/bin/mphost" ]; then
+    echo "-- preauth_loop.py under mphost"
+    "$build_dir/bin/mphost" "$root/tests/fuzz/preauth_loop.py" --seconds "$((seconds < 15 ? seconds : 15))" || status=1
+  else
+    echo "-- preauth_loop.py: not run ($build_dir/bin/mphost is not built)"
+  fi
+  return $status
 }
 
 demo() {
@@ -84,6 +122,8 @@ run_tests() {
   (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider \
     -k 'not test_multithreaded_parallel_termination_resource_tracker_silent' \
     "$joblib_tests/test_parallel.py" "$joblib_tests/test_memmapping.py") || status=1
+  echo "== Fuzzing: each libFuzzer target of tests/fuzz for 20 s over its corpus (ASan+UBSan)"
+  fuzz 20 || status=1
   return $status
 }
 
@@ -96,5 +136,6 @@ case "${1:-}" in
     [ -n "${2:-}" ] || { echo "usage: tools/dev.sh install PREFIX" >&2; exit 2; }
     setup; build; cmake --install "$build_dir" --prefix "$2" ;;
   package) setup; build; cmake --build "$build_dir" --target package ;;
-  *) echo "usage: tools/dev.sh {demo|test|setup|build|install PREFIX|package}" >&2; exit 2 ;;
+  fuzz) setup; fuzz "${2:-20}" ;;
+  *) echo "usage: tools/dev.sh {demo|test|setup|build|install PREFIX|package|fuzz [SECONDS]}" >&2; exit 2 ;;
 esac

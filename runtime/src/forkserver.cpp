@@ -24,6 +24,7 @@ namespace {
 
 constexpr char magic[4] = {'M', 'P', 'F', 'S'};
 constexpr std::size_t header_size = sizeof magic + 4 + forkserver_token_size;
+static_assert(header_size == forkserver_request_size);
 
 sockaddr_un socket_address(const std::string& path) {
   sockaddr_un addr{};
@@ -41,26 +42,33 @@ bool equal_in_constant_time(const char* a, const char* b, std::size_t n) noexcep
 
 using ipc::close_all;
 
-// Receives one request header and its descriptors. Returns nullopt (having
-// closed whatever arrived) when the request is malformed or unauthenticated.
-std::optional<std::vector<int>> receive_request(int conn, const std::string& token) {
+}  // namespace
+
+bool forkserver_request_valid(std::span<const char> header, bool truncated, std::size_t fd_count,
+                              const std::string& token) noexcept {
+  if (header.size() != forkserver_request_size || truncated || token.size() != forkserver_token_size ||
+      std::memcmp(header.data(), magic, sizeof magic) != 0) {
+    return false;
+  }
+  std::uint32_t declared = 0;
+  std::memcpy(&declared, header.data() + sizeof magic, 4);
+  return declared == fd_count &&
+         equal_in_constant_time(header.data() + sizeof magic + 4, token.data(), forkserver_token_size);
+}
+
+std::optional<std::vector<int>> receive_forkserver_request(int conn, const std::string& token) {
   char header[header_size];
   ipc::received_with_fds got = ipc::receive_with_fds(conn, header, sizeof header, forkserver_max_fds);
-  std::vector<int>& fds = got.fds;
-  std::uint32_t declared = 0;
-  bool ok = got.bytes == static_cast<ssize_t>(header_size) && !got.truncated &&
-            std::memcmp(header, magic, sizeof magic) == 0 && token.size() == forkserver_token_size;
-  if (ok) {
-    std::memcpy(&declared, header + sizeof magic, 4);
-    ok = declared == fds.size() &&
-         equal_in_constant_time(header + sizeof magic + 4, token.data(), forkserver_token_size);
-  }
-  if (!ok) {
-    close_all(fds);
+  const std::size_t bytes = got.bytes < 0 ? 0 : static_cast<std::size_t>(got.bytes);
+  if (got.bytes < 0 ||
+      !forkserver_request_valid(std::span<const char>(header, bytes), got.truncated, got.fds.size(), token)) {
+    close_all(got.fds);
     return std::nullopt;
   }
-  return fds;
+  return std::move(got.fds);
 }
+
+namespace {
 
 bool send_quietly(int fd, const void* data, std::size_t size) noexcept {
   const auto* p = static_cast<const char*>(data);
@@ -186,7 +194,7 @@ std::optional<std::vector<int>> run_zygote(int listen_fd, int alive_fd, const st
     // A client that connects and then says nothing must not stall the zygote.
     const timeval limit{5, 0};
     ::setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-    std::optional<std::vector<int>> fds = receive_request(conn, token);
+    std::optional<std::vector<int>> fds = receive_forkserver_request(conn, token);
     if (!fds) {
       ::close(conn);
       continue;

@@ -2,11 +2,18 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "mphost/ipc/error.hpp"
 
 namespace mphost::runtime {
+namespace {
+
+// Storage a message's body starts with; it doubles from there as it fills.
+constexpr std::size_t growth_step = std::size_t{1} << 20;
+
+}  // namespace
 
 void write_all(int fd, const void* data, std::size_t size) {
   const auto* p = static_cast<const char*>(data);
@@ -55,9 +62,17 @@ std::vector<std::byte> read_message(int fd, std::uint64_t max_size) {
   std::uint64_t size = 0;
   for (int i = 0; i < 8; ++i) size |= std::uint64_t{header[i]} << (8 * i);
   if (size > max_size) throw std::system_error(errc::message_too_large, "handshake message too large");
-  std::vector<std::byte> payload(size);
-  if (size > 0 && !read_all(fd, payload.data(), payload.size())) {
-    throw std::system_error(errc::peer_closed, "message truncated by end of file");
+  // The length is the peer's word: storage grows as the bytes arrive, so a
+  // corrupt length costs at most twice what was really sent.
+  std::vector<std::byte> payload;
+  while (payload.size() < size) {
+    const std::size_t have = payload.size();
+    const std::size_t more =
+        static_cast<std::size_t>(std::min<std::uint64_t>(size - have, std::max<std::size_t>(have, growth_step)));
+    payload.resize(have + more);
+    if (!read_all(fd, payload.data() + have, more)) {
+      throw std::system_error(errc::peer_closed, "message truncated by end of file");
+    }
   }
   return payload;
 }

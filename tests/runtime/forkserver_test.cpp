@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "mphost/ipc/error.hpp"
+#include "mphost/ipc/fd_passing.hpp"
 #include "mphost/runtime/exit_status.hpp"
 #include "mphost/runtime/names.hpp"
 #include "mphost/testing/child_process.hpp"
@@ -143,6 +145,55 @@ TEST(ForkserverTest, WrongTokenIsRefused) {
   } catch (const std::system_error& e) {
     EXPECT_EQ(e.code(), errc::auth_failed);
   }
+}
+
+// The request check apart from its I/O (what tests/fuzz/fuzz_forkserver_request
+// drives over a socket pair).
+TEST(ForkserverTest, RequestCheckAcceptsOnlyTheMagicTheCountAndTheToken) {
+  const std::string token(forkserver_token_size, 't');
+  std::string header = "MPFS";
+  const std::uint32_t two = 2;
+  header.append(reinterpret_cast<const char*>(&two), 4);
+  header += token;
+  ASSERT_EQ(header.size(), forkserver_request_size);
+  const auto check = [&](const std::string& h, bool truncated, std::size_t fds, const std::string& t) {
+    return forkserver_request_valid(std::span<const char>(h.data(), h.size()), truncated, fds, t);
+  };
+  EXPECT_TRUE(check(header, false, 2, token));
+  EXPECT_FALSE(check(header, true, 2, token));    // more descriptors than the zygote takes
+  EXPECT_FALSE(check(header, false, 1, token));   // a count that does not match
+  EXPECT_FALSE(check(header, false, 2, std::string(forkserver_token_size, 'u')));
+  EXPECT_FALSE(check(header, false, 2, "short"));
+  EXPECT_FALSE(check(header.substr(0, header.size() - 1), false, 2, token));
+  std::string bad_magic = header;
+  bad_magic[0] = 'X';
+  EXPECT_FALSE(check(bad_magic, false, 2, token));
+  std::string bad_token = header;
+  bad_token.back() ^= 1;
+  EXPECT_FALSE(check(bad_token, false, 2, token));
+}
+
+// A request with descriptors and a wrong token: refused, and the descriptors
+// that came with it are closed, not kept.
+TEST(ForkserverTest, RefusedRequestClosesTheDescriptorsItCarried) {
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  std::string header = "MPFS";
+  const std::uint32_t one = 1;
+  header.append(reinterpret_cast<const char*>(&one), 4);
+  header += std::string(forkserver_token_size, 'w');
+  const int carried[] = {pipe_fds[1]};
+  ASSERT_EQ(ipc::send_with_fds(pair[0], header.data(), header.size(), carried), static_cast<ssize_t>(header.size()));
+  ::close(pipe_fds[1]);
+  EXPECT_FALSE(receive_forkserver_request(pair[1], std::string(forkserver_token_size, 'k')).has_value());
+  // Every write end is closed now: the read end sees end of file at once.
+  char byte;
+  EXPECT_EQ(::read(pipe_fds[0], &byte, 1), 0);
+  ::close(pipe_fds[0]);
+  ::close(pair[0]);
+  ::close(pair[1]);
 }
 
 }  // namespace

@@ -29,6 +29,8 @@ namespace mphost::runtime {
 
 inline constexpr std::size_t forkserver_token_size = 64;
 inline constexpr std::size_t forkserver_max_fds = 16;
+// Bytes of a request header: "MPFS", the u32 fd count, the token.
+inline constexpr std::size_t forkserver_request_size = 4 + 4 + forkserver_token_size;
 
 struct forkserver_listener {
   int fd = -1;            // listening socket, close-on-exec
@@ -49,6 +51,21 @@ std::string new_forkserver_token();
 // (embed/ runs the interpreter's fork protocol in them).
 std::optional<std::vector<int>> run_zygote(int listen_fd, int alive_fd, const std::string& token,
                                            const fork_hooks& hooks);
+
+// The zygote's check of a request, apart from its I/O so that it can be
+// tested and fuzzed alone: `header` is every byte received (at most
+// forkserver_request_size are read), `truncated` says more descriptors came
+// than forkserver_max_fds, `fd_count` how many were kept. True only for a
+// whole header with the magic, a declared count equal to fd_count, and the
+// token (compared in constant time).
+bool forkserver_request_valid(std::span<const char> header, bool truncated, std::size_t fd_count,
+                              const std::string& token) noexcept;
+
+// Receives one request on an accepted connection: its descriptors when it
+// is valid; nullopt, with every descriptor that arrived closed, otherwise.
+// Reads at most forkserver_request_size bytes (the socket's receive timeout
+// bounds the wait); never throws for a peer's bytes.
+std::optional<std::vector<int>> receive_forkserver_request(int conn, const std::string& token);
 
 struct forked_child {
   pid_t pid = -1;

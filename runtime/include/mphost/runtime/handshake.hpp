@@ -6,7 +6,9 @@
 // and the process object into it. A message is an 8-byte little-endian length
 // followed by that many bytes. A reader that meets end-of-file before a whole
 // message gets errc::peer_closed; a length above `max_size` gives
-// errc::message_too_large before anything is allocated.
+// errc::message_too_large before anything is allocated; below it, storage
+// grows as the bytes arrive, so a length the peer does not back with data
+// never reserves more than twice what it sent (at least 1 MiB).
 
 #include <cstddef>
 #include <cstdint>
