@@ -133,6 +133,9 @@ struct channel::state {
   std::uint32_t slot = detail::no_slot;
   std::uint32_t slot_generation = 0;
   std::uint32_t fork_slot = detail::no_slot;
+  // Tickets this process handed out through this endpoint (hand_over):
+  // while none, withdraw_hand_overs has nothing to look for.
+  std::atomic<std::uint32_t> handed_over{0};
   std::atomic<bool> closed{false};
   // Set by close(): calls in progress stop waiting and throw handle_closed.
   std::atomic<bool> cancelled{false};
@@ -168,6 +171,7 @@ struct channel::state {
   void detach() noexcept;             // unregisters, wakes peers
   void ensure_slot();                 // a registration for a forked child that has none
   bool reap_dead() noexcept;          // forgets dead endpoints; true if any
+  bool any_live_endpoint() const noexcept;  // stops at the first live one
   void maybe_reap() noexcept;         // reap_dead, at most every few ms
   bool writer_gone(std::uint32_t writer) const noexcept;
 

@@ -271,7 +271,8 @@ class channel {
 
   // Withdraws every place this process reserved with hand_over() and that
   // was not taken yet: for a process that is exiting, whose tickets no one
-  // will use any more (they would otherwise keep the channel alive).
+  // will use any more (they would otherwise keep the channel alive). Costs
+  // nothing on an endpoint that never handed a ticket out (in this process).
   void withdraw_hand_overs() noexcept;
   struct endpoint_counts {
     std::uint32_t readers;
