@@ -24,6 +24,7 @@ std::uint64_t round_capacity(std::size_t requested) noexcept {
 std::shared_ptr<channel::state> make_state(segment seg, endpoint_role role) {
   auto s = std::make_shared<channel::state>();
   s->ctl = static_cast<control*>(seg.base());
+  s->table = detail::slot_table(*s->ctl);
   s->control_segment = std::make_shared<segment>(std::move(seg));
   s->name = s->control_segment->name();
   s->block_prefix = (s->name[0] == '/' ? s->name.substr(1) : s->name) + ".b";
@@ -266,6 +267,18 @@ void channel::close(bool wake_waiters) noexcept {
     detail::process_exiting.store(true, std::memory_order_release);
   }
   held->detach();
+  if (!wake_waiters) {
+    // The process is exiting: its mappings go with it, all at once, far
+    // cheaper than one munmap per endpoint (a child of a tree with
+    // thousands of queues closes every end it inherited).
+    static std::mutex kept_mutex;
+    static auto* kept = new std::vector<std::shared_ptr<segment>>;  // never freed
+    std::lock_guard lock(kept_mutex);
+    try {
+      kept->push_back(held->control_segment);
+    } catch (...) {
+    }
+  }
 }
 
 // ---- reservation ----

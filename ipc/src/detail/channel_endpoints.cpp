@@ -141,10 +141,14 @@ bool slot_alive(const endpoint_slot& s, std::uint64_t o) noexcept {
 using registry = detail::endpoint_registry;
 using detail::endpoints_registry;
 
+// The process that forked (set in before_fork; read by the child).
+pid_t parent_pid = 0;
+
 void before_fork() noexcept {
   registry& r = endpoints_registry();
   r.mutex.lock();
   const process_identity me = process_identity::current();
+  parent_pid = me.pid;
   const std::int64_t expiry = detail::monotonic_ns() + fork_place_validity_ns;
   for (channel::state* s : r.states) {
     s->bell_mutex.lock();
@@ -153,7 +157,7 @@ void before_fork() noexcept {
     if (s->slot == detail::no_slot || s->closed.load(std::memory_order_relaxed)) continue;
     // Hold a place for the child's copy of this endpoint before the fork, so
     // no peer can see the channel without it even for an instant.
-    s->fork_slot = claim_slot(*s, role_bits(s->role), detail::slot_pending, me, expiry, nullptr);
+    s->fork_slot = claim_slot(*s, role_bits(s->role), detail::slot_pending, me, expiry, &s->fork_generation);
   }
 }
 
@@ -176,18 +180,21 @@ void after_fork_in_child() noexcept {
     s->slot = detail::no_slot;
     s->handed_over.store(0, std::memory_order_relaxed);  // the parent's tickets
     if (i != detail::no_slot) {
-      endpoint_slot& slot = detail::slot_at(*s->ctl, i);
-      std::uint64_t o = slot.owner.load(std::memory_order_acquire);
-      if (detail::owner_status(o) == detail::slot_pending) {
-        const std::uint64_t mine = detail::make_owner(static_cast<std::uint32_t>(me.pid), detail::owner_generation(o),
-                                                      detail::owner_role(o), detail::slot_active);
-        slot.start_time.store(0, std::memory_order_relaxed);
-        if (slot.owner.compare_exchange_strong(o, mine, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-          slot.start_time.store(me.start_time, std::memory_order_relaxed);
-          slot.expiry_ns.store(0, std::memory_order_relaxed);
-          s->slot = i;
-          s->slot_generation = detail::owner_generation(o);
-        }
+      // One compare-and-swap on the owner word the parent wrote before the
+      // fork (known here, so the page is not read first: a write fault
+      // only). The start time goes first: no reaper may pair the child's
+      // pid with the parent's start time.
+      endpoint_slot& slot = s->table[i];
+      std::uint64_t o = detail::make_owner(static_cast<std::uint32_t>(parent_pid), s->fork_generation, role_bits(s->role),
+                                           detail::slot_pending);
+      const std::uint64_t mine = detail::make_owner(static_cast<std::uint32_t>(me.pid), s->fork_generation,
+                                                    role_bits(s->role), detail::slot_active);
+      slot.start_time.store(0, std::memory_order_relaxed);
+      if (slot.owner.compare_exchange_strong(o, mine, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        slot.start_time.store(me.start_time, std::memory_order_relaxed);
+        slot.expiry_ns.store(0, std::memory_order_relaxed);
+        s->slot = i;
+        s->slot_generation = s->fork_generation;
       }
     }
     // The watcher thread does not exist here. An eventfd doorbell is the
@@ -212,13 +219,19 @@ void after_fork_in_child() noexcept {
 void register_state(channel::state* s) {
   registry& r = endpoints_registry();
   std::lock_guard lock(r.mutex);
+  s->registry_index = r.states.size();
   r.states.push_back(s);
 }
 
 void unregister_state(channel::state* s) noexcept {
   registry& r = endpoints_registry();
   std::lock_guard lock(r.mutex);
-  r.states.erase(std::remove(r.states.begin(), r.states.end(), s), r.states.end());
+  const std::size_t i = s->registry_index;
+  if (i >= r.states.size() || r.states[i] != s) return;
+  r.states[i] = r.states.back();
+  r.states[i]->registry_index = i;
+  r.states.pop_back();
+  s->registry_index = ~std::size_t{0};
 }
 
 void remove_names(const std::string& name) noexcept {
@@ -321,14 +334,15 @@ void channel::state::detach() noexcept {
   }
   unregister_state(this);
   bool last = false;
+  std::uint32_t near = 0;
   if (slot != detail::no_slot) {
-    endpoint_slot& s = detail::slot_at(*ctl, slot);
-    const std::uint64_t o = s.owner.load(std::memory_order_acquire);
-    // Only our own registration: a forked child must not free the parent's.
-    if (detail::owner_pid(o) == static_cast<std::uint32_t>(current_pid()) &&
-        detail::owner_generation(o) == slot_generation && detail::owner_status(o) == detail::slot_active) {
-      free_slot(*ctl, slot, o, &last);
-    }
+    // Only our own registration (a forked child must not free the
+    // parent's): the CAS expects exactly our owner word, so the slot is not
+    // read first (in a fork child, a read fault maps a window of pages).
+    const std::uint64_t mine = detail::make_owner(static_cast<std::uint32_t>(current_pid()), slot_generation,
+                                                  role_bits(role), detail::slot_active);
+    free_slot(*ctl, slot, mine, &last);
+    near = slot;
     slot = detail::no_slot;
   }
   wake_all_waiters();
@@ -339,13 +353,15 @@ void channel::state::detach() noexcept {
   // dead endpoints remain, reaping them makes this the last close. One live
   // endpoint is enough to stop looking (dead ones are reaped by the waits
   // and by the next claim that needs their places).
-  if (!last && ctl->endpoints.load(std::memory_order_acquire) != 0 && !any_live_endpoint()) reap_dead();
+  if (!last && ctl->endpoints.load(std::memory_order_acquire) != 0 && !any_live_endpoint(near)) reap_dead();
 }
 
-bool channel::state::any_live_endpoint() const noexcept {
+bool channel::state::any_live_endpoint(std::uint32_t from) const noexcept {
   const control& c = *ctl;
   const std::uint32_t mark = c.high_water.load(std::memory_order_acquire);
-  for (std::uint32_t i = 0; i < mark; ++i) {
+  if (from >= mark) from = 0;
+  for (std::uint32_t k = 0; k < mark; ++k) {
+    const std::uint32_t i = from + k < mark ? from + k : from + k - mark;
     const endpoint_slot& s = detail::slot_at(c, i);
     const std::uint64_t o = s.owner.load(std::memory_order_acquire);
     if (detail::owner_status(o) != detail::slot_free && slot_alive(s, o)) return true;
@@ -392,12 +408,17 @@ bool channel::state::writer_gone(std::uint32_t writer) const noexcept {
 
 void channel::state::wake_all_waiters() noexcept {
   control& c = *ctl;
-  c.data_seq.fetch_add(1, std::memory_order_acq_rel);
-  futex_wake_all(c.data_seq);
-  c.space_seq.fetch_add(1, std::memory_order_acq_rel);
-  futex_wake_all(c.space_seq);
-  c.watch_seq.fetch_add(1, std::memory_order_acq_rel);
-  futex_wake_all(c.watch_seq);
+  // The bumps make any wait that read a word before them return at once;
+  // the wake-up system call is only for sleepers, who announced themselves
+  // (readers_waiting, writers_waiting, watchers; seq_cst, as here) before
+  // their last look. A close in a process holding thousands of ends thus
+  // makes no system call for the quiet ones.
+  c.data_seq.fetch_add(1, std::memory_order_seq_cst);
+  if (c.readers_waiting.load(std::memory_order_seq_cst) != 0) futex_wake_all(c.data_seq);
+  c.space_seq.fetch_add(1, std::memory_order_seq_cst);
+  if (c.writers_waiting.load(std::memory_order_seq_cst) != 0) futex_wake_all(c.space_seq);
+  c.watch_seq.fetch_add(1, std::memory_order_seq_cst);
+  if (c.watchers.load(std::memory_order_seq_cst) != 0) futex_wake_all(c.watch_seq);
 }
 
 void channel::state::poke_watchers() noexcept {
