@@ -25,6 +25,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 PROGRAM = r'''
@@ -81,34 +82,43 @@ def case_message(size):
     assert len(got) == size and got[0] == 1 and got[-1] == 2
     return out
 
-kind, arg = sys.argv[1], int(sys.argv[2])
-t0 = time.time()
-try:
-    if kind in ('fork', 'spawn'):
-        extra = case_tree(arg, kind)
-    elif kind == 'queues':
-        extra = case_queues(arg)
-    else:
-        extra = case_message(arg)
-    extra['error'] = ''
-except BaseException as e:
-    extra = {'error': f'{type(e).__name__}: {e}'[:120]}
-extra['wall'] = time.time() - t0
-extra['root_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-extra['child_rss_mb'] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-t = os.times()
-extra['cpu'] = t.user + t.system + t.children_user + t.children_system
-print('RESULT ' + json.dumps(extra))
+def main():
+    kind, arg = sys.argv[1], int(sys.argv[2])
+    t0 = time.time()
+    try:
+        if kind in ('fork', 'spawn'):
+            extra = case_tree(arg, kind)
+        elif kind == 'queues':
+            extra = case_queues(arg)
+        else:
+            extra = case_message(arg)
+        extra['error'] = ''
+    except BaseException as e:
+        extra = {'error': f'{type(e).__name__}: {e}'[:120]}
+    extra['wall'] = time.time() - t0
+    extra['root_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    extra['child_rss_mb'] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    t = os.times()
+    extra['cpu'] = t.user + t.system + t.children_user + t.children_system
+    print('RESULT ' + json.dumps(extra))
+
+if __name__ == '__main__':
+    main()
 '''
 
 
 def run(interpreter, kind, arg, timeout):
     start = time.time()
-    try:
-        proc = subprocess.run([interpreter, '-c', PROGRAM, kind, str(arg)], capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {'error': f'timed out after {timeout} s', 'wall': time.time() - start}
+    # A file, not -c: spawn children import the main module by its path.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, 'scale_case.py')
+        with open(path, 'w') as f:
+            f.write(PROGRAM)
+        try:
+            proc = subprocess.run([interpreter, path, kind, str(arg)], capture_output=True, text=True,
+                                  timeout=timeout, cwd=tmp)
+        except subprocess.TimeoutExpired:
+            return {'error': f'timed out after {timeout} s', 'wall': time.time() - start}
     for line in proc.stdout.splitlines():
         if line.startswith('RESULT '):
             return json.loads(line[7:])
@@ -143,7 +153,8 @@ def main(argv=None):
     print('-' * len(head))
     for kind, count in zip(a.cases[::2], a.cases[1::2]):
         n = int(float(count))
-        rows = {who: run(path, kind, n, a.timeout) for who, path in (('mphost', a.mphost), ('stock', a.stock))}
+        rows = {who: run(os.path.abspath(path), kind, n, a.timeout)
+                for who, path in (('mphost', a.mphost), ('stock', a.stock))}
         for who, r in rows.items():
             ratio = ''
             if who == 'mphost' and rows['stock'].get('wall') and not r.get('error') and not rows['stock'].get('error'):
