@@ -24,19 +24,23 @@ pytestmark = pytest.mark.skipif(os.environ.get('MPHOST_SCALE_TESTS') != '1',
 TREE = textwrap.dedent('''
     import multiprocessing as mp, sys, time
 
-    def child(q, i):
+    def child(q, i, go):
         q.put(i)
-        time.sleep(0.5)
+        go.wait(300)  # every child stays alive until all have started
 
     if __name__ == '__main__':
         n, method = int(sys.argv[1]), sys.argv[2]
         ctx = mp.get_context(method)
+        go = ctx.Event()
         qs = [ctx.Queue() for _ in range(n)]
-        ps = [ctx.Process(target=child, args=(qs[i], i)) for i in range(n)]
-        for p in ps:
-            p.start()
-        alive = sum(p.is_alive() for p in ps)
-        got = sorted(q.get(timeout=60) for q in qs)
+        ps = [ctx.Process(target=child, args=(qs[i], i, go)) for i in range(n)]
+        try:
+            for p in ps:
+                p.start()
+            got = sorted(q.get(timeout=60) for q in qs)
+            alive = sum(p.is_alive() for p in ps)
+        finally:
+            go.set()
         for p in ps:
             p.join(60)
         assert got == list(range(n)), got[:10]
@@ -63,7 +67,7 @@ def test_children_alive_at_once_each_with_its_own_queue(tmp_path, method, count)
     # A fork child inherits a place in every channel of its parent; the
     # tables once held 256 places and every close read /proc for each.
     out = run_program(tmp_path, TREE, count, method, timeout=240)
-    assert out.startswith('ok')
+    assert out.split() == ['ok', str(count)]  # all alive at once
 
 
 def test_a_queue_costs_two_descriptors_and_its_reader_stays_selectable():

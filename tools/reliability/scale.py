@@ -31,25 +31,30 @@ import time
 PROGRAM = r'''
 import json, multiprocessing as mp, os, resource, sys, time
 
-def child(q, i):
+def child(q, i, go):
     q.put(i)
-    time.sleep(0.5)
+    go.wait(300)  # every child stays alive until all have started
 
 def fds():
     return len(os.listdir('/proc/self/fd'))
 
 def case_tree(n, method):
     ctx = mp.get_context(method)
+    go = ctx.Event()
     qs = [ctx.Queue() for _ in range(n)]
-    ps = [ctx.Process(target=child, args=(qs[i], i)) for i in range(n)]
-    for p in ps:
-        p.start()
-    got = sorted(q.get(timeout=120) for q in qs)
+    ps = [ctx.Process(target=child, args=(qs[i], i, go)) for i in range(n)]
+    try:
+        for p in ps:
+            p.start()
+        got = sorted(q.get(timeout=120) for q in qs)
+        alive = sum(p.is_alive() for p in ps)
+    finally:
+        go.set()
     for p in ps:
         p.join(120)
     assert got == list(range(n)), 'lost messages'
     assert all(p.exitcode == 0 for p in ps), 'a child failed'
-    return {}
+    return {'alive': alive}
 
 def case_queues(n):
     before = fds()
@@ -148,7 +153,7 @@ def main(argv=None):
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(a.nofile, hard), hard))
     print(f'RLIMIT_NOFILE {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}; /dev/shm free '
           f'{os.statvfs("/dev/shm").f_bavail * os.statvfs("/dev/shm").f_frsize / 2**30:.1f} GiB')
-    head = f'{"case":<18}{"who":<8}{"wall s":>9}{"CPU s":>9}{"root MB":>9}{"child MB":>9}{"fds/q":>7}{"ratio":>7}  error'
+    head = f'{"case":<18}{"who":<8}{"wall s":>9}{"CPU s":>9}{"root MB":>9}{"child MB":>9}{"fds/q":>7}{"alive":>6}{"ratio":>7}  error'
     print(head)
     print('-' * len(head))
     for kind, count in zip(a.cases[::2], a.cases[1::2]):
@@ -161,7 +166,8 @@ def main(argv=None):
                 ratio = f'{r["wall"] / rows["stock"]["wall"]:.2f}'
             print(f'{kind + " " + str(n):<18}{who:<8}{fmt(r.get("wall"), ".2f"):>9}{fmt(r.get("cpu"), ".2f"):>9}'
                   f'{fmt(r.get("root_rss_mb"), ".0f"):>9}{fmt(r.get("child_rss_mb"), ".0f"):>9}'
-                  f'{fmt(r.get("fds_per_queue"), ".1f"):>7}{ratio:>7}  {r.get("error", "")}', flush=True)
+                  f'{fmt(r.get("fds_per_queue"), ".1f"):>7}{fmt(r.get("alive"), "d"):>6}{ratio:>7}'
+                  f'  {r.get("error", "")}', flush=True)
     return 0
 
 
