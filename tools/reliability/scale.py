@@ -153,7 +153,7 @@ def main(argv=None):
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(a.nofile, hard), hard))
     print(f'RLIMIT_NOFILE {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}; /dev/shm free '
           f'{os.statvfs("/dev/shm").f_bavail * os.statvfs("/dev/shm").f_frsize / 2**30:.1f} GiB')
-    head = f'{"case":<18}{"who":<8}{"wall s":>9}{"CPU s":>9}{"root MB":>9}{"child MB":>9}{"fds/q":>7}{"alive":>6}{"ratio":>7}  error'
+    head = f'{"case":<20}{"who":<8}{"wall s":>9}{"CPU s":>9}{"root MB":>9}{"child MB":>9}{"fds/q":>7}{"alive":>6}{"ratio":>7}  error'
     print(head)
     print('-' * len(head))
     for kind, count in zip(a.cases[::2], a.cases[1::2]):
@@ -164,7 +164,7 @@ def main(argv=None):
             ratio = ''
             if who == 'mphost' and rows['stock'].get('wall') and not r.get('error') and not rows['stock'].get('error'):
                 ratio = f'{r["wall"] / rows["stock"]["wall"]:.2f}'
-            print(f'{kind + " " + str(n):<18}{who:<8}{fmt(r.get("wall"), ".2f"):>9}{fmt(r.get("cpu"), ".2f"):>9}'
+            print(f'{kind + " " + str(n):<20}{who:<8}{fmt(r.get("wall"), ".2f"):>9}{fmt(r.get("cpu"), ".2f"):>9}'
                   f'{fmt(r.get("root_rss_mb"), ".0f"):>9}{fmt(r.get("child_rss_mb"), ".0f"):>9}'
                   f'{fmt(r.get("fds_per_queue"), ".1f"):>7}{fmt(r.get("alive"), "d"):>6}{ratio:>7}'
                   f'  {r.get("error", "")}', flush=True)
