@@ -24,6 +24,7 @@ std::uint64_t round_capacity(std::size_t requested) noexcept {
 std::shared_ptr<channel::state> make_state(segment seg, endpoint_role role) {
   auto s = std::make_shared<channel::state>();
   s->ctl = static_cast<control*>(seg.base());
+  s->table = detail::slot_table(*s->ctl);
   s->control_segment = std::make_shared<segment>(std::move(seg));
   s->name = s->control_segment->name();
   s->block_prefix = (s->name[0] == '/' ? s->name.substr(1) : s->name) + ".b";
@@ -74,13 +75,15 @@ channel channel::create(const channel_options& options, endpoint_role role) {
   const std::uint64_t capacity = round_capacity(options.capacity);
   std::uint64_t threshold = options.large_threshold == 0 ? capacity / 4 : options.large_threshold;
   if (threshold > capacity / 4) threshold = capacity / 4;
-  segment seg = segment::create(sizeof(control) + capacity, options.prefix);
+  const std::uint64_t table_offset = detail::table_offset_for(sizeof(control) + capacity);
+  segment seg = segment::create(table_offset + detail::table_bytes, options.prefix, table_offset + detail::table_page);
   auto* c = new (seg.base()) control();
   c->version = detail::layout_version;
   c->flags = (options.unbounded ? detail::flag_unbounded : 0) | (options.remove_when_unused ? detail::flag_remove_when_unused : 0);
   c->capacity = capacity;
   c->large_threshold = threshold;
   c->endpoint_limit = detail::max_endpoints;
+  c->table_offset = table_offset;
   const auto data_offset = static_cast<std::uint64_t>(reinterpret_cast<std::byte*>(c + 1) - reinterpret_cast<std::byte*>(&c->ring0));
   detail::init_ring(&c->ring0, 0, capacity, data_offset);
   std::atomic_thread_fence(std::memory_order_release);
@@ -107,6 +110,8 @@ channel channel::open(const std::string& name, endpoint_role role, std::uint64_t
                                                                    reinterpret_cast<const std::byte*>(c)));
   if (c->magic != detail::control_magic || c->version != detail::layout_version ||
       c->endpoint_limit != detail::max_endpoints || !detail::is_power_of_two(c->capacity) || c->large_threshold > c->capacity / 4 ||
+      c->capacity > detail::max_capacity || c->table_offset != detail::table_offset_for(sizeof(control) + c->capacity) ||
+      seg.size() < c->table_offset + detail::table_bytes ||
       c->ring0.capacity != c->capacity || !detail::valid_ring(&c->ring0, 0, ring0_room)) {
     throw std::system_error(EINVAL, std::system_category(), "'" + name + "' is not a channel");
   }
@@ -262,6 +267,18 @@ void channel::close(bool wake_waiters) noexcept {
     detail::process_exiting.store(true, std::memory_order_release);
   }
   held->detach();
+  if (!wake_waiters) {
+    // The process is exiting: its mappings go with it, all at once, far
+    // cheaper than one munmap per endpoint (a child of a tree with
+    // thousands of queues closes every end it inherited).
+    static std::mutex kept_mutex;
+    static auto* kept = new std::vector<std::shared_ptr<segment>>;  // never freed
+    std::lock_guard lock(kept_mutex);
+    try {
+      kept->push_back(held->control_segment);
+    } catch (...) {
+    }
+  }
 }
 
 // ---- reservation ----

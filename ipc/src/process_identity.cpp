@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -69,7 +71,45 @@ std::atomic<pid_t> cached_pid{0};
 std::atomic<std::uint64_t> cached_start{0};
 std::atomic<std::uint64_t> generation{0};
 
+// ---- Verdict cache (process_seems_alive) ----
+//
+// Direct-mapped by pid: each entry remembers what /proc said about one pid
+// (exists, zombie, start time) and when. An entry is guarded by a tiny
+// spin flag that is only ever try-locked: a busy entry means "ask /proc
+// directly", never a wait. The child of a fork clears every flag.
+
+constexpr std::size_t verdict_entries = 2048;
+constexpr std::int64_t verdict_validity_ns = 25'000'000;  // 25 ms
+
+struct verdict_entry {
+  std::atomic<bool> busy{false};
+  pid_t pid = 0;
+  bool found = false;
+  bool finished = false;  // zombie or dead
+  std::uint64_t start_time = 0;
+  std::int64_t checked_ns = 0;
+};
+verdict_entry verdicts[verdict_entries];
+
+std::int64_t now_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+bool verdict_of(bool found, bool finished, std::uint64_t seen_start, std::uint64_t wanted_start) noexcept {
+  if (!found || finished) return false;
+  return wanted_start == 0 || seen_start == 0 || seen_start == wanted_start;
+}
+
+// What /proc says of `pid`, with kill(pid, 0) == ESRCH as the cheap "gone".
+stat_fields observe(pid_t pid) noexcept {
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return {};
+  return read_stat(pid);
+}
+
 void refresh_after_fork() noexcept {
+  for (verdict_entry& e : verdicts) e.busy.store(false, std::memory_order_relaxed);
   generation.fetch_add(1, std::memory_order_relaxed);
   const pid_t pid = ::getpid();
   cached_pid.store(pid, std::memory_order_relaxed);
@@ -104,6 +144,40 @@ bool process_is_alive(pid_t pid, std::uint64_t start_time) noexcept {
   if (st.state == 'Z' || st.state == 'X' || st.state == 'x') return false;
   if (start_time != 0 && st.start_time != 0 && st.start_time != start_time) return false;
   return true;
+}
+
+bool process_seems_alive(pid_t pid, std::uint64_t start_time) noexcept {
+  if (pid <= 0) return false;
+  if (pid == current_pid()) return start_time == 0 || start_time == cached_start.load(std::memory_order_relaxed);
+  verdict_entry& e = verdicts[static_cast<std::size_t>(pid) % verdict_entries];
+  const std::int64_t now = now_ns();
+  if (e.busy.exchange(true, std::memory_order_acquire)) {
+    const stat_fields st = observe(pid);
+    return verdict_of(st.found, st.state == 'Z' || st.state == 'X' || st.state == 'x', st.start_time, start_time);
+  }
+  if (e.pid == pid && now - e.checked_ns < verdict_validity_ns) {
+    const bool alive = verdict_of(e.found, e.finished, e.start_time, start_time);
+    e.busy.store(false, std::memory_order_release);
+    return alive;
+  }
+  const stat_fields st = observe(pid);
+  e.pid = pid;
+  e.found = st.found;
+  e.finished = st.state == 'Z' || st.state == 'X' || st.state == 'x';
+  e.start_time = st.start_time;
+  e.checked_ns = now;
+  const bool alive = verdict_of(e.found, e.finished, e.start_time, start_time);
+  e.busy.store(false, std::memory_order_release);
+  return alive;
+}
+
+void forget_process_verdicts() noexcept {
+  for (verdict_entry& e : verdicts) {
+    if (!e.busy.exchange(true, std::memory_order_acquire)) {
+      e.pid = 0;
+      e.busy.store(false, std::memory_order_release);
+    }
+  }
 }
 
 pid_t current_pid() noexcept {

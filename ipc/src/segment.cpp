@@ -1,6 +1,7 @@
 #include "mphost/ipc/segment.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -107,7 +108,7 @@ void segment::reset() noexcept {
   size_ = 0;
 }
 
-segment segment::create_named(const std::string& name, std::size_t size) {
+segment segment::create_named(const std::string& name, std::size_t size, std::size_t allocate) {
   check_name(name);
   if (size == 0) throw std::system_error(EINVAL, std::system_category(), "shared memory size is zero");
   const auto make = [&]() -> segment {
@@ -122,7 +123,7 @@ segment segment::create_named(const std::string& name, std::size_t size) {
         const int fd = shm.get_mapping_handle().handle;
         int rc;
         do {
-          rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
+          rc = ::posix_fallocate(fd, 0, static_cast<off_t>(allocate < size ? allocate : size));
         } while (rc == EINTR);
         if (rc != 0 && rc != EOPNOTSUPP && rc != ENOSYS) throw std::system_error(rc, std::system_category(), "posix_fallocate");
         auto map = std::make_unique<mapping>(mapping{bip::mapped_region(shm, bip::read_write)});
@@ -148,10 +149,10 @@ segment segment::create_named(const std::string& name, std::size_t size) {
   }
 }
 
-segment segment::create(std::size_t size, std::string_view prefix) {
+segment segment::create(std::size_t size, std::string_view prefix, std::size_t allocate) {
   for (int attempt = 0;; ++attempt) {
     try {
-      return create_named(random_name(prefix), size);
+      return create_named(random_name(prefix), size, allocate);
     } catch (const std::system_error& e) {
       // 96 random bits make a collision all but impossible; retry anyway.
       if (e.code() != std::errc::file_exists || attempt >= 8) throw;
@@ -176,6 +177,21 @@ segment segment::open(const std::string& name) {
   } catch (const bip::interprocess_exception& e) {
     rethrow_as_system_error(e, ("cannot open shared memory '" + name + "'").c_str());
   }
+}
+
+bool segment::populate(std::size_t offset, std::size_t length) const noexcept {
+  if (base_ == nullptr || offset >= size_) return false;
+  if (length > size_ - offset) length = size_ - offset;
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t first = offset & ~(page - 1);
+  const std::size_t end = (offset + length + page - 1) & ~(page - 1);
+  int rc;
+  do {
+    rc = ::madvise(data() + first, (end < size_ ? end : size_) - first, MADV_POPULATE_WRITE);
+  } while (rc != 0 && errno == EINTR);
+  // EINVAL: a kernel without MADV_POPULATE_WRITE (before 5.14); the first
+  // touch allocates then.
+  return rc == 0 || errno == EINVAL;
 }
 
 bool segment::remove(const std::string& name) noexcept {

@@ -117,8 +117,14 @@ def _asked_directly(obj):
 # Pipe
 #
 
-def _channel_pipe(duplex):
-    """Pipe(duplex): one channel per direction, each end with a socket."""
+def _channel_pipe(duplex, keep_ring=True):
+    """Pipe(duplex): one channel per direction, each end with a socket.
+
+    keep_ring=False (a queue's one-way pair, whose two ends always travel
+    together): the reading end keeps no duplicate of the writers' socket;
+    when it arms its descriptor it rings through the writing end's socket,
+    which its process holds too. Three descriptors become two, as a stock
+    Queue's pipe."""
     import _mphost
 
     def channel_pair():
@@ -127,7 +133,7 @@ def _channel_pipe(duplex):
 
     forward, forward_writer = channel_pair()
     if not duplex:
-        reader, writer = _attach_sockets(forward, forward_writer)
+        reader, writer = _attach_sockets(forward, forward_writer, keep_ring)
         return (_ChannelConnection(reader, None, writable=False),
                 _ChannelConnection(None, writer, readable=False))
     backward, backward_writer = channel_pair()
@@ -135,14 +141,15 @@ def _channel_pipe(duplex):
     return _ChannelConnection(first, backward_writer), _ChannelConnection(second, forward_writer)
 
 
-def _attach_sockets(first, second):
+def _attach_sockets(first, second, keep_ring=True):
     # `first` gets socket a, `second` socket b, of one socket pair. A
     # channel's writers ring its readers' socket by writing a marker into
     # the peer socket: first's channel through b, second's (when it reads)
     # through a. A reading end also keeps a duplicate of its peer until its
     # descriptor is first asked for (then it rings itself if a message is
     # already waiting, and lets the duplicate go, so that its socket reads
-    # end of file once every copy of the peer is gone, as a stock Pipe's).
+    # end of file once every copy of the peer is gone, as a stock Pipe's),
+    # unless keep_ring is false (a queue's pair, see _channel_pipe).
     a, b = socket.socketpair()
     a, b = a.detach(), b.detach()
     second_reads = second.role != 'writer'
@@ -151,8 +158,10 @@ def _attach_sockets(first, second):
         first.ring_through(b)
         if second_reads:
             second.ring_through(a)
-        ring_b = os.dup(b)
-        owned.append(ring_b)
+        ring_b = -1
+        if keep_ring or second_reads:
+            ring_b = os.dup(b)
+            owned.append(ring_b)
         ring_a = -1
         if second_reads:
             ring_a = os.dup(a)

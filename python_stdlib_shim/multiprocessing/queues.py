@@ -79,8 +79,10 @@ _NO_LOCK = _NoLock()
 
 
 def _one_way():
-    """(reading end, writing end) of a fresh channel."""
-    return connection.Pipe(duplex=False)
+    """(reading end, writing end) of a fresh channel: a Pipe(duplex=False)
+    whose reading end rings itself through the writing end's socket (both
+    travel together), so that a queue costs two descriptors, as the stdlib's."""
+    return connection._channel._channel_pipe(False, keep_ring=False)
 
 
 def _for_child(queue, state):

@@ -41,35 +41,84 @@ bool count_out(control& c, std::uint8_t role) noexcept {
   return c.endpoints.fetch_sub(1, std::memory_order_acq_rel) == 1;
 }
 
-// Claims a free slot; no_slot when the table is full.
-std::uint32_t claim_slot(control& c, std::uint8_t role, std::uint8_t status, const process_identity& who,
-                         std::int64_t expiry_ns, std::uint32_t* generation) noexcept {
-  for (std::uint32_t i = 0; i < detail::max_endpoints; ++i) {
-    endpoint_slot& s = c.slots[i];
-    std::uint64_t o = s.owner.load(std::memory_order_relaxed);
-    if (detail::owner_status(o) != detail::slot_free) continue;
-    const std::uint32_t gen = (detail::owner_generation(o) + 1) & 0xffff;
-    const std::uint64_t mine = detail::make_owner(static_cast<std::uint32_t>(who.pid), gen, role, status);
-    if (s.owner.compare_exchange_strong(o, mine, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-      s.start_time.store(who.start_time, std::memory_order_relaxed);
-      s.expiry_ns.store(static_cast<std::uint64_t>(expiry_ns), std::memory_order_relaxed);
-      count_in(c, role);
-      if (generation) *generation = gen;
+// Takes slot i if it is free; true on success.
+bool take_free(control& c, std::uint32_t i, std::uint8_t role, std::uint8_t status, const process_identity& who,
+               std::int64_t expiry_ns, std::uint32_t* generation) noexcept {
+  endpoint_slot& s = detail::slot_at(c, i);
+  std::uint64_t o = s.owner.load(std::memory_order_relaxed);
+  if (detail::owner_status(o) != detail::slot_free) return false;
+  const std::uint32_t gen = (detail::owner_generation(o) + 1) & 0xffff;
+  const std::uint64_t mine = detail::make_owner(static_cast<std::uint32_t>(who.pid), gen, role, status);
+  if (!s.owner.compare_exchange_strong(o, mine, std::memory_order_acq_rel, std::memory_order_relaxed)) return false;
+  s.start_time.store(who.start_time, std::memory_order_relaxed);
+  s.expiry_ns.store(static_cast<std::uint64_t>(expiry_ns), std::memory_order_relaxed);
+  count_in(c, role);
+  if (generation) *generation = gen;
+  return true;
+}
+
+// Slot n is the first to reach into a page of the table: that page must be
+// allocated before anyone touches it (a full /dev/shm must not SIGBUS).
+bool page_ready(const channel::state& st, std::uint32_t n) noexcept {
+  const std::uint64_t begin = st.ctl->table_offset + std::uint64_t{n} * sizeof(endpoint_slot);
+  const std::uint64_t end = begin + sizeof(endpoint_slot);
+  if ((end - 1) / detail::table_page == (begin - 1) / detail::table_page) return true;
+  return st.control_segment->populate(begin, sizeof(endpoint_slot));
+}
+
+// Claims a slot: the first free one from free_hint (a lower bound of the
+// free slots below the high-water mark), else a never-used one at the mark,
+// else, once the mark is at the limit, any free one. Returns no_slot with
+// `error` EMFILE (the table is full) or ENOSPC (no shared memory for the
+// table's next page).
+std::uint32_t claim_slot(const channel::state& st, std::uint8_t role, std::uint8_t status, const process_identity& who,
+                         std::int64_t expiry_ns, std::uint32_t* generation, int* error = nullptr) noexcept {
+  control& c = *st.ctl;
+  std::uint32_t hint = c.free_hint.load(std::memory_order_acquire);
+  const std::uint32_t mark = c.high_water.load(std::memory_order_acquire);
+  for (std::uint32_t i = hint; i < mark; ++i) {
+    if (take_free(c, i, role, status, who, expiry_ns, generation)) {
+      c.free_hint.compare_exchange_strong(hint, i + 1, std::memory_order_acq_rel, std::memory_order_relaxed);
       return i;
     }
   }
+  if (hint < mark) c.free_hint.compare_exchange_strong(hint, mark, std::memory_order_acq_rel, std::memory_order_relaxed);
+  for (std::uint32_t n = c.high_water.load(std::memory_order_acquire); n < detail::max_endpoints;) {
+    if (!page_ready(st, n)) {
+      if (error) *error = ENOSPC;
+      return detail::no_slot;
+    }
+    if (c.high_water.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      if (take_free(c, n, role, status, who, expiry_ns, generation)) return n;
+      n = c.high_water.load(std::memory_order_acquire);  // a scan took it first
+    }
+  }
+  for (std::uint32_t i = 0; i < detail::max_endpoints; ++i) {
+    if (take_free(c, i, role, status, who, expiry_ns, generation)) return i;
+  }
+  if (error) *error = EMFILE;
   return detail::no_slot;
+}
+
+[[noreturn]] void throw_no_slot(int error, const std::string& name) {
+  if (error == ENOSPC) {
+    throw std::system_error(ENOSPC, std::system_category(), "no shared memory left for an endpoint of channel " + name);
+  }
+  throw std::system_error(EMFILE, std::system_category(), "too many endpoints on channel " + name);
 }
 
 // Frees slot i if it still holds `expected`; true if this call freed it.
 // `last` reports whether it was the channel's last endpoint.
 bool free_slot(control& c, std::uint32_t i, std::uint64_t expected, bool* last) noexcept {
-  endpoint_slot& s = c.slots[i];
+  endpoint_slot& s = detail::slot_at(c, i);
   const std::uint64_t freed = detail::make_owner(0, detail::owner_generation(expected), 0, detail::slot_free);
   if (!s.owner.compare_exchange_strong(expected, freed, std::memory_order_acq_rel, std::memory_order_relaxed)) return false;
   s.start_time.store(0, std::memory_order_relaxed);
   const bool was_last = count_out(c, detail::owner_role(expected));
   if (last) *last = was_last;
+  std::uint32_t hint = c.free_hint.load(std::memory_order_relaxed);
+  while (hint > i && !c.free_hint.compare_exchange_weak(hint, i, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+  }
   return true;
 }
 
@@ -84,7 +133,7 @@ bool slot_alive(const endpoint_slot& s, std::uint64_t o) noexcept {
     const std::uint64_t expiry = s.expiry_ns.load(std::memory_order_relaxed);
     if (expiry != 0 && static_cast<std::uint64_t>(detail::monotonic_ns()) > expiry) return false;
   }
-  return process_is_alive(static_cast<pid_t>(detail::owner_pid(o)), start);
+  return process_seems_alive(static_cast<pid_t>(detail::owner_pid(o)), start);
 }
 
 // ---- Process-wide registry of endpoints, for fork and exec. ----
@@ -92,10 +141,14 @@ bool slot_alive(const endpoint_slot& s, std::uint64_t o) noexcept {
 using registry = detail::endpoint_registry;
 using detail::endpoints_registry;
 
+// The process that forked (set in before_fork; read by the child).
+pid_t parent_pid = 0;
+
 void before_fork() noexcept {
   registry& r = endpoints_registry();
   r.mutex.lock();
   const process_identity me = process_identity::current();
+  parent_pid = me.pid;
   const std::int64_t expiry = detail::monotonic_ns() + fork_place_validity_ns;
   for (channel::state* s : r.states) {
     s->bell_mutex.lock();
@@ -104,7 +157,7 @@ void before_fork() noexcept {
     if (s->slot == detail::no_slot || s->closed.load(std::memory_order_relaxed)) continue;
     // Hold a place for the child's copy of this endpoint before the fork, so
     // no peer can see the channel without it even for an instant.
-    s->fork_slot = claim_slot(*s->ctl, role_bits(s->role), detail::slot_pending, me, expiry, nullptr);
+    s->fork_slot = claim_slot(*s, role_bits(s->role), detail::slot_pending, me, expiry, &s->fork_generation);
   }
 }
 
@@ -125,19 +178,23 @@ void after_fork_in_child() noexcept {
     const std::uint32_t i = s->fork_slot;
     s->fork_slot = detail::no_slot;
     s->slot = detail::no_slot;
+    s->handed_over.store(0, std::memory_order_relaxed);  // the parent's tickets
     if (i != detail::no_slot) {
-      endpoint_slot& slot = s->ctl->slots[i];
-      std::uint64_t o = slot.owner.load(std::memory_order_acquire);
-      if (detail::owner_status(o) == detail::slot_pending) {
-        const std::uint64_t mine = detail::make_owner(static_cast<std::uint32_t>(me.pid), detail::owner_generation(o),
-                                                      detail::owner_role(o), detail::slot_active);
-        slot.start_time.store(0, std::memory_order_relaxed);
-        if (slot.owner.compare_exchange_strong(o, mine, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-          slot.start_time.store(me.start_time, std::memory_order_relaxed);
-          slot.expiry_ns.store(0, std::memory_order_relaxed);
-          s->slot = i;
-          s->slot_generation = detail::owner_generation(o);
-        }
+      // One compare-and-swap on the owner word the parent wrote before the
+      // fork (known here, so the page is not read first: a write fault
+      // only). The start time goes first: no reaper may pair the child's
+      // pid with the parent's start time.
+      endpoint_slot& slot = s->table[i];
+      std::uint64_t o = detail::make_owner(static_cast<std::uint32_t>(parent_pid), s->fork_generation, role_bits(s->role),
+                                           detail::slot_pending);
+      const std::uint64_t mine = detail::make_owner(static_cast<std::uint32_t>(me.pid), s->fork_generation,
+                                                    role_bits(s->role), detail::slot_active);
+      slot.start_time.store(0, std::memory_order_relaxed);
+      if (slot.owner.compare_exchange_strong(o, mine, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        slot.start_time.store(me.start_time, std::memory_order_relaxed);
+        slot.expiry_ns.store(0, std::memory_order_relaxed);
+        s->slot = i;
+        s->slot_generation = s->fork_generation;
       }
     }
     // The watcher thread does not exist here. An eventfd doorbell is the
@@ -162,13 +219,19 @@ void after_fork_in_child() noexcept {
 void register_state(channel::state* s) {
   registry& r = endpoints_registry();
   std::lock_guard lock(r.mutex);
+  s->registry_index = r.states.size();
   r.states.push_back(s);
 }
 
 void unregister_state(channel::state* s) noexcept {
   registry& r = endpoints_registry();
   std::lock_guard lock(r.mutex);
-  r.states.erase(std::remove(r.states.begin(), r.states.end(), s), r.states.end());
+  const std::size_t i = s->registry_index;
+  if (i >= r.states.size() || r.states[i] != s) return;
+  r.states[i] = r.states.back();
+  r.states[i]->registry_index = i;
+  r.states.pop_back();
+  s->registry_index = ~std::size_t{0};
 }
 
 void remove_names(const std::string& name) noexcept {
@@ -216,8 +279,8 @@ void channel::state::attach(std::uint64_t ticket) {
   if (ticket != 0) {
     const std::uint32_t i = static_cast<std::uint32_t>(ticket >> 16);
     const std::uint32_t gen = static_cast<std::uint32_t>(ticket & 0xffff);
-    if (i < detail::max_endpoints) {
-      endpoint_slot& s = c.slots[i];
+    if (i < c.high_water.load(std::memory_order_acquire)) {
+      endpoint_slot& s = detail::slot_at(c, i);
       std::uint64_t o = s.owner.load(std::memory_order_acquire);
       if (detail::owner_status(o) == detail::slot_pending && detail::owner_generation(o) == gen &&
           (detail::owner_role(o) & role_bits(role)) == role_bits(role)) {
@@ -237,11 +300,12 @@ void channel::state::attach(std::uint64_t ticket) {
     }
   }
   std::uint32_t gen = 0;
-  std::uint32_t i = claim_slot(c, role_bits(role), detail::slot_active, me, 0, &gen);
-  if (i == detail::no_slot && reap_dead()) i = claim_slot(c, role_bits(role), detail::slot_active, me, 0, &gen);
+  int error = 0;
+  std::uint32_t i = claim_slot(*this, role_bits(role), detail::slot_active, me, 0, &gen, &error);
+  if (i == detail::no_slot && reap_dead()) i = claim_slot(*this, role_bits(role), detail::slot_active, me, 0, &gen, &error);
   if (i == detail::no_slot) {
     unregister_state(this);
-    throw std::system_error(EMFILE, std::system_category(), "too many endpoints on channel " + name);
+    throw_no_slot(error, name);
   }
   slot = i;
   slot_generation = gen;
@@ -251,8 +315,12 @@ void channel::state::attach(std::uint64_t ticket) {
 void channel::state::ensure_slot() {
   if (slot != detail::no_slot) return;
   std::uint32_t gen = 0;
-  const std::uint32_t i = claim_slot(*ctl, role_bits(role), detail::slot_active, process_identity::current(), 0, &gen);
-  if (i == detail::no_slot) throw std::system_error(EMFILE, std::system_category(), "too many endpoints on channel " + name);
+  int error = 0;
+  std::uint32_t i = claim_slot(*this, role_bits(role), detail::slot_active, process_identity::current(), 0, &gen, &error);
+  if (i == detail::no_slot && reap_dead()) {
+    i = claim_slot(*this, role_bits(role), detail::slot_active, process_identity::current(), 0, &gen, &error);
+  }
+  if (i == detail::no_slot) throw_no_slot(error, name);
   slot = i;
   slot_generation = gen;
 }
@@ -266,14 +334,15 @@ void channel::state::detach() noexcept {
   }
   unregister_state(this);
   bool last = false;
+  std::uint32_t near = 0;
   if (slot != detail::no_slot) {
-    endpoint_slot& s = ctl->slots[slot];
-    const std::uint64_t o = s.owner.load(std::memory_order_acquire);
-    // Only our own registration: a forked child must not free the parent's.
-    if (detail::owner_pid(o) == static_cast<std::uint32_t>(current_pid()) &&
-        detail::owner_generation(o) == slot_generation && detail::owner_status(o) == detail::slot_active) {
-      free_slot(*ctl, slot, o, &last);
-    }
+    // Only our own registration (a forked child must not free the
+    // parent's): the CAS expects exactly our owner word, so the slot is not
+    // read first (in a fork child, a read fault maps a window of pages).
+    const std::uint64_t mine = detail::make_owner(static_cast<std::uint32_t>(current_pid()), slot_generation,
+                                                  role_bits(role), detail::slot_active);
+    free_slot(*ctl, slot, mine, &last);
+    near = slot;
     slot = detail::no_slot;
   }
   wake_all_waiters();
@@ -281,18 +350,35 @@ void channel::state::detach() noexcept {
   if (!last && ctl->live_writers.load(std::memory_order_acquire) == 0) ring_bells();
   if (last && (ctl->flags & detail::flag_remove_when_unused) && !ctl->removed.exchange(1)) remove_names(name);
   // Peers that died without closing must not keep the names alive: if only
-  // dead endpoints remain, reaping them makes this the last close.
-  if (!last && ctl->endpoints.load(std::memory_order_acquire) != 0) reap_dead();
+  // dead endpoints remain, reaping them makes this the last close. One live
+  // endpoint is enough to stop looking (dead ones are reaped by the waits
+  // and by the next claim that needs their places).
+  if (!last && ctl->endpoints.load(std::memory_order_acquire) != 0 && !any_live_endpoint(near)) reap_dead();
+}
+
+bool channel::state::any_live_endpoint(std::uint32_t from) const noexcept {
+  const control& c = *ctl;
+  const std::uint32_t mark = c.high_water.load(std::memory_order_acquire);
+  if (from >= mark) from = 0;
+  for (std::uint32_t k = 0; k < mark; ++k) {
+    const std::uint32_t i = from + k < mark ? from + k : from + k - mark;
+    const endpoint_slot& s = detail::slot_at(c, i);
+    const std::uint64_t o = s.owner.load(std::memory_order_acquire);
+    if (detail::owner_status(o) != detail::slot_free && slot_alive(s, o)) return true;
+  }
+  return false;
 }
 
 bool channel::state::reap_dead() noexcept {
   control& c = *ctl;
   bool any = false;
   bool last = false;
-  for (std::uint32_t i = 0; i < detail::max_endpoints; ++i) {
-    const std::uint64_t o = c.slots[i].owner.load(std::memory_order_acquire);
+  const std::uint32_t mark = c.high_water.load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < mark; ++i) {
+    const endpoint_slot& s = detail::slot_at(c, i);
+    const std::uint64_t o = s.owner.load(std::memory_order_acquire);
     if (detail::owner_status(o) == detail::slot_free) continue;
-    if (slot_alive(c.slots[i], o)) continue;
+    if (slot_alive(s, o)) continue;
     bool was_last = false;
     if (free_slot(c, i, o, &was_last)) {
       any = true;
@@ -313,8 +399,8 @@ void channel::state::maybe_reap() noexcept {
 
 bool channel::state::writer_gone(std::uint32_t writer) const noexcept {
   const std::uint32_t i = writer >> 16;
-  if (i >= detail::max_endpoints) return true;
-  const endpoint_slot& s = ctl->slots[i];
+  if (i >= ctl->high_water.load(std::memory_order_acquire)) return true;
+  const endpoint_slot& s = detail::slot_at(*ctl, i);
   const std::uint64_t o = s.owner.load(std::memory_order_acquire);
   if (detail::owner_status(o) != detail::slot_active || detail::owner_generation(o) != (writer & 0xffff)) return true;
   return !slot_alive(s, o);
@@ -322,12 +408,17 @@ bool channel::state::writer_gone(std::uint32_t writer) const noexcept {
 
 void channel::state::wake_all_waiters() noexcept {
   control& c = *ctl;
-  c.data_seq.fetch_add(1, std::memory_order_acq_rel);
-  futex_wake_all(c.data_seq);
-  c.space_seq.fetch_add(1, std::memory_order_acq_rel);
-  futex_wake_all(c.space_seq);
-  c.watch_seq.fetch_add(1, std::memory_order_acq_rel);
-  futex_wake_all(c.watch_seq);
+  // The bumps make any wait that read a word before them return at once;
+  // the wake-up system call is only for sleepers, who announced themselves
+  // (readers_waiting, writers_waiting, watchers; seq_cst, as here) before
+  // their last look. A close in a process holding thousands of ends thus
+  // makes no system call for the quiet ones.
+  c.data_seq.fetch_add(1, std::memory_order_seq_cst);
+  if (c.readers_waiting.load(std::memory_order_seq_cst) != 0) futex_wake_all(c.data_seq);
+  c.space_seq.fetch_add(1, std::memory_order_seq_cst);
+  if (c.writers_waiting.load(std::memory_order_seq_cst) != 0) futex_wake_all(c.space_seq);
+  c.watch_seq.fetch_add(1, std::memory_order_seq_cst);
+  if (c.watchers.load(std::memory_order_seq_cst) != 0) futex_wake_all(c.watch_seq);
 }
 
 void channel::state::poke_watchers() noexcept {
@@ -344,11 +435,13 @@ std::uint64_t channel::hand_over(endpoint_role r, std::chrono::seconds validity)
   const std::int64_t expiry =
       detail::monotonic_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(validity).count();
   std::uint32_t gen = 0;
-  std::uint32_t i = claim_slot(*held->ctl, role_bits(r), detail::slot_pending, process_identity::current(), expiry, &gen);
+  int error = 0;
+  std::uint32_t i = claim_slot(*held, role_bits(r), detail::slot_pending, process_identity::current(), expiry, &gen, &error);
   if (i == detail::no_slot && held->reap_dead()) {
-    i = claim_slot(*held->ctl, role_bits(r), detail::slot_pending, process_identity::current(), expiry, &gen);
+    i = claim_slot(*held, role_bits(r), detail::slot_pending, process_identity::current(), expiry, &gen, &error);
   }
-  if (i == detail::no_slot) throw std::system_error(EMFILE, std::system_category(), "too many endpoints on channel");
+  if (i == detail::no_slot) throw_no_slot(error, held->name);
+  held->handed_over.fetch_add(1, std::memory_order_relaxed);
   held->poke_watchers();
   return (std::uint64_t{i} << 16) | gen;
 }
@@ -356,11 +449,13 @@ std::uint64_t channel::hand_over(endpoint_role r, std::chrono::seconds validity)
 void channel::withdraw_hand_overs() noexcept {
   const std::shared_ptr<state> held = state_.load(std::memory_order_acquire);
   if (!held || held->closed.load()) return;
+  if (held->handed_over.exchange(0, std::memory_order_acq_rel) == 0) return;
   detail::control& c = *held->ctl;
   const auto me = static_cast<std::uint32_t>(current_pid());
   bool last = false;
-  for (std::uint32_t i = 0; i < detail::max_endpoints; ++i) {
-    const std::uint64_t o = c.slots[i].owner.load(std::memory_order_acquire);
+  const std::uint32_t mark = c.high_water.load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < mark; ++i) {
+    const std::uint64_t o = detail::slot_at(c, i).owner.load(std::memory_order_acquire);
     if (detail::owner_status(o) != detail::slot_pending || detail::owner_pid(o) != me) continue;
     bool was_last = false;
     if (free_slot(c, i, o, &was_last)) last = last || was_last;
@@ -396,7 +491,7 @@ void release_endpoints_before_exec() noexcept {
   const auto me = static_cast<std::uint32_t>(::getpid());
   for (channel::state* s : r.states) {
     if (s->slot == detail::no_slot) continue;
-    const std::uint64_t o = s->ctl->slots[s->slot].owner.load(std::memory_order_acquire);
+    const std::uint64_t o = detail::slot_at(*s->ctl, s->slot).owner.load(std::memory_order_acquire);
     if (detail::owner_pid(o) == me && detail::owner_generation(o) == s->slot_generation) {
       free_slot(*s->ctl, s->slot, o, nullptr);
     }

@@ -3,8 +3,14 @@
 //
 // Control segment (named <name>):
 //   control            magic, geometry, the write and read locks, the futex
-//                      words and waiter counters, endpoint counters, the
-//                      endpoint table, then ring 0's header and data.
+//                      words and waiter counters, endpoint counters and the
+//                      endpoint table's marks, then ring 0's header and data,
+//   endpoint table     at table_offset (page aligned, after ring 0's data):
+//                      max_endpoints slots. Only its first page is allocated
+//                      when the channel is made; a page is allocated (and
+//                      touched) when the high-water mark first reaches it,
+//                      so a channel pays for the places it has had at once,
+//                      not for the limit.
 // Extra rings of an unbounded channel (named <name>.r<id>):
 //   ring_header, data.
 // Large blocks (named <name>.b<random>): see large_block.hpp. Blocks whose
@@ -28,8 +34,11 @@ namespace mphost::ipc::detail {
 
 inline constexpr std::uint64_t control_magic = 0x316c6e6863706d6dull;  // "mmphchl1"
 inline constexpr std::uint64_t ring_magic = 0x31676e6972706d6dull;     // "mmpring1"
-inline constexpr std::uint32_t layout_version = 3;
-inline constexpr std::uint32_t max_endpoints = 256;
+inline constexpr std::uint32_t layout_version = 4;
+// Endpoints of one channel alive at once (a fork child's inherited places
+// count): 2^15, far above what a tree of processes reaches on one machine,
+// and within the 16 bits a writer id gives the slot (frame.hpp).
+inline constexpr std::uint32_t max_endpoints = 32768;
 inline constexpr std::uint32_t no_slot = ~0u;
 inline constexpr std::uint64_t min_capacity = 4096;
 inline constexpr std::uint64_t max_capacity = std::uint64_t{1} << 40;
@@ -107,7 +116,12 @@ struct control {
   std::atomic<std::uint32_t> endpoints;
   std::atomic<std::uint32_t> removed;
 
-  endpoint_slot slots[max_endpoints];
+  // The endpoint table (at table_offset from this header). Slots at and
+  // above high_water have never been used; every scan stops there. A freed
+  // slot's index goes into free_hint, where the next claim looks first.
+  std::uint64_t table_offset;
+  std::atomic<std::uint32_t> high_water;
+  std::atomic<std::uint32_t> free_hint;
 
   // Free large blocks: refs whose size is the block's whole capacity.
   alignas(64) robust_mutex pool_lock;
@@ -119,6 +133,16 @@ struct control {
   alignas(64) ring_header ring0;
   // ring 0's data follows
 };
+
+inline constexpr std::uint64_t table_bytes = std::uint64_t{max_endpoints} * sizeof(endpoint_slot);
+inline constexpr std::uint64_t table_page = 4096;
+inline constexpr std::uint64_t table_offset_for(std::uint64_t control_and_ring0) noexcept {
+  return (control_and_ring0 + table_page - 1) & ~(table_page - 1);
+}
+inline endpoint_slot* slot_table(const control& c) noexcept {
+  return reinterpret_cast<endpoint_slot*>(reinterpret_cast<std::uintptr_t>(&c) + c.table_offset);
+}
+inline endpoint_slot& slot_at(const control& c, std::uint32_t i) noexcept { return slot_table(c)[i]; }
 
 inline constexpr std::uint32_t flag_unbounded = 1;
 inline constexpr std::uint32_t flag_remove_when_unused = 2;

@@ -63,7 +63,9 @@ class scoped_lock {
 namespace detail {
 
 // Every endpoint state of this process, for fork, exec and this process's
-// doorbells (channel_endpoints.cpp).
+// doorbells (channel_endpoints.cpp). In no particular order: a state knows
+// its index, and leaving moves the last state into its place (O(1), so a
+// process that closes thousands of endpoints at exit pays linear time).
 struct endpoint_registry {
   std::mutex mutex;
   std::vector<channel::state*> states;
@@ -121,6 +123,10 @@ wait_result receive(channel::state& s, message* out, const deadline& until,
 struct channel::state {
   std::shared_ptr<segment> control_segment;  // shared with blocks handed out
   detail::control* ctl = nullptr;
+  // The endpoint table (detail::slot_table(*ctl)), kept here so that a fork
+  // child taking over its inherited places reads nothing of the control
+  // page (a read fault maps a window of pages; a write fault one).
+  detail::endpoint_slot* table = nullptr;
   std::shared_ptr<detail::block_pool> blocks;
   std::string name;
   std::string block_prefix;
@@ -133,6 +139,11 @@ struct channel::state {
   std::uint32_t slot = detail::no_slot;
   std::uint32_t slot_generation = 0;
   std::uint32_t fork_slot = detail::no_slot;
+  std::uint32_t fork_generation = 0;  // of fork_slot's pending owner word
+  std::size_t registry_index = ~std::size_t{0};  // in endpoints_registry().states
+  // Tickets this process handed out through this endpoint (hand_over):
+  // while none, withdraw_hand_overs has nothing to look for.
+  std::atomic<std::uint32_t> handed_over{0};
   std::atomic<bool> closed{false};
   // Set by close(): calls in progress stop waiting and throw handle_closed.
   std::atomic<bool> cancelled{false};
@@ -168,6 +179,9 @@ struct channel::state {
   void detach() noexcept;             // unregisters, wakes peers
   void ensure_slot();                 // a registration for a forked child that has none
   bool reap_dead() noexcept;          // forgets dead endpoints; true if any
+  // Stops at the first live endpoint, looking from slot `from` on (the
+  // pages near one's own slot are the ones already mapped).
+  bool any_live_endpoint(std::uint32_t from = 0) const noexcept;
   void maybe_reap() noexcept;         // reap_dead, at most every few ms
   bool writer_gone(std::uint32_t writer) const noexcept;
 

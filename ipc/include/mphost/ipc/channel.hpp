@@ -19,12 +19,28 @@
 // ticket's holder dies, or the ticket expires), so the channel does not look
 // abandoned meanwhile.
 //
+// Endpoint table. A channel has places for 32768 endpoints alive at once
+// (a forked child's inherited ones count); past that, open and fork's
+// registration fail with EMFILE ("too many endpoints on channel"). The
+// table's pages are allocated as a high-water mark first reaches them, so a
+// channel pays (in /dev/shm and in the scans below) for the most endpoints
+// it has had at once, not for the limit; a claim takes the first free place
+// from a hint kept by frees, else the next unused one: O(1) in the usual
+// case. A peer's liveness is asked through a per-process cache of what /proc
+// said (process_seems_alive, 25 ms), so reaping the table costs a load per
+// place, not a file read; a close stops looking at the first live endpoint.
+//
 // fork. Endpoints survive fork() the way descriptors do: in the child, every
 // endpoint object inherited from the parent is registered anew for the child
 // (the place is reserved in the parent before the fork, so the parent cannot
-// see the channel without the child's endpoints even for an instant). A child
-// that goes on to exec() should call release_endpoints_before_exec() between
-// fork and exec, as close-on-exec would.
+// see the channel without the child's endpoints even for an instant; the
+// child takes it over with one compare-and-swap). An inherited endpoint
+// counts as the child's until the child closes it or ends, as a descriptor
+// would: a reader whose only writer is a forked child's copy waits for that
+// child, then reads end of file. A child killed before its fork handlers ran
+// leaves its places pending until they lapse (30 s). A child that goes on to
+// exec() should call release_endpoints_before_exec() between fork and exec,
+// as close-on-exec would.
 //
 // Ordering. Messages from one writer endpoint are received in the order they
 // were sent. Messages of different writers are ordered by when their space
@@ -271,7 +287,8 @@ class channel {
 
   // Withdraws every place this process reserved with hand_over() and that
   // was not taken yet: for a process that is exiting, whose tickets no one
-  // will use any more (they would otherwise keep the channel alive).
+  // will use any more (they would otherwise keep the channel alive). Costs
+  // nothing on an endpoint that never handed a ticket out (in this process).
   void withdraw_hand_overs() noexcept;
   struct endpoint_counts {
     std::uint32_t readers;

@@ -43,6 +43,16 @@ inline bool process_is_alive(const process_identity& who) noexcept {
   return process_is_alive(who.pid, who.start_time);
 }
 
+// process_is_alive through a per-process cache of what /proc said of each
+// pid, each answer reused for 25 ms: for code that asks about the same peers
+// again and again (a channel's endpoint table), so that a dead or zombie
+// peer is still noticed within that time but the cost no longer grows with
+// the number of questions. A pid that kill(pid, 0) says is gone costs no
+// /proc read. Never blocks; safe from any thread and after fork.
+bool process_seems_alive(pid_t pid, std::uint64_t start_time = 0) noexcept;
+// Drops every cached answer (tests).
+void forget_process_verdicts() noexcept;
+
 // getpid(), cached.
 pid_t current_pid() noexcept;
 

@@ -4,7 +4,9 @@
 // A segment is created with an unguessable name (a prefix and 96 random bits
 // from getrandom(2)), mode 0600, and its whole size is allocated up front, so
 // running out of /dev/shm is reported here as ENOSPC instead of killing a
-// later writer with SIGBUS. Names are plain strings: another process opens
+// later writer with SIGBUS. (A creator may leave a tail of the segment
+// unallocated, `allocate` < size, and allocate its pages later with
+// populate(), which reports ENOSPC the same way.) Names are plain strings: another process opens
 // the same memory by name (segment::open), which is how every shared object
 // of the core crosses process boundaries. open() refuses a segment that
 // belongs to another user.
@@ -29,9 +31,10 @@ class segment {
   static constexpr std::string_view default_prefix = "mphost-";
 
   // A fresh segment of `size` bytes (zero-filled) named `<prefix><24 hex>`.
-  static segment create(std::size_t size, std::string_view prefix = default_prefix);
+  // Only its first `allocate` bytes are allocated now (all by default).
+  static segment create(std::size_t size, std::string_view prefix = default_prefix, std::size_t allocate = ~std::size_t{0});
   // A fresh segment with exactly this name; EEXIST if it exists.
-  static segment create_named(const std::string& name, std::size_t size);
+  static segment create_named(const std::string& name, std::size_t size, std::size_t allocate = ~std::size_t{0});
   // Maps the existing segment `name` whole.
   static segment open(const std::string& name);
   // Removes a name; returns false if it did not exist (or could not be removed).
@@ -55,6 +58,9 @@ class segment {
   // Removes this segment's name (the mapping stays). Returns false if it was
   // already gone.
   bool unlink() noexcept { return remove(name_); }
+  // Allocates the pages of [offset, offset + length) of the mapping (a tail
+  // left unallocated by create): false if /dev/shm has no room for them.
+  bool populate(std::size_t offset, std::size_t length) const noexcept;
   // Unmaps now; the object becomes empty.
   void reset() noexcept;
 
