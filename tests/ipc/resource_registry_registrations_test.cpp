@@ -186,14 +186,21 @@ TEST_F(RegistrationsTest, TheLastMemberOfAKilledRootsTreeRemovesTheRegistry) {
   const pid_t root = fork_child([&] {
     set_current_registry(resource_registry::create(256, registry_prefix(), 16));
     join_current_registry();
+    int running[2];
+    if (::pipe(running) != 0) return 1;
     const pid_t member = ::fork();
     if (member == 0) {
+      // A forked member takes its lock in its fork handler, so it is a
+      // member once it has run at all: say so before the root is killed.
+      (void)!::write(running[1], "r", 1);
       char go = 0;
       (void)!::read(release[0], &go, 1);
       // The root is dead by now: this is the last process of the tree.
       const bool first = finish_abandoned_registry();
       std::_Exit(first && current_registry() == nullptr ? 0 : 1);
     }
+    char ran = 0;
+    (void)!::read(running[0], &ran, 1);
     current_registry()->add_registration("shared_memory", shm, 1);
     const std::string line = std::to_string(member) + " " + current_registry()->name() + "\n";
     (void)!::write(report[1], line.data(), line.size());
