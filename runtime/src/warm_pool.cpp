@@ -92,10 +92,17 @@ std::optional<waiting_child> warm_pool::take(const std::string& key) {
   }
   std::optional<waiting_child> taken = spare_;
   spare_.reset();
-  // A spare that died meanwhile (killed from outside) is no use.
-  if (::kill(taken->pid, 0) != 0) {
-    ::close(taken->sock);
-    wait_for_exit(taken->pid, true);
+  // A spare that died meanwhile (killed from outside) is no use. It stays a
+  // zombie until reaped, which kill(pid, 0) does not tell from a live one:
+  // ask waitpid, which reaps it if it has ended.
+  bool ended = true;
+  try {
+    ended = wait_for_exit(taken->pid, false).has_value();
+  } catch (const std::system_error&) {
+    // Reaped by someone else already (os.waitpid(-1) in user code): gone.
+  }
+  if (ended) {
+    if (socket_intact(*taken)) ::close(taken->sock);
     return std::nullopt;
   }
   // Its socket must still lead to it: a stray close elsewhere in the process
