@@ -71,6 +71,8 @@ run_tests() {
   (cd "$root" && /usr/bin/python3 tools/bench/run_bench.py --quick --mphost "$build_dir/bin/mphost") || status=1
   echo "== Python tests of the shim, under mphost"
   (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/shim) || status=1
+  echo "== Fault injection: SIGKILL at seeded random points, 8 trials per row (FAULTS_SEED=<printed seed> replays)"
+  (cd "$root" && FAULTS_TRIALS=8 "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/faults) || status=1
   echo "== Real clients (scikit-learn, scipy, torch, pebble, dask.distributed, pandas, joblib): under mphost and stock"
   (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/clients) || status=1
   echo "== joblib's own tests under mphost: test_parallel and test_memmapping"

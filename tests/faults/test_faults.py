@@ -64,3 +64,27 @@ def test_a_pipe_send_to_a_dead_reader_raises_broken_pipe(launcher):
     BrokenPipeError instead of handing its message to nobody."""
     r = faults.run_trial(launcher, 'pipe-reader-small', SEED)
     assert r['outcome'] == 'ok' and 'BrokenPipeError' in r['note'], r
+
+
+def test_a_start_right_after_the_zygote_was_killed_works(launcher, tmp_path):
+    """The forkserver's zygote SIGKILLed, then at once a Process started: the
+    start waits for the dying zygote to end and a new one serves it (it used
+    to fail with ConnectionRefusedError when the zygote was not reaped yet)."""
+    import subprocess
+    prog = tmp_path / 'zygote.py'
+    prog.write_text(
+        'import multiprocessing as mp, os, signal\n'
+        'from multiprocessing import forkserver\n'
+        'def child(q): q.put(os.getpid())\n'
+        'if __name__ == "__main__":\n'
+        '    ctx = mp.get_context("forkserver")\n'
+        '    for _ in range(10):\n'
+        '        q = ctx.Queue()\n'
+        '        p = ctx.Process(target=child, args=(q,)); p.start(); q.get(timeout=10); p.join(10)\n'
+        '        os.kill(forkserver._forkserver._forkserver_pid, signal.SIGKILL)\n'
+        '        p = ctx.Process(target=child, args=(q,)); p.start(); q.get(timeout=10); p.join(10)\n'
+        '        assert p.exitcode == 0, p.exitcode\n'
+        '    print("done")\n')
+    env = {k: v for k, v in os.environ.items() if k != 'MPHOST_REGISTRY'}
+    out = subprocess.run([launcher, str(prog)], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == 'done', out.stderr[-2000:]

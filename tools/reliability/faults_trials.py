@@ -322,7 +322,8 @@ def follow_up_child(ctx):
     p.start()
     tx.close()
     if not rx.poll(WAIT + 3):
-        raise Outcome('hang', 'follow-up child did not answer')
+        p.join(0.1)
+        raise Outcome('hang', 'follow-up child did not answer (exit code %s)' % p.exitcode)
     if rx.recv() != 'alive':
         raise Outcome('error', 'follow-up child answered wrongly')
     p.join(WAIT)
