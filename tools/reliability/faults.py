@@ -88,9 +88,11 @@ def run_trial(interpreter, row, seed, method='fork', limit=HARD_LIMIT):
         result = {'outcome': 'hang' if timed_out else 'error', 'recover': None, 'pid': proc.pid,
                   'note': ('root still running after %.0f s' % limit) if timed_out
                   else 'root exited %s: %s' % (proc.returncode, tail[0][:160])}
-    elif timed_out:
+    elif timed_out or proc.returncode == faults_trials.EXIT_BLOCKED:
         if result['outcome'] == 'ok':
-            result['outcome'], result['note'] = 'hang', 'root did not exit (%s)' % result['note']
+            result['outcome'], result['note'] = 'hang', 'root exit blocked (%s)' % result['note']
+        else:
+            result['note'] += '; root exit blocked'
     # Whatever is still running of the tree (an orphan), then the leftovers.
     try:
         os.killpg(proc.pid, signal.SIGKILL)

@@ -36,6 +36,8 @@ SMALL = 100
 LARGE = 4 << 20
 WAIT = 2.0          # the timeout of every wait a survivor makes
 GRACE = 1.0         # what a wait may overrun its timeout by
+EXIT_LIMIT = 3.0    # what the root's exit may take once the trial is over
+EXIT_BLOCKED = 97   # the root's status when its exit blocked that long
 
 
 class Outcome(Exception):
@@ -885,8 +887,13 @@ def main(argv):
     result['names'] = tree_names()
     sys.stdout.write('FAULTS-RESULT ' + json.dumps(result) + '\n')
     sys.stdout.flush()
-    # A normal exit, whatever a stuck daemon thread does: the root's own
-    # clean-up is part of what is tested (the caller bounds it).
+    # A normal exit: the root's own clean-up is part of what is tested. One
+    # that blocks (stock joins a queue's feeder thread that can never write)
+    # is cut short after EXIT_LIMIT s with status EXIT_BLOCKED.
+    def watchdog():
+        time.sleep(EXIT_LIMIT)
+        os._exit(EXIT_BLOCKED)
+    threading.Thread(target=watchdog, daemon=True).start()
 
 
 if __name__ == '__main__':
