@@ -36,7 +36,7 @@ SMALL = 100
 LARGE = 4 << 20
 WAIT = 2.0          # the timeout of every wait a survivor makes
 GRACE = 1.0         # what a wait may overrun its timeout by
-EXIT_LIMIT = 3.0    # what the root's exit may take once the trial is over
+EXIT_LIMIT = 5.0    # what the root's exit may take once the trial is over
 EXIT_BLOCKED = 97   # the root's status when its exit blocked that long
 
 
@@ -889,9 +889,11 @@ def main(argv):
     sys.stdout.flush()
     # A normal exit: the root's own clean-up is part of what is tested. One
     # that blocks (stock joins a queue's feeder thread that can never write)
-    # is cut short after EXIT_LIMIT s with status EXIT_BLOCKED.
+    # is cut short after EXIT_LIMIT s, its threads' stacks on stderr, with status EXIT_BLOCKED.
     def watchdog():
         time.sleep(EXIT_LIMIT)
+        import faulthandler
+        faulthandler.dump_traceback(all_threads=True)   # where it blocked, on stderr
         os._exit(EXIT_BLOCKED)
     threading.Thread(target=watchdog, daemon=True).start()
 
