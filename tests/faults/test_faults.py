@@ -9,7 +9,6 @@ exited. A failure names the seed and the command that replays the trial.
 """
 
 import os
-import sys
 
 import pytest
 

@@ -25,6 +25,7 @@ import glob
 import json
 import os
 import random
+import re
 import signal
 import statistics
 import subprocess
@@ -119,13 +120,19 @@ def run_row(interpreter, row, trials, seed, method='fork', on_trial=None):
     return results
 
 
+def _general(note):
+    """A failure's note without the counts that differ from trial to trial."""
+    note = re.sub(r' \(got [^)]*\)', '', note)
+    return re.sub(r'\b\d+ of \d+\b', 'some', note)
+
+
 def summarize(results):
     counts = {o: 0 for o in OUTCOMES}
     notes = {}
     times = []
     for r in results:
         counts[r['outcome']] += 1
-        key = r['note'] if r['outcome'] == 'ok' else '%s: %s' % (r['outcome'], r['note'])
+        key = r['note'] if r['outcome'] == 'ok' else '%s: %s' % (r['outcome'], _general(r['note']))
         key = key if len(key) < 70 else key[:67] + '...'
         notes[key] = notes.get(key, 0) + 1
         if r['outcome'] == 'ok' and r.get('recover') is not None:
@@ -153,7 +160,7 @@ def table(summaries, stock):
     head = ('| fault | trials | ok / hang / lost / dup / torn / leftover / error | recover median / max (ms) | what happened |')
     lines = [head, '|' + '---|' * 5]
     if stock:
-        lines = [head[:-1] + ' stock: ok / hang / lost / dup / torn / leftover / error | stock: what happened |',
+        lines = [head + ' stock: ok / hang / lost / dup / torn / leftover / error | stock: what happened |',
                  '|' + '---|' * 7]
     for row, (ours, theirs) in summaries.items():
         cells = [row, str(ours['trials']), _counts(ours), '%s / %s' % (_ms(ours['median']), _ms(ours['max'])),
@@ -176,9 +183,20 @@ def main(argv=None):
     ap.add_argument('--method', default='fork', choices=['fork', 'spawn', 'forkserver'])
     ap.add_argument('--json', help='also write every trial result to this file')
     ap.add_argument('--list', action='store_true', help='list the rows and exit')
+    ap.add_argument('--from-json', help='only print the table of the results saved with --json')
     args = ap.parse_args(argv)
     if args.list:
         print('\n'.join(faults_trials.ROWS))
+        return 0
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        summaries = {}
+        for row in dict.fromkeys(r['row'] for r in saved):
+            ours = [r for r in saved if r['row'] == row and r['interpreter'] == 'mphost']
+            theirs = [r for r in saved if r['row'] == row and r['interpreter'] == 'stock']
+            summaries[row] = (summarize(ours), summarize(theirs) if theirs else None)
+        print(table(summaries, any(s[1] for s in summaries.values())))
         return 0
     mphost = os.path.abspath(args.mphost)
     if args.row:

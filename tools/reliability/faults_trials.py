@@ -21,69 +21,18 @@ intact (sequence numbers and CRC-32); one whose put was interrupted by the
 kill may be missing, never torn or duplicated; the survivors keep working
 (a follow-up round trip). The same program runs under stock python3.
 """
-
 import json
 import multiprocessing as mp
 import os
 import random
-import signal
 import sys
 import threading
 import time
 import zlib
 
-SMALL = 100
-LARGE = 4 << 20
-WAIT = 2.0          # the timeout of every wait a survivor makes
-GRACE = 1.0         # what a wait may overrun its timeout by
-EXIT_LIMIT = 5.0    # what the root's exit may take once the trial is over
-EXIT_BLOCKED = 97   # the root's status when its exit blocked that long
-
-
-class Outcome(Exception):
-    """Ends a trial with a non-ok outcome."""
-
-    def __init__(self, outcome, note):
-        super().__init__(note)
-        self.outcome, self.note = outcome, note
-
-
-def bounded(fn, limit, what):
-    """fn() in a daemon thread; its result, or Outcome('hang') once it has
-    run longer than limit + GRACE (the thread is abandoned)."""
-    box = {}
-
-    def run():
-        try:
-            box['value'] = fn()
-        except BaseException as exc:  # handed to the caller
-            box['error'] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(limit + GRACE)
-    if t.is_alive():
-        raise Outcome('hang', what + ' blocked')
-    if 'error' in box:
-        raise box['error']
-    return box.get('value')
-
-
-def kill(proc_or_pid):
-    pid = proc_or_pid if isinstance(proc_or_pid, int) else proc_or_pid.pid
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return time.monotonic()
-
-
-def wait_for(pred, limit, what):
-    end = time.monotonic() + limit
-    while not pred():
-        if time.monotonic() > end:
-            raise Outcome('hang', what)
-        time.sleep(0.002)
+from faults_common import (EXIT_BLOCKED, EXIT_LIMIT, LARGE, SMALL, WAIT, Outcome, bounded,
+                           follow_up_child, kill, wait_for)
+from faults_services import trial_forkserver_zygote, trial_manager, trial_pool, trial_warm_spawn
 
 
 # ---------------------------------------------------------------- messages
@@ -315,24 +264,6 @@ def trial_channel_reader(ctx, rng, kind, size):
         raise Outcome('lost', 'messages %d..%d lost' % (dead_got, start - 1))
     note = 'one in the dead reader\'s hands' if start == dead_got + 1 else 'none in flight'
     return recover, note
-
-
-def follow_up_child(ctx):
-    """A fresh child and a round trip with it: the tree still works."""
-    rx, tx = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_echo, args=(tx,))
-    p.start()
-    tx.close()
-    if not rx.poll(WAIT + 3):
-        p.join(0.1)
-        raise Outcome('hang', 'follow-up child did not answer (exit code %s)' % p.exitcode)
-    if rx.recv() != 'alive':
-        raise Outcome('error', 'follow-up child answered wrongly')
-    p.join(WAIT)
-
-
-def _echo(tx):
-    tx.send('alive')
 
 
 # ---------------------------------------------------------------- primitives
@@ -605,206 +536,6 @@ def trial_barrier_outside(ctx, rng):
     p.join(WAIT)
     bounded(b.reset, WAIT, 'reset()')
     return recover, note
-
-
-# ---------------------------------------------------------------- pools
-
-def _task(arg):
-    ms, size = arg
-    time.sleep(ms / 1000.0)
-    return b'r' * size
-
-
-def trial_pool(ctx, rng, api, stage):
-    """A worker SIGKILLed at a stage of a task: queued (tasks waiting, none
-    taken), transit (just submitted), running (in the task), returning (a
-    4 MB result on its way back). Outcome: results, or a clear error."""
-    stages = {'queued': ((0, 10), (1, 1), 0.0),
-              'transit': ((0, 0), (0, 5), 0.0),
-              'running': ((100, 100), (20, 80), 0.0),
-              'returning': ((0, 0), (0, 40), 1.0)}
-    (lo, hi), (klo, khi), large = stages[stage]
-    size = LARGE if large else 16
-    args = [(rng.randint(lo, hi), size) for _ in range(6)]
-    if api == 'pool':
-        pool = ctx.Pool(2)
-        pids = [w.pid for w in pool._pool]
-        if stage == 'queued':
-            # Both workers busy first, then tasks queued behind them.
-            busy = pool.map_async(_task, [(150, 16)] * 2)
-            time.sleep(0.05)
-        res = pool.map_async(_task, args)
-        time.sleep(rng.uniform(klo, khi) / 1000.0)
-        killed = kill(rng.choice(pids))
-        try:
-            out = res.get(timeout=WAIT + 3)
-            note = 'all results'
-        except mp.TimeoutError:
-            pool.terminate()
-            raise Outcome('hang', 'a lost task: map_async().get() never ends')
-        except Exception as exc:
-            out = None
-            note = 'raised %s' % type(exc).__name__
-        if out is not None and out != [b'r' * size] * 6:
-            raise Outcome('error', 'wrong results')
-        recover = time.monotonic() - killed
-        # The survivors keep working: the same pool runs a new task.
-        r2 = pool.apply_async(_task, ((0, 4),))
-        try:
-            if r2.get(timeout=WAIT + 3) != b'rrrr':
-                raise Outcome('error', 'wrong follow-up result')
-        except mp.TimeoutError:
-            pool.terminate()
-            raise Outcome('hang', 'the pool runs no new task after the death')
-        pool.terminate()
-        pool.join()
-        return recover, note
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-    ex = ProcessPoolExecutor(2, mp_context=ctx)
-    if stage == 'queued':
-        busy = [ex.submit(_task, (150, 16)) for _ in range(2)]
-        time.sleep(0.05)
-    futs = [ex.submit(_task, a) for a in args]
-    wait_for(lambda: len(ex._processes) == 2, 10, 'executor workers did not start')
-    pids = list(ex._processes)
-    time.sleep(rng.uniform(klo, khi) / 1000.0)
-    killed = kill(rng.choice(pids))
-    outcomes = set()
-    for f in futs:
-        try:
-            if f.result(timeout=WAIT + 3) != b'r' * size:
-                raise Outcome('error', 'wrong result')
-            outcomes.add('result')
-        except BrokenProcessPool:
-            outcomes.add('BrokenProcessPool')
-        except Exception as exc:
-            if type(exc).__name__ == 'TimeoutError':
-                raise Outcome('hang', 'a future never ended')
-            outcomes.add(type(exc).__name__)
-    recover = time.monotonic() - killed
-    bounded(lambda: ex.shutdown(wait=True), WAIT + 3, 'shutdown of the broken executor')
-    with ProcessPoolExecutor(1, mp_context=ctx) as ex2:
-        if ex2.submit(_task, (0, 4)).result(timeout=WAIT + 5) != b'rrrr':
-            raise Outcome('error', 'wrong follow-up result')
-    return recover, ' + '.join(sorted(outcomes))
-
-
-# ---------------------------------------------------------------- managers
-
-def _manager_client(d, counter):
-    while True:
-        d['k'] = counter.value
-        counter.value += 1
-
-
-def trial_manager(ctx, rng, who):
-    m = ctx.Manager()
-    d = m.dict()
-    counter = ctx.RawValue('q', 0)
-    if who == 'server':
-        p = ctx.Process(target=_manager_client, args=(d, counter))
-        p.start()
-        wait_for(lambda: counter.value > 0, 10, 'client did not start')
-        time.sleep(rng.uniform(0, 0.05))
-        killed = kill(m._process.pid)
-
-        def use():
-            try:
-                for _ in range(3):
-                    d['x'] = 1
-                return 'no error?'
-            except (EOFError, ConnectionError, BrokenPipeError, OSError) as exc:
-                return 'client raised %s' % type(exc).__name__
-        note = bounded(use, WAIT, "a proxy's call after the server died")
-        p.join(WAIT)
-        if p.is_alive():
-            kill(p)
-            p.join(WAIT)
-            note += '; other client blocked'
-            raise Outcome('hang', 'a client stays blocked after the server died')
-        if note == 'no error?':
-            raise Outcome('error', 'calls on a dead server succeeded')
-        recover = time.monotonic() - killed
-        try:
-            m.shutdown()
-        except Exception:
-            pass
-        return recover, note
-    p = ctx.Process(target=_manager_client, args=(d, counter))
-    p.start()
-    wait_for(lambda: counter.value > 0, 10, 'client did not start')
-    time.sleep(rng.uniform(0, 0.05))
-    killed = kill(p)
-    p.join(WAIT)
-
-    def use():
-        d['y'] = 2
-        return d['y'], m.list([1, 2])[1]
-    if bounded(use, WAIT, 'the server after a client died') != (2, 2):
-        raise Outcome('error', 'wrong answers')
-    recover = time.monotonic() - killed
-    m.shutdown()
-    return recover, 'server serves'
-
-
-# ---------------------------------------------------------------- start methods
-
-def trial_forkserver_zygote(ctx, rng):
-    fs_ctx = mp.get_context('forkserver')
-    follow_up_child(fs_ctx)
-    from multiprocessing import forkserver
-    pid = forkserver._forkserver._forkserver_pid
-    time.sleep(rng.uniform(0, 0.02))
-    killed = kill(pid)
-    try:
-        bounded(lambda: follow_up_child(fs_ctx), WAIT + 5, 'a start after the zygote died')
-        note = 'next start works'
-    except Outcome:
-        raise
-    except Exception as exc:
-        note = 'next start raised %s' % type(exc).__name__
-        follow_up_child(fs_ctx)
-    return time.monotonic() - killed, note
-
-
-def _own_children():
-    me, out = os.getpid(), []
-    for d in os.listdir('/proc'):
-        if d.isdigit():
-            try:
-                with open('/proc/%s/stat' % d) as f:
-                    fields = f.read().rsplit(')', 1)[1].split()
-                if int(fields[1]) == me and fields[0] != 'Z':
-                    out.append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    return out
-
-
-def _is_spare(pid):
-    # mphost's waiting spawn children (stock keeps none; its other child,
-    # the resource tracker, is not a spare).
-    try:
-        with open('/proc/%d/cmdline' % pid, 'rb') as f:
-            return b'--mphost-child' in f.read()
-    except OSError:
-        return False
-
-
-def trial_warm_spawn(ctx, rng):
-    """The spare spawn children waiting for work SIGKILLed at a random
-    moment after a spawn; the next spawn still works."""
-    sp = mp.get_context('spawn')
-    follow_up_child(sp)
-    time.sleep(rng.uniform(0, 0.1))
-    busy = {p.pid for p in mp.active_children()}
-    spares = [pid for pid in _own_children() if pid not in busy and _is_spare(pid)]
-    killed = time.monotonic()
-    for pid in spares:
-        kill(pid)
-    follow_up_child(sp)
-    return time.monotonic() - killed, ('%d spare(s) killed' % len(spares)) if spares else 'no spare'
 
 
 # ---------------------------------------------------------------- rows
