@@ -113,6 +113,8 @@ run_tests() {
   (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/security) || status=1
   echo "== Scale limits, bounded: 300 fork + 100 spawn children each with a queue, descriptors per queue, 2.5 GiB message"
   (cd "$root" && MPHOST_SCALE_TESTS=1 "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider -rs tests/shim/test_scale.py) || status=1
+  echo "== Fault injection: SIGKILL at seeded random points, 8 trials per row (FAULTS_SEED=<printed seed> replays)"
+  (cd "$root" && FAULTS_TRIALS=8 "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/faults) || status=1
   echo "== Real clients (scikit-learn, scipy, torch, pebble, dask.distributed, pandas, joblib): under mphost and stock"
   (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/clients) || status=1
   echo "== joblib's own tests under mphost: test_parallel and test_memmapping"

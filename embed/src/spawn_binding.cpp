@@ -55,14 +55,24 @@ void bind_spawn(py::module_& m) {
           const runtime::launch_request request = child_request(executable, flags);
           std::optional<runtime::waiting_child> child;
           if (key) child = spare_children().take(*key);
+          bool spare = child.has_value();
           for (bool retried = false;; retried = true) {
             if (!child) child = runtime::launch_waiting_child(request);
             try {
               runtime::send_handover(child->sock, std::as_bytes(std::span(bytes.data(), bytes.size())), placements);
               break;
             } catch (const std::system_error& e) {
+              const bool died = e.code() == std::errc::broken_pipe || e.code() == std::errc::connection_reset;
+              // A spare that died before its work came (killed from outside)
+              // is not the caller's child: start a fresh one instead.
+              if (died && spare) {
+                runtime::abandon(*child);
+                child.reset();
+                spare = false;
+                continue;
+              }
               // A child that died before reading reports itself through its exit code.
-              if (e.code() == std::errc::broken_pipe || e.code() == std::errc::connection_reset) break;
+              if (died) break;
               const bool socket_lost = !runtime::socket_intact(*child);
               runtime::abandon(*child);
               child.reset();

@@ -20,6 +20,7 @@ import signal
 import struct
 import sys
 import threading
+import time
 import warnings
 
 from . import process
@@ -88,9 +89,26 @@ class ForkServer(object):
         """Fork a child with `fds`; returns (pid, sentinel)."""
         if len(fds) >= MAXFDS_TO_SEND:
             raise ValueError('too many fds')
-        zygote = self._running_zygote()
         import _mphost
+        zygote = self._running_zygote()
+        try:
+            return _mphost.forkserver_request(zygote.address, zygote.token, list(fds))
+        except (ConnectionRefusedError, ConnectionResetError, BrokenPipeError, FileNotFoundError):
+            # A zygote killed a moment ago refuses before it can be reaped:
+            # once it has ended, a new one serves the request.
+            if not self._ended_soon(zygote.pid):
+                raise
+        zygote = self._running_zygote()
         return _mphost.forkserver_request(zygote.address, zygote.token, list(fds))
+
+    @staticmethod
+    def _ended_soon(pid, within=2.0):
+        deadline = time.monotonic() + within
+        while not _reap(pid, False):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
 
     def ensure_running(self):
         """Start the zygote unless it is already running."""

@@ -1,5 +1,6 @@
 #include "mphost/runtime/warm_pool.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -7,13 +8,71 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <new>
+#include <string_view>
 #include <thread>
 
 #include "mphost/ipc/error.hpp"
 #include "mphost/runtime/exit_status.hpp"
 
 namespace mphost::runtime {
+namespace {
+
+// True when `pid` is dying: a kill(SIGKILL) has returned in some process but
+// the spare has not ended yet (it is still pending, or the exit has begun),
+// so that a handover now would go to a process that is gone a moment later.
+// A process that is not ours to read counts as alive.
+bool dying(pid_t pid) noexcept {
+  const std::string base = "/proc/" + std::to_string(pid);
+  char buf[4096];
+  int fd = ::open((base + "/status").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT;
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const std::string_view status(buf, static_cast<std::size_t>(n));
+  const auto field = [&](std::string_view name) -> std::string_view {
+    const std::size_t at = status.find(name);
+    if (at == std::string_view::npos) return {};
+    std::size_t from = at + name.size();
+    while (from < status.size() && (status[from] == ' ' || status[from] == '\t')) ++from;
+    const std::size_t end = status.find('\n', from);
+    return status.substr(from, end == std::string_view::npos ? std::string_view::npos : end - from);
+  };
+  const std::string_view state = field("\nState:");
+  if (!state.empty() && (state[0] == 'Z' || state[0] == 'X')) return true;
+  // SIGKILL is signal 9: bit 8 of the pending masks (hexadecimal).
+  for (std::string_view mask : {field("\nSigPnd:"), field("\nShdPnd:")}) {
+    if (mask.size() >= 3) {
+      const char digit = mask[mask.size() - 3];
+      const int value = digit >= 'a' ? digit - 'a' + 10 : digit - '0';
+      if (value & 1) return true;
+    }
+  }
+  // The exit has begun (PF_EXITING in the flags of /proc/<pid>/stat).
+  fd = ::open((base + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT;
+  const ssize_t m = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (m <= 0) return false;
+  const std::string_view stat(buf, static_cast<std::size_t>(m));
+  const std::size_t paren = stat.rfind(')');
+  if (paren == std::string_view::npos) return false;
+  // After ") ": state, ppid, pgrp, session, tty_nr, tpgid, flags.
+  std::size_t at = paren + 2;
+  for (int skip = 0; skip < 6 && at < stat.size(); ++skip) {
+    at = stat.find(' ', at);
+    if (at == std::string_view::npos) return false;
+    ++at;
+  }
+  unsigned long flags = std::strtoul(buf + at, nullptr, 10);
+  constexpr unsigned long pf_exiting = 0x4;
+  return (flags & pf_exiting) != 0;
+}
+
+}  // namespace
 
 waiting_child launch_waiting_child(launch_request request) {
   int pair[2];
@@ -92,10 +151,21 @@ std::optional<waiting_child> warm_pool::take(const std::string& key) {
   }
   std::optional<waiting_child> taken = spare_;
   spare_.reset();
-  // A spare that died meanwhile (killed from outside) is no use.
-  if (::kill(taken->pid, 0) != 0) {
-    ::close(taken->sock);
-    wait_for_exit(taken->pid, true);
+  // A spare that died meanwhile (killed from outside) is no use. It stays a
+  // zombie until reaped, which kill(pid, 0) does not tell from a live one:
+  // ask waitpid, which reaps it if it has ended.
+  bool ended = true;
+  try {
+    ended = wait_for_exit(taken->pid, false).has_value();
+  } catch (const std::system_error&) {
+    // Reaped by someone else already (os.waitpid(-1) in user code): gone.
+  }
+  if (ended) {
+    if (socket_intact(*taken)) ::close(taken->sock);
+    return std::nullopt;
+  }
+  if (dying(taken->pid)) {
+    abandon(*taken);
     return std::nullopt;
   }
   // Its socket must still lead to it: a stray close elsewhere in the process

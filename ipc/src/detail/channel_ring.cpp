@@ -266,6 +266,10 @@ wait_result reserve_frame(channel::state& s, frame_kind kind, std::size_t length
   const std::uint64_t size = frame_size(length);
   std::int64_t start_ns = 0;
   bool spun = false;
+  // A writing-only end (a Pipe's) must see its last reader's death, as a
+  // pipe's writer does, even when it never waits (an unbounded channel):
+  // look for dead endpoints now and then (one clock read otherwise).
+  if (static_cast<std::uint8_t>(s.role) == static_cast<std::uint8_t>(endpoint_role::writer)) s.maybe_reap();
   for (;;) {
     s.throw_if_cancelled();
     if (c.live_readers.load(std::memory_order_acquire) == 0) return wait_result::closed;
