@@ -131,6 +131,7 @@ large_block block_pool::take(std::size_t size) {
     }
   }
   const std::size_t cap = block_capacity(size);
+  c.extra_names.store(1, std::memory_order_release);
   for (int attempt = 0;; ++attempt) {
     try {
       auto seg = map(segment::random_name(prefix_), true, cap);

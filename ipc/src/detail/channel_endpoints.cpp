@@ -234,8 +234,11 @@ void unregister_state(channel::state* s) noexcept {
   s->registry_index = ~std::size_t{0};
 }
 
-void remove_names(const std::string& name) noexcept {
+// `extras`: the channel may have made extra rings or blocks (control's
+// extra_names), or it cannot be told.
+void remove_names(const std::string& name, bool extras = true) noexcept {
   segment::remove(name);
+  if (!extras) return;
   // Extra rings and undelivered blocks are named <name>.<something>.
   const std::string prefix = (name[0] == '/' ? name.substr(1) : name) + ".";
   if (DIR* dir = ::opendir("/dev/shm")) {
@@ -348,7 +351,9 @@ void channel::state::detach() noexcept {
   wake_all_waiters();
   // The last writer gone: end of file, which readers' descriptors show.
   if (!last && ctl->live_writers.load(std::memory_order_acquire) == 0) ring_bells();
-  if (last && (ctl->flags & detail::flag_remove_when_unused) && !ctl->removed.exchange(1)) remove_names(name);
+  if (last && (ctl->flags & detail::flag_remove_when_unused) && !ctl->removed.exchange(1)) {
+    remove_names(name, ctl->extra_names.load(std::memory_order_acquire) != 0);
+  }
   // Peers that died without closing must not keep the names alive: if only
   // dead endpoints remain, reaping them makes this the last close. One live
   // endpoint is enough to stop looking (dead ones are reaped by the waits
@@ -388,7 +393,9 @@ bool channel::state::reap_dead() noexcept {
   last_reap_ns.store(detail::monotonic_ns(), std::memory_order_relaxed);
   if (any) wake_all_waiters();
   if (any && !last && c.live_writers.load(std::memory_order_acquire) == 0) ring_bells();
-  if (last && (c.flags & detail::flag_remove_when_unused) && !c.removed.exchange(1)) remove_names(name);
+  if (last && (c.flags & detail::flag_remove_when_unused) && !c.removed.exchange(1)) {
+    remove_names(name, c.extra_names.load(std::memory_order_acquire) != 0);
+  }
   return any;
 }
 

@@ -34,7 +34,7 @@ namespace mphost::ipc::detail {
 
 inline constexpr std::uint64_t control_magic = 0x316c6e6863706d6dull;  // "mmphchl1"
 inline constexpr std::uint64_t ring_magic = 0x31676e6972706d6dull;     // "mmpring1"
-inline constexpr std::uint32_t layout_version = 4;
+inline constexpr std::uint32_t layout_version = 5;
 // Endpoints of one channel alive at once (a fork child's inherited places
 // count): 2^15, far above what a tree of processes reaches on one machine,
 // and within the 16 bits a writer id gives the slot (frame.hpp).
@@ -78,7 +78,10 @@ struct control {
   std::uint64_t capacity;
   std::uint64_t large_threshold;
   std::uint32_t endpoint_limit;  // max_endpoints
-  std::uint32_t reserved0;
+  // Set (before the segment exists) by the first writer that makes a name
+  // of the form <name>.<something> (an extra ring, a large block): until
+  // then removing the channel's names need not list /dev/shm for them.
+  std::atomic<std::uint32_t> extra_names;
 
   alignas(64) robust_mutex write_lock;
   std::atomic<std::uint64_t> tail_ring;

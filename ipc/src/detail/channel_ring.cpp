@@ -108,6 +108,7 @@ void grow(channel::state& s, std::uint64_t frame) {
   const std::string name = detail::ring_name(s.name, id);
   const std::uint64_t header = (sizeof(ring_header) + 63) & ~std::uint64_t{63};
   segment seg;
+  s.ctl->extra_names.store(1, std::memory_order_release);
   try {
     seg = segment::create_named(name, header + capacity);
   } catch (const std::system_error& e) {
