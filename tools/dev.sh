@@ -6,6 +6,8 @@
 #   tools/dev.sh test    install dependencies, build, run every test
 #   tools/dev.sh setup | build | install PREFIX
 #   tools/dev.sh package install dependencies, build, write build/mphost_<version>_amd64.deb
+#   tools/dev.sh sanitize  build build-asan (ASan+UBSan) and build-tsan (TSan), run the C++
+#                        tests under both and the shim suite under ASan+UBSan; any report fails
 #
 # Every step is idempotent: packages already installed are not fetched again
 # and the build is incremental.
@@ -48,6 +50,73 @@ demo() {
   setup
   build
   "$build_dir/bin/mphost" "$root/examples/demo.py"
+}
+
+# Sanitizer builds (CMakePresets.json: asan, tsan). Every report goes to a
+# file under build-<preset>/sanitizer-reports, so that one written by any
+# process (a forked child, a spawned worker) is counted, not only by the
+# test's own; a run passes only when its tests pass and no file is there.
+# The options and suppressions are explained in tools/sanitizers/README.md.
+sanitizer_build() {
+  (cd "$root" && cmake --preset "$1" >/dev/null && cmake --build --preset "$1" -j"$jobs")
+}
+
+sanitizer_env() {
+  local reports=$1 supp=$root/tools/sanitizers
+  rm -rf "$reports" && mkdir -p "$reports"
+  # Python objects from malloc, not from pymalloc's mmap'd arenas: ASan then
+  # sees a Python object's use after free, and LeakSanitizer scans the
+  # objects, so C++ state owned by a live object is not taken for a leak.
+  export PYTHONMALLOC=malloc
+  export ASAN_OPTIONS="log_path=$reports/asan:allocator_may_return_null=1:detect_leaks=1:handle_segv=0:handle_sigbus=0:strict_string_checks=0"
+  export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
+  export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp"
+  export TSAN_OPTIONS="log_path=$reports/tsan:suppressions=$supp/tsan.supp:die_after_fork=0:halt_on_error=0:second_deadlock_stack=1"
+}
+
+sanitizer_reports() {
+  local reports=$1 f found=0
+  for f in "$reports"/*; do
+    [ -e "$f" ] || continue
+    found=$((found + 1))
+    echo "---- sanitizer report $f" && head -c 20000 "$f"
+  done
+  echo "sanitizer reports in $reports: $found"
+  return $((found > 0))
+}
+
+# ctest under one sanitizer build, without the shim suite (run by itself
+# below) and the install test (it builds the .deb, not instrumented code).
+sanitizer_ctest() (
+  local dir=$root/build-$1
+  sanitizer_env "$dir/sanitizer-reports"
+  local status=0
+  ctest --test-dir "$dir" --output-on-failure -j"$jobs" --timeout 600 \
+    -E 'mphost_shim_tests|mphost_install_test' || status=1
+  sanitizer_reports "$dir/sanitizer-reports" || status=1
+  return $status
+)
+
+sanitizer_shim() (
+  local dir=$root/build-asan
+  sanitizer_env "$dir/sanitizer-reports-shim"
+  local status=0
+  (cd "$root" && "$dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/shim) || status=1
+  sanitizer_reports "$dir/sanitizer-reports-shim" || status=1
+  return $status
+)
+
+run_sanitizers() {
+  local status=0
+  echo "== Sanitizers: build build-asan (AddressSanitizer + UndefinedBehaviorSanitizer) and build-tsan (ThreadSanitizer)"
+  sanitizer_build asan && sanitizer_build tsan || return 1
+  echo "== Sanitizers: C++ tests under ASan+UBSan"
+  sanitizer_ctest asan || status=1
+  echo "== Sanitizers: C++ tests under TSan"
+  sanitizer_ctest tsan || status=1
+  echo "== Sanitizers: the shim suite under ASan+UBSan, with the instrumented launcher"
+  sanitizer_shim || status=1
+  return $status
 }
 
 run_tests() {
@@ -94,5 +163,6 @@ case "${1:-}" in
     [ -n "${2:-}" ] || { echo "usage: tools/dev.sh install PREFIX" >&2; exit 2; }
     setup; build; cmake --install "$build_dir" --prefix "$2" ;;
   package) setup; build; cmake --build "$build_dir" --target package ;;
-  *) echo "usage: tools/dev.sh {demo|test|setup|build|install PREFIX|package}" >&2; exit 2 ;;
+  sanitize) setup; run_sanitizers ;;
+  *) echo "usage: tools/dev.sh {demo|test|setup|build|install PREFIX|package|sanitize}" >&2; exit 2 ;;
 esac
