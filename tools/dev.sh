@@ -8,6 +8,7 @@
 #   tools/dev.sh package install dependencies, build, write build/mphost_<version>_amd64.deb
 #   tools/dev.sh sanitize  build build-asan (ASan+UBSan) and build-tsan (TSan), run the C++
 #                        tests under both and the shim suite under ASan+UBSan; any report fails
+#   tools/dev.sh sanitize-ci  the part of it that `test` runs (see run_sanitizers_ci)
 #
 # Every step is idempotent: packages already installed are not fetched again
 # and the build is incremental.
@@ -105,11 +106,13 @@ sanitizer_shim() (
   local dir=$root/build-asan
   sanitizer_env "$dir/sanitizer-reports-shim"
   local status=0
-  (cd "$root" && "$dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/shim) || status=1
+  (cd "$root" && "$dir/bin/mphost" -m pytest -q -p no:cacheprovider "$@") || status=1
   sanitizer_reports "$dir/sanitizer-reports-shim" || status=1
   return $status
 )
 
+# The whole thing: both builds, every C++ test under both, the whole shim
+# suite under ASan+UBSan. About an hour on 2 cores from a clean checkout.
 run_sanitizers() {
   local status=0
   echo "== Sanitizers: build build-asan (AddressSanitizer + UndefinedBehaviorSanitizer) and build-tsan (ThreadSanitizer)"
@@ -119,7 +122,38 @@ run_sanitizers() {
   echo "== Sanitizers: C++ tests under TSan"
   sanitizer_ctest tsan || status=1
   echo "== Sanitizers: the shim suite under ASan+UBSan, with the instrumented launcher"
-  sanitizer_shim || status=1
+  sanitizer_shim tests/shim || status=1
+  return $status
+}
+
+# CI's share (budget 25 min on 2 cores without ccache): the ASan+UBSan
+# build, every C++ test under it, and the in-process shim modules under the
+# instrumented launcher (the _fork/_spawn/_forkserver variants repeat the
+# same code paths under other start methods and would triple the time);
+# TSan builds and runs the core's tests (ipc, runtime), reported but not
+# gating while its open reports stand (docs/reliability/sanitizers.md).
+sanitizer_shim_ci_tests=(
+  tests/shim/test_garbage_recv.py tests/shim/test_connection.py tests/shim/test_queues.py
+  tests/shim/test_simple_queue.py tests/shim/test_synchronize.py tests/shim/test_pool.py
+  tests/shim/test_managers.py tests/shim/test_shared_memory.py tests/shim/test_sharedctypes.py
+  tests/shim/test_queue_port.py tests/shim/test_listener.py
+)
+
+run_sanitizers_ci() {
+  local status=0
+  sanitizer_build asan || return 1
+  sanitizer_ctest asan || status=1
+  sanitizer_shim "${sanitizer_shim_ci_tests[@]}" || status=1
+  (cd "$root" && cmake --preset tsan >/dev/null &&
+     cmake --build --preset tsan -j"$jobs" --target mphost_ipc_tests mphost_runtime_tests) || return 1
+  (
+    sanitizer_env "$root/build-tsan/sanitizer-reports"
+    local t
+    for t in mphost_ipc_tests mphost_runtime_tests; do
+      timeout 900 "$root/build-tsan/bin/$t" --gtest_brief=1 || echo "TSan: $t failed (not gating yet)"
+    done
+    sanitizer_reports "$root/build-tsan/sanitizer-reports" || echo "TSan: reports above (not gating yet)"
+  )
   return $status
 }
 
@@ -142,6 +176,8 @@ run_tests() {
   (cd "$root" && /usr/bin/python3 tools/conformance/run_conformance.py --ci --mphost "$build_dir/bin/mphost") || status=1
   echo "== Benchmarks, quick: every scenario runs and checks its result under both interpreters"
   (cd "$root" && /usr/bin/python3 tools/bench/run_bench.py --quick --mphost "$build_dir/bin/mphost") || status=1
+  echo "== Sanitizers: C++ tests and the in-process shim tests under ASan+UBSan (gating), core tests under TSan"
+  (run_sanitizers_ci) || status=1
   echo "== Python tests of the shim, under mphost"
   (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/shim) || status=1
   echo "== Real clients (scikit-learn, scipy, torch, pebble, dask.distributed, pandas, joblib): under mphost and stock"
@@ -168,5 +204,6 @@ case "${1:-}" in
     setup; build; cmake --install "$build_dir" --prefix "$2" ;;
   package) setup; build; cmake --build "$build_dir" --target package ;;
   sanitize) setup; run_sanitizers ;;
-  *) echo "usage: tools/dev.sh {demo|test|setup|build|install PREFIX|package|sanitize}" >&2; exit 2 ;;
+  sanitize-ci) setup; run_sanitizers_ci ;;
+  *) echo "usage: tools/dev.sh {demo|test|setup|build|install PREFIX|package|sanitize|sanitize-ci}" >&2; exit 2 ;;
 esac
