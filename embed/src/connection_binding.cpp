@@ -20,6 +20,11 @@
 //       The prefix of buffer[start:end]: its whole size (4 or 12) and the
 //       message's length, None while the bytes there are not all of it.
 //       OSError("bad message length") for a corrupt one.
+//   pickle_bytearray_overrun(data) -> (offset, length, allocatable) | None
+//       The first BYTEARRAY8 opcode the unpickler would reach in `data` that
+//       declares more bytes than follow it (runtime/pickle_scan.hpp), and
+//       whether an allocation of that many bytes succeeds now (the one the
+//       unpickler would try first); None when there is none.
 //
 // Every read and write runs with the GIL released, through blocking_call
 // (an interrupting signal runs the Python handlers; the message goes on
@@ -40,6 +45,7 @@
 #include "mphost/embed/blocking_call.hpp"
 #include "mphost/ipc/error.hpp"
 #include "mphost/ipc/stream_frame.hpp"
+#include "mphost/runtime/pickle_scan.hpp"
 
 namespace mphost::embed {
 namespace {
@@ -304,6 +310,28 @@ PyObject* stream_prefix_at(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   return Py_BuildValue("(nK)", static_cast<Py_ssize_t>(prefix.size), static_cast<unsigned long long>(prefix.length));
 }
 
+PyObject* pickle_bytearray_overrun(PyObject* /*module*/, PyObject* data) {
+  Py_buffer view;
+  if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) != 0) {
+    PyErr_Clear();  // not a flat buffer: pickle.loads has its own say
+    Py_RETURN_NONE;
+  }
+  const auto found = runtime::pickle::find_overrunning_bytearray(
+      std::span(static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)));
+  PyBuffer_Release(&view);
+  if (!found) Py_RETURN_NONE;
+  // The unpickler asks the raw allocator for length + 1 bytes (the bytearray
+  // and its trailing NUL); PY_SSIZE_T_MAX itself is refused without asking.
+  bool allocatable = false;
+  if (found->length < static_cast<std::uint64_t>(PY_SSIZE_T_MAX)) {
+    void* probe = PyMem_RawMalloc(static_cast<std::size_t>(found->length) + 1);
+    allocatable = probe != nullptr;
+    PyMem_RawFree(probe);
+  }
+  return Py_BuildValue("(nKO)", static_cast<Py_ssize_t>(found->offset),
+                       static_cast<unsigned long long>(found->length), allocatable ? Py_True : Py_False);
+}
+
 template <auto Fn>
 PyCFunction fastcall() {
   return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Fn));
@@ -321,6 +349,9 @@ PyMethodDef stream_methods[] = {
      "stream_prefix(length, short_limit=INT32_MAX): the bytes that announce a message of `length` bytes."},
     {"stream_prefix_at", fastcall<stream_prefix_at>(), METH_FASTCALL,
      "stream_prefix_at(buffer, start, end): (prefix size, message length or None while incomplete)."},
+    {"pickle_bytearray_overrun", pickle_bytearray_overrun, METH_O,
+     "pickle_bytearray_overrun(data): (offset, length, allocatable) of the first BYTEARRAY8 longer than the "
+     "data left, or None."},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -19,6 +19,8 @@ import pickle
 import struct
 import threading
 
+from _mphost import pickle_bytearray_overrun as _bytearray_overrun
+
 from .context import reduction
 
 __all__ = []  # private: reached through multiprocessing.connection
@@ -125,6 +127,45 @@ def _dumps_for_channel(obj):
 _DAMAGE = (pickle.UnpicklingError, EOFError, IndexError, struct.error)
 
 
+# A byte no pickle opcode has: where it stands, the unpickler stops with
+# exactly this error.
+_NOT_AN_OPCODE = 0xff
+_STOPPED_AT_IT = "invalid load key, '\\xff'."
+
+
+def _loads_received(data):
+    """ForkingPickler.loads(data), raising what it raises, but never
+    reaching a BYTEARRAY8 opcode that declares more bytes than the data
+    holds.
+
+    At such an opcode Python 3.11's unpickler first allocates the declared
+    length; when that fails, CPython releases a half-made bytearray whose
+    export count was never set, which can print "SystemError: deallocated
+    bytearray object has exported buffers" on stderr (about one garbage
+    message in a thousand; stock multiprocessing prints it too). Here the
+    opcode is replaced by a byte the unpickler stops at, so everything
+    before it runs (and raises) as it would, and the outcome of the
+    opcode itself is raised from a probe of the same allocation:
+    MemoryError when it fails, "pickle data was truncated" otherwise.
+    """
+    overrun = _bytearray_overrun(data)
+    if overrun is None:
+        return _ForkingPickler.loads(data)
+    offset, _length, allocatable = overrun
+    stopped = bytearray(data)
+    stopped[offset] = _NOT_AN_OPCODE
+    try:
+        _ForkingPickler.loads(stopped)
+    except pickle.UnpicklingError as exc:
+        if str(exc) != _STOPPED_AT_IT:
+            raise
+    else:  # cannot happen: no STOP comes before the opcode
+        return _ForkingPickler.loads(data)
+    if not allocatable:
+        raise MemoryError()
+    raise pickle.UnpicklingError('pickle data was truncated')
+
+
 def _unpickle_message(data):
     """Unpickle a received message; damaged data gives UnpicklingError.
 
@@ -133,7 +174,7 @@ def _unpickle_message(data):
     tripped on.
     """
     try:
-        return _ForkingPickler.loads(data)
+        return _loads_received(data)
     except _DAMAGE as exc:
         head = bytes(memoryview(data)[:16])
         raise pickle.UnpicklingError(

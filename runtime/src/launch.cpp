@@ -6,14 +6,15 @@
 #include <unistd.h>
 
 #include <boost/process/child.hpp>
-#include <boost/process/env.hpp>
-#include <boost/process/environment.hpp>
 #include <boost/process/args.hpp>
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
 #include <boost/process/error.hpp>
 #include <cerrno>
 #include <climits>
+#include <string>
+#include <string_view>
+#include <vector>
 #include <system_error>
 
 #include "mphost/ipc/channel.hpp"
@@ -31,6 +32,7 @@ namespace {
 struct inherit_only {
   const std::vector<int>* keep;
   const char* start_dir;  // or null: stay where the parent is
+  char** envp;            // the child's environment, made before the fork
 
 
   template <class Executor>
@@ -56,19 +58,44 @@ struct inherit_only {
     if (start_dir != nullptr && ::chdir(start_dir) != 0) {
       exec.set_error(std::error_code(errno, std::system_category()), "chdir");
     }
+    exec.env = envp;
   }
 };
+
+// This process's environment with the request's entries over it, as the
+// "NAME=value" strings execve takes. (Made here rather than with
+// boost::process::environment, whose lookup compares a name with memcmp
+// past the end of shorter entries.)
+std::vector<std::string> merged_environment(const launch_request& request) {
+  std::vector<std::string> entries;
+  for (char** e = ::environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const std::string_view name = entry.substr(0, entry.find('='));
+    bool replaced = false;
+    for (const auto& [key, value] : request.environment) replaced = replaced || key == name;
+    if (!replaced) entries.emplace_back(entry);
+  }
+  const auto& wanted = request.environment;
+  for (std::size_t i = 0; i < wanted.size(); ++i) {
+    bool set_again = false;  // a later entry of the same name wins
+    for (std::size_t j = i + 1; j < wanted.size(); ++j) set_again = set_again || wanted[j].first == wanted[i].first;
+    if (!set_again) entries.push_back(wanted[i].first + "=" + wanted[i].second);
+  }
+  return entries;
+}
 
 }  // namespace
 
 pid_t launch(const launch_request& request) {
   std::error_code ec;
-  // This process's environment with the request's entries over it.
-  bp::environment env = boost::this_process::environment();
-  for (const auto& [name, value] : request.environment) env[name] = value;
+  std::vector<std::string> entries = merged_environment(request);
+  std::vector<char*> envp;
+  envp.reserve(entries.size() + 1);
+  for (auto& entry : entries) envp.push_back(entry.data());
+  envp.push_back(nullptr);
   const char* dir = request.working_directory.empty() ? nullptr : request.working_directory.c_str();
-  bp::child child(bp::exe = request.executable, bp::args = request.args, bp::env = env,
-                  bp::extend::on_exec_setup = inherit_only{&request.pass_fds, dir}, ec);
+  bp::child child(bp::exe = request.executable, bp::args = request.args,
+                  bp::extend::on_exec_setup = inherit_only{&request.pass_fds, dir, envp.data()}, ec);
   if (ec) throw std::system_error(ec, "cannot start " + request.executable);
   const pid_t pid = child.id();
   // The caller reaps the child; Boost must neither wait for nor kill it.

@@ -2,6 +2,9 @@
 // executable, started before the first test and finalized after the last.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "mphost/embed/bindings.hpp"
 #include "mphost/embed/python.hpp"
 
@@ -9,6 +12,15 @@ int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   PyImport_AppendInittab("_mphost", &PyInit__mphost);
   PyImport_AppendInittab("_multiprocessing", &PyInit__multiprocessing);
+  // The isolated configuration ignores PYTHONMALLOC; the sanitizer runs set
+  // it to "malloc" (tools/dev.sh) so that LeakSanitizer sees into Python
+  // objects (pymalloc's arenas are mappings it does not scan).
+  if (const char* allocator = std::getenv("PYTHONMALLOC"); allocator != nullptr && std::strcmp(allocator, "malloc") == 0) {
+    PyPreConfig preconfig;
+    PyPreConfig_InitIsolatedConfig(&preconfig);
+    preconfig.allocator = PYMEM_ALLOCATOR_MALLOC;
+    if (PyStatus pre = Py_PreInitialize(&preconfig); PyStatus_Exception(pre)) Py_ExitStatusException(pre);
+  }
   PyConfig config;
   PyConfig_InitIsolatedConfig(&config);
   PyStatus status = Py_InitializeFromConfig(&config);
