@@ -48,8 +48,10 @@ struct socket_registry {
 socket_registry& sockets() {
   static socket_registry* r = [] {
     auto* created = new socket_registry;
+    // The forking thread holds the mutex across fork() and is the child's
+    // only thread, so both sides simply unlock it.
     ::pthread_atfork([] { sockets().mutex.lock(); }, [] { sockets().mutex.unlock(); },
-                     [] { new (&sockets().mutex) std::mutex(); });
+                     [] { sockets().mutex.unlock(); });
     return created;
   }();
   return *r;

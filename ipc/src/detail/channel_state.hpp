@@ -135,8 +135,9 @@ struct channel::state {
   std::uint64_t threshold = 0;
   bool unbounded = false;
 
-  // Endpoint registration (channel_endpoints.cpp).
-  std::uint32_t slot = detail::no_slot;
+  // Endpoint registration (channel_endpoints.cpp). Atomic: a close by one
+  // thread clears it while another thread's send may be reading it.
+  std::atomic<std::uint32_t> slot{detail::no_slot};
   std::uint32_t slot_generation = 0;
   std::uint32_t fork_slot = detail::no_slot;
   std::uint32_t fork_generation = 0;  // of fork_slot's pending owner word
