@@ -20,7 +20,7 @@
 #include "mphost/ipc/process_identity.hpp"
 #include "mphost/testing/child_process.hpp"
 #include "mphost/testing/watchdog.hpp"
-#include "shm_check.hpp"
+#include "channel_fixture.hpp"
 
 namespace mphost::ipc {
 namespace {
@@ -105,25 +105,10 @@ bool eventually(Pred pred, std::chrono::milliseconds budget) {
   return true;
 }
 
-class ChannelTableTest : public testing::shm_checked_test {
+class ChannelTableTest : public testing::channel_test_base {
  protected:
-  channel make(endpoint_role role) {
-    channel_options o;
-    o.capacity = 64 * 1024;
-    o.prefix = prefix_;
-    channel ch = channel::create(o, role);
-    guards_.push_back(std::make_unique<testing::name_guard>());
-    guards_.back()->set(ch.name(), &channel::remove);
-    return ch;
-  }
-  void TearDown() override {
-    guards_.clear();
-    testing::shm_checked_test::TearDown();
-  }
-
- private:
-  std::string prefix_ = testing::test_prefix() + "tb-";
-  std::vector<std::unique_ptr<testing::name_guard>> guards_;
+  ChannelTableTest() : channel_test_base("tb-") {}
+  channel make(endpoint_role role) { return channel_test_base::make(options(), role); }
 };
 
 TEST_F(ChannelTableTest, ForkChildrenHoldInheritedPlacesFarBeyondTheOldLimit) {

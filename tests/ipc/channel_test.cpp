@@ -23,7 +23,7 @@
 #include "mphost/ipc/segment.hpp"
 #include "mphost/testing/child_process.hpp"
 #include "mphost/testing/watchdog.hpp"
-#include "shm_check.hpp"
+#include "channel_fixture.hpp"
 
 namespace mphost::ipc {
 namespace {
@@ -46,31 +46,9 @@ bool fd_readable(int fd, int timeout_ms) {
   return ::poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN);
 }
 
-class ChannelTest : public testing::shm_checked_test {
+class ChannelTest : public testing::channel_test_base {
  protected:
-  channel_options options(std::size_t capacity = 64 * 1024, bool unbounded = false) {
-    channel_options o;
-    o.capacity = capacity;
-    o.unbounded = unbounded;
-    o.prefix = prefix_;
-    return o;
-  }
-  // Creates a channel whose names are removed after the test whatever
-  // happens (dead children can keep it registered).
-  channel make(const channel_options& o, endpoint_role role) {
-    channel ch = channel::create(o, role);
-    guards_.push_back(std::make_unique<testing::name_guard>());
-    guards_.back()->set(ch.name(), &channel::remove);
-    return ch;
-  }
-  void TearDown() override {
-    guards_.clear();
-    testing::shm_checked_test::TearDown();
-  }
-
- private:
-  std::string prefix_ = testing::test_prefix() + "ch-";
-  std::vector<std::unique_ptr<testing::name_guard>> guards_;
+  ChannelTest() : channel_test_base("ch-") {}
 };
 
 TEST_F(ChannelTest, SendsAndReceivesMessagesOfEverySize) {
