@@ -150,6 +150,11 @@ void before_fork() noexcept {
   const process_identity me = process_identity::current();
   parent_pid = me.pid;
   const std::int64_t expiry = detail::monotonic_ns() + fork_place_validity_ns;
+  // Every endpoint's mutexes are taken in one order, that of their
+  // addresses (removals reorder the list), so forks from different threads
+  // never take two of them in opposite orders.
+  std::sort(r.states.begin(), r.states.end());
+  for (std::size_t i = 0; i < r.states.size(); ++i) r.states[i]->registry_index = i;
   for (channel::state* s : r.states) {
     s->bell_mutex.lock();
     s->blocks->lock_for_fork();
