@@ -1,7 +1,7 @@
 """Writes pickles made by the stdlib's own pickler (protocols 2 to 5) as
 extra seeds for fuzz_pickle_reader: the forms our writer never makes
 (memo, frames, batches of APPENDS/SETITEMS, protocol 2 headers).
-Run with /usr/bin/python3 from the worktree root:
+Run with /usr/bin/python3 from the source root:
     /usr/bin/python3 tests/fuzz/stdlib_pickle_seeds.py tests/fuzz/corpus/fuzz_pickle_reader
 """
 import os
