@@ -60,6 +60,19 @@ def wait_for(pred, limit, what):
         time.sleep(0.002)
 
 
+def kill_spinner(ctx, rng, target, args, counter, who):
+    """Starts target(*args), which counts its rounds in counter, waits for
+    its first round, then SIGKILLs it at a random moment within 50 ms and
+    reaps it. Returns the time of the kill."""
+    p = ctx.Process(target=target, args=args)
+    p.start()
+    wait_for(lambda: counter.value > 0, 10, who + ' did not start')
+    time.sleep(rng.uniform(0, 0.05))
+    killed = kill(p)
+    p.join(WAIT)
+    return killed
+
+
 def follow_up_child(ctx):
     """A fresh child and a round trip with it: the tree still works."""
     rx, tx = ctx.Pipe(duplex=False)

@@ -6,7 +6,7 @@ import multiprocessing as mp
 import os
 import time
 
-from faults_common import LARGE, WAIT, Outcome, bounded, follow_up_child, kill, wait_for
+from faults_common import LARGE, WAIT, Outcome, bounded, follow_up_child, kill, kill_spinner, wait_for
 
 
 # ---------------------------------------------------------------- pools
@@ -134,12 +134,7 @@ def trial_manager(ctx, rng, who):
         except Exception:
             pass
         return recover, note
-    p = ctx.Process(target=_manager_client, args=(d, counter))
-    p.start()
-    wait_for(lambda: counter.value > 0, 10, 'client did not start')
-    time.sleep(rng.uniform(0, 0.05))
-    killed = kill(p)
-    p.join(WAIT)
+    killed = kill_spinner(ctx, rng, _manager_client, (d, counter), counter, 'client')
 
     def use():
         d['y'] = 2

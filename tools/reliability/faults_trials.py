@@ -31,7 +31,7 @@ import time
 import zlib
 
 from faults_common import (EXIT_BLOCKED, EXIT_LIMIT, LARGE, SMALL, WAIT, Outcome, bounded,
-                           follow_up_child, kill, wait_for)
+                           follow_up_child, kill, kill_spinner, wait_for)
 from faults_services import trial_forkserver_zygote, trial_manager, trial_pool, trial_warm_spawn
 
 
@@ -282,12 +282,7 @@ def trial_lock_holder(ctx, rng, kind):
     random point (often while holding it); the root must get the lock."""
     lock = {'lock': ctx.Lock, 'rlock': ctx.RLock}[kind]()
     counter = ctx.RawValue('q', 0)
-    p = ctx.Process(target=_spin_holder, args=(lock, counter, 2 if kind == 'rlock' else 1))
-    p.start()
-    wait_for(lambda: counter.value > 0, 10, 'holder did not start')
-    time.sleep(rng.uniform(0, 0.05))
-    killed = kill(p)
-    p.join(WAIT)
+    killed = kill_spinner(ctx, rng, _spin_holder, (lock, counter, 2 if kind == 'rlock' else 1), counter, 'holder')
     if not lock.acquire(timeout=WAIT):
         raise Outcome('hang', 'lock of the dead holder never given back')
     recover = time.monotonic() - killed
@@ -346,12 +341,7 @@ def trial_semaphore_holder(ctx, rng, kind):
     beyond its timeout and the count is 'taken' (1) or 'given back' (2)."""
     sem = (ctx.Semaphore if kind == 'semaphore' else ctx.BoundedSemaphore)(2)
     counter = ctx.RawValue('q', 0)
-    p = ctx.Process(target=_spin_semaphore, args=(sem, counter))
-    p.start()
-    wait_for(lambda: counter.value > 0, 10, 'holder did not start')
-    time.sleep(rng.uniform(0, 0.05))
-    killed = kill(p)
-    p.join(WAIT)
+    killed = kill_spinner(ctx, rng, _spin_semaphore, (sem, counter), counter, 'holder')
     if not sem.acquire(timeout=WAIT):
         raise Outcome('hang', 'the live unit could not be taken')
     recover = time.monotonic() - killed
@@ -420,12 +410,7 @@ def trial_condition_notifier(ctx, rng):
     condition works after."""
     cond = ctx.Condition()
     counter = ctx.RawValue('q', 0)
-    p = ctx.Process(target=_notifier, args=(cond, counter))
-    p.start()
-    wait_for(lambda: counter.value > 0, 10, 'notifier did not start')
-    time.sleep(rng.uniform(0, 0.05))
-    killed = kill(p)
-    p.join(WAIT)
+    killed = kill_spinner(ctx, rng, _notifier, (cond, counter), counter, 'notifier')
 
     def wait_once():
         if not cond.acquire(timeout=WAIT):
