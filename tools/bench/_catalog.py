@@ -18,6 +18,8 @@ class Target:
     kind "ratio": the ratio (convention above) must reach ``value``.
     kind "absolute": mphost's own measured value must reach ``value``
     (the CPU-bound speedup, which is a property of mphost alone).
+    kind "at_most": mphost's own measured value must not exceed ``value``
+    (the CPU an idle program uses).
     """
     kind: str
     value: float
@@ -28,13 +30,15 @@ class Target:
         shown as 1.00× meets a 1× target."""
         if self.kind == "ratio":
             return ratio is not None and round(ratio, 2) >= self.value
+        if self.kind == "at_most":
+            return mphost_value is not None and round(mphost_value, 2) <= self.value
         return mphost_value is not None and round(mphost_value, 2) >= self.value
 
     def as_ratio(self, stock_value):
         """The target expressed on the ratio axis (for the plot)."""
         if self.kind == "ratio":
             return self.value
-        if not stock_value:
+        if self.kind == "at_most" or not stock_value:
             return None
         return self.value / stock_value
 
@@ -47,6 +51,7 @@ class Row:
     args: tuple = ()
     target: Target = None
     limit: str = ""          # key of a limit-describing function below
+    runs: int = None         # at most this many runs (a long row: the idle ones)
 
 
 def _ratio(v, text):
@@ -54,6 +59,7 @@ def _ratio(v, text):
 
 
 QUEUE_10X = _ratio(10, "≥ 10×")
+IDLE_1PCT = Target("at_most", 1.0, "≤ 1 % of a core")
 
 ROWS = (
     Row("queue_1to1", "Queue, small msgs, 1→1", "bench_queue.py",
@@ -64,6 +70,8 @@ ROWS = (
         ("--producers", "4", "--consumers", "2"), QUEUE_10X, "queue_consumer"),
     Row("queue_10to1", "Queue, small msgs, 10→1", "bench_queue.py",
         ("--producers", "10", "--consumers", "1"), QUEUE_10X, "queue_consumer"),
+    Row("queue_16to1", "Queue, 16 producers → 1 consumer (oversubscribed)", "bench_queue.py",
+        ("--producers", "16", "--consumers", "1"), _ratio(5, "≥ 5×"), "oversubscribed"),
     Row("simplequeue_1to1", "SimpleQueue, small msgs, 1→1", "bench_queue.py",
         ("--kind", "SimpleQueue"), None, "pickling"),
     Row("queue_roundtrip", "Queue round trip, small object", "bench_queue_roundtrip.py",
@@ -118,6 +126,12 @@ ROWS = (
         ("--method", "fork"), _ratio(1, "≤ stock"), "memory_fork"),
     Row("memory_forkserver", "Idle child PSS, forkserver", "bench_memory.py",
         ("--method", "forkserver"), _ratio(1, "≤ stock"), "memory_spawn"),
+    Row("pools_8x2", "8 pools of 2 workers on 2 cores, map chunksize=1", "bench_pools_many.py",
+        ("--pools", "8", "--workers", "2"), _ratio(5, "≥ 5×"), "oversubscribed"),
+    Row("idle_pool", "A Pool(2) waiting for work, 10 s", "bench_idle.py",
+        ("--what", "pool"), IDLE_1PCT, "idle", runs=3),
+    Row("idle_queue", "A consumer blocked on an empty Queue, 10 s", "bench_idle.py",
+        ("--what", "queue"), IDLE_1PCT, "idle", runs=3),
     Row("startup_pass", "Interpreter start-up, -c pass", "bench_startup.py",
         ("--code", "pass"), None, "startup"),
     Row("startup_import", "Start-up, -c \"import multiprocessing\"", "bench_startup.py",
@@ -222,6 +236,13 @@ def describe_limit(key, limits):
         return f"a fresh idle python3 -S: {_fmt(g('python_S_idle_pss_kib'))} KiB PSS"
     if key == "memory_fork":
         return "copy-on-write: only the pages the child writes after fork are its own"
+    if key == "oversubscribed":
+        return (f"more processes than the {_fmt(g('cores'))} cores: a process that spins "
+                "while it waits takes a core from one that has work; bounded by the "
+                "pickling of each item in its one consumer or parent")
+    if key == "idle":
+        return ("a process blocked in the kernel (futex or poll without timeout) uses no "
+                "CPU; every periodic wake-up or spin costs some")
     if key == "startup":
         return (f"python3 -S -c pass {_fmt(g('python_S_pass_ms'))} ms; "
                 f"posix_spawn of /bin/true {_fmt(_ms(g('posix_spawn_true_us')))} ms")

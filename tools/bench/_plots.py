@@ -2,8 +2,10 @@
 
 performance.png: one horizontal bar per row, its ratio (> 1: mphost better)
 on a log axis, with the row's target marked.
-performance_scaling.png: Pool.map time against task count and Queue
-throughput against message size, stock python3 and mphost.
+performance_scaling.png: Pool.map time against task count, Queue 1->1
+throughput against message size, Queue N->1 throughput against the number
+of producers and process start time against the parent's resident size,
+stock python3 and mphost.
 """
 
 import matplotlib
@@ -31,6 +33,8 @@ def ratio_chart(data, path):
                 COLOR_MET if r["target_met"] else COLOR_MISSED)
             ax.barh(y, r["ratio"] - lo, left=lo, height=0.6, color=color)
             ax.text(r["ratio"] * 1.05, y, f"{r['ratio']:.2f}×", va="center", fontsize=7)
+        elif r[STOCK]["status"] == "ok" and r[MPHOST]["status"] == "ok":
+            label = f"no ratio (stock {r[STOCK]['median']:.3g}, mphost {r[MPHOST]['median']:.3g} {r['unit']})"
         else:
             status = r[MPHOST]["status"] if r[MPHOST]["status"] != "ok" else r[STOCK]["status"]
             label = "wrong result" if status == "wrong" else "mphost: not supported yet"
@@ -72,7 +76,8 @@ def _series(points, which, xkey, ykey):
 
 
 def scaling_chart(scaling, data, path):
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9.2))
+    (left, right), (bottom_left, bottom_right) = axes
     pm = scaling.get("pool_map")
     if pm:
         for chunksize, style in (("default", "-"), ("1", ":")):
@@ -107,6 +112,47 @@ def scaling_chart(scaling, data, path):
         right.set_title("Queue 1→1 throughput against message size", fontsize=10)
         right.grid(which="both", alpha=0.25)
         right.legend(fontsize=7)
+    qp = scaling.get("queue_producers")
+    if qp:
+        for which, color, name in ((STOCK, COLOR_STOCK, "stock python3"),
+                                   (MPHOST, COLOR_MPHOST, "mphost")):
+            xs, ys = _series(qp["points"], which, "producers", lambda p, v: v)
+            if xs:
+                bottom_left.plot(xs, ys, marker="o", ms=3, color=color, label=name)
+        bottom_left.set_xscale("log", base=2)
+        bottom_left.set_yscale("log")
+        ticks = [p["producers"] for p in qp["points"]]
+        bottom_left.set_xticks(ticks)
+        bottom_left.set_xticklabels([str(t) for t in ticks], fontsize=7)
+        bottom_left.set_xlabel("producers (1 consumer; 2 cores)")
+        bottom_left.set_ylabel("msgs/s (higher is better)")
+        bottom_left.set_title("Queue N→1 small messages against producers", fontsize=10)
+        bottom_left.grid(which="both", alpha=0.25)
+        bottom_left.legend(fontsize=7)
+    else:
+        bottom_left.set_visible(False)
+    sr = scaling.get("start_rss")
+    if sr:
+        for method, style in (("fork", "-"), ("forkserver", ":")):
+            pts = [p for p in sr["points"] if p["method"] == method]
+            for which, color, name in ((STOCK, COLOR_STOCK, "stock python3"),
+                                       (MPHOST, COLOR_MPHOST, "mphost")):
+                xs, ys = _series(pts, which, "mb", lambda p, v: v)
+                if xs:
+                    bottom_right.plot(xs, ys, style, marker="o", ms=3, color=color,
+                                      label=f"{name}, {method}")
+        bottom_right.set_xscale("log")
+        bottom_right.set_yscale("log")
+        ticks = sorted({p["mb"] for p in sr["points"]})
+        bottom_right.set_xticks(ticks)
+        bottom_right.set_xticklabels([f"{t} MB" for t in ticks], fontsize=7)
+        bottom_right.set_xlabel("parent made larger by (written memory)")
+        bottom_right.set_ylabel("ms per process start+join (lower is better)")
+        bottom_right.set_title("Process start against the parent's resident size", fontsize=10)
+        bottom_right.grid(which="both", alpha=0.25)
+        bottom_right.legend(fontsize=7)
+    else:
+        bottom_right.set_visible(False)
     if data["machine"].get("mphost_is_stock"):
         fig.suptitle("both implementations are stock python3 here (harness check)", fontsize=9)
     fig.tight_layout()

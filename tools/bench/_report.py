@@ -31,7 +31,41 @@ def summarize(outcomes):
     }
     if bad and bad.status != "unsupported" and bad.stderr_tail:
         summary["stderr_tail"] = bad.stderr_tail
+    summary["cpu_us_per_item"] = _cpu_summary(outcomes)
     return summary
+
+
+def _cpu_summary(outcomes):
+    """CPU µs (user + system of the scenario's whole process tree, measured
+    section only) per message, task or round trip, over the good runs; None
+    when the scenario does not report it."""
+    values, totals = [], []
+    for o in outcomes:
+        rec = o.record or {}
+        if o.status == "ok" and rec.get("cpu_items") and rec.get("cpu_s") is not None:
+            values.append(rec["cpu_s"] / rec["cpu_items"] * 1e6)
+            totals.append(rec["cpu_s"])
+    if not values:
+        return None
+    return {"values": values, "median": statistics.median(values),
+            "min": min(values), "max": max(values), "cpu_s_median": statistics.median(totals)}
+
+
+#: Below this many CPU seconds in the section, the clock ticks (10 ms per
+#: process) are too coarse for a ratio.
+CPU_RESOLUTION_S = 0.05
+
+
+def cpu_ratio(stock, mphost):
+    """stock / mphost CPU per item (> 1: mphost uses less CPU); None if unknown."""
+    s, m = stock.get("cpu_us_per_item"), mphost.get("cpu_us_per_item")
+    if not s or not m or stock["status"] != "ok" or mphost["status"] != "ok":
+        return None
+    if min(s.get("cpu_s_median", 1), m.get("cpu_s_median", 1)) < CPU_RESOLUTION_S:
+        return None
+    if not m["median"]:
+        return None if not s["median"] else float("inf")
+    return s["median"] / m["median"]
 
 
 def ratio(higher_is_better, stock, mphost):
@@ -56,8 +90,11 @@ def row_result(row, stock_outcomes, mphost_outcomes, limits):
         {"kind": target.kind, "value": target.value, "text": target.text},
         "limit": _catalog.describe_limit(row.limit, limits),
         STOCK: stock, MPHOST: mph, "ratio": r,
+        "cpu_ratio": cpu_ratio(stock, mph),
+        "cpu_met": None if cpu_ratio(stock, mph) is None else round(cpu_ratio(stock, mph), 2) >= 1,
         "target_ratio": None if target is None else target.as_ratio(stock["median"]),
-        "target_met": None if target is None or r is None else target.met(r, mph["median"]),
+        "target_met": None if target is None or mph["status"] != "ok"
+        or (r is None and target.kind == "ratio") else target.met(r, mph["median"]),
     }
 
 
@@ -67,6 +104,8 @@ fmt = _catalog.fmt
 
 
 def fmt_ratio(r):
+    if r == float("inf"):
+        return "∞"
     return "-" if r is None else f"{r:.2f}×"
 
 
@@ -90,6 +129,20 @@ def cell(summary, which, spread=True):
     return text
 
 
+def cpu_cell(summary, spread=True):
+    c = summary.get("cpu_us_per_item") if summary["status"] == "ok" else None
+    if not c:
+        return "-"
+    text = fmt(c["median"])
+    if spread and len(c["values"]) > 1:
+        text += f" ({fmt(c['min'])}–{fmt(c['max'])})"
+    return text
+
+
+def cpu_met_text(res):
+    return "-" if res.get("cpu_met") is None else ("yes" if res["cpu_met"] else "no")
+
+
 def met_text(res):
     if res["target"] is None:
         return "no target"
@@ -99,12 +152,15 @@ def met_text(res):
 
 
 def console_table(results):
-    head = ("scenario", "unit", "stock", "mphost", "ratio", "target", "met")
+    head = ("scenario", "unit", "stock", "mphost", "ratio", "target", "met",
+            "cpu µs/item stock", "mphost", "cpu ratio")
     rows = []
     for res in results:
         rows.append((res["id"], res["unit"], cell(res[STOCK], STOCK, False),
                      cell(res[MPHOST], MPHOST, False), fmt_ratio(res["ratio"]),
-                     res["target"]["text"] if res["target"] else "-", met_text(res)))
+                     res["target"]["text"] if res["target"] else "-", met_text(res),
+                     cpu_cell(res[STOCK], False), cpu_cell(res[MPHOST], False),
+                     fmt_ratio(res.get("cpu_ratio"))))
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     widths[3] = min(widths[3], 60)
     lines = []
@@ -118,7 +174,7 @@ def console_table(results):
         lines.append("  ".join(parts).rstrip())
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("ratio > 1 means mphost is better (mphost/stock for throughputs, "
-                 "stock/mphost for times and sizes)")
+                 "stock/mphost for times and sizes); cpu ratio = stock/mphost CPU per item")
     return "\n".join(lines)
 
 
@@ -229,6 +285,31 @@ def _scaling_section(scaling):
             out.append(f"| {_size(pt['size'])} | {pt['messages']:,} | "
                        f"{_scaling_cell(pt[STOCK], 'MB/s')} | {_scaling_cell(pt[MPHOST], 'MB/s')} |")
         out.append("")
+    qp = scaling.get("queue_producers")
+    if qp:
+        out += ["Queue N→1 throughput of small messages against the number of producers "
+                f"(96,000 messages in all, 1 consumer; median of {qp['runs']} runs), with the CPU "
+                "of all processes per message.", "",
+                "| producers | stock python3 | mphost | ratio | CPU µs/msg, stock | mphost |",
+                "|---|---|---|---|---|---|"]
+        for pt in qp["points"]:
+            out.append(f"| {pt['producers']} | {_scaling_cell(pt[STOCK], 'msgs/s')} | "
+                       f"{_scaling_cell(pt[MPHOST], 'msgs/s')} | "
+                       f"{fmt_ratio(ratio(True, pt[STOCK]['median'], pt[MPHOST]['median']))} | "
+                       f"{cpu_cell(pt[STOCK], False)} | {cpu_cell(pt[MPHOST], False)} |")
+        out.append("")
+    sr = scaling.get("start_rss")
+    if sr:
+        out += ["Process start+join (20 processes one after another) against the parent's "
+                "resident size: the parent first writes that many MB of its own memory "
+                f"(median of {sr['runs']} runs; ms per process).", "",
+                "| start method | parent made larger by | stock python3 | mphost | ratio |",
+                "|---|---|---|---|---|"]
+        for pt in sr["points"]:
+            out.append(f"| {pt['method']} | {pt['mb']:,} MB | {_scaling_cell(pt[STOCK], 'ms')} | "
+                       f"{_scaling_cell(pt[MPHOST], 'ms')} | "
+                       f"{fmt_ratio(ratio(False, pt[STOCK]['median'], pt[MPHOST]['median']))} |")
+        out.append("")
     return "\n".join(out)
 
 
@@ -300,21 +381,42 @@ def markdown(data):
         "machine (raw C++ measurements of `mphost_bench_limits` and stock-python probes, below).",
         "- A scenario that mphost cannot run yet is shown as *not supported yet* with the first "
         "line of its error.",
+        "- **CPU per item** (µs of CPU per message, task, round trip or process started): the "
+        "user + system time of *every* process of the scenario (parent, children, grandchildren, "
+        "pool workers, manager servers, resource trackers, forkservers, helper threads) over the "
+        "measured section only, divided by the items of that section. The runner starts each "
+        "scenario in its own session; the scenario reads `/proc/PID/stat` of every process of "
+        "that session just before its clock starts and again as soon as it knows the section "
+        "ended, and adds up utime + stime + cutime + cstime of each live or zombie process, so "
+        "a process that exited and was reaped during the section is still counted, in its "
+        "reaper's cutime/cstime (`tools/bench/scenarios/_benchlib.py`, `tree_cpu`). The "
+        "resolution is one clock tick (10 ms) per process per reading, so the sections are "
+        "long enough for that to stay small; no CPU ratio is given when either side spent "
+        "less than 50 ms in the section. CPU ratio = stock / mphost (> 1: mphost spends "
+        "less CPU per item); the target is ≥ 1 on every row. A parent waiting for the end of "
+        "the section is part of the scenario: if it spins, that CPU is counted.",
+        "- **Idle rows**: CPU of every process of the scenario during a wait of 10 s (1 s in "
+        "`--quick`), as a percentage of one core; target ≤ 1 %, on mphost's own figure.",
+        "- Rows marked *oversubscribed* run more processes than the machine has cores.",
         "",
         "## Results",
         "",
         f"Targets met: {len(met)}; missed: {len(missed)}; mphost not running yet: {len(pending)}; "
-        f"rows without a target: {sum(1 for r in results if r['target'] is None)}.",
+        f"rows without a target: {sum(1 for r in results if r['target'] is None)}. "
+        f"CPU per item at or below stock's: {sum(1 for r in results if r.get('cpu_met'))} of "
+        f"{sum(1 for r in results if r.get('cpu_met') is not None)} rows that report it.",
         "",
         "| scenario | unit | stock python3 | mphost | ratio (>1: mphost better) | target | met | "
+        "CPU µs/item, stock | CPU µs/item, mphost | CPU ratio (>1: mphost uses less) | "
         "bounded by (this machine) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {_md_escape(r['title'])} | {r['unit']} | {_md_escape(cell(r[STOCK], STOCK))} | "
             f"{_md_escape(cell(r[MPHOST], MPHOST))} | {fmt_ratio(r['ratio'])} | "
             f"{r['target']['text'] if r['target'] else '-'} | {met_text(r)} | "
+            f"{cpu_cell(r[STOCK])} | {cpu_cell(r[MPHOST])} | {fmt_ratio(r.get('cpu_ratio'))} | "
             f"{_md_escape(r['limit'])} |")
     lines += ["", _futex_distance(data), ""] if _futex_distance(data) else []
     lines += [

@@ -120,6 +120,8 @@ class Bench:
         for run_index in range(self.args.runs):
             log(f"-- run {run_index + 1}/{self.args.runs}")
             for row in rows:
+                if row.runs is not None and run_index >= row.runs:
+                    continue
                 got = self.pair(row.script, row.args, run_index, failed[row.id])
                 for which, outcome in got.items():
                     outcomes[row.id][which].append(outcome)
@@ -127,6 +129,8 @@ class Bench:
                         failed[row.id].add(which)
                 log(f"   {row.id:<22} " + "   ".join(
                     f"{which}: {_describe(got[which])}" for which in (STOCK, MPHOST) if which in got))
+                if run_index == 0 and os.getloadavg()[0] > 2 * (os.cpu_count() or 1):
+                    log(f"   (load average {os.getloadavg()[0]:.1f}: figures of this run are noisy)")
         return outcomes
 
     # ---- scaling curves ------------------------------------------------------
@@ -170,18 +174,30 @@ class Bench:
                 s["min"], s["max"] = s["max"], s["min"]
                 s["values"] = [pt["tasks"] / v for v in s["values"]]
                 s["unit"] = "s"
-        log("-- how the cost grows: Queue throughput against message size")
+        log("-- how the cost grows: Queue 1->1 throughput against message size")
         queue_points = []
         size = 64
-        while size <= 16 << 20:
-            messages = max(16, min(50000, (128 << 20) // size))
+        while size <= 64 << 20:
+            messages = max(4, min(50000, (128 << 20) // size))
             queue_points.append(({"size": size, "messages": messages}, "bench_queue_bytes.py",
                                  ("--size", str(size), "--messages", str(messages))))
             size *= 4
         queue = self.curve(queue_points)
+        log("-- how the cost grows: Queue N->1 throughput against the number of producers")
+        producer_points = [({"producers": n}, "bench_queue.py",
+                            ("--producers", str(n), "--consumers", "1", "--messages", "96000"))
+                           for n in (1, 2, 4, 8, 16, 32)]
+        producers = self.curve(producer_points)
+        log("-- how the cost grows: process start+join against the parent's resident size")
+        rss_points = [({"method": method, "mb": mb}, "bench_process_start.py",
+                       ("--method", method, "--ballast-mb", str(mb), "--count", "20"))
+                      for method in ("fork", "forkserver") for mb in (10, 100, 500, 2000)]
+        start_rss = self.curve(rss_points)
         runs = self.args.scaling_runs
         return {"pool_map": {"runs": runs, "unit": "s", "points": pool},
-                "queue_size": {"runs": runs, "unit": "MB/s", "points": queue}}
+                "queue_size": {"runs": runs, "unit": "MB/s", "points": queue},
+                "queue_producers": {"runs": runs, "unit": "msgs/s", "points": producers},
+                "start_rss": {"runs": runs, "unit": "ms", "points": start_rss}}
 
 
 def _describe(outcome):

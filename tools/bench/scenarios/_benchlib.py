@@ -65,10 +65,19 @@ def parser(description):
     return p
 
 
-def emit(metric, value, unit, higher_is_better, **extra):
-    """Print the one result line."""
+def emit(metric, value, unit, higher_is_better, cpu_items=None, **extra):
+    """Print the one result line. With cpu_items (the number of messages,
+    tasks or round trips of the measured section) and cpu_begin()/cpu_end()
+    called around that section, the line also carries the CPU seconds the
+    whole process tree spent in it (``cpu_s``) and ``cpu_items``."""
     record = {"metric": metric, "value": value, "unit": unit,
               "higher_is_better": bool(higher_is_better)}
+    if cpu_items:
+        record["cpu_items"] = cpu_items
+    if cpu_items and _CPU.get("end") is not None:
+        record["cpu_s"] = _CPU["end"] - _CPU["begin"]
+        record["cpu_wall_s"] = _CPU["end_wall"] - _CPU["begin_wall"]
+        record["cpu_processes"] = _CPU["processes"]
     record.update(extra)
     sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
     sys.stdout.flush()
@@ -209,6 +218,73 @@ def kill_all(processes):
                 p.join(5)
         except Exception:
             pass
+
+
+# ---- CPU of the whole process tree --------------------------------------------
+#
+# CPU time (user + system) of every process of the scenario: each live or
+# zombie member contributes utime + stime + cutime + cstime from
+# /proc/PID/stat, so a child that was reaped during the section is still
+# counted, through its reaper's cutime/cstime. Members: the processes of our
+# session when we lead one (the runner starts every scenario in its own
+# session, so children, grandchildren, manager servers and resource trackers
+# are all in it), else our descendants by parent pid. Resolution: one clock
+# tick (10 ms) per process per sample.
+
+_CPU = {}
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stats():
+    """[(pid, ppid, session, ticks)] of every process readable in /proc."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        rest = raw[raw.rfind(b")") + 2:].split()
+        try:
+            ticks = int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
+            out.append((int(entry), int(rest[1]), int(rest[3]), ticks))
+        except (IndexError, ValueError):
+            continue
+    return out
+
+
+def tree_cpu():
+    """(CPU seconds of the scenario's process tree so far, processes counted)."""
+    me = os.getpid()
+    stats = _proc_stats()
+    if os.getsid(0) == me:
+        members = [s for s in stats if s[2] == me]
+    else:
+        children = {}
+        for s in stats:
+            children.setdefault(s[1], []).append(s)
+        members, todo = [], [s for s in stats if s[0] == me]
+        while todo:
+            s = todo.pop()
+            members.append(s)
+            todo.extend(children.get(s[0], ()))
+    return sum(s[3] for s in members) / _TICK, len(members)
+
+
+def cpu_begin():
+    """Mark the start of the measured section (call just before its clock starts)."""
+    _CPU["begin_wall"] = time.perf_counter()
+    _CPU["begin"], _CPU["processes"] = tree_cpu()
+    _CPU["end"] = None
+
+
+def cpu_end():
+    """Mark the end of the measured section (call as soon as the parent knows it ended)."""
+    _CPU["end"], n = tree_cpu()
+    _CPU["end_wall"] = time.perf_counter()
+    _CPU["processes"] = max(n, _CPU.get("processes", 0))
 
 
 def median(values):

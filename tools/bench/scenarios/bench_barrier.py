@@ -49,9 +49,11 @@ def main():
     try:
         child.start()
         _cycles(barrier, warmup, args.timeout)
+        bl.cpu_begin()
         t0 = bl.now()
         mine = _cycles(barrier, n, args.timeout)
         end = bl.now()
+        bl.cpu_end()
         bl.join_all([child], args.timeout)
     except threading.BrokenBarrierError:
         bl.kill_all([child])
@@ -64,7 +66,8 @@ def main():
                                  "(one index 0 per cycle)")
     bl.check(not barrier.broken, "the barrier is broken after the last cycle")
     elapsed = max(end, child_end) - t0
-    bl.emit("ops_per_s", n / elapsed, "cycles/s", True, ops=n, seconds=elapsed, method=args.method)
+    bl.emit("ops_per_s", n / elapsed, "cycles/s", True, ops=n, seconds=elapsed, method=args.method,
+            cpu_items=n)
 
 
 if __name__ == "__main__":

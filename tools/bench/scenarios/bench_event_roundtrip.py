@@ -49,16 +49,19 @@ def main():
     try:
         child.start()
         _exchange(ping, pong, warmup, args.timeout)
+        bl.cpu_begin()
         t0 = bl.now()
         _exchange(ping, pong, n, args.timeout)
         elapsed = bl.now() - t0
+        bl.cpu_end()
         bl.join_all([child], args.timeout)
     except BaseException:
         bl.kill_all([child])
         raise
     bl.check(answered.value == warmup + n, f"the child answered {answered.value} rounds, expected {warmup + n}")
     bl.check(not ping.is_set() and not pong.is_set(), "an event is still set after the last round")
-    bl.emit("ops_per_s", n / elapsed, "round trips/s", True, ops=n, seconds=elapsed, method=args.method)
+    bl.emit("ops_per_s", n / elapsed, "round trips/s", True, ops=n, seconds=elapsed, method=args.method,
+            cpu_items=n)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def main():
     with concurrent.futures.ProcessPoolExecutor(bl.cpu_count(), mp_context=ctx) as ex:
         warm = list(ex.map(double, range(100), timeout=args.timeout))
         bl.check(warm == [2 * x for x in range(100)], "warm-up returned wrong values")
+        bl.cpu_begin()
         t0 = bl.now()
         if args.mode == "map":
             out = list(ex.map(double, range(n), timeout=args.timeout))
@@ -37,9 +38,10 @@ def main():
             futures = [ex.submit(double, x) for x in range(n)]
             out = [f.result(args.timeout) for f in futures]
         elapsed = bl.now() - t0
+        bl.cpu_end()
     bl.check(out == [2 * x for x in range(n)], "wrong, missing or misordered results")
     bl.emit("tasks_per_s", n / elapsed, "tasks/s", True, tasks=n, mode=args.mode,
-            seconds=elapsed, method=args.method)
+            seconds=elapsed, method=args.method, cpu_items=n)
 
 
 if __name__ == "__main__":

@@ -25,15 +25,17 @@ def main():
     for _ in range(1000):
         acquire()
         release()
+    bl.cpu_begin()
     t0 = bl.now()
     for _ in range(n):
         acquire()
         release()
     elapsed = bl.now() - t0
+    bl.cpu_end()
     bl.check(lock.acquire(False), "lock is not free after the loop")
     bl.check(not lock.acquire(False), "a held Lock was acquired a second time")
     lock.release()
-    bl.emit("ops_per_s", n / elapsed, "pairs/s", True, ops=n, method=args.method)
+    bl.emit("ops_per_s", n / elapsed, "pairs/s", True, ops=n, method=args.method, cpu_items=n)
 
 
 if __name__ == "__main__":

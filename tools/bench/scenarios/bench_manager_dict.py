@@ -28,6 +28,7 @@ def main():
             d[keys[i % 64]] = i
             bl.check(d[keys[i % 64]] == i, "warm-up get returned a wrong value")
         times, wrong, clock = [], None, bl.now
+        bl.cpu_begin()
         for i in range(n):
             key = keys[i % 64]
             t0 = clock()
@@ -36,6 +37,7 @@ def main():
             times.append(clock() - t0)
             if got != i and wrong is None:
                 wrong = f"pair {i}: set {i}, got {got!r}"
+        bl.cpu_end()
         final = d.copy()
     bl.check(wrong is None, wrong)
     expected = {}
@@ -45,7 +47,7 @@ def main():
         expected[keys[i % 64]] = i
     bl.check(final == expected, "the managed dict does not hold the last values set")
     bl.emit("roundtrip_us", bl.median(times) * 1e6, "µs", False, pairs=n,
-            min_us=min(times) * 1e6, method=args.method)
+            min_us=min(times) * 1e6, method=args.method, cpu_items=n)
 
 
 if __name__ == "__main__":

@@ -63,10 +63,12 @@ def main():
         warm = bl.recv(report_r, [child], args.timeout, "no warm-up report")
         bl.check(warm == ("warm", True), "warm-up message corrupted")
         send = writer.send_bytes
+        bl.cpu_begin()
         t0 = bl.now()
         for i in range(count):
             send(messages[i] if i < len(messages) else _message(i, block))
         tag, wrong, t_end = bl.recv(report_r, [child], args.timeout, "receiver silent")
+        bl.cpu_end()
         bl.join_all([child], args.timeout)
     except BaseException:
         bl.kill_all([child])
@@ -74,7 +76,7 @@ def main():
     bl.check(wrong is None, wrong)
     elapsed = t_end - t0
     bl.emit("MB_per_s", count * args.size / elapsed / 1e6, "MB/s", True,
-            messages=count, size=args.size, seconds=elapsed, method=args.method)
+            messages=count, size=args.size, seconds=elapsed, method=args.method, cpu_items=count)
 
 
 if __name__ == "__main__":

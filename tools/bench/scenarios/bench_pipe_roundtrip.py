@@ -42,6 +42,7 @@ def main():
                      f"warm-up trip {i}: got {back!r}")
         send, recv, clock = mine.send, mine.recv, bl.now
         times = []
+        bl.cpu_begin()
         wrong = None
         for i in range(trips):
             msg = ("ping", i, 1.5, b"0123456789abcdef")
@@ -51,6 +52,7 @@ def main():
             times.append(clock() - t0)
             if back != msg and wrong is None:
                 wrong = f"trip {i}: sent {msg!r}, got back {back!r}"
+        bl.cpu_end()
         mine.send(None)
         bl.join_all([child], args.timeout)
     except BaseException:
@@ -58,7 +60,8 @@ def main():
         raise
     bl.check(wrong is None, wrong)
     bl.emit("roundtrip_us", bl.median(times) * 1e6, "µs", False,
-            trips=trips, min_us=min(times) * 1e6, method=args.method)
+            trips=trips, min_us=min(times) * 1e6, method=args.method,
+            cpu_items=trips)
 
 
 if __name__ == "__main__":

@@ -30,12 +30,14 @@ def main():
             bl.check(pool.apply_async(double, (x,)).get(args.timeout) == 2 * x,
                      "warm-up task returned a wrong value")
         apply, timeout, wrong = pool.apply_async, args.timeout, None
+        bl.cpu_begin()
         t0 = bl.now()
         for x in range(n):
             got = apply(double, (x,)).get(timeout)
             if got != 2 * x and wrong is None:
                 wrong = f"task {x}: got {got!r}"
         elapsed = bl.now() - t0
+        bl.cpu_end()
         pool.close()
         pool.join()
     except BaseException:
@@ -43,7 +45,7 @@ def main():
         raise
     bl.check(wrong is None, wrong)
     bl.emit("tasks_per_s", n / elapsed, "tasks/s", True, tasks=n,
-            seconds=elapsed, method=args.method)
+            seconds=elapsed, method=args.method, cpu_items=n)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,11 @@ def main():
     try:
         warm = pool.map_async(double, range(200)).get(args.timeout)
         bl.check(warm == [2 * x for x in range(200)], "warm-up map returned a wrong list")
+        bl.cpu_begin()
         t0 = bl.now()
         out = list(call(double, range(n)))
         elapsed = bl.now() - t0
+        bl.cpu_end()
         pool.close()
         pool.join()
     except BaseException:
@@ -46,7 +48,7 @@ def main():
     else:
         bl.check(out == expected, "imap yielded wrong or misordered values")
     bl.emit("tasks_per_s", n / elapsed, "tasks/s", True, tasks=n,
-            unordered=args.unordered, seconds=elapsed, method=args.method)
+            unordered=args.unordered, seconds=elapsed, method=args.method, cpu_items=n)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,11 @@ def main():
     try:
         warm = pool.map_async(double, range(200)).get(args.timeout)
         bl.check(warm == [2 * x for x in range(200)], "warm-up map returned a wrong list")
+        bl.cpu_begin()
         t0 = bl.now()
         out = pool.map(double, range(n), chunksize)
         elapsed = bl.now() - t0
+        bl.cpu_end()
         pool.close()
         pool.join()
     except BaseException:
@@ -41,7 +43,7 @@ def main():
     bl.check(len(out) == n, f"{len(out)} results for {n} tasks")
     bl.check(out == [2 * x for x in range(n)], "map returned wrong or misplaced values")
     bl.emit("tasks_per_s", n / elapsed, "tasks/s", True, tasks=n,
-            chunksize=args.chunksize, seconds=elapsed, method=args.method)
+            chunksize=args.chunksize, seconds=elapsed, method=args.method, cpu_items=n)
 
 
 if __name__ == "__main__":

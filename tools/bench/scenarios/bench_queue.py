@@ -92,6 +92,7 @@ def main():
             q.put(WARM)
         for _ in range(nprod * 2):  # one token from each producer, one from us
             bl.get(results, procs, args.timeout, "warm-up messages not received")
+        bl.cpu_begin()
         t0 = bl.now()
         start.set()
         bl.join_all(procs[:nprod], args.timeout)
@@ -99,6 +100,7 @@ def main():
             q.put(None)
         done = [bl.get(results, procs, args.timeout, "consumers did not finish")
                 for _ in range(ncons)]
+        bl.cpu_end()
         bl.join_all(procs[nprod:], args.timeout)
     except BaseException:
         bl.kill_all(procs)
@@ -118,7 +120,7 @@ def main():
     elapsed = t_end - t0
     bl.emit("msgs_per_s", total / elapsed, "msgs/s", True,
             messages=total, producers=nprod, consumers=ncons, kind=args.kind,
-            method=args.method, seconds=elapsed)
+            method=args.method, seconds=elapsed, cpu_items=total)
 
 
 if __name__ == "__main__":

@@ -79,9 +79,11 @@ def main():
             proc.start()
         tag, ok = bl.get(results, procs, args.timeout, "warm-up message not received")
         bl.check(ok, "warm-up message corrupted")
+        bl.cpu_begin()
         t0 = bl.now()
         start.set()
         tag, wrong, t_end = bl.get(results, procs, args.timeout, "consumer did not finish")
+        bl.cpu_end()
         bl.join_all(procs, args.timeout)
     except BaseException:
         bl.kill_all(procs)
@@ -90,7 +92,7 @@ def main():
     elapsed = t_end - t0
     bl.emit("MB_per_s", count * args.size / elapsed / 1e6, "MB/s", True,
             messages=count, size=args.size, msgs_per_s=count / elapsed,
-            seconds=elapsed, method=args.method, numpy=args.numpy)
+            seconds=elapsed, method=args.method, numpy=args.numpy, cpu_items=count)
 
 
 if __name__ == "__main__":

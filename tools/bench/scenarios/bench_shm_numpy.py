@@ -50,7 +50,7 @@ def main():
     ctx = multiprocessing.get_context(args.method)
     mine, theirs = ctx.Pipe()
     child = ctx.Process(target=bl.child_entry, name="reader", args=(_reader, theirs))
-    times = []
+    times, cpu = [], 0.0
     # Creating a first block starts the resource tracker before the child
     # exists, so the child shares it instead of starting its own (which would
     # warn about the blocks the child attached to and the parent unlinked).
@@ -68,10 +68,12 @@ def main():
                 arr = np.ndarray((n,), dtype=np.uint64, buffer=shm.buf)
                 arr[:] = np.arange(n, dtype=np.uint64)
                 del arr
+                cpu0 = bl.tree_cpu()[0]
                 t0 = bl.now()
                 mine.send((shm.name, n))
                 ok, total = bl.recv(mine, [child], args.timeout, "reader silent")
                 times.append(bl.now() - t0)
+                cpu += bl.tree_cpu()[0] - cpu0
             finally:
                 shm.close()
                 shm.unlink()
@@ -83,7 +85,8 @@ def main():
         bl.kill_all([child])
         raise
     bl.emit("MB_per_s", size / bl.median(times) / 1e6, "MB/s", True, bytes=size,
-            handoffs=handoffs, median_ms=bl.median(times) * 1e3, method=args.method)
+            handoffs=handoffs, median_ms=bl.median(times) * 1e3, method=args.method,
+            cpu_s=cpu, cpu_items=handoffs)
 
 
 if __name__ == "__main__":

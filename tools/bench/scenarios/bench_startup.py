@@ -33,6 +33,7 @@ def main():
     bl.check(check.returncode == 0 and check.stdout == b"True",
              f"{sys.executable} cannot import multiprocessing: {check.stderr[-300:]!r}")
     times = []
+    bl.cpu_begin()
     for i in range(runs + 2):
         t0 = bl.now()
         done = subprocess.run(command, capture_output=True, timeout=args.timeout)
@@ -42,8 +43,10 @@ def main():
                  f"run {i} printed output: {done.stdout[-200:]!r} {done.stderr[-200:]!r}")
         if i >= 2:
             times.append(elapsed)
+    bl.cpu_end()
     bl.emit("startup_ms", bl.median(times) * 1e3, "ms", False, runs=runs,
-            code=CODES[args.code], min_ms=min(times) * 1e3, executable=sys.executable)
+            code=CODES[args.code], min_ms=min(times) * 1e3, executable=sys.executable,
+            cpu_items=runs + 2)
 
 
 if __name__ == "__main__":

@@ -45,9 +45,11 @@ def main():
             proc.start()
         for _ in procs:
             bl.acquire(ready, procs, args.timeout, "workers not ready")
+        bl.cpu_begin()
         t0 = bl.now()
         start.set()
         bl.join_all(procs, args.timeout)
+        bl.cpu_end()
     except BaseException:
         bl.kill_all(procs)
         raise
@@ -55,7 +57,7 @@ def main():
     bl.check(final == 2 * n, f"final value {final}, expected {2 * n} (lost updates)")
     elapsed = max(ends) - t0
     bl.emit("ops_per_s", 2 * n / elapsed, "increments/s", True, ops=2 * n,
-            seconds=elapsed, method=args.method)
+            seconds=elapsed, method=args.method, cpu_items=2 * n)
 
 
 if __name__ == "__main__":
