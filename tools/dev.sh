@@ -211,6 +211,8 @@ run_tests() {
   ctest --test-dir "$build_dir" --output-on-failure -j"$jobs" -E mphost_shim_tests || status=1
   echo "== Tests of the conformance harness"
   (cd "$root" && /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/conformance) || status=1
+  echo "== Tests of the benchmark harness (CPU accounting, targets, report)"
+  (cd "$root" && /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/bench) || status=1
   echo "== CPython's suites under mphost: the CI subset against the expected results"
   (cd "$root" && /usr/bin/python3 tools/conformance/run_conformance.py --ci --mphost "$build_dir/bin/mphost") || status=1
   echo "== Benchmarks, quick: every scenario runs and checks its result under both interpreters"
