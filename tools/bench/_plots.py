@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 STOCK, MPHOST = "stock", "mphost"
 COLOR_MET, COLOR_MISSED, COLOR_NONE = "#2a9d4a", "#d1495b", "#8d99ae"
 COLOR_STOCK, COLOR_MPHOST = "#3d5a80", "#e07a5f"
+COLOR_CPU = "#1d3557"
 
 
 def ratio_chart(data, path):
@@ -24,6 +25,7 @@ def ratio_chart(data, path):
     fig, ax = plt.subplots(figsize=(11, 0.36 * n + 1.8))
     ys = list(range(n))[::-1]
     values = [r["ratio"] for r in rows if r["ratio"]]
+    values += [r["cpu_ratio"] for r in rows if r.get("cpu_ratio") and r["cpu_ratio"] != float("inf")]
     targets = [r["target_ratio"] for r in rows if r["target_ratio"]]
     lo = min([0.5] + values + targets) / 1.5
     hi = max([20.0] + values + targets) * 1.5
@@ -34,13 +36,18 @@ def ratio_chart(data, path):
             ax.barh(y, r["ratio"] - lo, left=lo, height=0.6, color=color)
             ax.text(r["ratio"] * 1.05, y, f"{r['ratio']:.2f}×", va="center", fontsize=7)
         elif r[STOCK]["status"] == "ok" and r[MPHOST]["status"] == "ok":
-            label = f"no ratio (stock {r[STOCK]['median']:.3g}, mphost {r[MPHOST]['median']:.3g} {r['unit']})"
+            label = (f"stock {r[STOCK]['median']:.3g}, mphost {r[MPHOST]['median']:.3g} "
+                     f"{r['unit']} (no ratio; target {'met' if r['target_met'] else 'missed'})")
         else:
             status = r[MPHOST]["status"] if r[MPHOST]["status"] != "ok" else r[STOCK]["status"]
             label = "wrong result" if status == "wrong" else "mphost: not supported yet"
+        if r["ratio"] is None:
             ax.text(lo * 1.1, y, label, va="center", fontsize=7, style="italic", color="#444")
         if r["target_ratio"]:
             ax.plot([r["target_ratio"]] * 2, [y - 0.4, y + 0.4], color="black", lw=2)
+        cpu = r.get("cpu_ratio")
+        if cpu and cpu != float("inf"):
+            ax.plot([cpu], [y], marker="D", ms=3.5, color=COLOR_CPU, ls="none")
     ax.axvline(1.0, color="#444", lw=1, ls="--")
     ax.set_xscale("log")
     ax.set_xlim(lo, hi)
@@ -54,7 +61,10 @@ def ratio_chart(data, path):
         title += "\n(both columns are stock python3 here: a harness check, not mphost)"
     ax.set_title(title, fontsize=10)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in (COLOR_MET, COLOR_MISSED, COLOR_NONE)]
-    ax.legend(handles, ["target met", "target missed", "no target"], loc="lower right", fontsize=7)
+    handles.append(plt.Line2D([], [], marker="D", ms=3.5, color=COLOR_CPU, ls="none"))
+    ax.legend(handles, ["target met", "target missed", "no target",
+                        "CPU per item, stock/mphost (> 1: mphost uses less)"],
+              loc="lower right", fontsize=7)
     ax.grid(axis="x", which="both", alpha=0.25)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

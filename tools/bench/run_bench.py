@@ -118,7 +118,9 @@ class Bench:
         outcomes = {r.id: {STOCK: [], MPHOST: []} for r in rows}
         failed = {r.id: set() for r in rows}  # interpreters not rerun after a failure
         for run_index in range(self.args.runs):
-            log(f"-- run {run_index + 1}/{self.args.runs}")
+            load = os.getloadavg()[0]
+            log(f"-- run {run_index + 1}/{self.args.runs} (load average {load:.1f}"
+                + (", high: figures are noisy)" if load > 2 * (os.cpu_count() or 1) else ")"))
             for row in rows:
                 if row.runs is not None and run_index >= row.runs:
                     continue
@@ -129,8 +131,6 @@ class Bench:
                         failed[row.id].add(which)
                 log(f"   {row.id:<22} " + "   ".join(
                     f"{which}: {_describe(got[which])}" for which in (STOCK, MPHOST) if which in got))
-                if run_index == 0 and os.getloadavg()[0] > 2 * (os.cpu_count() or 1):
-                    log(f"   (load average {os.getloadavg()[0]:.1f}: figures of this run are noisy)")
         return outcomes
 
     # ---- scaling curves ------------------------------------------------------
