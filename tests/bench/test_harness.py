@@ -90,7 +90,7 @@ def test_cpu_ratio_is_stock_over_mphost_per_item_and_needs_resolution():
             "start_rss": {"runs": 1, "unit": "ms", "points": [
                 {"method": "fork", "mb": 2000, "stock": res["stock"], "mphost": res["mphost"]}]}}})
     assert "CPU µs/item, stock" in md
-    assert "| 2000 (2000–2000) | 500 (500–500) | 4.00× |" in md
+    assert "| 2000 (2000–2000) | 500 (500–500) | 4.00× | yes |" in md
     assert "| 16 |" in md and "| fork | 2,000 MB |" in md
 
 

@@ -394,7 +394,9 @@ def markdown(data):
         "long enough for that to stay small; no CPU ratio is given when either side spent "
         "less than 50 ms in the section. CPU ratio = stock / mphost (> 1: mphost spends "
         "less CPU per item); the target is ≥ 1 on every row. A parent waiting for the end of "
-        "the section is part of the scenario: if it spins, that CPU is counted.",
+        "the section is part of the scenario: if it spins, that CPU is counted. Rows without "
+        "a CPU column: memory (no section), the CPU-bound speedup (a ratio of two times) and "
+        "the C++ host_pool rows (under mphost a separate C++ driver program runs the section).",
         "- **Idle rows**: CPU of every process of the scenario during a wait of 10 s (1 s in "
         "`--quick`), as a percentage of one core; target ≤ 1 %, on mphost's own figure.",
         "- Rows marked *oversubscribed* run more processes than the machine has cores.",
@@ -408,8 +410,8 @@ def markdown(data):
         "",
         "| scenario | unit | stock python3 | mphost | ratio (>1: mphost better) | target | met | "
         "CPU µs/item, stock | CPU µs/item, mphost | CPU ratio (>1: mphost uses less) | "
-        "bounded by (this machine) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "CPU ≤ stock | bounded by (this machine) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
@@ -417,7 +419,7 @@ def markdown(data):
             f"{_md_escape(cell(r[MPHOST], MPHOST))} | {fmt_ratio(r['ratio'])} | "
             f"{r['target']['text'] if r['target'] else '-'} | {met_text(r)} | "
             f"{cpu_cell(r[STOCK])} | {cpu_cell(r[MPHOST])} | {fmt_ratio(r.get('cpu_ratio'))} | "
-            f"{_md_escape(r['limit'])} |")
+            f"{cpu_met_text(r)} | {_md_escape(r['limit'])} |")
     lines += ["", _futex_distance(data), ""] if _futex_distance(data) else []
     lines += [
         "",
