@@ -144,7 +144,8 @@ ROWS = (
         ("--mode", "threads"), QUEUE_10X, "per_task"),
 ) + tuple(
     Row(f"cpp_pool_handoff_{mb}mb", f"C++ host_pool: {mb} MB array to numpy", "bench_cpp_pool.py",
-        ("--mode", "handoff", "--mb", str(mb)), None, "memread")
+        ("--mode", "handoff", "--mb", str(mb)), None, "memread",
+        runs=3 if mb >= 1000 else None)  # stock pickles 1 GB: ~7 s a hand-off
     for mb in (1, 10, 100, 1000)
 )
 

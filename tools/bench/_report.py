@@ -300,7 +300,7 @@ def _scaling_section(scaling):
         out.append("")
     sr = scaling.get("start_rss")
     if sr:
-        out += ["Process start+join (20 processes one after another) against the parent's "
+        out += ["Process start+join (10 processes one after another) against the parent's "
                 "resident size: the parent first writes that many MB of its own memory "
                 f"(median of {sr['runs']} runs; ms per process).", "",
                 "| start method | parent made larger by | stock python3 | mphost | ratio |",

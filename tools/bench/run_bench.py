@@ -178,7 +178,7 @@ class Bench:
         queue_points = []
         size = 64
         while size <= 64 << 20:
-            messages = max(4, min(50000, (128 << 20) // size))
+            messages = max(4, min(50000, (64 << 20) // size))
             queue_points.append(({"size": size, "messages": messages}, "bench_queue_bytes.py",
                                  ("--size", str(size), "--messages", str(messages))))
             size *= 4
@@ -190,7 +190,7 @@ class Bench:
         producers = self.curve(producer_points)
         log("-- how the cost grows: process start+join against the parent's resident size")
         rss_points = [({"method": method, "mb": mb}, "bench_process_start.py",
-                       ("--method", method, "--ballast-mb", str(mb), "--count", "20"))
+                       ("--method", method, "--ballast-mb", str(mb), "--count", "10"))
                       for method in ("fork", "forkserver") for mb in (10, 100, 500, 2000)]
         start_rss = self.curve(rss_points)
         runs = self.args.scaling_runs

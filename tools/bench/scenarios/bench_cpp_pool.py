@@ -36,7 +36,7 @@ def sizes(args):
         return args.calls or (100 if args.quick else 3000)
     if args.mode == 'threads':
         return args.calls or (400 if args.quick else 40000)
-    return args.calls or (2 if args.quick else 5)
+    return args.calls or (2 if args.quick else 3 if args.mb >= 1000 else 5)
 
 
 def stock(args, n):
