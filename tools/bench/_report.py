@@ -399,7 +399,9 @@ def markdown(data):
         "the C++ host_pool rows (under mphost a separate C++ driver program runs the section).",
         "- **Idle rows**: CPU of every process of the scenario during a wait of 10 s (1 s in "
         "`--quick`), as a percentage of one core; target ≤ 1 %, on mphost's own figure.",
-        "- Rows marked *oversubscribed* run more processes than the machine has cores.",
+        "- *Queue, 16 producers → 1 consumer* (18 processes) and *8 pools of 2 workers* (25 "
+        "processes) run more processes than the machine has cores: there, a process that spins "
+        "while it waits takes the CPU from one that has work.",
         "",
         "## Results",
         "",
