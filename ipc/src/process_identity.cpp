@@ -121,11 +121,12 @@ stat_fields observe(pid_t pid) noexcept {
   return read_stat(pid);
 }
 
+// In the child of a fork. Its start time is read from /proc when first asked
+// for (own_start_time): most children never ask.
 void refresh_after_fork() noexcept {
   generation.fetch_add(1, std::memory_order_relaxed);
-  const pid_t pid = ::getpid();
-  cached_pid.store(pid, std::memory_order_relaxed);
-  cached_start.store(read_stat(pid).start_time, std::memory_order_relaxed);
+  cached_pid.store(::getpid(), std::memory_order_relaxed);
+  cached_start.store(0, std::memory_order_relaxed);
 }
 
 void ensure_initialised() noexcept {
@@ -137,6 +138,16 @@ void ensure_initialised() noexcept {
     return true;
   }();
   (void)once;
+}
+
+// The calling process's start time (0 if /proc cannot tell).
+std::uint64_t own_start_time() noexcept {
+  std::uint64_t start = cached_start.load(std::memory_order_relaxed);
+  if (start == 0) {
+    start = read_stat(::getpid()).start_time;
+    cached_start.store(start, std::memory_order_relaxed);
+  }
+  return start;
 }
 
 struct thread_cache {
@@ -160,7 +171,7 @@ bool process_is_alive(pid_t pid, std::uint64_t start_time) noexcept {
 
 bool process_seems_alive(pid_t pid, std::uint64_t start_time) noexcept {
   if (pid <= 0) return false;
-  if (pid == current_pid()) return start_time == 0 || start_time == cached_start.load(std::memory_order_relaxed);
+  if (pid == current_pid()) return start_time == 0 || start_time == own_start_time();
   verdict_entry& e = verdicts[static_cast<std::size_t>(pid) % verdict_entries];
   const std::int64_t now = now_ns();
   if (!try_hold(e)) {
@@ -203,7 +214,7 @@ pid_t current_pid() noexcept {
 
 process_identity process_identity::current() noexcept {
   const pid_t pid = current_pid();
-  return {pid, cached_start.load(std::memory_order_relaxed)};
+  return {pid, own_start_time()};
 }
 
 std::uint32_t current_thread_id() noexcept {
