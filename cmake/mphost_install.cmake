@@ -18,6 +18,10 @@ install(DIRECTORY python_stdlib_shim/
         DESTINATION ${MPHOST_SHIM_INSTALL_DIR}
         FILES_MATCHING PATTERN "*.py"
         PATTERN "__pycache__" EXCLUDE)
+# Its bytecode beside it, as the installed standard library has (see
+# python_stdlib_shim/CMakeLists.txt).
+install(CODE "execute_process(COMMAND \"${Python3_EXECUTABLE}\" -m compileall -q
+                \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${MPHOST_SHIM_INSTALL_DIR}\")")
 
 install(EXPORT mphostTargets NAMESPACE mphost:: DESTINATION ${MPHOST_CMAKE_INSTALL_DIR})
 configure_package_config_file(cmake/mphostConfig.cmake.in

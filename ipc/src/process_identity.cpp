@@ -76,13 +76,16 @@ std::atomic<std::uint64_t> generation{0};
 // Direct-mapped by pid: each entry remembers what /proc said about one pid
 // (exists, zombie, start time) and when. An entry is guarded by a tiny
 // spin flag that is only ever try-locked: a busy entry means "ask /proc
-// directly", never a wait. The child of a fork clears every flag.
+// directly", never a wait. The flag holds the fork generation of its holder
+// (plus one, 0 is free), so a flag that a thread of the parent held at the
+// fork reads as free in the child without the child writing to the table:
+// the child of a fork copies none of its pages.
 
 constexpr std::size_t verdict_entries = 2048;
 constexpr std::int64_t verdict_validity_ns = 25'000'000;  // 25 ms
 
 struct verdict_entry {
-  std::atomic<bool> busy{false};
+  std::atomic<std::uint64_t> holder{0};
   pid_t pid = 0;
   bool found = false;
   bool finished = false;  // zombie or dead
@@ -97,6 +100,16 @@ std::int64_t now_ns() noexcept {
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+// Takes the flag of `e` for this process; false if a thread of it has it.
+bool try_hold(verdict_entry& e) noexcept {
+  const std::uint64_t mine = generation.load(std::memory_order_relaxed) + 1;
+  std::uint64_t seen = e.holder.load(std::memory_order_relaxed);
+  if (seen == mine) return false;
+  return e.holder.compare_exchange_strong(seen, mine, std::memory_order_acquire, std::memory_order_relaxed);
+}
+
+void let_go(verdict_entry& e) noexcept { e.holder.store(0, std::memory_order_release); }
+
 bool verdict_of(bool found, bool finished, std::uint64_t seen_start, std::uint64_t wanted_start) noexcept {
   if (!found || finished) return false;
   return wanted_start == 0 || seen_start == 0 || seen_start == wanted_start;
@@ -108,12 +121,12 @@ stat_fields observe(pid_t pid) noexcept {
   return read_stat(pid);
 }
 
+// In the child of a fork. Its start time is read from /proc when first asked
+// for (own_start_time): most children never ask.
 void refresh_after_fork() noexcept {
-  for (verdict_entry& e : verdicts) e.busy.store(false, std::memory_order_relaxed);
   generation.fetch_add(1, std::memory_order_relaxed);
-  const pid_t pid = ::getpid();
-  cached_pid.store(pid, std::memory_order_relaxed);
-  cached_start.store(read_stat(pid).start_time, std::memory_order_relaxed);
+  cached_pid.store(::getpid(), std::memory_order_relaxed);
+  cached_start.store(0, std::memory_order_relaxed);
 }
 
 void ensure_initialised() noexcept {
@@ -125,6 +138,16 @@ void ensure_initialised() noexcept {
     return true;
   }();
   (void)once;
+}
+
+// The calling process's start time (0 if /proc cannot tell).
+std::uint64_t own_start_time() noexcept {
+  std::uint64_t start = cached_start.load(std::memory_order_relaxed);
+  if (start == 0) {
+    start = read_stat(::getpid()).start_time;
+    cached_start.store(start, std::memory_order_relaxed);
+  }
+  return start;
 }
 
 struct thread_cache {
@@ -148,16 +171,16 @@ bool process_is_alive(pid_t pid, std::uint64_t start_time) noexcept {
 
 bool process_seems_alive(pid_t pid, std::uint64_t start_time) noexcept {
   if (pid <= 0) return false;
-  if (pid == current_pid()) return start_time == 0 || start_time == cached_start.load(std::memory_order_relaxed);
+  if (pid == current_pid()) return start_time == 0 || start_time == own_start_time();
   verdict_entry& e = verdicts[static_cast<std::size_t>(pid) % verdict_entries];
   const std::int64_t now = now_ns();
-  if (e.busy.exchange(true, std::memory_order_acquire)) {
+  if (!try_hold(e)) {
     const stat_fields st = observe(pid);
     return verdict_of(st.found, st.state == 'Z' || st.state == 'X' || st.state == 'x', st.start_time, start_time);
   }
   if (e.pid == pid && now - e.checked_ns < verdict_validity_ns) {
     const bool alive = verdict_of(e.found, e.finished, e.start_time, start_time);
-    e.busy.store(false, std::memory_order_release);
+    let_go(e);
     return alive;
   }
   const stat_fields st = observe(pid);
@@ -167,15 +190,15 @@ bool process_seems_alive(pid_t pid, std::uint64_t start_time) noexcept {
   e.start_time = st.start_time;
   e.checked_ns = now;
   const bool alive = verdict_of(e.found, e.finished, e.start_time, start_time);
-  e.busy.store(false, std::memory_order_release);
+  let_go(e);
   return alive;
 }
 
 void forget_process_verdicts() noexcept {
   for (verdict_entry& e : verdicts) {
-    if (!e.busy.exchange(true, std::memory_order_acquire)) {
+    if (try_hold(e)) {
       e.pid = 0;
-      e.busy.store(false, std::memory_order_release);
+      let_go(e);
     }
   }
 }
@@ -191,7 +214,7 @@ pid_t current_pid() noexcept {
 
 process_identity process_identity::current() noexcept {
   const pid_t pid = current_pid();
-  return {pid, cached_start.load(std::memory_order_relaxed)};
+  return {pid, own_start_time()};
 }
 
 std::uint32_t current_thread_id() noexcept {

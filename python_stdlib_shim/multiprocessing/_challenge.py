@@ -13,7 +13,6 @@ wrong', 'digest sent was rejected') are the stdlib's, so a stock python3
 process is a peer either way.
 """
 
-import hmac
 import os
 
 from .context import AuthenticationError
@@ -32,7 +31,15 @@ _LONGEST_REPLY = 256
 
 def _proof(authkey, nonce):
     """What a holder of authkey answers to the challenge `nonce`."""
+    # hmac (with hashlib and libcrypto) is loaded on the first handshake, not
+    # by every process that imports multiprocessing.connection.
+    import hmac
     return hmac.new(authkey, nonce, 'md5').digest()
+
+
+def _same_digest(received, expected):
+    import hmac
+    return hmac.compare_digest(received, expected)
 
 
 def _key(authkey):
@@ -47,7 +54,7 @@ def deliver_challenge(connection, authkey):
     nonce = os.urandom(MESSAGE_LENGTH)
     expected = _proof(_key(authkey), nonce)
     connection.send_bytes(CHALLENGE + nonce)
-    passed = hmac.compare_digest(connection.recv_bytes(_LONGEST_REPLY), expected)
+    passed = _same_digest(connection.recv_bytes(_LONGEST_REPLY), expected)
     connection.send_bytes(WELCOME if passed else FAILURE)
     if not passed:
         raise AuthenticationError('digest received was wrong')

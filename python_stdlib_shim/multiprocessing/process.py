@@ -32,7 +32,9 @@ import sys
 import threading
 from _weakrefset import WeakSet
 
-from _mphost import supervisor as _table
+# The native module (_mphost) is loaded when the first child is started, not
+# by `import multiprocessing`: most programs that import it start no
+# process. Until then there is no child table to ask.
 
 try:
     ORIGINAL_DIR = os.path.abspath(os.getcwd())
@@ -64,7 +66,9 @@ def _end_orphans():
     """The exit path's last step, once the children were joined: daemon
     children whose process objects were dropped are terminated, and the
     dropped children that ended are reaped."""
-    _table.end_children()
+    native = sys.modules.get('_mphost')
+    if native is not None:  # else this process never started a child
+        native.supervisor.end_children()
 
 
 def _child_running(proc):
@@ -92,7 +96,10 @@ class _ChildRows:
 
     def settle(self):
         """Drop the children that ended; return those still running."""
-        live = set(_table.running())
+        # Asking the table also reaps the dropped children that ended; a
+        # process that never loaded the native module has none.
+        native = sys.modules.get('_mphost')
+        live = set(native.supervisor.running()) if native is not None else ()
         ended = [proc for proc, ticket in list(self._rows.items())
                  if (ticket not in live if ticket is not None else proc._popen.poll() is not None)]
         for proc in ended:

@@ -33,7 +33,6 @@ import collections
 import errno
 import os
 import threading
-import traceback
 import types
 import weakref
 
@@ -283,6 +282,7 @@ class Queue(object):
     def _on_queue_feeder_error(self, e, obj):
         """An item could not be sent (it cannot be pickled, say). Prints the
         traceback; subclasses override it (concurrent.futures does)."""
+        import traceback  # only on this rare path: start-up stays light
         traceback.print_exception(e)
 
 

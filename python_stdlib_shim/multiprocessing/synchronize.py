@@ -28,7 +28,7 @@ creating object goes away.
 
 __all__ = ['Lock', 'RLock', 'Semaphore', 'BoundedSemaphore', 'Condition', 'Event', 'Barrier']
 
-import secrets
+import os
 import tempfile
 import threading
 import time
@@ -103,9 +103,11 @@ class SemLock(_SemLockFront):
 
     @staticmethod
     def _make_name():
-        # 96 random bits: a name no other program can guess.
+        # 96 random bits from the system's source, as secrets.token_hex
+        # gives them (without importing secrets: it pulls in hashlib and
+        # libcrypto, memory every process would carry).
         prefix = process.current_process()._config['semprefix']
-        return f'{prefix}-{secrets.token_hex(12)}'
+        return f'{prefix}-{os.urandom(12).hex()}'
 
     @staticmethod
     def _cleanup(name):

@@ -9,13 +9,12 @@
 
 #include <atomic>
 #include <cerrno>
-#include <fstream>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <string>
 
 #include "mphost/ipc/error.hpp"
+#include "mphost/ipc/process_identity.hpp"
 #include "mphost/runtime/forkserver.hpp"
 #include "mphost/runtime/sentinel.hpp"
 
@@ -191,24 +190,9 @@ const char* to_string(start_method method) noexcept {
   return "?";
 }
 
-std::uint64_t process_start_time(pid_t pid) noexcept {
-  try {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    // The command name (field 2) may hold spaces and parentheses: the fields
-    // that follow start after its last ')'. starttime is field 22.
-    const auto close = text.rfind(')');
-    if (close == std::string::npos) return 0;
-    std::istringstream fields(text.substr(close + 1));
-    std::string field;
-    for (int number = 3; number <= 22; ++number) {
-      if (!(fields >> field)) return 0;
-    }
-    return std::stoull(field);
-  } catch (...) {
-    return 0;
-  }
-}
+// The core's reading of /proc/<pid>/stat (no streams: this is on the path of
+// every start).
+std::uint64_t process_start_time(pid_t pid) noexcept { return ipc::process_start_time(pid); }
 
 supervisor& supervisor::of_this_process() {
   static supervisor instance;

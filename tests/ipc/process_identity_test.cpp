@@ -6,6 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <thread>
+
 #include "mphost/testing/child_process.hpp"
 #include "mphost/testing/watchdog.hpp"
 
@@ -68,6 +71,37 @@ TEST(ProcessIdentityTest, ForkedChildSeesItsOwnIdentity) {
   });
   EXPECT_TRUE(result.exited);
   EXPECT_EQ(result.code, 0);
+}
+
+// A forked child judges peers right even when a thread of its parent held
+// the very cache entry at the instant of the fork (the child never writes
+// the cache to free such entries: it just does not see them as held).
+TEST(ProcessIdentityTest, ForkedChildJudgesPeersWhileAParentThreadHeldTheirEntry) {
+  watchdog guard(30s);
+  const pid_t me = ::getpid();
+  const pid_t gone = fork_child([] { return 0; });
+  ASSERT_TRUE(wait_child(gone).exited);
+  std::atomic<bool> stop{false};
+  std::thread checker([&] {
+    while (!stop.load()) {
+      forget_process_verdicts();
+      (void)process_seems_alive(me == 1 ? 2 : 1);
+      (void)process_seems_alive(::getppid());
+    }
+  });
+  int failures = 0;
+  for (int round = 0; round < 40 && failures == 0; ++round) {
+    const auto result = run_in_child([&] {
+      if (!process_seems_alive(me)) return 1;
+      if (!process_seems_alive(::getppid())) return 2;
+      if (process_seems_alive(gone)) return 3;
+      return 0;
+    });
+    if (!result.exited || result.code != 0) ++failures;
+  }
+  stop.store(true);
+  checker.join();
+  EXPECT_EQ(failures, 0);
 }
 
 TEST(ProcessIdentityTest, NonPositivePidsAreNeverAlive) {
