@@ -170,6 +170,8 @@ bool usable(const waiting_child& child) noexcept {
 
 }  // namespace
 
+warm_pool::warm_pool() { spares_.reserve(max_spares); }
+
 warm_pool::~warm_pool() {
   {
     std::lock_guard lock(mutex_);
@@ -191,7 +193,7 @@ std::optional<waiting_child> warm_pool::take(const std::string& key) {
     const auto now = std::chrono::steady_clock::now();
     burst_ = (burst_ > 0 && now - last_take_ <= policy_.burst_gap) ? burst_ + 1 : 1;
     last_take_ = now;
-    wanted_ = std::min(std::max(wanted_, burst_), std::max<std::size_t>(policy_.limit, 1));
+    wanted_ = std::min(std::max(wanted_, burst_), std::clamp<std::size_t>(policy_.limit, 1, max_spares));
     if (key_ != full_key) {
       stale.assign(spares_.begin(), spares_.end());
       spares_.clear();
@@ -199,7 +201,7 @@ std::optional<waiting_child> warm_pool::take(const std::string& key) {
     }
     while (!spares_.empty() && !taken) {
       waiting_child child = spares_.front();
-      spares_.pop_front();
+      spares_.erase(spares_.begin());
       if (usable(child)) taken = child;
     }
   }
@@ -254,7 +256,7 @@ void warm_pool::set_policy(const spare_policy& policy) {
   {
     std::lock_guard lock(mutex_);
     policy_ = policy;
-    wanted_ = std::min(wanted_, std::max<std::size_t>(policy_.limit, 1));
+    wanted_ = std::min(wanted_, std::clamp<std::size_t>(policy_.limit, 1, max_spares));
   }
   wake_.notify_one();
 }
@@ -326,7 +328,11 @@ void warm_pool::forget() noexcept {
   new (&mutex_) std::mutex();
   new (&wake_) std::condition_variable();
   new (&worker_) std::thread();
-  for (const waiting_child& child : spares_) ::close(child.sock);
+  // The list's storage never moves; an entry being shifted at the moment
+  // of the fork may be seen twice, hence the check before each close.
+  for (const waiting_child& child : spares_) {
+    if (socket_intact(child)) ::close(child.sock);
+  }
   spares_.clear();
   request_.reset();
   launching_ = 0;

@@ -26,7 +26,6 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -74,7 +73,10 @@ struct spare_policy {
 
 class warm_pool {
  public:
-  warm_pool() = default;
+  // The most spares a pool keeps, whatever the policy says.
+  static constexpr std::size_t max_spares = 64;
+
+  warm_pool();
   warm_pool(const warm_pool&) = delete;
   warm_pool& operator=(const warm_pool&) = delete;
   ~warm_pool();
@@ -109,7 +111,9 @@ class warm_pool {
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<waiting_child> spares_;
+  // Oldest first. Its capacity is reserved once, so that a fork in another
+  // thread never finds it halfway through a reallocation (forget()).
+  std::vector<waiting_child> spares_;
   std::string key_;  // with the inherited state fingerprint
   std::optional<launch_request> request_;  // what the refill thread starts
   sigset_t mask_{};  // the signal mask it starts children with
