@@ -61,13 +61,16 @@ std::string inherited_state_fingerprint();
 
 // How many spares a pool keeps. It keeps `wanted` of them (at least one
 // once a child was taken): `wanted` grows with bursts (children taken less
-// than `burst_gap` apart count as one burst; a burst of n asks for n spares),
+// than `burst_gap` apart count as one burst; a burst of n asks for n spares;
+// the default gap tells a Pool making its workers from a loop that starts
+// and joins one child at a time, where extra spares would only compete for
+// the CPU with the child at work),
 // up to `limit`, and falls back to one when no child was taken for
 // `idle_drop` (the extra spares are stopped then: an idle program keeps one
 // spare, which blocks in a read).
 struct spare_policy {
   std::size_t limit = 1;
-  std::chrono::milliseconds burst_gap{250};
+  std::chrono::milliseconds burst_gap{10};
   std::chrono::milliseconds idle_drop{5000};
 };
 
