@@ -85,6 +85,12 @@ def _spare_limit():
     return min(2 * (os.cpu_count() or 1), 8)
 
 
+def _burst_gap_ms():
+    """Starts closer than this (MPHOST_WARM_BURST_MS) count as one burst."""
+    text = os.environ.get('MPHOST_WARM_BURST_MS', '')
+    return float(text) if text.strip().isdigit() else None
+
+
 def _forget_spare_after_fork():
     # A spare belongs to the process that started it.
     import _mphost
@@ -121,5 +127,5 @@ class Popen(popen_fork.Popen):
         placed = [(fd, fd) for fd in _open_std_descriptors() + self._fds]
         pid = _mphost.spawn_child(executable, flags, payload, placed,
                                   _startup_key(executable, flags), _warm_spawn_enabled(),
-                                  _spare_limit())
+                                  _spare_limit(), _burst_gap_ms())
         self._enter(_mphost.supervisor.admit(pid, self.method, bool(process_obj.daemon)))

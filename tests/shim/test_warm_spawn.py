@@ -69,7 +69,7 @@ if __name__ == '__main__':
     print(burst(ctx, 8))
     count = wait_for_spares(lambda c: c >= 3, 30)
     print('spares', count)
-''', tmp_path, {'MPHOST_WARM_SPARES': '3'})
+''', tmp_path, {'MPHOST_WARM_SPARES': '3', 'MPHOST_WARM_BURST_MS': '2000'})
     lines = out.splitlines()
     assert lines[0] == lines[1] == '([0, 0, 0, 0, 0, 0, 0, 0], 8)'
     assert lines[2] == 'spares 3'
@@ -83,7 +83,7 @@ if __name__ == '__main__':
     wait_for_spares(lambda c: c >= 1, 30)
     time.sleep(0.5)
     print('spares', _mphost.warm_pool_spare_count())
-''', tmp_path, {'MPHOST_WARM_SPARES': '1'})
+''', tmp_path, {'MPHOST_WARM_SPARES': '1', 'MPHOST_WARM_BURST_MS': '2000'})
     assert out.splitlines() == ['([0, 0, 0, 0, 0, 0, 0, 0], 8)', 'spares 1']
 
 
@@ -95,7 +95,7 @@ if __name__ == '__main__':
     print('after burst', wait_for_spares(lambda c: c >= 4, 30) >= 4)
     # No child taken for a few seconds: the extra spares are stopped.
     print('when idle', wait_for_spares(lambda c: c == 1, 30))
-''', tmp_path, {'MPHOST_WARM_SPARES': '4'})
+''', tmp_path, {'MPHOST_WARM_SPARES': '4', 'MPHOST_WARM_BURST_MS': '2000'})
     assert out.splitlines() == ['after burst True', 'when idle 1']
 
 
