@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "mphost/embed/bindings.hpp"
 #include "mphost/embed/gil.hpp"
 #include "mphost/ipc/resource_registry.hpp"
@@ -47,7 +49,7 @@ void bind_spawn(py::module_& m) {
       "spawn_child",
       [](const std::string& executable, const std::vector<std::string>& flags, const py::bytes& payload,
          const std::vector<std::pair<int, int>>& fds, const std::optional<std::string>& key,
-         bool keep_warm) {
+         bool keep_warm, std::size_t spares, std::optional<double> burst_gap_ms) {
         std::string_view bytes = payload;
         std::vector<runtime::fd_placement> placements;
         for (const auto& [source, target] : fds) placements.push_back({source, target});
@@ -83,15 +85,23 @@ void bind_spawn(py::module_& m) {
             }
           }
           ::close(child->sock);
-          if (key && keep_warm) spare_children().stock_in_background(request, *key);
+          if (key && keep_warm) {
+            runtime::spare_policy policy;
+            policy.limit = std::max<std::size_t>(spares, 1);
+            if (burst_gap_ms && *burst_gap_ms >= 0)
+              policy.burst_gap = std::chrono::milliseconds(static_cast<long long>(*burst_gap_ms));
+            spare_children().set_policy(policy);
+            spare_children().stock_in_background(request, *key);
+          }
           return child->pid;
         });
       },
       py::arg("executable"), py::arg("flags"), py::arg("payload"), py::arg("fds"), py::arg("key") = py::none(),
-      py::arg("keep_warm") = false,
+      py::arg("keep_warm") = false, py::arg("spares") = 1, py::arg("burst_gap_ms") = py::none(),
       "Start an mphost child (or take a waiting one started under `key`), hand it `payload` and "
       "the (source, target) descriptors, and return its pid. Without a key the warm pool is not "
-      "used; with keep_warm, a spare is started for the next call with the same key.");
+      "used; with keep_warm, spares are started for the next calls with the same key: one, or up "
+      "to `spares` when children are started in bursts (starts less than burst_gap_ms apart).");
 
   m.def(
       "receive_handover",
@@ -115,6 +125,8 @@ void bind_spawn(py::module_& m) {
   m.def("warm_pool_forget", [] { spare_children().forget(); },
         "After fork, in the child: forget the parent's spare.");
   m.def("warm_pool_has_spare", [] { return spare_children().has_spare(); });
+  m.def("warm_pool_spare_count", [] { return spare_children().spare_count(); },
+        "How many spare children are waiting now.");
 }
 
 }  // namespace mphost::embed

@@ -2,8 +2,11 @@
 
 The child gets its work (preparation data, process object, descriptors)
 over a socket once it has started. So a child can be started before it is
-needed: after the first spawn, mphost keeps one spare child waiting (warm
-spawn), which takes interpreter start-up off Process.start(). A spare is
+needed: after the first spawn, mphost keeps a spare child waiting (warm
+spawn), which takes interpreter start-up off Process.start(); when children
+are started in bursts (a Pool), up to MPHOST_WARM_SPARES of them (default:
+twice the number of CPUs, at most 8), back to one after a few idle seconds.
+A spare is
 used only if the executable, the interpreter flags, the environment
 variables that shape interpreter start-up (PYTHON*, LC_*, LANG) and the
 state a child inherits at exec (umask, signal mask and ignored signals,
@@ -74,6 +77,20 @@ def _warm_spawn_enabled():
     return os.environ.get('MPHOST_WARM_SPAWN', '1') != '0'
 
 
+def _spare_limit():
+    """How many spares a burst of starts may keep waiting."""
+    text = os.environ.get('MPHOST_WARM_SPARES', '')
+    if text.strip().isdigit():
+        return max(int(text), 1)
+    return min(2 * (os.cpu_count() or 1), 8)
+
+
+def _burst_gap_ms():
+    """Starts closer than this (MPHOST_WARM_BURST_MS) count as one burst."""
+    text = os.environ.get('MPHOST_WARM_BURST_MS', '')
+    return float(text) if text.strip().isdigit() else None
+
+
 def _forget_spare_after_fork():
     # A spare belongs to the process that started it.
     import _mphost
@@ -109,5 +126,6 @@ class Popen(popen_fork.Popen):
         # every carried descriptor keeps its number.
         placed = [(fd, fd) for fd in _open_std_descriptors() + self._fds]
         pid = _mphost.spawn_child(executable, flags, payload, placed,
-                                  _startup_key(executable, flags), _warm_spawn_enabled())
+                                  _startup_key(executable, flags), _warm_spawn_enabled(),
+                                  _spare_limit(), _burst_gap_ms())
         self._enter(_mphost.supervisor.admit(pid, self.method, bool(process_obj.daemon)))

@@ -41,7 +41,6 @@ reports an unknown type on its stderr, as the stdlib's does.
 
 import contextlib
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -81,8 +80,15 @@ _CLEANUP_FUNCS = {
 
 # mphost's own (private directories, socket files), apart so that whoever
 # walks _CLEANUP_FUNCS sees exactly the stdlib's.
+def _remove_folder(name):
+    # shutil (which loads bz2 and lzma) only when a folder is left to remove:
+    # every child imports this module.
+    import shutil
+    shutil.rmtree(name)
+
+
 _EXTRA_CLEANUP_FUNCS = {
-    'folder': shutil.rmtree,
+    'folder': _remove_folder,
     'file': os.unlink,
 }
 

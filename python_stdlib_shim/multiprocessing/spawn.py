@@ -90,8 +90,7 @@ def _child_main(fd):
     """
     import _mphost
     import signal
-    # runpy imports pkgutil lazily: load it while no work is waiting.
-    import pkgutil  # noqa: F401
+    _load_what_every_child_loads()
     # A spare child (warm spawn) may wait here long before it has work:
     # Ctrl-C aimed at the program must not make it print a traceback.
     handler = signal.getsignal(signal.SIGINT)
@@ -105,6 +104,16 @@ def _child_main(fd):
         if handler is not None:
             signal.signal(signal.SIGINT, handler)
     return _dispatch(io.BytesIO(payload), None, ('process', 'forkserver'))
+
+
+def _load_what_every_child_loads():
+    """Import, while no work is waiting, the modules every spawned child
+    imports on its way to the target: the shim modules that unpickle the
+    preparation data and the process object, and the standard library ones
+    runpy and they need. None of them runs code of the program, so a spare
+    that has them is still a fresh interpreter as far as spawn goes."""
+    import pkgutil  # noqa: F401  (runpy imports it lazily)
+    from . import reduction, resource_tracker, popen_spawn_posix  # noqa: F401
 
 
 def _main(fd, parent_sentinel=None):

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <new>
@@ -135,106 +136,219 @@ std::string inherited_state_fingerprint() {
   return out;
 }
 
-warm_pool::~warm_pool() {
-  std::lock_guard lock(mutex_);
-  // At exit the spare sees its socket close and ends by itself; no waiting here.
-  if (spare_) ::close(spare_->sock);
-  spare_.reset();
+namespace {
+
+// Stops spares that will not be used, outside the pool's lock.
+void abandon_all(const std::vector<waiting_child>& children) noexcept {
+  for (const waiting_child& child : children) abandon(child);
 }
 
-std::optional<waiting_child> warm_pool::take(const std::string& key) {
-  std::lock_guard lock(mutex_);
-  if (!spare_) return std::nullopt;
-  if (key_ != key + "|" + inherited_state_fingerprint()) {
-    discard_locked();
-    return std::nullopt;
-  }
-  std::optional<waiting_child> taken = spare_;
-  spare_.reset();
-  // A spare that died meanwhile (killed from outside) is no use. It stays a
-  // zombie until reaped, which kill(pid, 0) does not tell from a live one:
-  // ask waitpid, which reaps it if it has ended.
+// True if `child` can still take work: alive, not dying, its socket intact.
+// A spare that cannot is stopped (or, if it ended already, reaped).
+bool usable(const waiting_child& child) noexcept {
+  // A spare killed from outside stays a zombie until reaped, which
+  // kill(pid, 0) does not tell from a live one: ask waitpid, which reaps it.
   bool ended = true;
   try {
-    ended = wait_for_exit(taken->pid, false).has_value();
+    ended = wait_for_exit(child.pid, false).has_value();
   } catch (const std::system_error&) {
     // Reaped by someone else already (os.waitpid(-1) in user code): gone.
   }
   if (ended) {
-    if (socket_intact(*taken)) ::close(taken->sock);
-    return std::nullopt;
-  }
-  if (dying(taken->pid)) {
-    abandon(*taken);
-    return std::nullopt;
+    if (socket_intact(child)) ::close(child.sock);
+    return false;
   }
   // Its socket must still lead to it: a stray close elsewhere in the process
-  // may have ended it, and its number may now belong to someone else, so it is
-  // left alone and the spare is stopped instead.
-  if (!socket_intact(*taken)) {
-    abandon(*taken);
-    return std::nullopt;
+  // may have ended it, and its number may now belong to someone else, so it
+  // is left alone and the spare is stopped instead.
+  if (dying(child.pid) || !socket_intact(child)) {
+    abandon(child);
+    return false;
   }
+  return true;
+}
+
+}  // namespace
+
+warm_pool::warm_pool() { spares_.reserve(max_spares); }
+
+warm_pool::~warm_pool() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  // At exit the spares see their sockets close and end by themselves; no waiting here.
+  for (const waiting_child& child : spares_) ::close(child.sock);
+  spares_.clear();
+}
+
+std::optional<waiting_child> warm_pool::take(const std::string& key) {
+  const std::string full_key = key + "|" + inherited_state_fingerprint();
+  std::vector<waiting_child> stale;
+  std::optional<waiting_child> taken;
+  {
+    std::lock_guard lock(mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    burst_ = (burst_ > 0 && now - last_take_ <= policy_.burst_gap) ? burst_ + 1 : 1;
+    last_take_ = now;
+    wanted_ = std::min(std::max(wanted_, burst_), std::clamp<std::size_t>(policy_.limit, 1, max_spares));
+    if (key_ != full_key) {
+      stale.assign(spares_.begin(), spares_.end());
+      spares_.clear();
+      ++generation_;
+    }
+    while (!spares_.empty() && !taken) {
+      waiting_child child = spares_.front();
+      spares_.erase(spares_.begin());
+      if (usable(child)) taken = child;
+    }
+  }
+  abandon_all(stale);
   return taken;
 }
 
 void warm_pool::stock(const launch_request& request, const std::string& key) {
   std::lock_guard lock(mutex_);
-  if (spare_) return;
-  spare_ = launch_waiting_child(request);
+  if (!spares_.empty()) return;
+  spares_.push_back(launch_waiting_child(request));
   key_ = key + "|" + inherited_state_fingerprint();
 }
 
 void warm_pool::stock_in_background(const launch_request& request, const std::string& key) {
+  // The key's fingerprint and the signal mask are taken on the caller's
+  // thread: signal masks are per thread.
+  const std::string full_key = key + "|" + inherited_state_fingerprint();
+  sigset_t mask;
+  ::pthread_sigmask(SIG_SETMASK, nullptr, &mask);
+  std::vector<waiting_child> stale;
   {
     std::lock_guard lock(mutex_);
-    if (spare_ || stocking_) return;
-    stocking_ = true;
+    if (key_ != full_key) {
+      stale.assign(spares_.begin(), spares_.end());
+      spares_.clear();
+      ++generation_;
+      key_ = full_key;
+    }
+    request_ = request;
+    mask_ = mask;
+    if (!worker_.joinable()) {
+      // The refill thread blocks every signal but while it starts a child:
+      // signals aimed at the program go to its other threads.
+      sigset_t all;
+      ::sigfillset(&all);
+      sigset_t previous;
+      ::pthread_sigmask(SIG_SETMASK, &all, &previous);
+      try {
+        worker_ = std::thread([this] { refill_loop(); });
+      } catch (const std::system_error&) {
+        // No thread: no spares; children start cold.
+      }
+      ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    }
   }
-  // The key's fingerprint is taken now, on the caller's thread: signal masks are per thread.
-  std::string full_key = key + "|" + inherited_state_fingerprint();
-  std::thread([this, request, full_key = std::move(full_key)] {
-    std::optional<waiting_child> child;
-    try {
-      child = launch_waiting_child(request);
-    } catch (const std::system_error&) {
-    }
+  wake_.notify_one();
+  abandon_all(stale);
+}
+
+void warm_pool::set_policy(const spare_policy& policy) {
+  {
     std::lock_guard lock(mutex_);
-    stocking_ = false;
-    if (!child) return;
-    if (spare_) {
-      ::close(child->sock);  // someone stocked meanwhile; this one ends on EOF
-      return;
+    policy_ = policy;
+    wanted_ = std::min(wanted_, std::clamp<std::size_t>(policy_.limit, 1, max_spares));
+  }
+  wake_.notify_one();
+}
+
+std::vector<waiting_child> warm_pool::drop_extras_locked() {
+  std::vector<waiting_child> extras;
+  while (spares_.size() > 1) {
+    extras.push_back(spares_.back());
+    spares_.pop_back();
+  }
+  return extras;
+}
+
+void warm_pool::refill_loop() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    const auto idle_since = last_take_ + policy_.idle_drop;
+    if (wanted_ > 1 && std::chrono::steady_clock::now() >= idle_since) {
+      wanted_ = 1;
+      const std::vector<waiting_child> extras = drop_extras_locked();
+      lock.unlock();
+      abandon_all(extras);
+      lock.lock();
+      continue;
     }
-    spare_ = child;
-    key_ = full_key;
-  }).detach();
+    if (request_ && spares_.size() + launching_ < wanted_) {
+      const launch_request request = *request_;
+      const sigset_t mask = mask_;
+      const std::uint64_t generation = generation_;
+      ++launching_;
+      lock.unlock();
+      std::optional<waiting_child> child;
+      sigset_t all;
+      ::sigfillset(&all);
+      ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);  // the child inherits the caller's mask
+      try {
+        child = launch_waiting_child(request);
+      } catch (const std::system_error&) {
+      }
+      ::pthread_sigmask(SIG_SETMASK, &all, nullptr);
+      lock.lock();
+      --launching_;
+      if (!child) {
+        request_.reset();  // until the next stock_in_background(): no retry loop
+        continue;
+      }
+      if (generation != generation_ || stopping_) {
+        lock.unlock();
+        abandon(*child);
+        lock.lock();
+        continue;
+      }
+      spares_.push_back(*child);
+      continue;
+    }
+    if (wanted_ > 1) {
+      wake_.wait_until(lock, idle_since);
+    } else {
+      wake_.wait(lock);
+    }
+  }
 }
 
 void warm_pool::forget() noexcept {
   // Runs in a freshly forked child, where only the forking thread exists: a
   // mutex held by another thread of the parent at fork time would never be
-  // released here, so it is made anew instead of locked.
+  // released here, so it is made anew instead of locked, and so is the
+  // condition variable; the refill thread's handle is dropped unjoined.
   new (&mutex_) std::mutex();
-  if (spare_) ::close(spare_->sock);
-  spare_.reset();
-  stocking_ = false;
+  new (&wake_) std::condition_variable();
+  new (&worker_) std::thread();
+  // The list's storage never moves; an entry being shifted at the moment
+  // of the fork may be seen twice, hence the check before each close.
+  for (const waiting_child& child : spares_) {
+    if (socket_intact(child)) ::close(child.sock);
+  }
+  spares_.clear();
+  request_.reset();
+  launching_ = 0;
+  wanted_ = 1;
+  burst_ = 0;
+  ++generation_;
 }
 
 bool warm_pool::has_spare() const {
   std::lock_guard lock(mutex_);
-  return spare_.has_value();
+  return !spares_.empty();
 }
 
-void warm_pool::discard_locked() noexcept {
-  // Closing the socket tells the spare to end; it exits without output.
-  ::close(spare_->sock);
-  try {
-    wait_for_exit(spare_->pid, true);
-  } catch (const std::system_error&) {
-    // Already reaped by someone else (os.waitpid(-1) in user code).
-  }
-  spare_.reset();
+std::size_t warm_pool::spare_count() const {
+  std::lock_guard lock(mutex_);
+  return spares_.size();
 }
 
 }  // namespace mphost::runtime

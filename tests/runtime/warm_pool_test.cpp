@@ -85,5 +85,81 @@ TEST(WarmPoolTest, SpareWhoseSocketWasClosedElsewhereIsNotUsed) {
   ::close(other[1]);
 }
 
+
+// Waits until `pool` holds `count` spares, or fails after the watchdog's time.
+void wait_for_count(const warm_pool& pool, std::size_t count) {
+  while (pool.spare_count() != count) std::this_thread::sleep_for(2ms);
+}
+
+void drain(warm_pool& pool, const std::string& key) {
+  while (auto spare = pool.take(key)) {
+    ::close(spare->sock);
+    wait_for_exit(spare->pid, true);
+  }
+}
+
+TEST(WarmPoolTest, ABurstOfTakesAsksForSeveralSparesUpToTheLimit) {
+  testing::watchdog dog(30s);
+  warm_pool pool;
+  pool.set_policy({.limit = 3, .burst_gap = 10s, .idle_drop = 60s});
+  for (int i = 0; i < 5; ++i) {
+    auto spare = pool.take("k");  // the first finds none
+    if (spare) {
+      ::close(spare->sock);
+      wait_for_exit(spare->pid, true);
+    }
+    pool.stock_in_background(reader_request(), "k");
+  }
+  wait_for_count(pool, 3);
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(pool.spare_count(), 3u);  // never more than the limit
+  drain(pool, "k");
+}
+
+TEST(WarmPoolTest, ExtraSparesAreStoppedWhenIdle) {
+  testing::watchdog dog(30s);
+  warm_pool pool;
+  pool.set_policy({.limit = 4, .burst_gap = 10s, .idle_drop = 2s});
+  for (int i = 0; i < 4; ++i) {
+    auto spare = pool.take("k");
+    if (spare) {
+      ::close(spare->sock);
+      wait_for_exit(spare->pid, true);
+    }
+    pool.stock_in_background(reader_request(), "k");
+  }
+  // Four while the burst is recent, then back to one.
+  wait_for_count(pool, 4);
+  pool.set_policy({.limit = 4, .burst_gap = 10s, .idle_drop = 300ms});
+  wait_for_count(pool, 1);
+  std::this_thread::sleep_for(400ms);
+  EXPECT_EQ(pool.spare_count(), 1u);
+  drain(pool, "k");
+}
+
+TEST(WarmPoolTest, ANewKeyStopsEverySpareOfTheOldOne) {
+  testing::watchdog dog(30s);
+  warm_pool pool;
+  pool.set_policy({.limit = 3, .burst_gap = 10s, .idle_drop = 60s});
+  for (int i = 0; i < 3; ++i) {
+    auto spare = pool.take("old");
+    if (spare) {
+      ::close(spare->sock);
+      wait_for_exit(spare->pid, true);
+    }
+    pool.stock_in_background(reader_request(), "old");
+  }
+  wait_for_count(pool, 3);
+  EXPECT_FALSE(pool.take("new").has_value());
+  EXPECT_EQ(pool.spare_count(), 0u);
+  pool.stock_in_background(reader_request(), "new");
+  wait_for_count(pool, 3);
+  auto spare = pool.take("new");
+  ASSERT_TRUE(spare.has_value());
+  ::close(spare->sock);
+  EXPECT_EQ(wait_for_exit(spare->pid, true), 0);
+  drain(pool, "new");
+}
+
 }  // namespace
 }  // namespace mphost::runtime

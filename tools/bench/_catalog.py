@@ -108,6 +108,8 @@ ROWS = (
         ("--method", "fork"), _ratio(1, "≤ stock"), "fork"),
     Row("process_forkserver", "Process start+join, forkserver", "bench_process_start.py",
         ("--method", "forkserver"), _ratio(1, "≤ stock"), "fork"),
+    Row("pool_spawn", "Pool(8) spawn workers created, one trivial map, closed and joined",
+        "bench_pool_spawn.py", ("--method", "spawn"), _ratio(5, "≤ 1/5 time"), "spawn"),
     Row("lock_uncontended", "Lock acquire+release, uncontended", "bench_lock.py",
         (), _ratio(1, "≥ 1×"), "mutex"),
     Row("value_2procs", "Value += 1 under its lock, 2 processes", "bench_value.py",

@@ -13,14 +13,24 @@
 // exec and that the handover cannot correct (umask, signal mask, ignored
 // signals, resource limits). take() with another key discards the spare.
 //
-// Thread-safe. After fork, the child must call forget(): the spare belongs to
-// the parent.
+// A pool keeps several spares when children are started in bursts (see
+// spare_policy), refilled by one background thread.
+//
+// Thread-safe. After fork, the child must call forget(): the spares belong
+// to the parent.
 
+#include <signal.h>
 #include <sys/types.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "mphost/runtime/launch.hpp"
 
@@ -49,37 +59,75 @@ waiting_child launch_waiting_child(launch_request request);
 // environment: umask, blocked and ignored signals, resource limits.
 std::string inherited_state_fingerprint();
 
+// How many spares a pool keeps. It keeps `wanted` of them (at least one
+// once a child was taken): `wanted` grows with bursts (children taken less
+// than `burst_gap` apart count as one burst; a burst of n asks for n spares;
+// the default gap tells a Pool making its workers from a loop that starts
+// and joins one child at a time, where extra spares would only compete for
+// the CPU with the child at work),
+// up to `limit`, and falls back to one when no child was taken for
+// `idle_drop` (the extra spares are stopped then: an idle program keeps one
+// spare, which blocks in a read).
+struct spare_policy {
+  std::size_t limit = 1;
+  std::chrono::milliseconds burst_gap{10};
+  std::chrono::milliseconds idle_drop{5000};
+};
+
 class warm_pool {
  public:
-  warm_pool() = default;
+  // The most spares a pool keeps, whatever the policy says.
+  static constexpr std::size_t max_spares = 64;
+
+  warm_pool();
   warm_pool(const warm_pool&) = delete;
   warm_pool& operator=(const warm_pool&) = delete;
   ~warm_pool();
 
-  // The spare if it was started under `key` (and the current inherited
-  // state), else nullopt; a mismatching spare is stopped and reaped.
+  // A spare started under `key` (and the current inherited state), oldest
+  // first, else nullopt; spares started under another key are stopped and
+  // reaped. Counts towards the burst that sizes the pool.
   std::optional<waiting_child> take(const std::string& key);
 
   // Starts a spare for `key` unless one is already there.
   void stock(const launch_request& request, const std::string& key);
 
-  // The same on a background thread, so that the caller does not wait for
-  // fork and exec; at most one such start is under way at a time. Errors
-  // leave the pool without a spare (the next take() starts a child cold).
+  // Brings the pool up to the wanted number of spares for `key` on a
+  // background thread (one per pool, started on first use, blocked on a
+  // condition variable while there is nothing to do), so that the caller
+  // does not wait for fork and exec. The children are started with the
+  // caller's signal mask. Errors leave the pool short (the next take()
+  // starts a child cold).
   void stock_in_background(const launch_request& request, const std::string& key);
 
-  // In a forked child: drop the spare without touching it.
+  void set_policy(const spare_policy& policy);
+
+  // In a forked child: drop the spares without touching them.
   void forget() noexcept;
 
   bool has_spare() const;
+  std::size_t spare_count() const;
 
  private:
-  void discard_locked() noexcept;
+  void refill_loop();
+  std::vector<waiting_child> drop_extras_locked();
 
   mutable std::mutex mutex_;
-  std::optional<waiting_child> spare_;
-  std::string key_;
-  bool stocking_ = false;
+  std::condition_variable wake_;
+  // Oldest first. Its capacity is reserved once, so that a fork in another
+  // thread never finds it halfway through a reallocation (forget()).
+  std::vector<waiting_child> spares_;
+  std::string key_;  // with the inherited state fingerprint
+  std::optional<launch_request> request_;  // what the refill thread starts
+  sigset_t mask_{};  // the signal mask it starts children with
+  spare_policy policy_;
+  std::size_t wanted_ = 1;
+  std::size_t burst_ = 0;
+  std::size_t launching_ = 0;
+  std::uint64_t generation_ = 0;  // bumped when the spares are dropped
+  std::chrono::steady_clock::time_point last_take_{};
+  bool stopping_ = false;
+  std::thread worker_;
 };
 
 }  // namespace mphost::runtime
