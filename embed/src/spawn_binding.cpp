@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,9 +19,17 @@ namespace py = pybind11;
 namespace mphost::embed {
 namespace {
 
+// Set once, before the fork handlers that use it are registered.
+runtime::warm_pool* spares_for_fork = nullptr;
+
 runtime::warm_pool& spare_children() {
   // Never destroyed: spares must outlive every static that might start children at exit.
-  static auto* pool = new runtime::warm_pool();
+  static runtime::warm_pool* const pool = [] {
+    spares_for_fork = new runtime::warm_pool();
+    ::pthread_atfork([] { spares_for_fork->before_fork(); }, [] { spares_for_fork->after_fork_in_parent(); },
+                     [] { spares_for_fork->after_fork_in_child(); });
+    return spares_for_fork;
+  }();
   return *pool;
 }
 
@@ -122,8 +131,6 @@ void bind_spawn(py::module_& m) {
       "In a child: wait for the parent's handover on socket `fd`, place its descriptors, close "
       "the socket and return the payload. EOFError when the parent closed it instead.");
 
-  m.def("warm_pool_forget", [] { spare_children().forget(); },
-        "After fork, in the child: forget the parent's spare.");
   m.def("warm_pool_has_spare", [] { return spare_children().has_spare(); });
   m.def("warm_pool_spare_count", [] { return spare_children().spare_count(); },
         "How many spare children are waiting now.");

@@ -91,14 +91,6 @@ def _burst_gap_ms():
     return float(text) if text.strip().isdigit() else None
 
 
-def _forget_spare_after_fork():
-    # A spare belongs to the process that started it.
-    import _mphost
-    _mphost.warm_pool_forget()
-
-
-os.register_at_fork(after_in_child=_forget_spare_after_fork)
-
 
 def _open_std_descriptors():
     """The standard descriptors of this process that are open now."""

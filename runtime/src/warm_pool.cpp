@@ -210,10 +210,22 @@ std::optional<waiting_child> warm_pool::take(const std::string& key) {
 }
 
 void warm_pool::stock(const launch_request& request, const std::string& key) {
-  std::lock_guard lock(mutex_);
-  if (!spares_.empty()) return;
-  spares_.push_back(launch_waiting_child(request));
-  key_ = key + "|" + inherited_state_fingerprint();
+  const std::string full_key = key + "|" + inherited_state_fingerprint();
+  {
+    std::lock_guard lock(mutex_);
+    if (!spares_.empty()) return;
+  }
+  // Started without the lock, which is never held across a fork.
+  const waiting_child child = launch_waiting_child(request);
+  {
+    std::lock_guard lock(mutex_);
+    if (spares_.empty()) {
+      spares_.push_back(child);
+      key_ = full_key;
+      return;
+    }
+  }
+  abandon(child);
 }
 
 void warm_pool::stock_in_background(const launch_request& request, const std::string& key) {
@@ -320,16 +332,17 @@ void warm_pool::refill_loop() {
   }
 }
 
-void warm_pool::forget() noexcept {
-  // Runs in a freshly forked child, where only the forking thread exists: a
-  // mutex held by another thread of the parent at fork time would never be
-  // released here, so it is made anew instead of locked, and so is the
-  // condition variable; the refill thread's handle is dropped unjoined.
-  new (&mutex_) std::mutex();
+void warm_pool::before_fork() noexcept { mutex_.lock(); }
+
+void warm_pool::after_fork_in_parent() noexcept { mutex_.unlock(); }
+
+void warm_pool::after_fork_in_child() noexcept {
+  // Only the forking thread exists here, and it holds the lock (taken by
+  // before_fork()), so the state is whole. The refill thread is gone: its
+  // handle is dropped unjoined and the condition variable, which may still
+  // count it as a waiter, is made anew.
   new (&wake_) std::condition_variable();
   new (&worker_) std::thread();
-  // The list's storage never moves; an entry being shifted at the moment
-  // of the fork may be seen twice, hence the check before each close.
   for (const waiting_child& child : spares_) {
     if (socket_intact(child)) ::close(child.sock);
   }
@@ -339,6 +352,7 @@ void warm_pool::forget() noexcept {
   wanted_ = 1;
   burst_ = 0;
   ++generation_;
+  mutex_.unlock();
 }
 
 bool warm_pool::has_spare() const {

@@ -16,8 +16,11 @@
 // A pool keeps several spares when children are started in bursts (see
 // spare_policy), refilled by one background thread.
 //
-// Thread-safe. After fork, the child must call forget(): the spares belong
-// to the parent.
+// Thread-safe. Fork-safe only through the three fork calls below, which the
+// owner registers with pthread_atfork: the pool's lock is taken before the
+// fork (so the child never inherits it held by a thread that does not exist
+// there), released after it in the parent, and in the child the spares,
+// which belong to the parent, are dropped without being touched.
 
 #include <signal.h>
 #include <sys/types.h>
@@ -102,8 +105,14 @@ class warm_pool {
 
   void set_policy(const spare_policy& policy);
 
-  // In a forked child: drop the spares without touching them.
-  void forget() noexcept;
+  // pthread_atfork's prepare, parent and child handlers. before_fork() is
+  // never called with the lock held by the calling thread: the pool holds it
+  // only briefly, never across a fork, a callback or a wait.
+  void before_fork() noexcept;
+  void after_fork_in_parent() noexcept;
+  // Drops the parent's spares (their sockets closed, the children left to
+  // the parent) and the refill thread, which does not exist here.
+  void after_fork_in_child() noexcept;
 
   bool has_spare() const;
   std::size_t spare_count() const;
@@ -115,7 +124,7 @@ class warm_pool {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   // Oldest first. Its capacity is reserved once, so that a fork in another
-  // thread never finds it halfway through a reallocation (forget()).
+  // thread never finds it halfway through a reallocation.
   std::vector<waiting_child> spares_;
   std::string key_;  // with the inherited state fingerprint
   std::optional<launch_request> request_;  // what the refill thread starts
