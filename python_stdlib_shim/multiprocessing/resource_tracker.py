@@ -239,9 +239,7 @@ class ResourceTracker(object):
             self._fd = self._pid = None
         # It ends once every holder has closed the pipe; a process that
         # outlives this one may hold it still, so the wait is bounded.
-        give_up = time.monotonic() + patience
-        while not _reaped_now(pid) and time.monotonic() < give_up:
-            time.sleep(0.002)
+        _reap_within(pid, patience)
 
     def _adopt(self, fd):
         """From now on use `fd`, the tree's tracker handed down by the parent.
@@ -313,6 +311,38 @@ def _reaped_now(pid):
         return os.waitpid(pid, os.WNOHANG)[0] != 0
     except ChildProcessError:
         return True
+
+
+def _reap_within(pid, patience):
+    """Reap child `pid` if it ends within `patience` seconds.
+
+    Woken by the child's exit itself (a pidfd turns readable when it ends),
+    not by polling; where pidfds are missing, a short sleep between looks."""
+    if _reaped_now(pid):
+        return
+    try:
+        exit_notice = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        exit_notice = None
+    if exit_notice is None:
+        give_up = time.monotonic() + patience
+        while not _reaped_now(pid) and time.monotonic() < give_up:
+            time.sleep(0.002)
+        return
+    try:
+        import select
+        watch = select.poll()
+        watch.register(exit_notice, select.POLLIN)
+        give_up = time.monotonic() + patience
+        # (It may have ended, and been reaped elsewhere, before the pidfd.)
+        while not _reaped_now(pid):
+            left = give_up - time.monotonic()
+            if left <= 0:
+                break
+            with contextlib.suppress(InterruptedError):
+                watch.poll(max(1, int(left * 1000)))
+    finally:
+        os.close(exit_notice)
 
 
 @contextlib.contextmanager

@@ -449,3 +449,60 @@ class TestTrackerSide:
         assert sum('[Errno 2]' in m for m in messages) == 2, messages
         assert not shm_exists(present.name) and not folder.exists()
         assert _mphost.registry_entries(self.WATCHER) == []
+
+
+class TestExitWait:
+    """The root's last exit step waits, within a bound, for the tracker it
+    started to end: woken by that end, not by a polling sleep."""
+
+    @staticmethod
+    def start_sleeper(seconds):
+        import subprocess
+        import sys
+        return subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(%r)' % seconds])
+
+    def test_reaps_a_child_soon_after_it_ends(self):
+        import time
+        child = self.start_sleeper(0.3)
+        started = time.monotonic()
+        resource_tracker._reap_within(child.pid, TIMEOUT)
+        waited = time.monotonic() - started
+        assert 0.2 < waited < TIMEOUT / 2, waited
+        with pytest.raises(ChildProcessError):
+            os.waitpid(child.pid, os.WNOHANG)
+        child.returncode = 0  # (reaped here, not by Popen)
+
+    def test_gives_up_after_the_patience_and_leaves_the_child(self):
+        import time
+        child = self.start_sleeper(TIMEOUT)
+        try:
+            started = time.monotonic()
+            resource_tracker._reap_within(child.pid, 0.2)
+            waited = time.monotonic() - started
+            assert 0.15 < waited < TIMEOUT / 2, waited
+            assert child.poll() is None
+        finally:
+            child.kill()
+            child.wait(TIMEOUT)
+
+    def test_a_child_reaped_elsewhere_ends_the_wait_at_once(self):
+        import time
+        child = self.start_sleeper(0)
+        child.wait(TIMEOUT)
+        started = time.monotonic()
+        resource_tracker._reap_within(child.pid, TIMEOUT)
+        assert time.monotonic() - started < 1.0
+
+    def test_program_using_the_tracker_exits_promptly(self):
+        import time
+        started = time.monotonic()
+        proc = run_program('''
+            from multiprocessing import resource_tracker
+            resource_tracker.ensure_running()
+            print(resource_tracker._resource_tracker._pid)
+        ''')
+        assert proc.returncode == 0, proc.stderr
+        assert time.monotonic() - started < TIMEOUT / 2
+        tracker = int(proc.stdout.strip())
+        assert not os.path.exists('/proc/%d' % tracker) or \
+            open('/proc/%d/stat' % tracker).read().split(')')[1].split()[0] in 'ZX'
