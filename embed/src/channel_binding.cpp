@@ -282,6 +282,9 @@ void bind_channel(py::module_& m) {
            "send() returned for the message is stored (native-endian uint64, release ordering) as soon "
            "as the message is taken, before it is copied out; ValueError if they are not.")
       .def("poll", &channel_handle::poll, py::arg("timeout") = 0.0)
+      .def("ready", [](channel_handle& h) { return !h.closed() && h.get().ready_now(); },
+           "Whether recv would not wait now, from shared memory alone (no system call): a dead writer "
+           "or a socket at end of file is left to poll() and fileno().")
       .def("fileno", [](channel_handle& h) { return h.get().fileno(); })
       .def(
           "hand_over",

@@ -85,6 +85,21 @@ class _ChannelConnection(Connection):
             self._refuse(True)
         return _unpickle_message(inbound.recv(None, True))
 
+    def send_bytes(self, buf, offset=0, size=None):
+        # A whole bytes object (an executor's wake-up, a pickle made by the
+        # caller) goes as it is; slices and other buffers take the checks.
+        outbound = self._outbound
+        if outbound is not None and type(buf) is bytes and offset == 0 and size is None:
+            outbound.send(buf)
+        else:
+            Connection.send_bytes(self, buf, offset, size)
+
+    def recv_bytes(self, maxlength=None):
+        inbound = self._inbound
+        if inbound is None or maxlength is not None or not self._readable:
+            return Connection.recv_bytes(self, maxlength)
+        return inbound.recv()
+
     def _send_bytes(self, buf):
         self._outbound.send(buf)
 

@@ -537,6 +537,24 @@ def _descriptor(obj):
     return fd
 
 
+def _split_ready_ends(entries):
+    """(channel ends among entries with a message, or end of file, waiting;
+    the other entries), or (None, entries) when no end is ready. Asked in
+    shared memory: no system call, nothing registered (a dead peer is left
+    to the descriptors)."""
+    end_type = _channel._ChannelConnection
+    found = None
+    for index, obj in enumerate(entries):
+        inbound = getattr(obj, '_inbound', None)
+        if inbound is not None and type(obj) is end_type and inbound.ready():
+            if found is None:
+                found, rest = [], entries[:index]
+            found.append(obj)
+        elif found is not None:
+            rest.append(obj)
+    return (None, entries) if found is None else (found, rest)
+
+
 def wait(object_list, timeout=None):
     """Wait until some objects in object_list are ready; return those.
 
@@ -544,6 +562,19 @@ def wait(object_list, timeout=None):
     (descriptors) or anything with fileno(). An empty list is returned
     when `timeout` seconds pass first.
     """
+    entries = object_list if type(object_list) is list else list(object_list)
+    # A busy process (an executor's manager thread with a result waiting)
+    # finds a channel end ready in shared memory; the other objects are
+    # then only looked at, never waited for.
+    found, rest = _split_ready_ends(entries)
+    if found is None:
+        return _watch(entries, timeout)
+    if rest:
+        found.extend(_watch(rest, 0))
+    return found
+
+
+def _watch(entries, timeout):
     # A Pipe end's descriptor (a queue's reader is one too) is readable
     # exactly when poll(0) is True (its channel rings and clears it
     # synchronously), so poll() answers for it as for any descriptor. A
@@ -553,7 +584,7 @@ def wait(object_list, timeout=None):
     poller = select.poll()
     watchers = {}
     asked = []
-    for obj in object_list:
+    for obj in entries:
         fd = _descriptor(obj)
         if _channel._asked_directly(obj):
             asked.append(obj)

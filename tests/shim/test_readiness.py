@@ -131,6 +131,51 @@ def test_wait_returns_exactly_the_ready_connections():
     q.join_thread()
 
 
+def test_wait_follows_a_grown_queue_and_reports_the_other_ready_objects():
+    """An executor's manager waits on a result queue that has grown past
+    its first ring, beside other descriptors: wait() reports the reader
+    while an item waits, never after, and every other object ready at the
+    same moment too, as stock's does."""
+    q = multiprocessing.SimpleQueue()
+    other_r, other_w = os.pipe()
+    quiet_r, quiet_w = os.pipe()
+    wait = multiprocessing.connection.wait
+    try:
+        count = 3000  # well past the first ring of the queue's channel
+        for i in range(count):
+            q.put(i)
+        for i in range(count):
+            assert wait([q._reader, quiet_r], 5) == [q._reader]
+            if i == count // 2:
+                os.write(other_w, b'x')
+                assert set(wait([q._reader, other_r, quiet_r], 5)) == {q._reader, other_r}
+                os.read(other_r, 1)
+            assert q.get() == i
+        assert wait([q._reader, quiet_r], 0) == []
+        assert not readable(q._reader)
+        q.put('last')
+        assert wait([quiet_r, q._reader], 5) == [q._reader]
+        assert readable(q._reader)
+        assert q.get() == 'last'
+        assert wait([q._reader], 0.05) == []
+    finally:
+        for fd in (other_r, other_w, quiet_r, quiet_w):
+            os.close(fd)
+        q.close()
+
+
+def test_wait_still_raises_for_a_closed_object_beside_a_ready_end():
+    r, w = multiprocessing.Pipe(duplex=False)
+    r2, w2 = multiprocessing.Pipe(duplex=False)
+    w.send('x')
+    r2.close()
+    with pytest.raises(OSError):
+        multiprocessing.connection.wait([r, r2], 1)
+    assert r.recv() == 'x'
+    for c in (r, w, w2):
+        c.close()
+
+
 def _run(interpreter, method):
     out = subprocess.run([interpreter, PROG, method], capture_output=True, text=True, timeout=TIMEOUT)
     assert out.returncode == 0, out.stderr

@@ -46,9 +46,14 @@ bool looks_readable(channel::state& s, std::shared_ptr<detail::ring_map>& ring, 
 }
 
 bool readable_now(channel::state& s) noexcept {
-  std::shared_ptr<detail::ring_map> ring;
+  // Ring 0 is always mapped; a later one is kept from the previous look.
+  std::shared_ptr<detail::ring_map> ring =
+      s.ctl->head_ring.load(std::memory_order_relaxed) == 0 ? s.ring0 : s.looked_ring.load(std::memory_order_acquire);
   try {
-    return looks_readable(s, ring, false);
+    const detail::ring_map* before = ring.get();
+    const bool ready = looks_readable(s, ring, false);
+    if (ring.get() != before && ring != s.ring0) s.looked_ring.store(ring, std::memory_order_release);
+    return ready;
   } catch (...) {
     return true;  // let recv surface the failure
   }
@@ -158,6 +163,12 @@ void channel::state::settle_bells() noexcept {
     }
   }
   if (detail::local_eventfd_bells.load(std::memory_order_acquire) != 0) touch_local_bells(*this, false);
+}
+
+bool channel::ready_now() const noexcept {
+  const std::shared_ptr<state> held = state_.load(std::memory_order_acquire);
+  if (!held || held->closed.load(std::memory_order_relaxed)) return false;
+  return readable_now(*held);
 }
 
 bool channel::state::socket_peer_gone() const noexcept {

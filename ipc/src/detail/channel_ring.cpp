@@ -400,10 +400,12 @@ wait_result receive(channel::state& s, message* out, const deadline& until, std:
     // Spin (the budget counts from start_ns, across retries: the tail can
     // move before the frame is committed), then sleep.
     if (!spun) {
-      const std::int64_t pure_ns = s.prompt_peer.load(std::memory_order_relaxed)
-                                       ? detail::adaptive_spin::prompt_spin_ns
-                                       : detail::adaptive_spin::pure_spin_ns;
-      if (s.recv_spin.spin([&]() noexcept { return hint_changed(c, hint); }, start_ns, pure_ns)) continue;
+      const auto arrived = [&]() noexcept { return hint_changed(c, hint); };
+      if (s.prompt_peer.load(std::memory_order_relaxed)
+              ? s.recv_spin.spin(arrived, start_ns, detail::adaptive_spin::prompt_spin_ns)
+              : s.recv_spin.spin_learning(arrived, start_ns)) {
+        continue;
+      }
       spun = true;
     }
     // Announce ourselves, then look once more before sleeping (a close()

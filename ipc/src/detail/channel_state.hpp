@@ -159,6 +159,9 @@ struct channel::state {
   // Reader side, guarded by ctl->read_lock.
   std::shared_ptr<detail::ring_map> r_ring;
   std::uint64_t r_tail_cache = 0;
+  // The ring readiness was last looked at in (any thread, lock-free): a
+  // look at a grown channel's later ring maps it once, not at every look.
+  std::atomic<std::shared_ptr<detail::ring_map>> looked_ring;
 
   detail::adaptive_spin recv_spin{2000, 50000};
   // channel::prompt_peer: recv spins longer before it yields the core.

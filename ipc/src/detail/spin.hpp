@@ -77,6 +77,33 @@ class adaptive_spin {
     }
   }
 
+  // spin() whose pure phase learns (for a reader whose peer may answer
+  // from another core within microseconds, a Pipe's request and reply): the
+  // long pure spin (prompt_spin_ns) is used while it keeps catching the
+  // condition before its end, dropped at the first wait it did not (the
+  // peer shares our core, or is slow to answer: spinning would only keep it
+  // off the core), and tried again on every probe_every-th wait.
+  template <class Ready>
+  bool spin_learning(Ready&& ready, std::int64_t start_ns) noexcept {
+    const std::uint32_t turn = turns_.load(std::memory_order_relaxed) + 1;
+    turns_.store(turn, std::memory_order_relaxed);
+    const std::int32_t score = pure_score_.load(std::memory_order_relaxed);
+    if (score <= 0 && turn % probe_every != 0) return spin(ready, start_ns);
+    const std::int64_t budget = budget_.load(std::memory_order_relaxed);
+    const std::int64_t pure = budget < prompt_spin_ns ? budget : prompt_spin_ns;
+    bool found = false;
+    std::int64_t spent = 0;
+    while (!found && spent < pure) {
+      for (int i = 0; i < 16 && !found; ++i) {
+        found = ready();
+        if (!found) cpu_relax();
+      }
+      spent = monotonic_ns() - start_ns;
+    }
+    pure_score_.store(found ? (score < max_score ? score + 1 : max_score) : 0, std::memory_order_relaxed);
+    return found || spin(ready, start_ns);
+  }
+
   // Reports how long a wait that began at `start_ns` took in all, spin and
   // sleep included, once its condition came true.
   void record(std::int64_t start_ns) noexcept {
@@ -94,10 +121,16 @@ class adaptive_spin {
   }
 
  private:
+  static constexpr std::uint32_t probe_every = 16;
+  static constexpr std::int32_t max_score = 8;
 
   std::uint32_t min_;
   std::uint32_t max_;
   std::atomic<std::uint32_t> budget_;
+  // spin_learning: how many long pure spins paid in a row, and a turn count
+  // for the probes (racy across threads, which only blurs them).
+  std::atomic<std::int32_t> pure_score_{0};
+  std::atomic<std::uint32_t> turns_{0};
 };
 
 }  // namespace mphost::ipc::detail

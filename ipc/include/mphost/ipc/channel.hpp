@@ -258,6 +258,11 @@ class channel {
   // Waits until a message is ready (ok) or the channel is closed (closed),
   // without taking it.
   wait_result poll(const deadline& until = deadline::immediate());
+  // Whether a recv would not wait at this moment (a message is ready, or no
+  // writer is left), read from shared memory alone: no lock, no system call,
+  // so a writer that died unnoticed or a socket at end of file is not seen
+  // (poll sees them). False once closed.
+  bool ready_now() const noexcept;
   // A descriptor that polls readable while a message is ready or the channel
   // is closed (see Readiness). A reading endpoint with a socket doorbell
   // (set_doorbell) returns its socket and arms the channel's socket ringing;
