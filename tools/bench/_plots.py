@@ -85,84 +85,57 @@ def _series(points, which, xkey, ykey):
     return xs, ys
 
 
+_INTERPRETERS = ((STOCK, COLOR_STOCK, "stock python3"), (MPHOST, COLOR_MPHOST, "mphost"))
+
+
+def _curve_panel(ax, curve, xkey, *, variants=((None, "-", ""),), xbase=10, ticks=None,
+                 rotate=0, xlabel="", ylabel="", title=""):
+    """One growth curve, both interpreters; `variants` splits the points by a
+    (key, value) pair drawn in its own line style. Hidden when not measured."""
+    if not curve:
+        ax.set_visible(False)
+        return
+    for variant, style, suffix in variants:
+        points = [p for p in curve["points"]
+                  if variant is None or p[variant[0]] == variant[1]]
+        for which, color, name in _INTERPRETERS:
+            xs, ys = _series(points, which, xkey, lambda p, v: v)
+            if xs:
+                ax.plot(xs, ys, style, marker="o", ms=3, color=color, label=name + suffix)
+    ax.set_xscale("log", base=xbase)
+    ax.set_yscale("log")
+    if ticks:
+        values = sorted({p[xkey] for p in curve["points"]})
+        ax.set_xticks(values)
+        ax.set_xticklabels([ticks(v) for v in values], fontsize=7, rotation=rotate)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(which="both", alpha=0.25)
+    ax.legend(fontsize=7)
+
+
 def scaling_chart(scaling, data, path):
     fig, axes = plt.subplots(2, 2, figsize=(12, 9.2))
     (left, right), (bottom_left, bottom_right) = axes
-    pm = scaling.get("pool_map")
-    if pm:
-        for chunksize, style in (("default", "-"), ("1", ":")):
-            pts = [p for p in pm["points"] if p["chunksize"] == chunksize]
-            for which, color, name in ((STOCK, COLOR_STOCK, "stock python3"),
-                                       (MPHOST, COLOR_MPHOST, "mphost")):
-                xs, ys = _series(pts, which, "tasks", lambda p, v: v)
-                if xs:
-                    left.plot(xs, ys, style, marker="o", ms=3, color=color,
-                              label=f"{name}, chunksize={chunksize}")
-        left.set_xscale("log")
-        left.set_yscale("log")
-        left.set_xlabel("tasks")
-        left.set_ylabel("seconds for the whole Pool.map (lower is better)")
-        left.set_title("Pool.map(x -> 2*x) time against task count", fontsize=10)
-        left.grid(which="both", alpha=0.25)
-        left.legend(fontsize=7)
-    qs = scaling.get("queue_size")
-    if qs:
-        for which, color, name in ((STOCK, COLOR_STOCK, "stock python3"),
-                                   (MPHOST, COLOR_MPHOST, "mphost")):
-            xs, ys = _series(qs["points"], which, "size", lambda p, v: v)
-            if xs:
-                right.plot(xs, ys, marker="o", ms=3, color=color, label=name)
-        right.set_xscale("log", base=2)
-        right.set_yscale("log")
-        ticks = [p["size"] for p in qs["points"]]
-        right.set_xticks(ticks)
-        right.set_xticklabels([_size(t) for t in ticks], fontsize=7, rotation=45)
-        right.set_xlabel("message size")
-        right.set_ylabel("MB/s (higher is better)")
-        right.set_title("Queue 1→1 throughput against message size", fontsize=10)
-        right.grid(which="both", alpha=0.25)
-        right.legend(fontsize=7)
-    qp = scaling.get("queue_producers")
-    if qp:
-        for which, color, name in ((STOCK, COLOR_STOCK, "stock python3"),
-                                   (MPHOST, COLOR_MPHOST, "mphost")):
-            xs, ys = _series(qp["points"], which, "producers", lambda p, v: v)
-            if xs:
-                bottom_left.plot(xs, ys, marker="o", ms=3, color=color, label=name)
-        bottom_left.set_xscale("log", base=2)
-        bottom_left.set_yscale("log")
-        ticks = [p["producers"] for p in qp["points"]]
-        bottom_left.set_xticks(ticks)
-        bottom_left.set_xticklabels([str(t) for t in ticks], fontsize=7)
-        bottom_left.set_xlabel("producers (1 consumer; 2 cores)")
-        bottom_left.set_ylabel("msgs/s (higher is better)")
-        bottom_left.set_title("Queue N→1 small messages against producers", fontsize=10)
-        bottom_left.grid(which="both", alpha=0.25)
-        bottom_left.legend(fontsize=7)
-    else:
-        bottom_left.set_visible(False)
-    sr = scaling.get("start_rss")
-    if sr:
-        for method, style in (("fork", "-"), ("forkserver", ":")):
-            pts = [p for p in sr["points"] if p["method"] == method]
-            for which, color, name in ((STOCK, COLOR_STOCK, "stock python3"),
-                                       (MPHOST, COLOR_MPHOST, "mphost")):
-                xs, ys = _series(pts, which, "mb", lambda p, v: v)
-                if xs:
-                    bottom_right.plot(xs, ys, style, marker="o", ms=3, color=color,
-                                      label=f"{name}, {method}")
-        bottom_right.set_xscale("log")
-        bottom_right.set_yscale("log")
-        ticks = sorted({p["mb"] for p in sr["points"]})
-        bottom_right.set_xticks(ticks)
-        bottom_right.set_xticklabels([f"{t} MB" for t in ticks], fontsize=7)
-        bottom_right.set_xlabel("parent made larger by (written memory)")
-        bottom_right.set_ylabel("ms per process start+join (lower is better)")
-        bottom_right.set_title("Process start against the parent's resident size", fontsize=10)
-        bottom_right.grid(which="both", alpha=0.25)
-        bottom_right.legend(fontsize=7)
-    else:
-        bottom_right.set_visible(False)
+    _curve_panel(left, scaling.get("pool_map"), "tasks",
+                 variants=((("chunksize", c), style, f", chunksize={c}")
+                           for c, style in (("default", "-"), ("1", ":"))),
+                 xlabel="tasks", ylabel="seconds for the whole Pool.map (lower is better)",
+                 title="Pool.map(x -> 2*x) time against task count")
+    _curve_panel(right, scaling.get("queue_size"), "size", xbase=2, ticks=_size, rotate=45,
+                 xlabel="message size", ylabel="MB/s (higher is better)",
+                 title="Queue 1→1 throughput against message size")
+    _curve_panel(bottom_left, scaling.get("queue_producers"), "producers", xbase=2, ticks=str,
+                 xlabel="producers (1 consumer; 2 cores)", ylabel="msgs/s (higher is better)",
+                 title="Queue N→1 small messages against producers")
+    _curve_panel(bottom_right, scaling.get("start_rss"), "mb",
+                 variants=((("method", m), style, f", {m}")
+                           for m, style in (("fork", "-"), ("forkserver", ":"))),
+                 ticks=lambda mb: f"{mb} MB",
+                 xlabel="parent made larger by (written memory)",
+                 ylabel="ms per process start+join (lower is better)",
+                 title="Process start against the parent's resident size")
     if data["machine"].get("mphost_is_stock"):
         fig.suptitle("both implementations are stock python3 here (harness check)", fontsize=9)
     fig.tight_layout()
