@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include <cstring>
 #include <chrono>
 #include <future>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -81,6 +84,14 @@ struct client_ends {
 
   ipc::channel requests, replies;
 };
+
+// Whether a shared memory name exists (shm_open, as the channel made it).
+bool shm_name_exists(const std::string& name) {
+  const int fd = ::shm_open(name.c_str(), O_RDONLY, 0);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
 
 bool eventually(const std::function<bool()>& check) {
   const auto until = std::chrono::steady_clock::now() + 10s;
@@ -195,8 +206,14 @@ TEST(ManagerDispatchTest, StopEndsIdleLinksAndLeavesABusyOneToFinish) {
   testing::watchdog dog(30s);
   auto host = std::make_shared<echo_host>();
   auto dispatch = std::make_unique<manager_dispatch>(host);
-  client_ends idle(dispatch->open_link());
-  client_ends busy(dispatch->open_link());
+  const link_offer idle_offer = dispatch->open_link();
+  const link_offer busy_offer = dispatch->open_link();
+  const std::string names[] = {idle_offer.requests, idle_offer.replies, busy_offer.requests, busy_offer.replies};
+  std::optional<client_ends> idle_ends(std::in_place, idle_offer);
+  std::optional<client_ends> busy_ends(std::in_place, busy_offer);
+  client_ends& idle = *idle_ends;
+  client_ends& busy = *busy_ends;
+  for (const auto& n : names) EXPECT_TRUE(shm_name_exists(n)) << n;
   std::string frame;
   encode_request_head(0, "b", "block", frame);
   ASSERT_EQ(busy.requests.send(bytes_of(frame)), ipc::wait_result::ok);
@@ -210,6 +227,28 @@ TEST(ManagerDispatchTest, StopEndsIdleLinksAndLeavesABusyOneToFinish) {
   dispatch.reset();
   host->release = true;
   EXPECT_TRUE(eventually([&] { return host->ended.load() == 2; }));
+  // The clients' closes are the last: every name of the links goes.
+  idle_ends.reset();
+  busy_ends.reset();
+  for (const auto& n : names) EXPECT_FALSE(shm_name_exists(n)) << n;
+}
+
+TEST(ManagerDispatchTest, ARefusedLinkMakesNoChannel) {
+  // A link refused after stop() makes no channel (a channel made and then
+  // dropped with its tickets outstanding would keep its names for good).
+  auto host = std::make_shared<echo_host>();
+  manager_dispatch dispatch(host);
+  const link_offer first = dispatch.open_link();
+  EXPECT_EQ(dispatch.stop(1s), 0u);  // no client came: its thread waits for one
+  EXPECT_THROW(dispatch.serve_here([](const link_offer&) { ADD_FAILURE() << "offered after stop"; }), std::system_error);
+  EXPECT_THROW(dispatch.open_link(), std::system_error);
+  // The first link's tickets still hold its channels for a client.
+  ASSERT_TRUE(shm_name_exists(first.requests));
+  {
+    client_ends late(first);
+  }
+  EXPECT_FALSE(shm_name_exists(first.requests));
+  EXPECT_FALSE(shm_name_exists(first.replies));
 }
 
 TEST(ManagerDispatchTest, ServeHereServesTheLinkOnTheCallingThreadUntilEndOfFile) {
@@ -238,11 +277,12 @@ TEST(ManagerDispatchTest, AServeHereWhoseOfferCannotBePassedOnEndsTheLink) {
   }),
                std::runtime_error);
   EXPECT_EQ(dispatch.live_links(), 0u);
-  // Its channels were closed: a client arriving late finds no server.
-  client_ends late(seen);
-  std::string frame;
-  encode_request_head(0, "x", "m", frame);
-  EXPECT_EQ(late.requests.send(bytes_of(frame), ipc::deadline::after(5s)), ipc::wait_result::closed);
+  // Its channels were closed and its tickets taken back (the offer never
+  // reached a client): the names are gone, a client arriving late finds no
+  // server.
+  EXPECT_FALSE(shm_name_exists(seen.requests));
+  EXPECT_FALSE(shm_name_exists(seen.replies));
+  EXPECT_THROW(client_ends late(seen), std::system_error);
 }
 
 }  // namespace
