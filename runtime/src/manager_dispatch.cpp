@@ -81,8 +81,13 @@ struct manager_dispatch::shared {
   void forget_ended() {
     std::erase_if(links, [](const std::shared_ptr<link_state>& l) { return l->ended; });
   }
+  // Throws system_error ECANCELED once stopped.
+  void check_open();
   // Counts a new link in (system_error ECANCELED once stopped).
   void enlist(const std::shared_ptr<link_state>& link);
+  // Makes a link and counts it in; its channels are gone again if stop()
+  // came first.
+  std::shared_ptr<link_state> make_enlisted(link_offer& offer);
   // Closes an ended link's channels and counts it out.
   void finish(link_state& link) noexcept;
 };
@@ -161,6 +166,15 @@ std::shared_ptr<link_state> make_link(link_offer& offer) {
   return link;
 }
 
+// The offer of a link never reached its client (or never will): takes back
+// the places its tickets hold, so that closing the link's ends is the last
+// close of its channels and removes their names. A ticket already redeemed
+// is an open endpoint and stays.
+void withdraw_offer(link_state& link) noexcept {
+  link.requests.withdraw_hand_overs();
+  link.replies.withdraw_hand_overs();
+}
+
 }  // namespace
 
 void manager_dispatch::shared::enlist(const std::shared_ptr<link_state>& link) {
@@ -180,13 +194,30 @@ void manager_dispatch::shared::finish(link_state& link) noexcept {
   link_ended.notify_all();
 }
 
+void manager_dispatch::shared::check_open() {
+  const std::lock_guard guard(lock);
+  if (stopped) throw std::system_error(std::make_error_code(std::errc::operation_canceled), "manager dispatch stopped");
+}
+
+std::shared_ptr<link_state> manager_dispatch::shared::make_enlisted(link_offer& offer) {
+  check_open();  // no channels made for a refusal
+  auto link = make_link(offer);
+  try {
+    enlist(link);  // stop() may have come meanwhile
+  } catch (...) {
+    withdraw_offer(*link);
+    throw;
+  }
+  return link;
+}
+
 link_offer manager_dispatch::open_link() {
   link_offer offer;
-  auto link = make_link(offer);
-  shared_->enlist(link);
+  auto link = shared_->make_enlisted(offer);
   try {
     std::thread(link_thread, shared_, link).detach();
   } catch (...) {
+    withdraw_offer(*link);
     shared_->finish(*link);
     throw;
   }
@@ -195,11 +226,11 @@ link_offer manager_dispatch::open_link() {
 
 void manager_dispatch::serve_here(const std::function<void(const link_offer&)>& ready) {
   link_offer offer;
-  auto link = make_link(offer);
-  shared_->enlist(link);
+  auto link = shared_->make_enlisted(offer);
   try {
     ready(offer);
   } catch (...) {
+    withdraw_offer(*link);
     shared_->finish(*link);
     throw;
   }

@@ -39,6 +39,9 @@ class ManagerBindingTest : public ::testing::Test {
         "    return bytes((_mphost.MANAGER_REPLY_TAGS.index(tag),)) + pickle.dumps(payload)\n"
         "def failure(exc):\n"
         "    return 'failed: %r\\n' % (exc,)\n"
+        "import os\n"
+        "def names_there(handed):\n"
+        "    return [os.path.exists('/dev/shm/' + handed[i].lstrip('/')) for i in (0, 2)]\n"
         "def connect(handed):\n"
         "    req, req_ticket, rep, rep_ticket = handed\n"
         "    return (_mphost.Channel.open(req, 'writer', req_ticket), _mphost.Channel.open(rep, 'reader', rep_ticket))\n"
@@ -79,7 +82,8 @@ TEST_F(ManagerBindingTest, ReplyFramesGiveTheStdlibsTags) {
 
 TEST_F(ManagerBindingTest, ALinkThreadAnswersThroughPython) {
   ASSERT_TRUE(py.exec("d = _mphost.ManagerDispatch(answer, encode, pickle.loads, failure)\n"
-                      "ends = connect(d.open_link())\n"))
+                      "handed = d.open_link()\n"
+                      "ends = connect(handed)\n"))
       << take_error();
   EXPECT_EQ(py.show("call(ends, 'a1', 'get', ('k',))"), "('#RETURN', ('a1', 'get', ('k',), {}))");
   EXPECT_EQ(py.show("call(ends, None, 'create', ('dict',), {'x': 1})"),
@@ -92,8 +96,11 @@ TEST_F(ManagerBindingTest, ALinkThreadAnswersThroughPython) {
   EXPECT_EQ(py.show("(call(ends, 'b', 'get')[0], len({t for _, _, t in seen}), seen[0][2] != threading.get_ident())"),
             "('#RETURN', 1, True)");
   EXPECT_EQ(py.show("d.live_links()"), "1");
+  EXPECT_EQ(py.show("names_there(handed)"), "[True, True]");
   ASSERT_TRUE(py.exec("ends[0].close()\nends[1].close()\n")) << take_error();
   EXPECT_EQ(py.show("d.stop(5.0)"), "0");
+  // The client's close and the link thread's are the last: the names go.
+  EXPECT_EQ(py.show("names_there(handed)"), "[False, False]");
   EXPECT_EQ(py.show("d.open_link()"), "raised builtins.OSError: [Errno 125] manager dispatch stopped: Operation canceled");
 }
 
@@ -110,12 +117,17 @@ TEST_F(ManagerBindingTest, ServeHereAnswersOnTheThreadThatAsked) {
                       "ends = connect(offers[0])\n"))
       << take_error();
   EXPECT_EQ(py.show("call(ends, 'q', 'put', (1,))"), "('#RETURN', ('q', 'put', (1,), {}))");
+  EXPECT_EQ(py.show("names_there(offers[0])"), "[True, True]");
   EXPECT_EQ(py.show("seen[-1][2] == server.ident"), "True");
   ASSERT_TRUE(py.exec("ends[0].close()\nends[1].close()\nserver.join(10)\n")) << take_error();
   EXPECT_EQ(py.show("(server.is_alive(), d.live_links())"), "(False, 0)");
-  // An offer that cannot be passed on: the error comes back to the caller.
-  EXPECT_EQ(py.show("d.serve_here(lambda handed: 1 / 0)"), "raised builtins.ZeroDivisionError: division by zero");
+  EXPECT_EQ(py.show("names_there(offers[0])"), "[False, False]");
+  // An offer that cannot be passed on: the error comes back to the caller,
+  // and the link's channels go with their names (no client holds a ticket).
+  EXPECT_EQ(py.show("d.serve_here(lambda handed: (offers.append(handed), 1 / 0))"),
+            "raised builtins.ZeroDivisionError: division by zero");
   EXPECT_EQ(py.show("d.live_links()"), "0");
+  EXPECT_EQ(py.show("(len(offers), names_there(offers[-1]))"), "(2, [False, False])");
 }
 
 }  // namespace

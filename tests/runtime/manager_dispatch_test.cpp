@@ -6,6 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,7 +18,9 @@
 #include <cstdio>
 #include <cstring>
 #include <chrono>
+#include <functional>
 #include <future>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -81,6 +88,14 @@ struct client_ends {
 
   ipc::channel requests, replies;
 };
+
+// Whether a shared memory name exists (shm_open, as the channel made it).
+bool shm_name_exists(const std::string& name) {
+  const int fd = ::shm_open(name.c_str(), O_RDONLY, 0);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
 
 bool eventually(const std::function<bool()>& check) {
   const auto until = std::chrono::steady_clock::now() + 10s;
@@ -195,8 +210,14 @@ TEST(ManagerDispatchTest, StopEndsIdleLinksAndLeavesABusyOneToFinish) {
   testing::watchdog dog(30s);
   auto host = std::make_shared<echo_host>();
   auto dispatch = std::make_unique<manager_dispatch>(host);
-  client_ends idle(dispatch->open_link());
-  client_ends busy(dispatch->open_link());
+  const link_offer idle_offer = dispatch->open_link();
+  const link_offer busy_offer = dispatch->open_link();
+  const std::string names[] = {idle_offer.requests, idle_offer.replies, busy_offer.requests, busy_offer.replies};
+  std::optional<client_ends> idle_ends(std::in_place, idle_offer);
+  std::optional<client_ends> busy_ends(std::in_place, busy_offer);
+  client_ends& idle = *idle_ends;
+  client_ends& busy = *busy_ends;
+  for (const auto& n : names) EXPECT_TRUE(shm_name_exists(n)) << n;
   std::string frame;
   encode_request_head(0, "b", "block", frame);
   ASSERT_EQ(busy.requests.send(bytes_of(frame)), ipc::wait_result::ok);
@@ -210,6 +231,76 @@ TEST(ManagerDispatchTest, StopEndsIdleLinksAndLeavesABusyOneToFinish) {
   dispatch.reset();
   host->release = true;
   EXPECT_TRUE(eventually([&] { return host->ended.load() == 2; }));
+  // The clients' closes are the last: every name of the links goes.
+  idle_ends.reset();
+  busy_ends.reset();
+  for (const auto& n : names) EXPECT_FALSE(shm_name_exists(n)) << n;
+}
+
+// Runs `scenario` in a forked child with a /dev/shm of its own (a private
+// mount namespace; needs root) and returns how many names it left there: 0
+// when everything it made was removed. -1: no private /dev/shm could be had.
+int names_left_by(const std::function<void()>& scenario) {
+  const testing::child_result r = testing::run_in_child([&] {
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("none", "/dev/shm", "tmpfs", 0, nullptr) != 0) {
+      return 77;
+    }
+    scenario();
+    int left = 0;
+    if (DIR* dir = ::opendir("/dev/shm")) {
+      while (dirent* e = ::readdir(dir)) {
+        if (e->d_name[0] != '.') ++left;
+      }
+      ::closedir(dir);
+    }
+    return left > 50 ? 50 : left;
+  });
+  if (!r.exited) return 98;
+  return r.code == 77 ? -1 : r.code;
+}
+
+TEST(ManagerDispatchTest, AStoppedDispatcherLeavesNoNameBehind) {
+  testing::watchdog dog(30s);
+  const int left = names_left_by([] {
+    auto host = std::make_shared<echo_host>();
+    manager_dispatch dispatch(host);
+    {
+      client_ends used(dispatch.open_link());
+      (void)used.call(0, "q", "put", "1");
+    }
+    dispatch.stop(1s);
+    for (int i = 0; i < 3; ++i) {
+      try {
+        (void)dispatch.open_link();
+      } catch (const std::system_error&) {
+      }
+      try {
+        dispatch.serve_here([](const link_offer&) {});
+      } catch (const std::system_error&) {
+      }
+    }
+  });
+  if (left == -1) GTEST_SKIP() << "no private /dev/shm (needs root: unshare, mount)";
+  EXPECT_EQ(left, 0);
+}
+
+TEST(ManagerDispatchTest, ARefusedLinkMakesNoChannel) {
+  // A link refused after stop() makes no channel (a channel made and then
+  // dropped with its tickets outstanding would keep its names for good).
+  auto host = std::make_shared<echo_host>();
+  manager_dispatch dispatch(host);
+  const link_offer first = dispatch.open_link();
+  EXPECT_EQ(dispatch.stop(1s), 0u);  // no client came: its thread waits for one
+  EXPECT_THROW(dispatch.serve_here([](const link_offer&) { ADD_FAILURE() << "offered after stop"; }), std::system_error);
+  EXPECT_THROW(dispatch.open_link(), std::system_error);
+  // The first link's tickets still hold its channels for a client.
+  ASSERT_TRUE(shm_name_exists(first.requests));
+  {
+    client_ends late(first);
+  }
+  EXPECT_FALSE(shm_name_exists(first.requests));
+  EXPECT_FALSE(shm_name_exists(first.replies));
 }
 
 TEST(ManagerDispatchTest, ServeHereServesTheLinkOnTheCallingThreadUntilEndOfFile) {
@@ -238,11 +329,12 @@ TEST(ManagerDispatchTest, AServeHereWhoseOfferCannotBePassedOnEndsTheLink) {
   }),
                std::runtime_error);
   EXPECT_EQ(dispatch.live_links(), 0u);
-  // Its channels were closed: a client arriving late finds no server.
-  client_ends late(seen);
-  std::string frame;
-  encode_request_head(0, "x", "m", frame);
-  EXPECT_EQ(late.requests.send(bytes_of(frame), ipc::deadline::after(5s)), ipc::wait_result::closed);
+  // Its channels were closed and its tickets taken back (the offer never
+  // reached a client): the names are gone, a client arriving late finds no
+  // server.
+  EXPECT_FALSE(shm_name_exists(seen.requests));
+  EXPECT_FALSE(shm_name_exists(seen.replies));
+  EXPECT_THROW(client_ends late(seen), std::system_error);
 }
 
 }  // namespace

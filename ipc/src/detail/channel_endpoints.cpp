@@ -322,6 +322,10 @@ void channel::state::attach(std::uint64_t ticket) {
 
 void channel::state::ensure_slot() {
   if (slot != detail::no_slot) return;
+  // A close by another thread clears the slot too: a send racing it must
+  // not register the closed endpoint again (nothing would free the place,
+  // and the channel's names would outlive its last close).
+  if (closed.load(std::memory_order_seq_cst)) throw std::system_error(errc::handle_closed);
   std::uint32_t gen = 0;
   int error = 0;
   std::uint32_t i = claim_slot(*this, role_bits(role), detail::slot_active, process_identity::current(), 0, &gen, &error);
@@ -329,8 +333,19 @@ void channel::state::ensure_slot() {
     i = claim_slot(*this, role_bits(role), detail::slot_active, process_identity::current(), 0, &gen, &error);
   }
   if (i == detail::no_slot) throw_no_slot(error, name);
-  slot = i;
   slot_generation = gen;
+  slot.store(i, std::memory_order_seq_cst);
+  if (!closed.load(std::memory_order_seq_cst)) return;
+  // The close came meanwhile. Either it saw this place and freed it, or we
+  // free it here: the compare-and-swap lets only one of us count it out.
+  bool last = false;
+  const std::uint64_t mine = detail::make_owner(static_cast<std::uint32_t>(current_pid()), gen, role_bits(role),
+                                                detail::slot_active);
+  if (free_slot(*ctl, i, mine, &last) && last && (ctl->flags & detail::flag_remove_when_unused) &&
+      !ctl->removed.exchange(1)) {
+    remove_names(name, ctl->extra_names.load(std::memory_order_acquire) != 0);
+  }
+  throw std::system_error(errc::handle_closed);
 }
 
 void channel::state::detach() noexcept {
@@ -343,15 +358,15 @@ void channel::state::detach() noexcept {
   unregister_state(this);
   bool last = false;
   std::uint32_t near = 0;
-  if (slot != detail::no_slot) {
+  const std::uint32_t held_slot = slot.exchange(detail::no_slot, std::memory_order_seq_cst);
+  if (held_slot != detail::no_slot) {
     // Only our own registration (a forked child must not free the
     // parent's): the CAS expects exactly our owner word, so the slot is not
     // read first (in a fork child, a read fault maps a window of pages).
     const std::uint64_t mine = detail::make_owner(static_cast<std::uint32_t>(current_pid()), slot_generation,
                                                   role_bits(role), detail::slot_active);
-    free_slot(*ctl, slot, mine, &last);
-    near = slot;
-    slot = detail::no_slot;
+    free_slot(*ctl, held_slot, mine, &last);
+    near = held_slot;
   }
   wake_all_waiters();
   // The last writer gone: end of file, which readers' descriptors show.
@@ -472,8 +487,12 @@ void channel::withdraw_hand_overs() noexcept {
     bool was_last = false;
     if (free_slot(c, i, o, &was_last)) last = last || was_last;
   }
-  // This endpoint is still open, so withdrawing cannot make the channel unused.
-  (void)last;
+  // Another thread may have closed this endpoint meanwhile (its close then
+  // was not the last, as these places were held): the last place freed
+  // here is then the channel's last close, and removes its names.
+  if (last && (c.flags & detail::flag_remove_when_unused) && !c.removed.exchange(1)) {
+    remove_names(held->name, c.extra_names.load(std::memory_order_acquire) != 0);
+  }
 }
 
 channel::endpoint_counts channel::endpoints() {
