@@ -123,10 +123,12 @@ class manager_dispatch {
   manager_dispatch(const manager_dispatch&) = delete;
   manager_dispatch& operator=(const manager_dispatch&) = delete;
 
-  // A new link served by a thread of its own.
+  // A new link served by a thread of its own. After stop(): system_error
+  // (ECANCELED), and no channel is made.
   link_offer open_link();
   // A new link served by the calling thread: `ready(offer)` passes the
-  // offer on to the client (an exception from it ends the link and passes
+  // offer on to the client (an exception from it takes the offer's tickets
+  // back, so the link's channels and their names go at once, and passes
   // through), then the link is served until it ends. The host's
   // thread_started/thread_ending are not called: the thread is the caller's.
   void serve_here(const std::function<void(const link_offer&)>& ready);
