@@ -44,8 +44,8 @@ class Popen(object):
 
     def _enter(self, ticket):
         """Become the face of row `ticket`; dropping this Popen releases it."""
-        row = _table.view(ticket)
-        self._ticket, self.pid, self.sentinel = ticket, row['pid'], row['sentinel']
+        self.pid, self.sentinel = _table.identity(ticket)
+        self._ticket = ticket
         self.finalizer = util.Finalize(self, _table.release, (ticket,))
 
     # -- what every start method shares --
