@@ -9,6 +9,7 @@ once for every asker in every thread, signals the child through its pidfd
 once this Popen is dropped even if nobody joined it.
 """
 
+import errno
 import os
 import signal
 
@@ -123,7 +124,9 @@ def _parent_sentinel(parent):
     opened is seen as ended: the child then has another kernel parent."""
     try:
         fd = _mphost.open_sentinel(parent)
-    except ProcessLookupError:
+    except OSError as failure:
+        if failure.errno != errno.ESRCH:   # EMFILE and such: a failed start
+            raise
         fd = None
     if fd is not None and os.getppid() == parent:
         return fd
