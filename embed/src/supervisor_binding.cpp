@@ -109,6 +109,13 @@ void bind_supervisor(py::module_& m) {
       "The exit path's last step: SIGTERM to every daemon child still running, reap those that "
       "ended, without waiting. The number still running.");
 
+  s.def(
+      "identity",
+      [](runtime::child_ticket ticket) {
+        const auto [pid, sentinel] = table().identity(ticket);
+        return py::make_tuple(pid, sentinel);
+      },
+      py::arg("ticket"), "(pid, sentinel) of a child in the table; ChildProcessError if it is not in it.");
   s.def("view", &view_of, py::arg("ticket"), "What the table knows of a child (a dict), None if not in it.");
   s.def(
       "size", [] { return table().size(); }, "The number of children in the table.");

@@ -9,6 +9,7 @@ once for every asker in every thread, signals the child through its pidfd
 once this Popen is dropped even if nobody joined it.
 """
 
+import errno
 import os
 import signal
 
@@ -44,8 +45,8 @@ class Popen(object):
 
     def _enter(self, ticket):
         """Become the face of row `ticket`; dropping this Popen releases it."""
-        row = _table.view(ticket)
-        self._ticket, self.pid, self.sentinel = ticket, row['pid'], row['sentinel']
+        self.pid, self.sentinel = _table.identity(ticket)
+        self._ticket = ticket
         self.finalizer = util.Finalize(self, _table.release, (ticket,))
 
     # -- what every start method shares --
@@ -108,23 +109,44 @@ class Popen(object):
     # -- the fork start method --
 
     def _launch(self, process_obj):
-        # Opened before the fork and inherited: the child cannot miss the
-        # parent's end, however early it comes.
-        parent_pidfd = _mphost.open_sentinel(os.getpid())
-        try:
-            # A daemon child dies with this process, however it ends.
-            pid, ticket = _table.fork(bool(process_obj.daemon))
-            if pid == 0:
-                _run_in_child(process_obj, parent_pidfd)
-        finally:
-            os.close(parent_pidfd)
+        parent = os.getpid()
+        # A daemon child dies with this process, however it ends.
+        pid, ticket = _table.fork(bool(process_obj.daemon))
+        if pid == 0:
+            _run_in_child(process_obj, parent)
         self._enter(ticket)
 
 
-def _run_in_child(process_obj, parent_pidfd):
+def _parent_sentinel(parent):
+    """In the child: a descriptor readable once the parent has ended. It is
+    opened here rather than by the parent before the fork (a system call
+    less on the parent's start path); a parent that ended before it was
+    opened is seen as ended: the child then has another kernel parent."""
+    try:
+        fd = _mphost.open_sentinel(parent)
+    except OSError as failure:
+        if failure.errno != errno.ESRCH:   # EMFILE and such: a failed start
+            raise
+        fd = None
+    if fd is not None and os.getppid() == parent:
+        return fd
+    if fd is not None:
+        os.close(fd)
+    readable, writable = os.pipe()   # no writer: reads EOF at once
+    os.close(writable)
+    return readable
+
+
+def _run_in_child(process_obj, parent):
     # Never returns: the child must not unwind into the parent's frames.
     status = 1
     try:
-        status = process_obj._bootstrap(parent_sentinel=parent_pidfd)
+        try:
+            sentinel = _parent_sentinel(parent)
+        except OSError:              # e.g. EMFILE: said, as a failed start
+            import traceback
+            traceback.print_exc()
+            raise
+        status = process_obj._bootstrap(parent_sentinel=sentinel)
     finally:
         os._exit(status)

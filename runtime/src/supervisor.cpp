@@ -222,7 +222,9 @@ child_ticket supervisor::admit(const admission& child) {
   r->daemon = child.daemon;
   r->reports_on_sentinel = child.status_fd >= 0;
   r->sentinel = child.status_fd >= 0 ? child.status_fd : open_process_sentinel(child.pid);
-  r->start_time = child.start_time != 0 ? child.start_time : process_start_time(child.pid);
+  // Only a child signalled by pid needs its identity checked: a pidfd
+  // names its process for good, so its start time is read on demand (view).
+  r->start_time = child.start_time != 0 || !r->reports_on_sentinel ? child.start_time : process_start_time(child.pid);
   r->ticket = ++last_ticket;
   table& t = the_table();
   const std::lock_guard held(t.lock);
@@ -319,7 +321,20 @@ std::optional<child_view> supervisor::view(child_ticket ticket) {
   const std::lock_guard held(t.lock);
   const auto at = t.rows.find(ticket);
   if (at == t.rows.end()) return std::nullopt;
-  return view_of(*at->second);
+  row& r = *at->second;
+  if (r.start_time == 0 && !r.reports_on_sentinel) {
+    // Not reaped yet, so the pid still names the child (a zombie has it too).
+    settle(r);
+    if (!r.ended) r.start_time = process_start_time(r.pid);
+  }
+  return view_of(r);
+}
+
+std::pair<pid_t, int> supervisor::identity(child_ticket ticket) {
+  table& t = the_table();
+  const std::lock_guard held(t.lock);
+  const row& r = *t.find(ticket);
+  return {r.pid, r.sentinel};
 }
 
 std::size_t supervisor::size() {

@@ -141,6 +141,27 @@ TEST(SupervisorTest, APidIsSignalledOnlyWhileItNamesTheRecordedProcess) {
   ::close(pair[1]);
 }
 
+TEST(SupervisorTest, APidfdChildsIdentityIsKnownAtOnceAndItsStartTimeWhenViewed) {
+  testing::watchdog dog(20s);
+  const forked child = start([] { return wait_forever(); });
+  const auto [pid, sentinel] = table().identity(child.ticket);
+  EXPECT_EQ(pid, child.pid);
+  EXPECT_GE(sentinel, 0);
+  const std::uint64_t born = process_start_time(child.pid);
+  ASSERT_NE(born, 0u);
+  EXPECT_EQ(table().view(child.ticket)->start_time, born);
+  table().signal(child.ticket, SIGKILL);
+  EXPECT_EQ(wait_long(child.ticket), ipc::wait_result::ok);
+  EXPECT_EQ(table().view(child.ticket)->start_time, born);  // kept once read
+  table().release(child.ticket);
+  try {
+    table().identity(child.ticket);
+    ADD_FAILURE() << "no error";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), ECHILD);
+  }
+}
+
 TEST(SupervisorTest, AnOrphanIsReapedWithoutAnyoneWaitingForIt) {
   testing::watchdog dog(20s);
   const forked child = start([] { return sleep_then(150ms, 0); });

@@ -50,3 +50,25 @@ def test_forked_children_get_fresh_random_state(tmp_path):
     draws = {o.read_text() for o in outs}
     assert len(draws) == 3
     assert repr(random.random()) not in draws
+
+
+def test_the_child_opens_its_parent_sentinel_and_sees_a_parent_gone_already():
+    import os
+    import select
+    from multiprocessing import popen_fork
+
+    # The parent of this process runs: a pidfd that is not readable.
+    alive = popen_fork._parent_sentinel(os.getppid())
+    # A process that is not this one's parent (one that has ended, and any
+    # other): taken as a parent gone before the child looked, readable.
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    gone = popen_fork._parent_sentinel(pid)
+    try:
+        assert select.select([alive], [], [], 0)[0] == []
+        assert select.select([gone], [], [], TIMEOUT)[0] == [gone]
+    finally:
+        os.close(alive)
+        os.close(gone)

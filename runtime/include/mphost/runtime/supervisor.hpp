@@ -45,6 +45,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "mphost/ipc/deadline.hpp"
@@ -72,7 +73,8 @@ struct admission {
   // -1: the table opens a pidfd and reaps the child itself. Otherwise a
   // forkserver status descriptor, owned by the table from now on.
   int status_fd = -1;
-  // The identity to check before signalling by pid; 0: read it now.
+  // The identity to check before signalling by pid (a row with a status
+  // descriptor); 0: read it now. A pidfd row reads it when first viewed.
   std::uint64_t start_time = 0;
 };
 
@@ -135,6 +137,9 @@ class supervisor {
   std::size_t end_children(const ipc::deadline& join_by);
 
   std::optional<child_view> view(child_ticket ticket);
+  // (pid, sentinel) of a child, what a Popen needs as it starts; throws
+  // ECHILD as poll() does if not in the table. Reads nothing from /proc.
+  std::pair<pid_t, int> identity(child_ticket ticket);
   std::size_t size();
 
   supervisor(const supervisor&) = delete;
