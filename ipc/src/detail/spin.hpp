@@ -65,15 +65,14 @@ class adaptive_spin {
   template <class Ready>
   bool spin(Ready&& ready, std::int64_t start_ns, std::int64_t pure_ns = pure_spin_ns) noexcept {
     const std::int64_t budget = budget_.load(std::memory_order_relaxed);
-    const std::int64_t pure = budget < pure_ns ? budget : pure_ns;
+    if (pure_spin(ready, start_ns, budget < pure_ns ? budget : pure_ns)) return true;
     for (;;) {
+      if (monotonic_ns() - start_ns >= budget) return false;
+      ::sched_yield();
       for (int i = 0; i < 16; ++i) {
         if (ready()) return true;
         cpu_relax();
       }
-      const std::int64_t spent = monotonic_ns() - start_ns;
-      if (spent >= budget) return false;
-      if (spent >= pure) ::sched_yield();
     }
   }
 
@@ -90,16 +89,7 @@ class adaptive_spin {
     const std::int32_t score = pure_score_.load(std::memory_order_relaxed);
     if (score <= 0 && turn % probe_every != 0) return spin(ready, start_ns);
     const std::int64_t budget = budget_.load(std::memory_order_relaxed);
-    const std::int64_t pure = budget < prompt_spin_ns ? budget : prompt_spin_ns;
-    bool found = false;
-    std::int64_t spent = 0;
-    while (!found && spent < pure) {
-      for (int i = 0; i < 16 && !found; ++i) {
-        found = ready();
-        if (!found) cpu_relax();
-      }
-      spent = monotonic_ns() - start_ns;
-    }
+    const bool found = pure_spin(ready, start_ns, budget < prompt_spin_ns ? budget : prompt_spin_ns);
     pure_score_.store(found ? (score < max_score ? score + 1 : max_score) : 0, std::memory_order_relaxed);
     return found || spin(ready, start_ns);
   }
@@ -121,6 +111,19 @@ class adaptive_spin {
   }
 
  private:
+  // Polls `ready()` without yielding until it returns true (-> true) or
+  // `until_ns` have passed since `start_ns` (-> false); at least one round.
+  template <class Ready>
+  static bool pure_spin(Ready& ready, std::int64_t start_ns, std::int64_t until_ns) noexcept {
+    for (;;) {
+      for (int i = 0; i < 16; ++i) {
+        if (ready()) return true;
+        cpu_relax();
+      }
+      if (monotonic_ns() - start_ns >= until_ns) return false;
+    }
+  }
+
   static constexpr std::uint32_t probe_every = 16;
   static constexpr std::int32_t max_score = 8;
 
