@@ -139,6 +139,9 @@ class Pool(object):
     _wrap_exception = True
     _tracks_tasks = True
     _Results = _PipeResults      # how the parent receives (see _pool_inbox)
+    # Where a subclass (mphost.Pool) hands each new call its watcher: an
+    # object with take() -> a watcher or None (see _Call._watch).
+    _watchers = None
 
     @staticmethod
     def Process(ctx, *args, **kwds):
@@ -333,7 +336,14 @@ class Pool(object):
 
 class _Call(object):
     """What every pending call has: its job number, under which it waits
-    in its pool's cache, and the pool's engine."""
+    in its pool's cache, and the pool's engine.
+
+    A call may have a watcher (mphost's progress bars): its settled(
+    outcomes) hears of the map/imap outcomes delivered (engine lock held:
+    it must only count), its finish(call) runs once the call is final, in
+    the thread that completes it, before any callback."""
+
+    _watch = None
 
     def _register(self, pool):
         self._pool = pool
@@ -341,6 +351,8 @@ class _Call(object):
         self._job = job = next(job_counter)
         self._cache = pool._cache
         pool._cache[job] = self
+        if pool._watchers is not None:
+            self._watch = pool._watchers.take()
 
     def _drop(self):
         # Settled without any task (an empty map): out of the cache now.
@@ -392,6 +404,8 @@ class ApplyResult(_Call):
 
     def _complete(self):
         """Run the callback (no lock held), then mark the result ready."""
+        if self._watch is not None:
+            self._watch.finish(self)
         hook = self._callback if self._success else self._error_callback
         if hook is not None:
             try:
@@ -441,6 +455,8 @@ class MapResult(ApplyResult):
                 values[chunk] = value[0]
             else:
                 values[chunk * size:(chunk + 1) * size] = value
+        if self._watch is not None:
+            self._watch.settled(outcomes)
         self._number_left -= len(outcomes)
         self._closed = not self._number_left
         return self._closed
@@ -507,11 +523,15 @@ class IMapIterator(_Call):
 
     def _deliver(self, i, item):
         self._put(i, item)
+        if self._watch is not None:
+            self._watch.settled((item,))
         return self._index == self._length
 
     def _deliver_batch(self, first, items):
         for i, item in enumerate(items, first):
             self._put(i, item)
+        if self._watch is not None:
+            self._watch.settled(items)
         return self._index == self._length
 
     def _lose(self, first, n, exc):
@@ -522,7 +542,8 @@ class IMapIterator(_Call):
         return self._index == length
 
     def _complete(self):
-        pass
+        if self._watch is not None:
+            self._watch.finish(self)
 
 
 class IMapUnorderedIterator(IMapIterator):
