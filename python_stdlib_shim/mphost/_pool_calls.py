@@ -106,11 +106,11 @@ class PoolCalls:
     def _items(self, iterable):
         return _serializer.parcels(iterable) if self._ship else iterable
 
-    def _open_tally(self, progress, total, lists, chunksize):
+    def _open_tally(self, progress, total, lists, chunksize, one_failure=False):
         sink = _progress.sink_for(progress, total)
         if sink is None:
             return None
-        tally = _progress.Tally(sink, total, lists, chunksize)
+        tally = _progress.Tally(sink, total, lists, chunksize, one_failure)
         self._tallies.add(tally)
         self._watchers.pending = tally
         return tally
@@ -130,7 +130,7 @@ class PoolCalls:
         if progress is not None and not hasattr(iterable, '__len__'):
             iterable = list(iterable)   # as map() does: its length is the total
         tally = self._open_tally(progress, _length(iterable), True,
-                                 chunksize if chunksize else 1)
+                                 chunksize if chunksize else 1, one_failure=True)
         call = None
         try:
             call = method(self._task_function(func), self._items(iterable), chunksize,

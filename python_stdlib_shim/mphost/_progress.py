@@ -109,14 +109,17 @@ class Tally:
     `lists`: the call's outcomes are lists of item results (map, starmap,
     imap with chunksize > 1), so an outcome counts as many items as its
     list holds; otherwise each outcome is one item. A failed chunk counts
-    `chunksize` items (at most what is left of `total`)."""
+    `chunksize` items (at most what is left of `total`); with
+    `one_failure` (map, starmap) the first failure is the call's outcome
+    and counts nothing, nor does anything after it."""
 
     __slots__ = ('sink', 'total', 'lists', 'chunksize', 'done', 'shown', 'lock', 'closed',
-                 '__weakref__')
+                 'one_failure', '__weakref__')
 
-    def __init__(self, sink, total, lists, chunksize):
+    def __init__(self, sink, total, lists, chunksize, one_failure=False):
         self.sink, self.total = sink, total
         self.lists, self.chunksize = lists, chunksize
+        self.one_failure = one_failure
         self.done = self.shown = 0
         self.lock = threading.Lock()
         self.closed = False
@@ -124,12 +127,20 @@ class Tally:
 
     def settled(self, outcomes):
         # Engine lock held: count, nothing else.
+        if self.lists is None:
+            return
         if not self.lists:
             self.done += len(outcomes)
             return
         done = self.done
         for ok, value in outcomes:
-            done += len(value) if ok and type(value) is list else self.chunksize
+            if ok and type(value) is list:
+                done += len(value)
+            elif self.one_failure:
+                self.lists = None           # counts nothing more
+                break
+            else:
+                done += self.chunksize
         total = self.total
         self.done = done if total is None or done <= total else total
 
