@@ -86,6 +86,8 @@ ROWS = (
         (), None, "memcpy"),
     Row("pool_map_c1", "Pool.map, chunksize=1", "bench_pool_map.py",
         ("--chunksize", "1"), _ratio(5, "≥ 5×"), "per_task"),
+    Row("pool_map_c1_progress", "Pool.map, chunksize=1, mphost.Pool progress=True (stock: plain)",
+        "bench_pool_map.py", ("--chunksize", "1", "--progress"), None, "per_task"),
     Row("pool_map_c10", "Pool.map, chunksize=10", "bench_pool_map.py",
         ("--chunksize", "10"), None, "per_task_chunked"),
     Row("pool_map_default", "Pool.map, default chunksize", "bench_pool_map.py",

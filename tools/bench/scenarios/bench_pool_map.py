@@ -4,10 +4,19 @@ A Pool with one worker per core maps ``x -> 2 * x`` over range(n) with the
 given chunksize (1, 10 or the default one Pool computes). The pool is
 created and warmed up first; the timed section is the one Pool.map call.
 
+With --progress, under mphost the pool is an mphost.Pool and the timed
+call passes progress= a tqdm bar writing to os.devnull (under stock
+python3, which has no mphost module, the plain Pool runs: the ratio is
+mphost with its progress bar against stock without one). The mphost run
+also times plain maps of the same pool just before (the better of two)
+and reports it as plain_tasks_per_s, with progress_cost_pct, the share of
+that throughput the bar costs.
+
 Check: the result list is exactly [2 * x for x in range(n)].
 """
 
 import multiprocessing
+import os
 
 import _benchlib as bl
 
@@ -21,18 +30,43 @@ def main():
     p.add_argument("--tasks", type=int, default=None, help="default 200000, quick 2000")
     p.add_argument("--chunksize", default="default", help="an integer or 'default'")
     p.add_argument("--method", default="fork")
+    p.add_argument("--progress", action="store_true",
+                   help="mphost: mphost.Pool with a tqdm bar to os.devnull")
     args = p.parse_args()
     n = args.tasks or (2000 if args.quick else 200000)
     chunksize = None if args.chunksize == "default" else int(args.chunksize)
 
     ctx = multiprocessing.get_context(args.method)
-    pool = ctx.Pool(bl.cpu_count())
+    options, extra = {}, {}
+    make_pool = ctx.Pool
+    if args.progress:
+        try:
+            from mphost._pool import Pool as make_pool
+        except ImportError:        # stock python3: the plain Pool
+            make_pool = ctx.Pool
+        else:
+            from tqdm import tqdm
+            make_pool = _with_context(make_pool, ctx)
+            sink = open(os.devnull, "w")
+            options["progress"] = tqdm(file=sink, mininterval=0.1)
+    pool = make_pool(bl.cpu_count())
     try:
         warm = pool.map_async(double, range(200)).get(args.timeout)
         bl.check(warm == [2 * x for x in range(200)], "warm-up map returned a wrong list")
+        if options:
+            # The plain map of this pool, timed as the better of two (the
+            # first map of a size also settles the pool's batch sizes).
+            best = None
+            for _ in range(2):
+                t0 = bl.now()
+                plain = pool.map(double, range(n), chunksize)
+                best = min(best or 1e9, bl.now() - t0)
+                bl.check(plain == [2 * x for x in range(n)], "plain map returned a wrong list")
+                plain = None
+            extra["plain_tasks_per_s"] = n / best
         bl.cpu_begin()
         t0 = bl.now()
-        out = pool.map(double, range(n), chunksize)
+        out = pool.map(double, range(n), chunksize, **options)
         elapsed = bl.now() - t0
         bl.cpu_end()
         pool.close()
@@ -42,8 +76,19 @@ def main():
         raise
     bl.check(len(out) == n, f"{len(out)} results for {n} tasks")
     bl.check(out == [2 * x for x in range(n)], "map returned wrong or misplaced values")
+    if options:
+        bar = options["progress"]
+        bl.check((bar.n, bar.total) == (n, n), f"the bar counted {bar.n} of {bar.total}")
+        extra["progress_cost_pct"] = 100 * (1 - (n / elapsed) / extra["plain_tasks_per_s"])
     bl.emit("tasks_per_s", n / elapsed, "tasks/s", True, tasks=n,
-            chunksize=args.chunksize, seconds=elapsed, method=args.method, cpu_items=n)
+            chunksize=args.chunksize, seconds=elapsed, method=args.method, cpu_items=n,
+            **extra)
+
+
+def _with_context(pool_class, ctx):
+    def make(processes):
+        return pool_class(processes, context=ctx)
+    return make
 
 
 if __name__ == "__main__":
