@@ -162,13 +162,17 @@ class PoolCalls:
         if progress is None:
             return super().map(self._task_function(func), self._items(iterable), chunksize,
                                **rest)
-        return self.map_async(func, iterable, chunksize, progress=progress, **rest).get()
+        # super()'s map_async, not self's: the classes before this one in
+        # the MRO already took their options in their map().
+        return self._mapped(super().map_async, func, iterable, chunksize, progress,
+                            (None, None), rest).get()
 
     def starmap(self, func, iterable, chunksize=None, *, progress=None, **rest):
         if progress is None:
             return super().starmap(self._task_function(func), self._items(iterable),
                                    chunksize, **rest)
-        return self.starmap_async(func, iterable, chunksize, progress=progress, **rest).get()
+        return self._mapped(super().starmap_async, func, iterable, chunksize, progress,
+                            (None, None), rest).get()
 
     def _lazy(self, method, func, iterable, chunksize, progress, rest):
         tally = self._open_tally(progress, _length(iterable), chunksize != 1, chunksize)
