@@ -67,7 +67,8 @@ class PoolCalls:
         options = _named(args, rest)
         initializer = options.get('initializer')
         initargs = options.get('initargs', ())
-        _optional_callable('initializer', initializer)
+        if not (initializer is None or callable(initializer)):
+            raise TypeError('initializer must be a callable')     # the stdlib's words
         self._with_state = worker_state
         self._ship = ship
         self._exits = None

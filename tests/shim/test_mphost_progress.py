@@ -38,6 +38,11 @@ def multiply(x, y):
     return x * y
 
 
+def block(x):
+    import numpy as np
+    return np.full((256, 256), x, dtype=np.float64)     # 512 KiB each
+
+
 def fail_at_30(x):
     if x == 30:
         raise ValueError(f'bad item {x}')
@@ -104,6 +109,21 @@ def test_imap_of_a_sized_iterable_has_a_total(pool, chunksize):
     while not bar.disable and time.monotonic() < deadline:
         time.sleep(0.01)
     assert bar.n == N
+
+
+def test_large_numpy_results(pool):
+    bar, _ = _bar()
+    blocks = pool.map(block, range(24), 5, progress=bar)
+    assert [float(b[0, 0]) for b in blocks] == [float(x) for x in range(24)]
+    assert blocks[7].shape == (256, 256) and float(blocks[7].sum()) == 7 * 256 * 256
+    assert (bar.n, bar.total, bar.disable) == (24, 24, True)
+    bar, _ = _bar()
+    assert sum(float(b[1, 1]) for b in pool.imap_unordered(block, range(24), 4, progress=bar)) \
+        == sum(range(24))
+    deadline = time.monotonic() + TIMEOUT
+    while not bar.disable and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (bar.n, bar.total) == (24, 24)
 
 
 def test_starmap_async_with_a_callable(pool):
