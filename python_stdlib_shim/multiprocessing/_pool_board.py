@@ -5,7 +5,7 @@ multiprocessing.pool for the overview."""
 # A private module: `from multiprocessing._pool_* import *` exports nothing.
 __all__ = []
 
-from ._pool_worker import _SLOT_CELLS
+from ._pool_worker import _MARK_CELLS, _SLOT_CELLS
 
 
 class _TaskBoard:
@@ -21,6 +21,9 @@ class _TaskBoard:
         self._cells = memoryview(self.array).cast('B').cast('Q')
         self._free = list(range(nslots - 1, -1, -1))
         self._slot_of = {}
+        # Called as retire(slot, worker) when a worker's slot is given back,
+        # before it can be cleared (a supervised pool keeps its counters).
+        self.retire = None
 
     def claim(self):
         """A cleared slot for a worker about to start, or None if every
@@ -49,6 +52,8 @@ class _TaskBoard:
             return 0, None
         base = slot * _SLOT_CELLS
         ident = self._cells[base]
-        marks = tuple(self._cells[base + 1:base + _SLOT_CELLS]) if with_marks else None
+        marks = tuple(self._cells[base + 1:base + _MARK_CELLS]) if with_marks else None
+        if self.retire is not None:
+            self.retire(slot, worker)
         self._free.append(slot)
         return ident, marks
