@@ -20,6 +20,8 @@ Cells after the board's own marks (multiprocessing._pool_worker._MARK_CELLS)::
              _RSS_EVERY_NS and when the worker leaves)
   BORN       ns when the worker started taking tasks
   SEEN       ns of the last update of the counters
+  WAIT_SINCE ns at which the current wait for a message began, 0 when
+             not waiting
 
 CLOCK_MONOTONIC is system-wide, so the parent compares these stamps with
 its own clock. Counters are per message (a batch of tasks is one); the
@@ -39,8 +41,8 @@ from ._pool_errors import SoftTimeLimitExceeded
 __all__ = []
 
 (RUN_START, RUN_SEQ, RUN_HARD, RUN_SOFT, SOFT_SENT, TASKS, BUSY, WAITING, SENDING,
- PEAK_RSS, BORN, SEEN) = range(_MARK_CELLS, _MARK_CELLS + 12)
-assert SEEN < _SLOT_CELLS
+ PEAK_RSS, BORN, SEEN, WAIT_SINCE) = range(_MARK_CELLS, _MARK_CELLS + 13)
+assert WAIT_SINCE < _SLOT_CELLS
 
 # The signal the parent sends at a soft time limit (billiard's choice).
 SOFT_SIGNAL = signal.SIGUSR1
@@ -99,15 +101,16 @@ class _Slot:
         self.cells[self.base + PEAK_RSS] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     def wrap_take(self, take):
-        cells, waiting = self.cells, self.base + WAITING
+        cells, waiting, since = self.cells, self.base + WAITING, self.base + WAIT_SINCE
         clock = time.monotonic_ns
 
         def take_counted():
-            began = clock()
+            cells[since] = began = clock()
             try:
                 return take()
             finally:
                 self.taken_at = now = clock()
+                cells[since] = 0
                 cells[waiting] += now - began
         return take_counted
 
@@ -117,14 +120,22 @@ class _Slot:
         limit = self.kit.max_memory
 
         def put_counted(msg):
+            # Counted before the answer leaves: a caller that has its result
+            # sees the task in the counters.
             began = clock()
-            put(msg)                  # a failure (unpicklable result) is retried by the loop
-            now = clock()
             taken, self.taken_at = self.taken_at, 0
-            if taken:
-                cells[base + BUSY] += began - taken
+            ntasks = (len(msg[6]) if msg[0] == 2 else 1) if taken else 0
+            cells[base + BUSY] += began - taken if taken else 0
+            cells[base + TASKS] += ntasks
+            try:
+                put(msg)
+            except Exception:
+                # The loop sends a replacement answer, counted then.
+                cells[base + TASKS] -= ntasks
+                self.taken_at = began
+                raise
+            now = clock()
             cells[base + SENDING] += now - began
-            cells[base + TASKS] += len(msg[6]) if msg[0] == 2 else 1
             cells[base + SEEN] = now
             if now - self.rss_at > _RSS_EVERY_NS:
                 self.note_peak(now)

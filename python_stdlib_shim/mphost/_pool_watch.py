@@ -299,6 +299,9 @@ class Supervisor:
                     totals[_TASKS] += cells[base + cell.TASKS]
                     totals[_BUSY] += cells[base + cell.BUSY]
                     totals[_WAITING] += cells[base + cell.WAITING]
+                    since = cells[base + cell.WAIT_SINCE]
+                    if since:                 # waiting now
+                        totals[_WAITING] += max(now - since, 0)
                     totals[_SENDING] += cells[base + cell.SENDING]
                     totals[_PEAK] = max(totals[_PEAK], cells[base + cell.PEAK_RSS],
                                         _peak_of(pid))

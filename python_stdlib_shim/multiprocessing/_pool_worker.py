@@ -34,7 +34,7 @@ _UNREADABLE = 4  # (_UNREADABLE, pid, ident, exception): the message could not
 # workers of a supervised pool (mphost.Pool: task start stamps, counters;
 # see mphost._pool_slot); a plain pool leaves them at zero.
 _MARK_CELLS = 4
-_SLOT_CELLS = 16
+_SLOT_CELLS = 20
 
 # How long an idle worker process polls for its next task before it sleeps
 # in get(): a task that arrives meanwhile costs no wake-up of a sleeping
