@@ -86,6 +86,10 @@ class Pool(PoolCalls, multiprocessing.pool.Pool):
         super().__init__(processes, initializer, initargs, maxtasksperchild, context,
                          **options)
 
+    def terminate(self):
+        self._engine_hooks.stop()
+        super().terminate()
+
     def insights(self):
         """Per worker slot: pid, tasks done, busy and idle time, time spent
         waiting for tasks and sending results, peak RSS and restarts, with

@@ -26,7 +26,7 @@ import signal
 import threading
 import time
 
-from multiprocessing._pool_tasks import RUN, TERMINATE
+from multiprocessing._pool_tasks import TERMINATE
 from multiprocessing._pool_worker import _SLOT_CELLS, WorkerLostError
 from multiprocessing.pool import IMapIterator
 
@@ -54,6 +54,13 @@ def _fail_call(exc, result):
         result._set_length = _ignore_length
         return True
     return result._lose(0, 1, exc)
+
+
+def _signal(pid, signum):
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass                          # it exited meanwhile: reaped as any exit
 
 
 def _peak_of(pid):
@@ -106,11 +113,13 @@ class Supervisor:
         self._lock = threading.Lock()
         self._alarm = threading.Condition(self._lock)
         self._watchdog = None         # the thread, while timed calls are pending
+        self._stopped = False
         self._due = None              # ns the watchdog sleeps until (None: not sleeping)
         self._pending = {}            # job -> shortest limit of that call, ns
         self._shortest = 0            # shortest limit since the watchdog started, ns
         self._names = {}              # job -> name of the function of that call
-        self._timed_out = {}          # pid -> limit (s) it was killed for
+        self._timed_out = {}          # pid -> (limit in s, start stamp) of the task it was killed for
+        self._last_start = {}         # pid -> start stamp its slot showed when it was reaped
         self._totals = {}             # slot -> totals of its exited workers
 
     # -- engine hooks ---------------------------------------------------------
@@ -163,8 +172,10 @@ class Supervisor:
         return self.broken is None
 
     def lost_error(self, pid, exitcode, n, job, first):
-        limit = self._timed_out.pop(pid, None)
-        if limit is None:
+        limit, start = self._timed_out.pop(pid, (None, None))
+        if limit is None or self._last_start.pop(pid, None) != start:
+            # Not killed, or killed as its task had just ended (a race of
+            # microseconds): the task it held was lost, not timed out.
             return WorkerLostError(pid, exitcode, n)
         result = self.engine.cache.get(job)
         size = getattr(result, '_chunksize', 1)
@@ -211,23 +222,32 @@ class Supervisor:
 
     def _watch_loop(self):
         engine, cache = self.engine, self.engine.cache
-        while True:
-            due = self._scan()
+        try:
+            while True:
+                due = self._scan()
+                with self._lock:
+                    for job in [j for j in self._pending if j not in cache]:
+                        del self._pending[job]
+                        self._names.pop(job, None)
+                    busy = self._pending or engine._inflight
+                    if self._stopped or engine.state == TERMINATE or (due is None and not busy):
+                        return
+                    now = time.monotonic_ns()
+                    if busy:
+                        due = min(due or math.inf, now + self._shortest)
+                    self._due = due
+                    self._alarm.wait(max(due - now, 0) / 1e9)
+                    self._due = None
+        finally:
             with self._lock:
-                for job in [j for j in self._pending if j not in cache]:
-                    del self._pending[job]
-                    self._names.pop(job, None)
-                busy = self._pending or engine._inflight
-                if engine.state == TERMINATE or (due is None and not busy):
-                    self._watchdog = None
-                    self._shortest = 0
-                    return
-                now = time.monotonic_ns()
-                if busy:
-                    due = min(due or math.inf, now + self._shortest)
-                self._due = due
-                self._alarm.wait(max(due - now, 0) / 1e9)
-                self._due = None
+                self._watchdog = None
+                self._shortest = 0
+
+    def stop(self):
+        """The pool is terminating: the watchdog leaves now."""
+        with self._lock:
+            self._stopped = True
+            self._alarm.notify_all()
 
     def _scan(self):
         """Signal or kill the workers past their deadlines; return the
@@ -248,14 +268,14 @@ class Supervisor:
                     continue          # that task ended meanwhile
                 if hard and now >= hard:
                     if w.exitcode is None:
-                        self._timed_out[w.pid] = (hard - start) / 1e9
-                        os.kill(w.pid, signal.SIGKILL)
+                        self._timed_out[w.pid] = ((hard - start) / 1e9, start)
+                        _signal(w.pid, signal.SIGKILL)
                     continue
                 if soft and cells[base + cell.SOFT_SENT] != seq:
                     if now >= soft:
                         cells[base + cell.SOFT_SENT] = seq
                         if w.exitcode is None:
-                            os.kill(w.pid, cell.SOFT_SIGNAL)
+                            _signal(w.pid, cell.SOFT_SIGNAL)
                     elif soonest is None or soft < soonest:
                         soonest = soft
                 if hard and (soonest is None or hard < soonest):
@@ -270,8 +290,10 @@ class Supervisor:
         cells, base = self.cells, slot * _SLOT_CELLS
         totals = self._totals.setdefault(slot, [0] * 8)
         totals[_OCCUPANTS] += 1
-        if worker.exitcode and self.engine.state == RUN:
+        if worker.exitcode and self.engine.state != TERMINATE:
             totals[_DEATHS] += 1
+        if worker.pid in self._timed_out:
+            self._last_start[worker.pid] = cells[base + cell.RUN_START]
         totals[_TASKS] += cells[base + cell.TASKS]
         totals[_BUSY] += cells[base + cell.BUSY]
         totals[_WAITING] += cells[base + cell.WAITING]
