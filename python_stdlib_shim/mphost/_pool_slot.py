@@ -26,9 +26,10 @@ Cells after the board's own marks (multiprocessing._pool_worker._MARK_CELLS)::
 CLOCK_MONOTONIC is system-wide, so the parent compares these stamps with
 its own clock. Counters are per message (a batch of tasks is one); the
 per-task stamps are written only for tasks whose call has a time limit,
-by the _Timed wrapper the parent puts around their function.
+by the wrapper the parent puts around their function (timed()).
 """
 
+import functools
 import os
 import resource
 import signal
@@ -180,29 +181,17 @@ class _Slot:
             raise SoftTimeLimitExceeded(f'soft time limit ({limit:g} s) exceeded')
 
 
-class _Timed:
-    """A task's function with its call's time limits (seconds, or None):
-    run in a supervised worker, the task's start and deadlines go to the
-    worker's slot for the parent's watchdog. Pickled by reference to func."""
-
-    __slots__ = ('func', 'hard_ns', 'soft_ns')
-
-    def __init__(self, func, hard, soft):
-        self.func = func
-        self.hard_ns = int(hard * 1e9) if hard else 0
-        self.soft_ns = int(soft * 1e9) if soft else 0
-
-    def __reduce__(self):
-        return _rebuild_timed, (self.func, self.hard_ns, self.soft_ns)
-
-    def __call__(self, *args, **kwds):
-        here = _here
-        if here is None:
-            return self.func(*args, **kwds)
-        return here.run_timed(self.func, args, kwds, self.hard_ns, self.soft_ns)
+def timed(func, hard, soft):
+    """func with its call's time limits (seconds, or None): run in a
+    supervised worker, each call's start and deadlines go to the worker's
+    slot for the parent's watchdog. A functools.partial, which pickles and
+    unpickles without any Python-level code (it travels with every task)."""
+    return functools.partial(_run_timed, int(hard * 1e9) if hard else 0,
+                             int(soft * 1e9) if soft else 0, func)
 
 
-def _rebuild_timed(func, hard_ns, soft_ns):
-    timed = _Timed(func, None, None)
-    timed.hard_ns, timed.soft_ns = hard_ns, soft_ns
-    return timed
+def _run_timed(hard_ns, soft_ns, func, *args, **kwds):
+    here = _here
+    if here is None:
+        return func(*args, **kwds)
+    return here.run_timed(func, args, kwds, hard_ns, soft_ns)

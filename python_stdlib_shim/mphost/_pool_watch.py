@@ -2,7 +2,7 @@
 engine (multiprocessing._pool_engine) consults through its hooks.
 
 - Calls with a time limit have their function wrapped (mphost._pool_slot
-  ._Timed) so that the worker stamps each task's start and deadlines in
+  .timed) so that the worker stamps each task's start and deadlines in
   its board slot; such calls are not batched (a message is one task, or
   one chunk of a map).
 - One watchdog thread per pool, started when a timed call is submitted and
@@ -148,14 +148,14 @@ class Supervisor:
             return task
         job, i, func, args, kwds = task
         self._watch(job, hard, soft, name)
-        return job, i, cell._Timed(func, hard, soft), args, kwds
+        return job, i, cell.timed(func, hard, soft), args, kwds
 
     def streamed(self, result, func, batchable):
         hard, soft, name = self._limits()
         if not (hard or soft) or self.cells is None:
             return func, batchable
         self._watch(result._job, hard, soft, name)
-        return cell._Timed(func, hard, soft), False
+        return cell.timed(func, hard, soft), False
 
     def replacing(self, exited):
         """Count the unexpected deaths among the workers that exited
@@ -192,7 +192,9 @@ class Supervisor:
         exc = PoolBrokenError(
             f'{self.deaths} pool workers died unexpectedly (max_restarts='
             f'{self.max_restarts}); the pool no longer replaces them')
-        exc.__cause__ = WorkerLostError(pid, exitcode)
+        limit, _ = self._timed_out.get(pid, (None, None))
+        exc.__cause__ = WorkerLostError(pid, exitcode) if limit is None else TaskTimeoutError(
+            f'worker {pid} was killed past task_timeout={limit:g} s', limit, pid)
         self.broken = exc
         with engine._lock:
             # Nothing may wait for room that no worker will make.

@@ -206,13 +206,13 @@ class _Engine(_TaskSender):
 
     def maintain(self):
         exited = self.join_exited()
+        # A supervised pool may give up (and fail the pending calls) first.
+        replacing = self.hooks is None or self.hooks.replacing(exited)
         if exited and self.tracks_tasks and self.state != TERMINATE:
             for pid, exitcode, ident, held in exited:
                 # Queued behind everything the worker wrote before it died.
                 self.outqueue.put((_EXITED, pid, exitcode, ident, held))
-        if self.hooks is not None and not self.hooks.replacing(exited):
-            return
-        if self.state != TERMINATE:
+        if replacing and self.state != TERMINATE:
             self.repopulate()
 
     def lost_error(self, pid, exitcode, n, job, first):
