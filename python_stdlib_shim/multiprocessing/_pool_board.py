@@ -11,10 +11,11 @@ from ._pool_worker import _MARK_CELLS, _SLOT_CELLS
 class _TaskBoard:
     """A ctx.RawArray of _SLOT_CELLS cells per slot, and which worker has
     which slot. Cell 0 of a slot holds the identity of the inqueue message
-    its worker took (stored by the channel, the receipt); the other cells,
+    its worker took (stored by the channel, the receipt); cells 1 to 3,
     when the pool's workers mark tasks themselves, the (job, first, count)
-    of the task being run. The parent reads a slot once its worker died.
-    Callers serialise access (the engine's worker-list lock)."""
+    of the task being run; the rest belong to a supervised pool's workers
+    (see _pool_worker._SLOT_CELLS). The parent reads a slot once its worker
+    died. Callers serialise access (the engine's worker-list lock)."""
 
     def __init__(self, ctx, nslots):
         self.array = ctx.RawArray('Q', nslots * _SLOT_CELLS)
