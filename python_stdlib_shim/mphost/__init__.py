@@ -13,3 +13,10 @@ from ._semaphore import BoundedSemaphore, Semaphore
 from ._shared import shared_array
 
 __all__ = ['shared_array', 'Semaphore', 'BoundedSemaphore']
+
+# mphost.Pool and the errors of its time limits and restart limit (see
+# ``mphost._pool``, ``mphost._pool_watch``).
+from ._pool import Pool
+from ._pool_errors import PoolBrokenError, SoftTimeLimitExceeded, TaskTimeoutError
+
+__all__ += ['Pool', 'TaskTimeoutError', 'SoftTimeLimitExceeded', 'PoolBrokenError']

@@ -5,22 +5,26 @@ multiprocessing.pool for the overview."""
 # A private module: `from multiprocessing._pool_* import *` exports nothing.
 __all__ = []
 
-from ._pool_worker import _SLOT_CELLS
+from ._pool_worker import _MARK_CELLS, _SLOT_CELLS
 
 
 class _TaskBoard:
     """A ctx.RawArray of _SLOT_CELLS cells per slot, and which worker has
     which slot. Cell 0 of a slot holds the identity of the inqueue message
-    its worker took (stored by the channel, the receipt); the other cells,
+    its worker took (stored by the channel, the receipt); cells 1 to 3,
     when the pool's workers mark tasks themselves, the (job, first, count)
-    of the task being run. The parent reads a slot once its worker died.
-    Callers serialise access (the engine's worker-list lock)."""
+    of the task being run; the rest belong to a supervised pool's workers
+    (see _pool_worker._SLOT_CELLS). The parent reads a slot once its worker
+    died. Callers serialise access (the engine's worker-list lock)."""
 
     def __init__(self, ctx, nslots):
         self.array = ctx.RawArray('Q', nslots * _SLOT_CELLS)
         self._cells = memoryview(self.array).cast('B').cast('Q')
         self._free = list(range(nslots - 1, -1, -1))
         self._slot_of = {}
+        # Called as retire(slot, worker) when a worker's slot is given back,
+        # before it can be cleared (a supervised pool keeps its counters).
+        self.retire = None
 
     def claim(self):
         """A cleared slot for a worker about to start, or None if every
@@ -49,6 +53,8 @@ class _TaskBoard:
             return 0, None
         base = slot * _SLOT_CELLS
         ident = self._cells[base]
-        marks = tuple(self._cells[base + 1:base + _SLOT_CELLS]) if with_marks else None
+        marks = tuple(self._cells[base + 1:base + _MARK_CELLS]) if with_marks else None
+        if self.retire is not None:
+            self.retire(slot, worker)
         self._free.append(slot)
         return ident, marks

@@ -86,6 +86,9 @@ class _Engine(_TaskSender):
         self._quick_get = pool._quick_get
         self.results = None           # made by start()
         self.state = RUN
+        # A supervised pool's policy (mphost.Pool's timeouts, limits and
+        # insights; see mphost._pool_watch), or None: the stdlib's Pool.
+        self.hooks = getattr(pool, '_engine_hooks', None)
 
         self.doorbell = _Doorbell()
         # The task board: one slot per worker, where the inqueue's channel
@@ -138,6 +141,8 @@ class _Engine(_TaskSender):
         self.worker_handler = threading.Thread(target=self._handle_workers, daemon=True)
         self.task_handler = threading.Thread(target=self._handle_tasks, daemon=True)
         self.result_handler = threading.Thread(target=self._handle_results, daemon=True)
+        if self.hooks is not None:
+            self.hooks.bind(self)
 
     def start(self):
         """Start the workers, then the helper threads; if a worker cannot
@@ -165,10 +170,11 @@ class _Engine(_TaskSender):
                     slot = self.board.claim()
                 if slot is not None:
                     tracking = (self.board.array, slot, 'receipt' if self._receipts else 'mark')
-                w = self.Process(self.ctx, target=worker,
-                                 args=(self.inqueue, self.outqueue, self.initializer,
-                                       self.initargs, self.maxtasks,
-                                       self.wrap_exception, tracking))
+                args = (self.inqueue, self.outqueue, self.initializer, self.initargs,
+                        self.maxtasks, self.wrap_exception, tracking)
+                if self.hooks is not None:
+                    args += (self.hooks.worker_kit,)
+                w = self.Process(self.ctx, target=worker, args=args)
                 w.name = w.name.replace('Process', 'PoolWorker')
                 w.daemon = True
                 try:
@@ -200,12 +206,21 @@ class _Engine(_TaskSender):
 
     def maintain(self):
         exited = self.join_exited()
+        # A supervised pool may give up (and fail the pending calls) first.
+        replacing = self.hooks is None or self.hooks.replacing(exited)
         if exited and self.tracks_tasks and self.state != TERMINATE:
             for pid, exitcode, ident, held in exited:
                 # Queued behind everything the worker wrote before it died.
                 self.outqueue.put((_EXITED, pid, exitcode, ident, held))
-        if self.state != TERMINATE:
+        if replacing and self.state != TERMINATE:
             self.repopulate()
+
+    def lost_error(self, pid, exitcode, n, job, first):
+        """The error that fails the n tasks of job from first on, held by
+        worker pid when it exited with exitcode."""
+        if self.hooks is not None:
+            return self.hooks.lost_error(pid, exitcode, n, job, first)
+        return WorkerLostError(pid, exitcode, n)
 
     def _handle_workers(self):
         retry = None                 # seconds until a failed start is tried again
@@ -334,7 +349,8 @@ class _Engine(_TaskSender):
             job, first, n = what
             util.info(f'worker {pid} exited with {exitcode} holding {n} task(s) of job {job}')
             result = self.cache.get(job)
-            done = result is not None and result._lose(first, n, WorkerLostError(pid, exitcode, n))
+            done = result is not None and result._lose(
+                first, n, self.lost_error(pid, exitcode, n, job, first))
         elif tag == _UNREADABLE:
             _, pid, ident, exc = msg
             what = self._settle(pid, ident, exc)

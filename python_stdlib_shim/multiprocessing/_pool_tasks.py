@@ -77,6 +77,8 @@ class _TaskSender:
     def submit(self, task):
         """Send one apply_async task: directly while the window has room,
         else through the task handler."""
+        if self.hooks is not None:
+            task = self.hooks.submitted(task)
         with self._lock:
             direct = self._inflight < self._window
             if direct:
@@ -87,7 +89,10 @@ class _TaskSender:
             self.taskqueue.put(task)
 
     def submit_stream(self, result, func, args, set_length=False, left=None):
-        stream = _Stream(result, func, args, set_length, self.maxtasks is None, left)
+        batchable = self.maxtasks is None
+        if self.hooks is not None:
+            func, batchable = self.hooks.streamed(result, func, batchable)
+        stream = _Stream(result, func, args, set_length, batchable, left)
         self.taskqueue.put(stream)
 
     def _write(self, obj, what=None):
@@ -119,7 +124,7 @@ class _TaskSender:
             job, first, n = what
             if isinstance(early, WorkerLostError):
                 # Its worker died holding it: EXITED left the slot to us.
-                early = WorkerLostError(early.pid, early.exitcode, n)
+                early = self.lost_error(early.pid, early.exitcode, n, job, first)
                 self._inflight -= 1
                 if self._slot_waiting:
                     self._slot_cond.notify()

@@ -29,8 +29,12 @@ _UNREADABLE = 4  # (_UNREADABLE, pid, ident, exception): the message could not
                  # be unpickled; the tasks it held fail with the exception
 # A worker's slot on the task board (unsigned 64-bit cells): the receipt
 # (or the worker's own number of the task it took, see _task_taker), then
-# job, first index and number of tasks when the worker marks them itself.
-_SLOT_CELLS = 4
+# job, first index and number of tasks when the worker marks them itself
+# (the first _MARK_CELLS). The cells after them are written only by the
+# workers of a supervised pool (mphost.Pool: task start stamps, counters;
+# see mphost._pool_slot); a plain pool leaves them at zero.
+_MARK_CELLS = 4
+_SLOT_CELLS = 20
 
 # How long an idle worker process polls for its next task before it sleeps
 # in get(): a task that arrives meanwhile costs no wake-up of a sleeping
@@ -261,7 +265,7 @@ def _run_batch(tasks, put, pid, ident, wrap_exception):
 
 
 def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
-           wrap_exception=False, _tracking=None):
+           wrap_exception=False, _tracking=None, _supervision=None):
     """Body of a pool worker: take tasks from inqueue until told to stop
     (None) or maxtasks tasks are done; put their results on outqueue.
 
@@ -269,6 +273,9 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
     slot on it), the worker takes tasks with a receipt (see _task_taker), so
     that its death fails the task it held instead of losing it, and a task
     that cannot be unpickled fails with the error instead of killing it.
+    `_supervision` (a supervised pool's, e.g. mphost.Pool) wraps the take
+    and put of messages to keep counters in the slot, and may ask the
+    worker to leave after a message (its `leaving`).
     """
     if maxtasks is not None and not (isinstance(maxtasks, int) and maxtasks >= 1):
         raise AssertionError(f'Maxtasks {maxtasks!r} is not valid')
@@ -281,6 +288,8 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
         initializer(*initargs)
     pid = os.getpid()
     take = _task_taker(inqueue, _tracking)
+    if _supervision is not None:
+        take, put = _supervision.attach(_tracking, take, put)
     # Worker processes poll a little before sleeping; threads never do.
     reader = getattr(inqueue, '_reader', None)
     poll = reader.poll if reader is not None and _IDLE_SPIN_SECONDS else None
@@ -332,6 +341,8 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
             completed += 1
         # Drop references to the task before waiting for the next one.
         msg = job = func = args = kwds = result = None
+        if _supervision is not None and _supervision.leaving:
+            break
     util.debug(f'worker exiting after {completed} tasks')
 
 
