@@ -294,18 +294,21 @@ class ProcessPoolExecutor(_stock.ProcessPoolExecutor):
         return ready
 
     def _send(self, calls):
-        pool = self._pool
-        for future, fn, args, kwargs, options in calls:
+        pool, calls = self._pool, collections.deque(calls)
+        while calls:
+            future, fn, args, kwargs, options = calls.popleft()
             try:
                 pool.apply_async(fn, args, kwargs, callback=future.set_result,
                                  error_callback=self._failed_with(future), **options)
             except BaseException as exc:
+                # Refused at once (an option the pool does not take, a
+                # closed pool): the call is back, the next ones go out.
                 future.set_exception(exc)
-                self._returned()
+                calls.extend(self._back())
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            future.add_done_callback(self._returned_future)
+            future.add_done_callback(self._returned)
 
     def _failed_with(self, future):
         def failed(exc):
@@ -315,19 +318,19 @@ class ProcessPoolExecutor(_stock.ProcessPoolExecutor):
             future.set_exception(error)
         return failed
 
-    def _returned_future(self, future):
-        self._returned()
+    def _returned(self, future):
+        self._send(self._back())
 
-    def _returned(self):
-        """A call came back: the next waiting ones go out; once shut down
-        and idle, the pool closes."""
+    def _back(self):
+        """A call came back: the waiting calls that may go out now (once
+        shut down and idle, the pool closes)."""
         with self._lock:
             self._out -= 1
             ready = [] if self._broken else self._next_calls()
             close = self._shutdown_thread and not self._busy()
-        self._send(ready)
         if close:
             self._pool.close()
+        return ready
 
     def _break(self, error):
         """The pool cannot run calls any more: fail the waiting ones."""
@@ -372,13 +375,15 @@ class ProcessPoolExecutor(_stock.ProcessPoolExecutor):
         else:
             task = _Chunk(fn)
             tasks = ((task, (chunk,), len(chunk)) for chunk in _chunks(calls, chunksize))
-        futures, sizes = [], []
-        for target, args, items in tasks:
-            futures.append(self._enqueue(target, args, {}, call_options))
-            sizes.append(items)
+        tasks = list(tasks)
+        tracker = None
         if progress is not None and progress is not False:
-            tracker = _Progress(progress, sum(sizes), len(futures))
-            for future, items in zip(futures, sizes):
+            tracker = _Progress(progress, sum(items for *_, items in tasks), len(tasks))
+        futures = []
+        for target, args, items in tasks:
+            future = self._enqueue(target, args, {}, call_options)
+            futures.append(future)
+            if tracker is not None:
                 tracker.watch(future, items)
         return _in_order(futures, deadline, chunksize > 1)
 

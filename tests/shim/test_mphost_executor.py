@@ -156,6 +156,16 @@ def test_pool_options_go_to_the_pool(method):
     ex.shutdown()
 
 
+def test_refused_call_options_fail_each_future(ex):
+    # The pool refuses the option at each call: every future fails with
+    # its TypeError, the executor goes on (no recursion over the line).
+    results = ex.map(prog.square, range(3000), no_such_option=1)
+    with pytest.raises(TypeError, match='no_such_option'):
+        next(results)
+    assert ex.submit(prog.square, 3).result(WAIT) == 9
+    assert ex._out == 0 and not ex._waiting
+
+
 def test_map_call_options_go_to_each_call(ex):
     seen = []
     ex.submit(prog.square, 1).result(WAIT)     # the pool exists
