@@ -144,17 +144,18 @@ def _chunks(calls, size):
 
 class _Progress:
     """Counts the items of one map() call as their chunks complete, on a
-    tqdm bar (progress=True: one on stderr; or the caller's tqdm instance)
-    or through a callable progress(done, total)."""
+    tqdm bar (progress=True: one on stderr; or the caller's tqdm instance,
+    its total set when None), closed once every chunk is back, or through
+    a callable progress(done, total)."""
 
     def __init__(self, spec, total, calls):
         self._lock = threading.Lock()
         self._done = self._finished = 0
         self._total, self._calls = total, calls
-        self._bar = self._own_bar = None
+        self._bar = None
         if spec is True:
             import tqdm
-            self._bar = self._own_bar = tqdm.tqdm(total=total)
+            self._bar = tqdm.tqdm(total=total)
         elif callable(getattr(spec, 'update', None)):
             self._bar = spec
             if getattr(spec, 'total', None) is None:
@@ -181,9 +182,7 @@ class _Progress:
                 if counted:
                     self._bar.update(counted)
                 if last:
-                    self._bar.refresh()
-                    if self._own_bar is not None:
-                        self._own_bar.close()
+                    self._bar.close()
         if self._bar is None and counted:
             self._report(done, self._total)
 
