@@ -32,8 +32,9 @@ What differs from the stdlib, on purpose:
 - max_tasks_per_child is accepted with a 'fork' context too (the mphost
   Pool replaces workers safely under fork); without mp_context it defaults
   to spawn, as the stdlib's does.
-- The workers start at the first submit() or map(), as the stdlib's do, so
-  an unknown Pool option is reported there (TypeError).
+- The workers start at the first submit() or map(), as the stdlib's do;
+  the Pool options are checked when the executor is made (TypeError or
+  ValueError, as mphost.Pool would raise).
 """
 
 import collections
@@ -212,6 +213,11 @@ class ProcessPoolExecutor(_stock.ProcessPoolExecutor):
         self._max_workers, self._mp_context = max_workers, mp_context
         self._initializer, self._initargs = initializer, initargs
         self._max_tasks_per_child = max_tasks_per_child
+        from ._pool import Pool
+        unknown = dict(options)
+        Pool._check_options(unknown)
+        for name in unknown:
+            raise TypeError(f'{type(self).__name__}() got an unexpected keyword argument {name!r}')
         self._options = options
         self._pool = None
         # _lock guards the line, the count of calls out and the flags;

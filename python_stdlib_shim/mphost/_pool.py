@@ -71,6 +71,17 @@ class Pool(PoolCalls, multiprocessing.pool.Pool):
         past that, outstanding and new calls raise PoolBrokenError.
     """
 
+    @classmethod
+    def _check_options(cls, options):
+        """Refuse, as __init__ would, the mphost options in the dict
+        `options` without making a pool, and take them out of it: what is
+        left is not a Pool option. ProcessPoolExecutor checks its keyword
+        options this way when it is made, long before its pool starts."""
+        _time_limits(options.pop('task_timeout', None), options.pop('soft_timeout', None))
+        _count('max_memory_per_child', options.pop('max_memory_per_child', None), 1)
+        _count('max_restarts', options.pop('max_restarts', None), 0)
+        super()._check_options(options)
+
     def __init__(self, processes=None, initializer=None, initargs=(),
                  maxtasksperchild=None, context=None, *, task_timeout=None,
                  soft_timeout=None, max_memory_per_child=None, max_restarts=None,

@@ -46,6 +46,15 @@ def _optional_callable(name, value):
         raise TypeError(f'{name} must be a callable or None, not {type(value).__name__}')
 
 
+def _checked(worker_state, worker_init, worker_exit, serializer):
+    """Refuse wrong call-wrapping options; the serializer module or None."""
+    if not isinstance(worker_state, bool):
+        raise TypeError(f'worker_state must be True or False, not {worker_state!r}')
+    _optional_callable('worker_init', worker_init)
+    _optional_callable('worker_exit', worker_exit)
+    return _serializer.check(serializer)
+
+
 def _length(iterable):
     try:
         return len(iterable)
@@ -57,13 +66,16 @@ class PoolCalls:
     """Per-call options of mphost.Pool's apply/map family, and the pool
     options that change how a call runs in the workers."""
 
+    @classmethod
+    def _check_options(cls, options):
+        """Refuse, as __init__ would, this class's options in the dict
+        `options`, and take them out of it (see Pool._check_options)."""
+        _checked(options.pop('worker_state', False), options.pop('worker_init', None),
+                 options.pop('worker_exit', None), options.pop('serializer', None))
+
     def __init__(self, *args, worker_state=False, worker_init=None, worker_exit=None,
                  serializer=None, **rest):
-        if not isinstance(worker_state, bool):
-            raise TypeError(f'worker_state must be True or False, not {worker_state!r}')
-        _optional_callable('worker_init', worker_init)
-        _optional_callable('worker_exit', worker_exit)
-        ship = _serializer.check(serializer) is not None
+        ship = _checked(worker_state, worker_init, worker_exit, serializer) is not None
         options = _named(args, rest)
         initializer = options.get('initializer')
         initargs = options.get('initargs', ())

@@ -148,12 +148,35 @@ def test_initializer_failure_breaks_the_executor(method):
         ex.shutdown()
 
 
-def test_pool_options_go_to_the_pool(method):
-    ex = mphost.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(method),
-                                    no_such_option=1)
-    with pytest.raises(TypeError, match='no_such_option'):
-        ex.submit(prog.square, 2)
-    ex.shutdown()
+def test_pool_options_are_checked_when_made(method):
+    ctx = multiprocessing.get_context(method)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'no_such_option'"):
+        mphost.ProcessPoolExecutor(2, mp_context=ctx, no_such_option=1)
+    with pytest.raises(ValueError, match='task_timeout must be positive'):
+        mphost.ProcessPoolExecutor(2, mp_context=ctx, task_timeout=-1)
+    with pytest.raises(TypeError, match='worker_state'):
+        mphost.ProcessPoolExecutor(2, mp_context=ctx, worker_state='yes')
+
+
+def test_task_timeout_fails_only_the_late_future(method):
+    ctx = multiprocessing.get_context(method)
+    with mphost.ProcessPoolExecutor(2, mp_context=ctx, task_timeout=1) as ex:
+        late = ex.submit(time.sleep, 30)
+        quick = [ex.submit(prog.square, i) for i in range(20)]
+        with pytest.raises(mphost.TaskTimeoutError) as caught:
+            late.result(WAIT)
+        assert isinstance(caught.value, TimeoutError)
+        assert [f.result(WAIT) for f in quick] == [i * i for i in range(20)]
+        assert ex.submit(prog.square, 7).result(WAIT) == 49
+
+
+def test_cloudpickle_serializer_carries_lambdas(method):
+    ctx = multiprocessing.get_context(method)
+    offset = 3
+    with mphost.ProcessPoolExecutor(2, mp_context=ctx, serializer='cloudpickle') as ex:
+        assert list(ex.map(lambda x: x + offset, range(10), chunksize=3)) == [
+            x + offset for x in range(10)]
+        assert ex.submit(lambda: offset * 2).result(WAIT) == 6
 
 
 def test_refused_call_options_fail_each_future(ex):
