@@ -23,7 +23,7 @@ target, writes to it or waits on it, so it works on a program that is stuck.
 
 import time
 
-__all__ = ['state', 'TreeState']
+__all__ = ['state', 'TreeState', 'programs']
 
 
 def _native():
@@ -161,3 +161,9 @@ def state(pid=None, *, interval=None):
         _add_rates(snap, later)
         snap = later
     return TreeState(snap)
+
+
+def programs():
+    """The root pids of the mphost programs of this user running now (this
+    one included): what state(pid) accepts."""
+    return _native().tree_roots()
