@@ -34,6 +34,9 @@ def _native():
     return _mphost
 
 
+_ENDED_SHOWN = 20   # ended processes printed (all are in the data)
+
+
 def _size(count):
     if count is None:
         return '?'
@@ -96,8 +99,14 @@ def _render(snap):
     lines = [f"mphost program {snap['root']} ({snap['registry']}) at "
              f"{time.strftime('%H:%M:%S', time.localtime(snap['taken_at']))}"]
     children = {}
-    known = {row['pid'] for row in snap['processes']}
-    for row in snap['processes']:
+    rows = snap['processes']
+    ended = [row for row in rows if row['state'] in ('exited', 'gone')]
+    if len(ended) > _ENDED_SHOWN:
+        # A pool that recycles its workers leaves many: the latest are shown.
+        hidden = {row['pid'] for row in ended[:-_ENDED_SHOWN]}
+        rows = [row for row in rows if row['pid'] not in hidden]
+    known = {row['pid'] for row in rows}
+    for row in rows:
         parent = row['ppid'] if row['ppid'] in known and row['ppid'] != row['pid'] else None
         children.setdefault(parent, []).append(row)
 
@@ -111,6 +120,8 @@ def _render(snap):
 
     lines.append('processes:')
     walk(None, 0, set())
+    if len(rows) < len(snap['processes']):
+        lines.append(f"  ... and {len(snap['processes']) - len(rows)} earlier processes that ended")
     for title, key, fmt in (('channels', 'channels', _channel_line), ('locks', 'locks', _lock_line)):
         if snap[key]:
             lines.append(f'{title}:')
