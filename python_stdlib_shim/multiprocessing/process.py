@@ -412,8 +412,9 @@ def _adopt(proc, parent_sentinel):
 def _note_in_tree(pid, name):
     """The child's Python name, for the tree's process table (mphost.state(),
     the inspector): the runtime noted the rest as it started the child."""
-    import _mphost
-    _mphost.state_note(pid, name=name)
+    if isinstance(pid, int) and isinstance(name, str):
+        import _mphost
+        _mphost.state_note(pid, name=name)
 
 
 class AuthenticationString(bytes):
