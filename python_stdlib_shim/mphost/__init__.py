@@ -40,8 +40,9 @@ except ImportError:
 
 from ._semaphore import BoundedSemaphore, Semaphore
 from ._shared import shared_array
+from ._state import TreeState, state
 
-__all__ = ['shared_array', 'Semaphore', 'BoundedSemaphore']
+__all__ = ['shared_array', 'Semaphore', 'BoundedSemaphore', 'state', 'TreeState']
 
 # mphost.Pool and the errors of its time limits and restart limit (see
 # ``mphost._pool``, ``mphost._pool_watch``).
