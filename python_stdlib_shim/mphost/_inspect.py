@@ -263,29 +263,58 @@ def _channel_line(ch, names, rates):
     return f'{kind:<8} {title}  ' + ', '.join(parts), level, note
 
 
-def _lock_line(lk, names):
-    title = lk.get('name') or '?'
-    kind = lk.get('kind') or 'lock'
-    parts = []
+_OWNED_KINDS = ('Lock', 'RLock')
+
+
+def _lock_state(lk, names):
+    """The phrase saying where a primitive stands, by its kind."""
+    kind = lk.get('kind')
     holder = lk.get('holder_pid')
     value, top = lk.get('value'), lk.get('maxvalue')
     if holder:
-        parts.append(f'held by {_who(holder, names)}')
-    elif kind in ('Lock', 'RLock') and value is not None:
-        parts.append('free' if value else 'taken')
-    elif value is not None:
-        parts.append(f'value {value}/{top}' if top is not None else f'value {value}')
+        depth = lk.get('recursion')
+        return f'held by {_who(holder, names)}' + (f' ({depth} deep)' if depth and depth > 1 else '')
+    if kind in _OWNED_KINDS and value is not None:
+        return 'free' if value else 'taken'
+    if kind == 'Event' and lk.get('is_set') is not None:
+        return 'set' if lk['is_set'] else 'clear'
+    if kind == 'Barrier' and lk.get('parties') is not None:
+        return 'BROKEN' if lk.get('broken') else f'{lk["parties"]} parties'
+    if value is not None:
+        return f'value {value}/{top}' if top is not None else f'value {value}'
+    return None
+
+
+def _lock_line(lk, names):
+    """(text, level, attention sentence or None) for one lock, semaphore,
+    event, condition or barrier. Someone waiting on a primitive that is
+    taken (a held lock, a semaphore at 0 -- a bounded Queue's free slots
+    among them) is what holds a program up."""
+    title = lk.get('name') or '?'
+    kind = lk.get('kind') or 'lock'
+    where = _lock_state(lk, names)
+    parts = [where] if where else []
     waiting = _waiter_text(lk.get('waiters'), names)
     if waiting:
         parts.append(waiting)
-    level = 0
+    elif lk.get('waiters') is None and lk.get('may_have_waiters'):
+        parts.append('may have waiters')
+    holder = lk.get('holder_pid')
+    taken = bool(holder) or lk.get('value') == 0
     note = None
-    if waiting:
+    if waiting and (taken or lk.get('broken')):
         level = 2
-        who = f'held by {_who(holder, names)}' if holder else 'taken'
-        note = f'{kind} {title} is {who}; {waiting}'
-    elif holder or (kind in ('Lock', 'RLock') and value == 0):
+        if holder or kind in _OWNED_KINDS:
+            why = f'is {where}'
+        elif lk.get('broken'):
+            why = 'is broken'
+        else:
+            why = f'has no unit free ({where})'
+        note = f'{kind} {title} {why}; {waiting}'
+    elif taken and kind in _OWNED_KINDS:
         level = 1
+    else:
+        level = 1 if waiting else 0
     return f'{kind:<8} {title}  ' + ', '.join(parts), level, note
 
 

@@ -101,6 +101,18 @@ def test_resources_sit_under_their_creator():
     assert orphan_head < next(i for i, line in enumerate(lines) if 'mphost-sem-2' in line)
 
 
+def test_a_semaphore_at_zero_with_waiters_is_called_out():
+    # A bounded Queue's free slots are a semaphore: its writers wait there.
+    snap = _snapshot()
+    snap['locks'].append({'name': 'mphost-sem-3', 'kind': 'BoundedSemaphore', 'value': 0, 'maxvalue': 2,
+                          'holder_pid': None, 'waiters': 1, 'creator_pid': 4240})
+    text = _inspect.render(snap, width=160)
+    assert 'BoundedSemaphore mphost-sem-3 has no unit free (value 0/2); 1 waiting' in text
+    # A free one with nobody waiting is not.
+    snap['locks'][-1].update(value=2, waiters=0)
+    assert 'mphost-sem-3 has' not in _inspect.render(snap, width=160)
+
+
 def test_sizes_are_humanised():
     assert _inspect.human_size(512) == '512 B'
     assert _inspect.human_size(2100) == '2.1 KiB'
