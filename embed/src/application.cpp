@@ -18,6 +18,7 @@
 
 #include "mphost/embed/fork_hooks.hpp"
 #include "mphost/embed/python.hpp"
+#include "mphost/ipc/process_table.hpp"
 #include "mphost/ipc/resource_registry.hpp"
 #include "mphost/runtime/launch.hpp"
 #include "startup.hpp"
@@ -271,8 +272,10 @@ interpreter::interpreter(const application_settings& settings) : state_(std::mak
 
   // The application is the root of its program tree unless an mphost
   // program started it; the tree's names go when the interpreter does.
-  if (!ipc::attach_registry_from_environment() && ipc::start_root_registry())
+  if (!ipc::attach_registry_from_environment() && ipc::start_root_registry()) {
     std::atexit(&finish_registry_at_exit);
+    ipc::note_this_process(ipc::process_role::main, "MainProcess");
+  }
 
   PyConfig config;
   if (settings.isolated)

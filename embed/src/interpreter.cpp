@@ -10,6 +10,7 @@
 
 #include "mphost/embed/bindings.hpp"
 #include "mphost/embed/python.hpp"
+#include "mphost/ipc/process_table.hpp"
 #include "mphost/ipc/resource_registry.hpp"
 #include "mphost/runtime/launch.hpp"
 #include "startup.hpp"
@@ -141,7 +142,10 @@ int launcher_main(int argc, char** argv) {
   // the process ends another way (exit() from a start-up error, or an
   // unhandled KeyboardInterrupt, which finalizes and then raises SIGINT).
   const bool root = !ipc::attach_registry_from_environment() && ipc::start_root_registry();
-  if (root) std::atexit(&finish_root_registry_at_exit);
+  if (root) {
+    std::atexit(&finish_root_registry_at_exit);
+    ipc::note_this_process(ipc::process_role::main, "MainProcess");
+  }
 
   PyConfig config;
   PyConfig_InitPythonConfig(&config);

@@ -20,5 +20,6 @@ PYBIND11_MODULE(_mphost, m) {
   mphost::embed::bind_supervisor(m);
   mphost::embed::bind_manager(m);
   mphost::embed::bind_registry(m);
+  mphost::embed::bind_state(m);
   if (!mphost::embed::add_queue_port(m.ptr())) throw pybind11::error_already_set();
 }

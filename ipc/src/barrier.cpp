@@ -5,6 +5,7 @@
 #include <new>
 
 #include "detail/spin.hpp"
+#include "detail/state_probe.hpp"
 #include "detail/sync_state.hpp"
 #include "mphost/ipc/error.hpp"
 #include "mphost/ipc/robust_mutex.hpp"
@@ -275,6 +276,24 @@ std::uint32_t barrier::count() const noexcept { return state_->count.load(std::m
 
 std::uint32_t barrier::n_waiting() const noexcept {
   return current_state() == filling ? count() : 0;
+}
+
+// ---- for observers (detail/state_probe.hpp) ----
+
+bool detail::describe_barrier(const std::byte* bytes, std::size_t size, sync_view& out) noexcept {
+  if (size < sizeof(barrier_state)) return false;
+  const auto* s = reinterpret_cast<const barrier_state*>(bytes);
+  if (s->magic != barrier_state::magic_value || s->version != barrier_state::current_version || s->parties == 0 ||
+      s->parties > barrier::max_parties) {
+    return false;
+  }
+  const int phase = s->phase.load(std::memory_order_relaxed);
+  out.kind = "Barrier";
+  out.parties = s->parties;
+  out.broken = phase == barrier::broken;
+  out.waiters = phase == barrier::filling ? s->count.load(std::memory_order_relaxed) : 0;
+  out.may_have_waiters = *out.waiters != 0;
+  return true;
 }
 
 }  // namespace mphost::ipc

@@ -4,6 +4,7 @@
 #include <new>
 
 #include "detail/spin.hpp"
+#include "detail/state_probe.hpp"
 #include "detail/sync_state.hpp"
 #include "mphost/ipc/error.hpp"
 #include "mphost/ipc/futex.hpp"
@@ -318,5 +319,18 @@ std::uint32_t condition::notify(std::uint32_t n) noexcept {
 }
 
 std::uint32_t condition::waiting() const noexcept { return state_->enlisted.load(std::memory_order_relaxed); }
+
+// ---- for observers (detail/state_probe.hpp) ----
+
+bool detail::describe_condition(const std::byte* bytes, std::size_t size, sync_view& out) noexcept {
+  static_assert(sizeof(condition_state) <= probe_bytes);
+  if (size < sizeof(condition_state)) return false;
+  const auto* s = reinterpret_cast<const condition_state*>(bytes);
+  if (s->magic != condition_state::magic_value || s->version != condition_state::current_version) return false;
+  out.kind = "Condition";
+  out.waiters = s->enlisted.load(std::memory_order_relaxed);
+  out.may_have_waiters = *out.waiters != 0;
+  return true;
+}
 
 }  // namespace mphost::ipc

@@ -4,6 +4,7 @@
 #include <new>
 
 #include "detail/spin.hpp"
+#include "detail/state_probe.hpp"
 #include "detail/sync_state.hpp"
 #include "mphost/ipc/error.hpp"
 #include "mphost/ipc/futex.hpp"
@@ -131,6 +132,20 @@ wait_result event::wait(std::uint32_t since, const deadline& until) noexcept {
     if (r == wait_result::interrupted) return r;
     if (r == wait_result::timed_out && until.expired()) return r;
   }
+}
+
+// ---- for observers (detail/state_probe.hpp) ----
+
+bool detail::describe_event(const std::byte* bytes, std::size_t size, sync_view& out) noexcept {
+  if (size < sizeof(detail::event_state)) return false;
+  const auto* s = reinterpret_cast<const detail::event_state*>(bytes);
+  if (s->magic != detail::event_state::magic_value || s->version != detail::event_state::current_version) return false;
+  const std::uint32_t word = s->word.load(std::memory_order_relaxed);
+  out.kind = "Event";
+  out.is_set = (word & flag_bit) != 0;
+  out.value = *out.is_set ? 1 : 0;
+  out.may_have_waiters = (word & sleepers_bit) != 0;
+  return true;
 }
 
 }  // namespace mphost::ipc

@@ -143,6 +143,7 @@ resource_registry resource_registry::create(std::uint32_t slot_count, std::strin
       h->version = registry_version;
       h->slot_count = slot_count;
       h->registration_count = registration_count;
+      h->process_count = default_process_count;
       const process_identity me = process_identity::current();
       h->owner_pid = me.pid;
       h->owner_start_time = me.start_time;
@@ -162,8 +163,9 @@ resource_registry resource_registry::open(const std::string& name) {
   }
   const registry_header* h = header_of(seg);
   if (h->ready.load(std::memory_order_acquire) != 1 || h->magic != registry_magic || h->version != registry_version ||
-      h->slot_count == 0 || h->registration_count == 0 ||
-      seg.size() < registry_bytes(h->slot_count, h->registration_count)) {
+      h->slot_count == 0 || h->registration_count == 0 || h->process_count == 0 ||
+      h->process_count > process_bitmap_words * 64 * process_group_slots ||
+      seg.size() < registry_bytes(h->slot_count, h->registration_count, h->process_count)) {
     throw std::system_error(EINVAL, std::system_category(), "'" + name + "' is not a registry");
   }
   return resource_registry(std::move(seg));

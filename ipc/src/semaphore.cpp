@@ -5,6 +5,7 @@
 
 #include "detail/owner_word.hpp"
 #include "detail/spin.hpp"
+#include "detail/state_probe.hpp"
 #include "detail/undo_table.hpp"
 #include "mphost/ipc/error.hpp"
 #include "mphost/ipc/futex.hpp"
@@ -342,5 +343,33 @@ void semaphore::reserve_undo() {
 }
 
 void semaphore::after_fork() noexcept { local_count_.store(0, std::memory_order_relaxed); }
+
+// ---- for observers (detail/state_probe.hpp) ----
+
+bool detail::describe_semlock(const std::byte* bytes, std::size_t size, sync_view& out) noexcept {
+  if (size < sizeof(detail::semlock_state)) return false;
+  const auto* s = reinterpret_cast<const detail::semlock_state*>(bytes);
+  if (s->magic != detail::semlock_state::magic_value || s->version != detail::semlock_state::current_version ||
+      (s->kind != 0 && s->kind != 1) || s->maxvalue == 0 || s->maxvalue > semaphore::value_max ||
+      s->owner_mode > undo_owner_mode) {
+    return false;
+  }
+  out.maxvalue = s->maxvalue;
+  if (s->owner_mode == 1) {
+    const std::uint32_t word = s->word.load(std::memory_order_relaxed);
+    const std::uint32_t owner = word & detail::owner_mask;
+    out.kind = s->kind == 0 ? "RLock" : "Lock";
+    out.value = owner == 0 ? 1 : 0;
+    if (owner != 0 && owner != detail::unknown_owner) out.holder_pid = static_cast<pid_t>(owner);
+    out.may_have_waiters = (word & detail::waiters_bit) != 0;
+    if (s->kind == 0 && owner != 0) out.recursion = s->recursion.load(std::memory_order_relaxed);
+  } else {
+    out.kind = s->maxvalue == semaphore::value_max ? "Semaphore" : "BoundedSemaphore";
+    out.value = s->value.load(std::memory_order_relaxed);
+    out.waiters = s->waiters.load(std::memory_order_relaxed);
+    out.may_have_waiters = *out.waiters != 0;
+  }
+  return true;
+}
 
 }  // namespace mphost::ipc

@@ -11,5 +11,6 @@ System V's SEM_UNDO does (see ``mphost._semaphore``).
 
 from ._semaphore import BoundedSemaphore, Semaphore
 from ._shared import shared_array
+from ._state import TreeState, state
 
-__all__ = ['shared_array', 'Semaphore', 'BoundedSemaphore']
+__all__ = ['shared_array', 'Semaphore', 'BoundedSemaphore', 'state', 'TreeState']

@@ -356,7 +356,19 @@ def Pipe(duplex=True):
     (see _channel_connection), not through the kernel; each end's fileno()
     is one end of a Unix socket pair, as with the stdlib.
     """
-    return _channel._channel_pipe(duplex)
+    ends = _channel._channel_pipe(duplex)
+    _label_channels(ends, 'Pipe')
+    return ends
+
+
+def _label_channels(conns, label):
+    """Say what the channels behind `conns` are, for mphost.state() and the
+    inspector (a few bytes in each channel's header)."""
+    import _mphost
+    for conn in conns:
+        inbound = getattr(conn, '_inbound', None)
+        if inbound is not None:
+            _mphost.state_label_channel(inbound.name, label)
 
 
 #

@@ -219,6 +219,8 @@ class BaseManager(object):
     def _run_server(cls, registry, address, authkey, serializer, writer,
                     initializer=None, initargs=()):
         """The server process: make the server, report its address, serve."""
+        import _mphost
+        _mphost.state_note_self('manager_server')
         run_server_process(cls._Server, registry, address, authkey, serializer, writer,
                            initializer, initargs)
 

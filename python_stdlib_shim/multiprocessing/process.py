@@ -236,6 +236,7 @@ class BaseProcess(object):
         _cleanup()
         popen = self._Popen(self)
         self._popen, self._sentinel = popen, popen.sentinel
+        _note_in_tree(popen.pid, self._name)
         # The child has its own copy now; drop ours so that the target and
         # its arguments can be collected.
         for attr in _WORK:
@@ -404,6 +405,15 @@ def _adopt(proc, parent_sentinel):
     _parent_process = _ParentProcess(proc._parent_name, proc._parent_pid, parent_sentinel)
     proc._after_fork()
     del inherited
+    import _mphost
+    _mphost.state_note_self('child', name=proc._name, ppid=proc._parent_pid, method=method)
+
+
+def _note_in_tree(pid, name):
+    """The child's Python name, for the tree's process table (mphost.state(),
+    the inspector): the runtime noted the rest as it started the child."""
+    import _mphost
+    _mphost.state_note(pid, name=name)
 
 
 class AuthenticationString(bytes):

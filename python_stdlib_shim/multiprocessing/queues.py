@@ -120,6 +120,7 @@ class Queue(object):
         from .synchronize import SEM_VALUE_MAX
         slots = maxsize if maxsize > 0 else SEM_VALUE_MAX
         reader, writer = _one_way()
+        connection._label_channels((reader,), type(self).__name__)
         return {'_maxsize': slots, '_sem': ctx.BoundedSemaphore(slots),
                 '_reader': reader, '_writer': writer, '_opid': os.getpid()}
 
@@ -327,6 +328,7 @@ class SimpleQueue(object):
 
     def __init__(self, *, ctx):
         self._reader, self._writer = _one_way()
+        connection._label_channels((self._reader,), type(self).__name__)
         self._attach()
 
     def _attach(self):

@@ -420,6 +420,7 @@ def main(fd, registry=None):
     if registry is not None:
         name, token = registry
         _mphost.registry_adopt(name)
+    _mphost.state_note_self('resource_tracker', name='ResourceTracker', ppid=os.getppid())
     watcher = _pipe_id(fd)
     kept = {}  # rtype -> names the registry does not hold for us
     try:

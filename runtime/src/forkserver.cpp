@@ -12,8 +12,9 @@
 #include <cstring>
 #include <map>
 
-#include "mphost/ipc/fd_passing.hpp"
 #include "mphost/ipc/error.hpp"
+#include "mphost/ipc/fd_passing.hpp"
+#include "mphost/ipc/process_table.hpp"
 #include "mphost/runtime/exit_status.hpp"
 #include "mphost/runtime/handshake.hpp"
 #include "mphost/runtime/names.hpp"
@@ -139,6 +140,7 @@ std::optional<std::vector<int>> run_zygote(int listen_fd, int alive_fd, const st
                                            const fork_hooks& hooks) {
   std::map<pid_t, running_child> children;
   std::vector<pid_t> watched;  // the pid behind each pollfd from index 2 on
+  ipc::note_this_process(ipc::process_role::forkserver, "ForkServer", ipc::process_method::spawn);
   for (;;) {
     std::vector<pollfd> watch;
     watch.push_back({alive_fd, POLLIN, 0});

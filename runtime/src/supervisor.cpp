@@ -14,6 +14,7 @@
 #include <string>
 
 #include "mphost/ipc/error.hpp"
+#include "mphost/ipc/process_table.hpp"
 #include "mphost/ipc/process_identity.hpp"
 #include "mphost/runtime/forkserver.hpp"
 #include "mphost/runtime/sentinel.hpp"
@@ -62,8 +63,7 @@ int code_from_siginfo(const siginfo_t& info) noexcept {
 
 // Collects the code of `r` if it has ended. Called with the table's lock
 // held: never blocks (the status descriptor is read only once readable).
-void settle(row& r) {
-  if (r.ended) return;
+void collect(row& r) {
   if (r.reports_on_sentinel) {
     if (!sentinel_ready(r.sentinel)) return;
     r.code = read_child_exit_code(r.sentinel).value_or(255);
@@ -81,6 +81,22 @@ void settle(row& r) {
   if (info.si_pid == 0) return;  // still running
   r.code = code_from_siginfo(info);
   r.ended = true;
+}
+
+// For observers (ipc/process_table.hpp): the child has ended, with its code
+// if it is known.
+void note_ended(const row& r) noexcept {
+  ipc::process_note note;
+  note.pid = r.pid;
+  note.state = ipc::process_state::exited;
+  note.exit_code = r.code;
+  ipc::note_process(note);
+}
+
+void settle(row& r) {
+  if (r.ended) return;
+  collect(r);
+  if (r.ended) note_ended(r);
 }
 
 // -1 with errno set, as the system call.
@@ -226,6 +242,17 @@ child_ticket supervisor::admit(const admission& child) {
   // names its process for good, so its start time is read on demand (view).
   r->start_time = child.start_time != 0 || !r->reports_on_sentinel ? child.start_time : process_start_time(child.pid);
   r->ticket = ++last_ticket;
+  ipc::process_note note;
+  note.pid = child.pid;
+  note.fresh = true;
+  note.ppid = ipc::current_pid();
+  note.stamp_started_at = true;
+  note.role = ipc::process_role::child;
+  note.state = ipc::process_state::starting;
+  note.method = child.method == start_method::fork    ? ipc::process_method::fork
+                : child.method == start_method::spawn ? ipc::process_method::spawn
+                                                      : ipc::process_method::forkserver;
+  ipc::note_process(note);
   table& t = the_table();
   const std::lock_guard held(t.lock);
   t.sweep_orphans();

@@ -15,6 +15,8 @@
 #include <thread>
 
 #include "mphost/ipc/error.hpp"
+#include "mphost/ipc/process_identity.hpp"
+#include "mphost/ipc/process_table.hpp"
 #include "mphost/runtime/exit_status.hpp"
 
 namespace mphost::runtime {
@@ -102,8 +104,24 @@ bool socket_intact(const waiting_child& child) noexcept {
   return ::fstat(child.sock, &st) == 0 && st.st_ino == child.inode;
 }
 
+// For observers (ipc/process_table.hpp): a spare waiting for work, or gone.
+void note_spare(pid_t pid, bool ready) noexcept {
+  ipc::process_note note;
+  note.pid = pid;
+  if (ready) {
+    note.fresh = true;
+    note.ppid = ipc::current_pid();
+    note.stamp_started_at = true;
+    note.role = ipc::process_role::warm_spare;
+    note.method = ipc::process_method::spawn;
+  }
+  note.state = ready ? ipc::process_state::ready : ipc::process_state::exited;
+  ipc::note_process(note);
+}
+
 void abandon(const waiting_child& child) noexcept {
   if (socket_intact(child)) ::close(child.sock);
+  note_spare(child.pid, false);
   ::kill(child.pid, SIGKILL);
   try {
     wait_for_exit(child.pid, true);
@@ -156,6 +174,7 @@ bool usable(const waiting_child& child) noexcept {
   }
   if (ended) {
     if (socket_intact(child)) ::close(child.sock);
+    note_spare(child.pid, false);
     return false;
   }
   // Its socket must still lead to it: a stray close elsewhere in the process
@@ -217,6 +236,7 @@ void warm_pool::stock(const launch_request& request, const std::string& key) {
   }
   // Started without the lock, which is never held across a fork.
   const waiting_child child = launch_waiting_child(request);
+  note_spare(child.pid, true);
   {
     std::lock_guard lock(mutex_);
     if (spares_.empty()) {
@@ -306,6 +326,7 @@ void warm_pool::refill_loop() {
       ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);  // the child inherits the caller's mask
       try {
         child = launch_waiting_child(request);
+        note_spare(child->pid, true);
       } catch (const std::system_error&) {
       }
       ::pthread_sigmask(SIG_SETMASK, &all, nullptr);

@@ -34,7 +34,7 @@ namespace mphost::ipc::detail {
 
 inline constexpr std::uint64_t control_magic = 0x316c6e6863706d6dull;  // "mmphchl1"
 inline constexpr std::uint64_t ring_magic = 0x31676e6972706d6dull;     // "mmpring1"
-inline constexpr std::uint32_t layout_version = 5;
+inline constexpr std::uint32_t layout_version = 6;
 // Endpoints of one channel alive at once (a fork child's inherited places
 // count): 2^15, far above what a tree of processes reaches on one machine,
 // and within the 16 bits a writer id gives the slot (frame.hpp).
@@ -85,9 +85,14 @@ struct control {
 
   alignas(64) robust_mutex write_lock;
   std::atomic<std::uint64_t> tail_ring;
+  // For observers (tree_state.hpp): frames reserved by writers, under
+  // write_lock, on the line writers touch anyway.
+  std::atomic<std::uint64_t> messages_written;
 
   alignas(64) robust_mutex read_lock;
   std::atomic<std::uint64_t> head_ring;
+  // Messages taken (or dropped as abandoned) by readers, under read_lock.
+  std::atomic<std::uint64_t> messages_read;
 
   // Readers sleep on data_seq; writers bump it after a commit when
   // readers_waiting > 0. Watchers (doorbell threads) sleep on watch_seq.
@@ -118,6 +123,9 @@ struct control {
   std::atomic<std::uint32_t> live_writers;
   std::atomic<std::uint32_t> endpoints;
   std::atomic<std::uint32_t> removed;
+  // What the program calls it ("Queue", "Pipe", ...), NUL-padded; written
+  // once after creation (label_channel), for observers only.
+  char label[32];
 
   // The endpoint table (at table_offset from this header). Slots at and
   // above high_water have never been used; every scan stops there. A freed

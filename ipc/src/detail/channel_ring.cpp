@@ -140,6 +140,12 @@ void consume(control& c, ring_map& r, std::uint64_t new_head) noexcept {
   notify_consumed(c, r, new_head);
 }
 
+// One more message taken: an observer's count (tree_state.hpp). Under
+// read_lock, so a plain increment.
+void count_taken(control& c) noexcept {
+  c.messages_read.store(c.messages_read.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
 // Drops everything published in the ring: what follows corrupt bytes cannot
 // be found. Then reports the corruption.
 [[noreturn]] void discard_corrupt(control& c, ring_map& r, std::uint64_t tail, const char* what) {
@@ -203,6 +209,7 @@ take_result take_locked(channel::state& s, message* out, bool check_writers, blo
       if (check_writers && s.writer_gone(f.writer)) {
         // Its writer died (or closed) between reserve and commit.
         consume(c, r, head + f.size);
+        count_taken(c);
         continue;
       }
       hint.keep = r.id != 0 ? s.r_ring : nullptr;
@@ -216,8 +223,11 @@ take_result take_locked(channel::state& s, message* out, bool check_writers, blo
     take_result got = take_result::got;
     switch (f.kind) {
       case frame_kind::padding:
+        consume(c, r, head + f.size);
+        continue;
       case frame_kind::abandoned:
         consume(c, r, head + f.size);
+        count_taken(c);
         continue;
       case frame_kind::data:
         // Writers send anything above the threshold as a block.
@@ -233,6 +243,7 @@ take_result take_locked(channel::state& s, message* out, bool check_writers, blo
         break;
     }
     consume(c, r, head + f.size);
+    count_taken(c);
     // The message is ours from here: say so at once (channel.hpp, Receipts).
     if (receipt != nullptr) receipt->store(message_identity(r.id, head), std::memory_order_release);
     // More published frames and other readers asleep: pass the wake-up on,
@@ -307,6 +318,7 @@ wait_result reserve_frame(channel::state& s, frame_kind kind, std::size_t length
           identity = message_identity(r.id, tail);
           if (r.id != 0) ring_keep = s.w_ring;
           r.hdr->tail.store(tail + size, std::memory_order_release);
+          c.messages_written.store(c.messages_written.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
           if (start_ns != 0) s.send_spin.record(start_ns);
           return wait_result::ok;
         }

@@ -20,6 +20,7 @@ void bind_sync(pybind11::module_& m);
 void bind_supervisor(pybind11::module_& m);
 void bind_manager(pybind11::module_& m);
 void bind_registry(pybind11::module_& m);
+void bind_state(pybind11::module_& m);
 
 }  // namespace mphost::embed
 

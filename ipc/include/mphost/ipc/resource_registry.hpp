@@ -82,6 +82,9 @@
 
 namespace mphost::ipc {
 
+struct process_note;    // process_table.hpp
+struct process_record;  // process_table.hpp
+
 class resource_registry {
  public:
   static constexpr std::string_view name_prefix = "mphost-reg-";
@@ -150,6 +153,10 @@ class resource_registry {
   std::vector<registration> registrations() const;
   // Gives the registrations of watcher `from` to watcher `to`; how many.
   std::size_t move_registrations(std::uint64_t from, std::uint64_t to) noexcept;
+
+  // ---- processes (process_table.hpp) ----
+  bool note_process(const process_note& note) noexcept;
+  std::vector<process_record> processes() const;
 
   // Unlinks every name recorded here, removes every registered resource of
   // a type the core knows (remove_registered) and then unlinks the
