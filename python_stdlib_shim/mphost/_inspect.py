@@ -231,16 +231,54 @@ def _waiter_text(waiters, names):
     return f'{n} waiting'
 
 
+def _bound_label(label):
+    """("Queue", 2) from a bounded queue's label "Queue maxsize=2"."""
+    kind, sep, size = (label or '').partition(' maxsize=')
+    if sep and kind and size.isdigit():
+        return kind, int(size)
+    return None, None
+
+
+def with_bounds(snapshot):
+    """The snapshot with each channel's `maxsize` (a bounded queue's bound,
+    which its label carries; None for others) and its kind without it.
+    `capacity` keeps its meaning: the bytes of a bounded ring."""
+    out = dict(snapshot)
+    chans = []
+    for ch in snapshot.get('channels') or []:
+        kind, maxsize = _bound_label(ch.get('label'))
+        ch = dict(ch, maxsize=maxsize)
+        if kind:
+            ch['kind'] = kind
+        chans.append(ch)
+    out['channels'] = chans
+    return out
+
+
+def _channel_fill(ch):
+    """(full?, phrase) for how full a channel is: messages against a
+    queue's maxsize, else bytes against a bounded ring's capacity."""
+    depth, maxsize = ch.get('depth'), ch.get('maxsize')
+    cap, flight = ch.get('capacity'), ch.get('bytes_in_flight')
+    if maxsize and depth is not None:
+        full = depth >= maxsize
+        return full, f'{depth}/{maxsize} FULL' if full else f'depth {depth}/{maxsize}'
+    full = bool(cap) and flight is not None and flight >= cap
+    phrase = f'depth {depth}' if depth is not None else ''
+    if cap and flight is not None:
+        phrase += f', {human_size(flight)} of {human_size(cap)} in flight' + (' FULL' if full else '')
+    elif flight:
+        phrase += f', {human_size(flight)} in flight'
+    return full, phrase.lstrip(', ')
+
+
 def _channel_line(ch, names, rates):
     """(text, level, attention sentence or None) for one channel."""
-    kind = ch.get('label') or ch.get('kind') or 'channel'
+    kind = ch.get('kind') or ch.get('label') or 'channel'
     title = ch.get('name') or '?'
-    parts = []
-    depth, cap = ch.get('depth'), ch.get('capacity')
-    full = depth is not None and cap is not None and cap > 0 and depth >= cap
-    if depth is not None:
-        parts.append(f'{depth}/{cap} FULL' if full else (f'depth {depth}/{cap}' if cap else f'depth {depth}'))
-    if ch.get('bytes_in_flight'):
+    full, fill = _channel_fill(ch)
+    parts = [fill] if fill else []
+    if ch.get('maxsize') and ch.get('bytes_in_flight'):
         parts.append(f'{human_size(ch["bytes_in_flight"])} in flight')
     if ch.get('messages_total') is not None:
         parts.append(f'{ch["messages_total"]} msgs')
@@ -256,7 +294,12 @@ def _channel_line(ch, names, rates):
     level = 2 if (full or writers) else (1 if readers else 0)
     note = None
     if level == 2:
-        why = f'is full ({depth}/{cap})' if full else 'has writers waiting for room'
+        if full and ch.get('maxsize'):
+            why = f'is full ({ch["depth"]}/{ch["maxsize"]}): its writers wait for room'
+        elif full:
+            why = 'is full (its ring has no room)'
+        else:
+            why = 'has writers waiting for room'
         note = f'{kind} {title} {why}'
         if writers:
             note += f'; {_plural(writers, "writer")} blocked'
@@ -295,10 +338,11 @@ def _lock_line(lk, names):
     where = _lock_state(lk, names)
     parts = [where] if where else []
     waiting = _waiter_text(lk.get('waiters'), names)
+    if not waiting and not _count(lk.get('waiters')) and lk.get('may_have_waiters'):
+        # A lock word's "someone sleeps here" bit: who and how many is not kept.
+        waiting = 'others waiting'
     if waiting:
         parts.append(waiting)
-    elif lk.get('waiters') is None and lk.get('may_have_waiters'):
-        parts.append('may have waiters')
     holder = lk.get('holder_pid')
     taken = bool(holder) or lk.get('value') == 0
     note = None
@@ -402,6 +446,7 @@ def render(snapshot, width=None, colour=False, rates=None, encoding='utf-8', foc
     about, marked when it is not the root; `frame` a refresh counter."""
     paint = _Palette(colour).paint
     g = _glyphs(encoding)
+    snapshot = with_bounds(snapshot)
     root = snapshot.get('root')
     processes = list(snapshot.get('processes') or [])
     names = {p['pid']: p.get('name') for p in processes if p.get('pid') is not None}
@@ -492,16 +537,16 @@ def render(snapshot, width=None, colour=False, rates=None, encoding='utf-8', foc
 def summary(snapshot):
     """How many of each thing, and how many hold the program up: a list of
     short phrases (render joins them and wraps them to the width)."""
+    snapshot = with_bounds(snapshot)
     procs = snapshot.get('processes') or []
     alive = sum(1 for p in procs if p.get('exitcode') is None)
     chans = snapshot.get('channels') or []
-    full = sum(1 for c in chans if c.get('depth') is not None and c.get('capacity')
-               and c['depth'] >= c['capacity'])
+    full = sum(1 for c in chans if _channel_fill(c)[0])
     blocked = sum(1 for c in chans if _count(c.get('writers_waiting')))
     reading = sum(1 for c in chans if _count(c.get('readers_waiting')))
     locks = snapshot.get('locks') or []
     held = sum(1 for lk in locks if lk.get('holder_pid'))
-    contended = sum(1 for lk in locks if _count(lk.get('waiters')))
+    contended = sum(1 for lk in locks if _count(lk.get('waiters')) or lk.get('may_have_waiters'))
     segs = snapshot.get('segments') or []
     total = sum(s.get('size') or 0 for s in segs)
     phrases = [f'{_plural(len(procs), "process", "processes")} ({alive} running)']
@@ -574,8 +619,8 @@ class _Screen:
 
 
 def _with_rates(snapshot, rates):
-    out = dict(snapshot)
-    out['channels'] = [dict(c, messages_per_second=rates.get(c.get('name'))) for c in snapshot.get('channels') or []]
+    out = with_bounds(snapshot)
+    out['channels'] = [dict(c, messages_per_second=rates.get(c.get('name'))) for c in out['channels']]
     return out
 
 
@@ -589,7 +634,7 @@ def run(pid, watch=None, as_json=False, once=False, out=None, err=None, source=N
         snap = take_snapshot(root, source)
         if watch is None:
             if as_json:
-                out.write(json.dumps(snap, indent=2, sort_keys=False) + '\n')
+                out.write(json.dumps(with_bounds(snap), indent=2, sort_keys=False) + '\n')
             else:
                 cols, _ = screen.size()
                 out.write(render(snap, width=cols, colour=screen.colour, encoding=screen.encoding,

@@ -45,10 +45,10 @@ def _snapshot(taken_at=1764895512.25, total=2):
             {'pid': 4244, 'ppid': 4240, 'name': 'Done', 'role': 'process', 'start_method': 'fork',
              'state': None, 'exitcode': -9, 'cpu_seconds': None, 'rss_bytes': None, 'started_at': None}],
         'channels': [
-            {'name': 'mphost-ch-1', 'kind': 'queue', 'label': 'Queue', 'depth': 2, 'bytes_in_flight': 2100,
-             'capacity': 2, 'messages_total': total, 'readers_waiting': 0, 'writers_waiting': 1,
+            {'name': 'mphost-ch-1', 'kind': 'Queue maxsize=2', 'label': 'Queue maxsize=2', 'depth': 2,
+             'bytes_in_flight': 2100, 'capacity': None, 'messages_total': total, 'readers_waiting': 0, 'writers_waiting': 1,
              'creator_pid': 4240},
-            {'name': 'mphost-ch-2', 'kind': 'pipe', 'label': None, 'depth': 0, 'bytes_in_flight': 0,
+            {'name': 'mphost-ch-2', 'kind': 'channel', 'label': None, 'depth': 0, 'bytes_in_flight': 0,
              'capacity': None, 'messages_total': 1000 + total, 'readers_waiting': 1, 'writers_waiting': 0,
              'creator_pid': 4243}],
         'locks': [
@@ -85,8 +85,24 @@ def test_a_held_lock_names_its_holder_and_waiters_and_is_called_out():
 def test_a_full_queue_shows_depth_over_capacity_and_its_blocked_writer():
     text = _inspect.render(_snapshot(), width=160)
     assert '2/2 FULL' in text and '1 writer waiting' in text and '2.1 KiB in flight' in text
-    assert 'Queue mphost-ch-1 is full (2/2); 1 writer blocked' in text
+    assert 'Queue mphost-ch-1 is full (2/2): its writers wait for room; 1 writer blocked' in text
     assert '1 reader waiting' in text
+
+
+def test_a_ring_full_of_bytes_is_full_too():
+    snap = _snapshot()
+    snap['channels'][1].update(capacity=4096, bytes_in_flight=4096, depth=3)
+    text = _inspect.render(snap, width=160)
+    assert 'depth 3, 4.0 KiB of 4.0 KiB in flight FULL' in text
+    assert 'channel mphost-ch-2 is full (its ring has no room)' in text
+
+
+def test_json_carries_the_maxsize_of_a_bounded_queue():
+    out = io.StringIO()
+    assert _inspect.run(os.getpid(), as_json=True, out=out, err=io.StringIO(), source=_recorded([1.0])) == 0
+    chans = json.loads(out.getvalue())['channels']
+    assert [(c['kind'], c['maxsize'], c['capacity']) for c in chans] == [('Queue', 2, None),
+                                                                       ('channel', None, None)]
 
 
 def test_resources_sit_under_their_creator():
@@ -111,6 +127,14 @@ def test_a_semaphore_at_zero_with_waiters_is_called_out():
     # A free one with nobody waiting is not.
     snap['locks'][-1].update(value=2, waiters=0)
     assert 'mphost-sem-3 has' not in _inspect.render(snap, width=160)
+
+
+def test_a_held_lock_whose_waiters_are_not_counted():
+    snap = _snapshot()
+    snap['locks'][0].update(waiters=None, may_have_waiters=True)
+    text = _inspect.render(snap, width=160)
+    assert 'Lock mphost-lk-1 is held by 4242 Worker-1; others waiting' in text
+    assert '2 locks (1 held, 1 with waiters)' in text
 
 
 def test_sizes_are_humanised():
@@ -187,7 +211,8 @@ def test_json_prints_the_snapshot_as_is():
     status = _inspect.run(me, as_json=True, out=out, err=err, source=_recorded([5.0]))
     assert status == 0, err.getvalue()
     doc = json.loads(out.getvalue())
-    assert doc == dict(_snapshot(5.0, total=50), root=me)
+    assert doc == _inspect.with_bounds(dict(_snapshot(5.0, total=50), root=me))
+    assert doc['locks'] == _snapshot()['locks']
 
 
 def test_watch_json_is_one_object_per_line_with_rates():
@@ -411,7 +436,7 @@ def test_json_of_a_stuck_program(stuck):
     assert procs[holder]['name'] == 'Holder' and procs[writer]['name'] == 'Writer'
     assert procs[holder]['ppid'] == root
     assert any(lk['holder_pid'] == holder for lk in doc['locks'])
-    assert any(c['capacity'] and c['depth'] == c['capacity'] for c in doc['channels'])
+    assert any(c['maxsize'] == 2 and c['depth'] == 2 for c in doc['channels'])
 
 
 BUSY = textwrap.dedent('''
