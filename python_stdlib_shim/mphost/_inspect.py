@@ -376,10 +376,22 @@ def _segment_line(seg, names):
 _COLUMNS = ('PID', 'NAME', 'ROLE', 'START', 'STATE', 'CPU', 'RSS')
 
 
+# What the kernel says a running process is doing (/proc/PID/stat).
+_OS_STATES = {'R': 'running', 'S': 'sleeping', 'D': 'disk wait', 'T': 'stopped', 't': 'traced',
+              'Z': 'zombie', 'X': 'dead', 'I': 'idle'}
+
+
 def _state_word(p):
     code = p.get('exitcode')
     if code is None:
-        return p.get('state') or '?'
+        state = p.get('state')
+        if p.get('alive') is False:
+            return 'gone'
+        # "running" in the registry means it runs its program; the kernel
+        # tells whether it computes or sleeps (in a wait, when stuck).
+        if state in (None, 'running') and p.get('os_state') in _OS_STATES:
+            return _OS_STATES[p['os_state']]
+        return state or '?'
     if code < 0:
         import signal
         try:
@@ -487,7 +499,7 @@ def render(snapshot, width=None, colour=False, rates=None, encoding='utf-8', foc
         prefix = ''.join(g['none'] if last else g['bar'] for last in lasts[:-1])
         if lasts:
             prefix += g['last'] if lasts[-1] else g['tee']
-        rows.append([prefix + str(p['pid']), p.get('name') or '?', p.get('role') or '-',
+        rows.append([prefix + str(p['pid']), p.get('name') or '-', p.get('role') or '-',
                      p.get('start_method') or '-', _state_word(p), human_seconds(p.get('cpu_seconds')),
                      human_size(p.get('rss_bytes'))])
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(_COLUMNS)]

@@ -137,6 +137,22 @@ def test_a_held_lock_whose_waiters_are_not_counted():
     assert '2 locks (1 held, 1 with waiters)' in text
 
 
+def test_the_state_column_says_whether_a_process_computes_or_waits():
+    snap = _snapshot()
+    snap['processes'][0].update(state='running', os_state='S')
+    snap['processes'][1].update(state='running', os_state='R')
+    snap['processes'][2].update(state='ready', os_state='S')
+    snap['processes'][3].update(alive=False)
+    lines = _inspect.render(snap, width=160).splitlines()
+
+    def row(pid, name):
+        return next(line for line in lines if str(pid) in line and name in line)
+    assert ' sleeping ' in row(4240, 'MainProcess')
+    assert ' running ' in row(4243, 'Writer')
+    assert ' ready ' in row(4242, 'Worker-1')
+    assert ' gone ' in row(4250, 'Grandchild')
+
+
 def test_sizes_are_humanised():
     assert _inspect.human_size(512) == '512 B'
     assert _inspect.human_size(2100) == '2.1 KiB'
@@ -366,7 +382,7 @@ STUCK = textwrap.dedent('''
 @pytest.fixture
 def stuck(request, tmp_path):
     """A program stuck on purpose: (root pid, holder pid, writer pid)."""
-    method = getattr(request, 'param', 'fork')
+    method = getattr(request, 'param', 'spawn')
     prog = tmp_path / 'stuck.py'
     prog.write_text(STUCK)
     env = dict(os.environ)
