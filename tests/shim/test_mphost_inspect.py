@@ -146,7 +146,7 @@ def test_the_state_column_says_whether_a_process_computes_or_waits():
     lines = _inspect.render(snap, width=160).splitlines()
 
     def row(pid, name):
-        return next(line for line in lines if str(pid) in line and name in line)
+        return next(line for line in lines if str(pid) in line and name in line and 'iB' in line[-8:])
     assert ' sleeping ' in row(4240, 'MainProcess')
     assert ' running ' in row(4243, 'Writer')
     assert ' ready ' in row(4242, 'Worker-1')
