@@ -97,7 +97,7 @@ def find_root(pid):
         if root.isdigit():
             return int(root)
     raise InspectError(f'process {pid} ({_command_name(pid)}) is not an mphost program '
-                       f'(it has no registry of {REGISTRY_DIR} mapped)')
+                       f'(it maps no mphost registry)')
 
 
 def _command_name(pid):
