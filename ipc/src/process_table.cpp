@@ -152,6 +152,16 @@ std::uint64_t unix_now_ns() noexcept {
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
+int rank(process_state state) noexcept {
+  switch (state) {
+    case process_state::ready: return 1;
+    case process_state::starting: return 2;
+    case process_state::running: return 3;
+    case process_state::exited: return 4;
+    default: return 0;
+  }
+}
+
 void store_name(process_slot& s, std::string_view name) noexcept {
   char text[process_name_words * 8] = {};
   std::memcpy(text, name.data(), std::min(name.size(), max_process_name));
@@ -192,9 +202,11 @@ bool resource_registry::note_process(const process_note& note) noexcept {
     s->has_exit.store(1, std::memory_order_release);
     s->state.store(static_cast<std::uint8_t>(process_state::exited), std::memory_order_release);
   } else if (note.state != process_state::unknown) {
-    // Never back from exited: a late "running" from the child loses.
+    // States only move on (ready, starting, running, exited): the parent's
+    // "starting" may arrive after the child's own "running", and a late
+    // "running" after the exit code.
     std::uint8_t seen = s->state.load(std::memory_order_relaxed);
-    while (seen != static_cast<std::uint8_t>(process_state::exited) &&
+    while (rank(static_cast<process_state>(seen)) < rank(note.state) &&
            !s->state.compare_exchange_weak(seen, static_cast<std::uint8_t>(note.state), std::memory_order_release,
                                            std::memory_order_relaxed)) {
     }

@@ -2,9 +2,11 @@
 // first bytes, read with pread, matched against the headers the core
 // writes; plain segments get the pids that map them from /proc/<pid>/maps.
 #include <fcntl.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <set>
@@ -25,10 +27,22 @@ struct alignas(64) probe_buffer {
 };
 static_assert(sizeof(control) <= probe_bytes);
 
-// The pids (of `live`) that map each /dev/shm name.
-std::unordered_map<std::string, std::vector<pid_t>> shm_mappers(const std::vector<pid_t>& live) {
-  std::unordered_map<std::string, std::vector<pid_t>> out;
+// Where a /dev/shm name is mapped in the tree: by which pids, and one
+// mapping of its first page to read it through when its name is gone (a
+// fork-context semaphore is unlinked as soon as it is made).
+struct mapping_info {
+  std::vector<pid_t> pids;
+  pid_t via_pid = 0;  // a process mapping it from offset 0
+  std::uint64_t address = 0;
+  std::uint64_t length = 0;
+  bool deleted = false;
+};
+
+// The /dev/shm mappings of the processes `live`, by name.
+std::unordered_map<std::string, mapping_info> shm_mappings(const std::vector<pid_t>& live) {
+  std::unordered_map<std::string, mapping_info> out;
   constexpr std::string_view marker = "/dev/shm/";
+  constexpr std::string_view deleted = " (deleted)";
   std::string text;
   char chunk[16384];
   for (pid_t pid : live) {
@@ -42,17 +56,44 @@ std::unordered_map<std::string, std::vector<pid_t>> shm_mappers(const std::vecto
       text.append(chunk, static_cast<std::size_t>(n));
     }
     ::close(fd);
-    std::set<std::string> seen;
-    for (std::size_t at = text.find(marker); at != std::string::npos; at = text.find(marker, at + 1)) {
-      const std::size_t start = at + marker.size();
-      std::size_t end = text.find('\n', start);
-      if (end == std::string::npos) end = text.size();
-      std::string name = text.substr(start, end - start);
-      if (const auto cut = name.find(" (deleted)"); cut != std::string::npos) name.erase(cut);
-      if (seen.insert(name).second) out[name].push_back(pid);
+    std::size_t line_start = 0;
+    while (line_start < text.size()) {
+      std::size_t line_end = text.find('\n', line_start);
+      if (line_end == std::string::npos) line_end = text.size();
+      const std::string_view line(text.data() + line_start, line_end - line_start);
+      line_start = line_end + 1;
+      const std::size_t at = line.find(marker);
+      if (at == std::string_view::npos) continue;
+      std::string_view name = line.substr(at + marker.size());
+      const bool gone = name.size() > deleted.size() && name.substr(name.size() - deleted.size()) == deleted;
+      if (gone) name.remove_suffix(deleted.size());
+      unsigned long long from = 0, to = 0, offset = 0;
+      const std::string head(line.substr(0, at));
+      if (std::sscanf(head.c_str(), "%llx-%llx %*s %llx", &from, &to, &offset) != 3) continue;
+      mapping_info& info = out[std::string(name)];
+      if (std::find(info.pids.begin(), info.pids.end(), pid) == info.pids.end()) info.pids.push_back(pid);
+      info.deleted = info.deleted || gone;
+      if (offset == 0 && info.via_pid == 0) {
+        info.via_pid = pid;
+        info.address = from;
+        info.length = to - from;
+      }
     }
   }
   return out;
+}
+
+// The first bytes of a mapping whose name is gone, copied from the memory of
+// a process that maps it (/proc/<pid>/mem: a read, no ptrace stop).
+std::size_t read_mapped(const mapping_info& info, std::byte* out, std::size_t length) noexcept {
+  if (info.via_pid <= 0) return 0;
+  const std::string path = "/proc/" + std::to_string(info.via_pid) + "/mem";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  const std::size_t want = std::min<std::uint64_t>(length, info.length);
+  const ssize_t n = ::pread(fd, out, want, static_cast<off_t>(info.address));
+  ::close(fd);
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
 struct ring_numbers {
@@ -112,22 +153,35 @@ bool describe_sync(const std::byte* bytes, std::size_t size, sync_view& out) noe
 
 void classify_names(const std::vector<std::pair<std::string, pid_t>>& names, const std::vector<pid_t>& live,
                     tree_snapshot& snap) {
+  const auto mappings = shm_mappings(live);
+  // What the registry lists, then what the tree maps and the registry does
+  // not (names already unlinked, shared memory made outside the core).
+  std::vector<std::pair<std::string, pid_t>> all(names);
   std::set<std::string> listed;
   for (const auto& entry : names) listed.insert(entry.first);
+  for (const auto& [name, info] : mappings) {
+    if (listed.insert(name).second) all.emplace_back(name, 0);
+  }
   auto buffer = std::make_unique<probe_buffer>();
-  std::vector<std::pair<std::string, pid_t>> plain;
-  for (const auto& [name, creator] : names) {
-    if (name.rfind(resource_registry::name_prefix, 0) == 0) continue;
+  for (const auto& [name, creator] : all) {
+    if (name.rfind(resource_registry::name_prefix, 0) == 0 || name.empty()) continue;
     // A channel's extra rings and large blocks are part of it.
     if (const auto dot = name.rfind('.'); dot != std::string::npos && listed.count(name.substr(0, dot)) != 0) continue;
+    const auto mapped = mappings.find(name);
     std::uint64_t size = 0;
     std::size_t got = 0;
+    std::memset(buffer->bytes, 0, sizeof buffer->bytes);
     {
       read_only_file file(name);
-      if (!file) continue;  // gone since the registry listed it
-      size = file.size();
-      std::memset(buffer->bytes, 0, sizeof buffer->bytes);
-      got = file.read(0, buffer->bytes, std::min<std::uint64_t>(size, sizeof buffer->bytes));
+      if (file) {
+        size = file.size();
+        got = file.read(0, buffer->bytes, std::min<std::uint64_t>(size, sizeof buffer->bytes));
+      } else if (mapped != mappings.end()) {
+        size = mapped->second.length;
+        got = read_mapped(mapped->second, buffer->bytes, sizeof buffer->bytes);
+      } else {
+        continue;  // gone since the registry listed it
+      }
     }
     channel_view channel;
     channel.creator_pid = creator;
@@ -146,13 +200,8 @@ void classify_names(const std::vector<std::pair<std::string, pid_t>>& names, con
     seg.name = name;
     seg.size = size;
     seg.creator_pid = creator;
+    if (mapped != mappings.end()) seg.mapped_by = mapped->second.pids;
     snap.segments.push_back(std::move(seg));
-  }
-  if (!snap.segments.empty()) {
-    const auto mappers = shm_mappers(live);
-    for (segment_view& seg : snap.segments) {
-      if (auto it = mappers.find(seg.name); it != mappers.end()) seg.mapped_by = it->second;
-    }
   }
   auto by_name = [](const auto& a, const auto& b) { return a.name < b.name; };
   std::sort(snap.channels.begin(), snap.channels.end(), by_name);

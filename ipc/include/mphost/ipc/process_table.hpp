@@ -14,7 +14,8 @@
 //   child once it runs its target, with its Python-level name), and a parent
 //   notes its child when it starts it and when it collects its exit code.
 //   Parent and child may write the same row at the same time: each note
-//   changes only the fields it carries (the zero values below mean "leave").
+//   changes only the fields it carries (the zero values below mean "leave"),
+//   and a state only moves on: ready, starting, running, exited.
 // * A row of a pid whose recorded start time differs from the note's is a
 //   previous process's: it is reset before the note is written. When the
 //   64 rows from a pid's hash are all taken, the row of an ended process
