@@ -316,7 +316,10 @@ def _lock_state(lk, names):
     value, top = lk.get('value'), lk.get('maxvalue')
     if holder:
         depth = lk.get('recursion')
-        return f'held by {_who(holder, names)}' + (f' ({depth} deep)' if depth and depth > 1 else '')
+        text = f'held by {_who(holder, names)}' + (f' ({depth} deep)' if depth and depth > 1 else '')
+        if lk.get('holder_alive') is False:
+            text += ' (dead: the next acquirer recovers it)'
+        return text
     if kind in _OWNED_KINDS and value is not None:
         return 'free' if value else 'taken'
     if kind == 'Event' and lk.get('is_set') is not None:
@@ -372,6 +375,8 @@ def _segment_line(seg, names):
 
 
 # ---------------------------------------------------------------- one frame
+
+_ENDED = 'ended'   # the group of resources whose creator is not in the tree any more
 
 _COLUMNS = ('PID', 'NAME', 'ROLE', 'START', 'STATE', 'CPU', 'RSS')
 
@@ -491,7 +496,9 @@ def render(snapshot, width=None, colour=False, rates=None, encoding='utf-8', foc
                        ('segments', lambda r: _segment_line(r, names))):
         for res in snapshot.get(key) or []:
             creator = res.get('creator_pid')
-            owned.setdefault(creator if creator in names else None, []).append(maker(res))
+            if creator is not None and creator not in names:
+                creator = _ENDED
+            owned.setdefault(creator, []).append(maker(res))
 
     order = _tree_order(processes, root)
     rows = []
@@ -527,15 +534,16 @@ def render(snapshot, width=None, colour=False, rates=None, encoding='utf-8', foc
             lines.append(paint(_fit(indent + mark + text, width), level))
             if note:
                 attention.append(note)
-    orphans = owned.get(None, [])
-    if orphans:
-        lines.append('')
-        lines.append(_fit('created by processes not running any more (or unknown):', width))
-        for text, level, note in orphans:
-            mark = '! ' if level == 2 else '  '
-            lines.append(paint(_fit('   ' + mark + text, width), level))
-            if note:
-                attention.append(note)
+    for key, heading in ((_ENDED, 'created by processes no longer in the tree:'),
+                         (None, 'creator not recorded (a fork-context primitive has no name to record):')):
+        if owned.get(key):
+            lines.append('')
+            lines.append(_fit(heading, width))
+            for text, level, note in owned[key]:
+                mark = '! ' if level == 2 else '  '
+                lines.append(paint(_fit('   ' + mark + text, width), level))
+                if note:
+                    attention.append(note)
     lines.append('')
     if attention:
         lines.append(paint('attention:', 2))

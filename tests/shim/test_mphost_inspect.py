@@ -113,7 +113,7 @@ def test_resources_sit_under_their_creator():
     assert at['4240  '] < at['psm_abc'] < at['4242  ']
     assert at['4243  '] < at['mphost-ch-2'] < at['4250  ']
     # A creator that is not a process of the tree: listed apart.
-    orphan_head = next(i for i, line in enumerate(lines) if 'not running any more' in line)
+    orphan_head = next(i for i, line in enumerate(lines) if 'no longer in the tree' in line)
     assert orphan_head < next(i for i, line in enumerate(lines) if 'mphost-sem-2' in line)
 
 
@@ -151,6 +151,14 @@ def test_the_state_column_says_whether_a_process_computes_or_waits():
     assert ' running ' in row(4243, 'Writer')
     assert ' ready ' in row(4242, 'Worker-1')
     assert ' gone ' in row(4250, 'Grandchild')
+
+
+def test_resources_of_an_unknown_creator_and_a_dead_holder():
+    snap = _snapshot()
+    snap['locks'][0].update(creator_pid=None, holder_alive=False)
+    text = _inspect.render(snap, width=160)
+    tail = text[text.index('creator not recorded'):]
+    assert 'held by 4242 Worker-1 (dead: the next acquirer recovers it)' in tail
 
 
 def test_sizes_are_humanised():
@@ -382,7 +390,7 @@ STUCK = textwrap.dedent('''
 @pytest.fixture
 def stuck(request, tmp_path):
     """A program stuck on purpose: (root pid, holder pid, writer pid)."""
-    method = getattr(request, 'param', 'spawn')
+    method = getattr(request, 'param', 'fork')
     prog = tmp_path / 'stuck.py'
     prog.write_text(STUCK)
     env = dict(os.environ)
