@@ -231,27 +231,46 @@ def _waiter_text(waiters, names):
     return f'{n} waiting'
 
 
-def _bound_label(label):
-    """("Queue", 2) from a bounded queue's label "Queue maxsize=2"."""
-    kind, sep, size = (label or '').partition(' maxsize=')
-    if sep and kind and size.isdigit():
-        return kind, int(size)
-    return None, None
+# A Queue's bound is not in its channel: it is a BoundedSemaphore of
+# `maxsize` units (the free slots), taken by put() before the message goes in
+# and given back by get() after it is taken out. An unbounded Queue's has
+# SEM_VALUE_MAX units.
+_UNBOUNDED_SLOTS = 2 ** 31 - 1
+_BOUNDED_KINDS = ('Queue', 'JoinableQueue')
 
 
 def with_bounds(snapshot):
-    """The snapshot with each channel's `maxsize` (a bounded queue's bound,
-    which its label carries; None for others) and its kind without it.
+    """The snapshot with each channel's `maxsize` (None unless it is a
+    bounded queue) and, on the pair, `slots` (the name of the semaphore
+    counting a bounded queue's free slots) and `slots_of` (the queue's).
+
+    The pair is found by its numbers, the registry knowing no link: a
+    BoundedSemaphore of fewer than SEM_VALUE_MAX units made by the queue's
+    creator (or by no one recorded: a fork-context one), whose units taken are at least the queue's depth (equal when no
+    put() is half-way), the closest one first. Two queues alike in every
+    number may swap semaphores: the figures shown stay right.
     `capacity` keeps its meaning: the bytes of a bounded ring."""
     out = dict(snapshot)
+    locks = [dict(lk) for lk in snapshot.get('locks') or []]
+    free = [lk for lk in locks if lk.get('kind') == 'BoundedSemaphore' and lk.get('value') is not None
+            and lk.get('maxvalue') and lk['maxvalue'] < _UNBOUNDED_SLOTS]
     chans = []
     for ch in snapshot.get('channels') or []:
-        kind, maxsize = _bound_label(ch.get('label'))
-        ch = dict(ch, maxsize=maxsize)
-        if kind:
-            ch['kind'] = kind
+        ch = dict(ch, maxsize=None)
+        depth = ch.get('depth')
+        if ch.get('kind') in _BOUNDED_KINDS and depth is not None:
+            fits = [lk for lk in free if lk.get('creator_pid') in (ch.get('creator_pid'), None)
+                    and lk['maxvalue'] - lk['value'] >= depth]
+            if fits:
+                slots = min(fits, key=lambda lk: (lk.get('creator_pid') is None,
+                                                  lk['maxvalue'] - lk['value'] - depth))
+                free.remove(slots)
+                ch.update(maxsize=slots['maxvalue'], slots=slots.get('name'),
+                          writers_blocked=_count(slots.get('waiters')))
+                slots['slots_of'] = ch.get('name')
         chans.append(ch)
     out['channels'] = chans
+    out['locks'] = locks
     return out
 
 
@@ -287,6 +306,8 @@ def _channel_line(ch, names, rates):
         parts.append(human_rate(rate))
     writers = _count(ch.get('writers_waiting'))
     readers = _count(ch.get('readers_waiting'))
+    if ch.get('writers_blocked'):
+        parts.append(_plural(ch['writers_blocked'], 'writer') + ' waiting for room')
     if writers:
         parts.append(_plural(writers, 'writer') + ' waiting')
     if readers:
@@ -295,7 +316,9 @@ def _channel_line(ch, names, rates):
     note = None
     if level == 2:
         if full and ch.get('maxsize'):
-            why = f'is full ({ch["depth"]}/{ch["maxsize"]}): its writers wait for room'
+            why = f'is full ({ch["depth"]}/{ch["maxsize"]})'
+            if ch.get('writers_blocked'):
+                why += f': {_plural(ch["writers_blocked"], "writer")} waiting for room'
         elif full:
             why = 'is full (its ring has no room)'
         else:
@@ -337,6 +360,8 @@ def _lock_line(lk, names):
     taken (a held lock, a semaphore at 0 -- a bounded Queue's free slots
     among them) is what holds a program up."""
     title = lk.get('name') or '?'
+    if lk.get('slots_of'):
+        title += f' (free slots of {lk["slots_of"]})'
     kind = lk.get('kind') or 'lock'
     where = _lock_state(lk, names)
     parts = [where] if where else []

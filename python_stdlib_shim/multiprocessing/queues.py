@@ -98,15 +98,6 @@ def _wake_feeder(buffer, notempty, item):
         notempty.notify()
 
 
-def _label_bound(reader, kind, maxsize):
-    """A bounded queue's label carries its maxsize ("Queue maxsize=2"), so
-    that the inspector can show depth/maxsize: the bound itself is a
-    semaphore, apart from the channel. Only a label that fits whole."""
-    label = f'{kind} maxsize={maxsize}'
-    if maxsize > 0 and len(label.encode()) <= 31:
-        connection._label_channels((reader,), label)
-
-
 class Queue(object):
     """A FIFO queue shared by processes; maxsize <= 0 means unbounded."""
 
@@ -130,7 +121,6 @@ class Queue(object):
         slots = maxsize if maxsize > 0 else SEM_VALUE_MAX
         reader, writer = _one_way()
         connection._label_channels((reader,), type(self).__name__)
-        _label_bound(reader, type(self).__name__, maxsize)
         return {'_maxsize': slots, '_sem': ctx.BoundedSemaphore(slots),
                 '_reader': reader, '_writer': writer, '_opid': os.getpid()}
 

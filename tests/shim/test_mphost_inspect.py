@@ -45,8 +45,8 @@ def _snapshot(taken_at=1764895512.25, total=2):
             {'pid': 4244, 'ppid': 4240, 'name': 'Done', 'role': 'process', 'start_method': 'fork',
              'state': None, 'exitcode': -9, 'cpu_seconds': None, 'rss_bytes': None, 'started_at': None}],
         'channels': [
-            {'name': 'mphost-ch-1', 'kind': 'Queue maxsize=2', 'label': 'Queue maxsize=2', 'depth': 2,
-             'bytes_in_flight': 2100, 'capacity': None, 'messages_total': total, 'readers_waiting': 0, 'writers_waiting': 1,
+            {'name': 'mphost-ch-1', 'kind': 'Queue', 'label': 'Queue', 'depth': 2,
+             'bytes_in_flight': 2100, 'capacity': None, 'messages_total': total, 'readers_waiting': 0, 'writers_waiting': 0,
              'creator_pid': 4240},
             {'name': 'mphost-ch-2', 'kind': 'channel', 'label': None, 'depth': 0, 'bytes_in_flight': 0,
              'capacity': None, 'messages_total': 1000 + total, 'readers_waiting': 1, 'writers_waiting': 0,
@@ -55,7 +55,12 @@ def _snapshot(taken_at=1764895512.25, total=2):
             {'name': 'mphost-lk-1', 'kind': 'Lock', 'value': 0, 'maxvalue': 1, 'holder_pid': 4242,
              'waiters': [4240, 4243], 'creator_pid': 4240},
             {'name': 'mphost-sem-2', 'kind': 'Semaphore', 'value': 2, 'maxvalue': 3, 'holder_pid': None,
-             'waiters': 0, 'creator_pid': 9999}],
+             'waiters': 0, 'creator_pid': 9999},
+            # The free slots of the bounded Queue mphost-ch-1, and of an unbounded one.
+            {'name': 'mphost-sem-4', 'kind': 'BoundedSemaphore', 'value': 0, 'maxvalue': 2, 'holder_pid': None,
+             'waiters': 1, 'creator_pid': 4240},
+            {'name': 'mphost-sem-5', 'kind': 'BoundedSemaphore', 'value': 2 ** 31 - 1, 'maxvalue': 2 ** 31 - 1,
+             'holder_pid': None, 'waiters': 0, 'creator_pid': 4240}],
         'segments': [{'name': 'psm_abc', 'size': 1048576, 'mapped_by': [4240, 4242], 'creator_pid': 4240}],
         'spawn': {'forkserver_pid': None, 'forkserver_alive': False, 'warm_spares': 1}}
 
@@ -84,8 +89,10 @@ def test_a_held_lock_names_its_holder_and_waiters_and_is_called_out():
 
 def test_a_full_queue_shows_depth_over_capacity_and_its_blocked_writer():
     text = _inspect.render(_snapshot(), width=160)
-    assert '2/2 FULL' in text and '1 writer waiting' in text and '2.1 KiB in flight' in text
-    assert 'Queue mphost-ch-1 is full (2/2): its writers wait for room; 1 writer blocked' in text
+    assert '2/2 FULL' in text and '1 writer waiting for room' in text and '2.1 KiB in flight' in text
+    assert 'Queue mphost-ch-1 is full (2/2): 1 writer waiting for room' in text
+    assert 'BoundedSemaphore mphost-sem-4 (free slots of mphost-ch-1) has no unit free (value 0/2); 1 waiting' \
+        in text
     assert '1 reader waiting' in text
 
 
@@ -97,12 +104,13 @@ def test_a_ring_full_of_bytes_is_full_too():
     assert 'channel mphost-ch-2 is full (its ring has no room)' in text
 
 
-def test_json_carries_the_maxsize_of_a_bounded_queue():
+def test_json_carries_the_maxsize_of_a_bounded_queue_from_its_slots():
     out = io.StringIO()
     assert _inspect.run(os.getpid(), as_json=True, out=out, err=io.StringIO(), source=_recorded([1.0])) == 0
     chans = json.loads(out.getvalue())['channels']
     assert [(c['kind'], c['maxsize'], c['capacity']) for c in chans] == [('Queue', 2, None),
                                                                        ('channel', None, None)]
+    assert chans[0]['slots'] == 'mphost-sem-4' and chans[0]['writers_blocked'] == 1
 
 
 def test_resources_sit_under_their_creator():
@@ -121,7 +129,7 @@ def test_a_semaphore_at_zero_with_waiters_is_called_out():
     # A bounded Queue's free slots are a semaphore: its writers wait there.
     snap = _snapshot()
     snap['locks'].append({'name': 'mphost-sem-3', 'kind': 'BoundedSemaphore', 'value': 0, 'maxvalue': 2,
-                          'holder_pid': None, 'waiters': 1, 'creator_pid': 4240})
+                          'holder_pid': None, 'waiters': 1, 'creator_pid': 4243})
     text = _inspect.render(snap, width=160)
     assert 'BoundedSemaphore mphost-sem-3 has no unit free (value 0/2); 1 waiting' in text
     # A free one with nobody waiting is not.
@@ -134,7 +142,7 @@ def test_a_held_lock_whose_waiters_are_not_counted():
     snap['locks'][0].update(waiters=None, may_have_waiters=True)
     text = _inspect.render(snap, width=160)
     assert 'Lock mphost-lk-1 is held by 4242 Worker-1; others waiting' in text
-    assert '2 locks (1 held, 1 with waiters)' in text
+    assert '4 locks (1 held, 2 with waiters)' in text
 
 
 def test_the_state_column_says_whether_a_process_computes_or_waits():
@@ -173,8 +181,8 @@ def test_sizes_are_humanised():
 def test_the_summary_counts_what_holds_the_program_up():
     text = _inspect.render(_snapshot(), width=200)
     assert '5 processes (4 running)' in text
-    assert '2 channels (1 full, 1 with writers waiting, 1 with readers waiting)' in text
-    assert '2 locks (1 held, 1 with waiters)' in text
+    assert '2 channels (1 full, 1 with readers waiting)' in text
+    assert '4 locks (1 held, 2 with waiters)' in text
     assert '1 segment (1.0 MiB)' in text
 
 
@@ -236,7 +244,7 @@ def test_json_prints_the_snapshot_as_is():
     assert status == 0, err.getvalue()
     doc = json.loads(out.getvalue())
     assert doc == _inspect.with_bounds(dict(_snapshot(5.0, total=50), root=me))
-    assert doc['locks'] == _snapshot()['locks']
+    assert [{k: v for k, v in lk.items() if k != 'slots_of'} for lk in doc['locks']] == _snapshot()['locks']
 
 
 def test_watch_json_is_one_object_per_line_with_rates():
@@ -460,7 +468,7 @@ def test_json_of_a_stuck_program(stuck):
     assert procs[holder]['name'] == 'Holder' and procs[writer]['name'] == 'Writer'
     assert procs[holder]['ppid'] == root
     assert any(lk['holder_pid'] == holder for lk in doc['locks'])
-    assert any(c['maxsize'] == 2 and c['depth'] == 2 for c in doc['channels'])
+    assert any(c['maxsize'] == 2 and c['depth'] == 2 and c['writers_blocked'] == 1 for c in doc['channels'])
 
 
 BUSY = textwrap.dedent('''
