@@ -361,7 +361,8 @@ def _lock_line(lk, names):
     among them) is what holds a program up."""
     title = lk.get('name') or '?'
     if lk.get('slots_of'):
-        title += f' (free slots of {lk["slots_of"]})'
+        queue = lk['slots_of']
+        title += f' (free slots of {queue[:16] + "\u2026" if len(queue) > 17 else queue})'
     kind = lk.get('kind') or 'lock'
     where = _lock_state(lk, names)
     parts = [where] if where else []
@@ -382,7 +383,8 @@ def _lock_line(lk, names):
             why = 'is broken'
         else:
             why = f'has no unit free ({where})'
-        note = f'{kind} {title} {why}; {waiting}'
+        # A full queue's slots: the queue's own sentence says it already.
+        note = None if lk.get('slots_of') else f'{kind} {title} {why}; {waiting}'
     elif taken and kind in _OWNED_KINDS:
         level = 1
     else:
