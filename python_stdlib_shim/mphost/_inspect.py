@@ -362,7 +362,9 @@ def _lock_line(lk, names):
     title = lk.get('name') or '?'
     if lk.get('slots_of'):
         queue = lk['slots_of']
-        title += f' (free slots of {queue[:16] + "\u2026" if len(queue) > 17 else queue})'
+        if len(queue) > 17:
+            queue = queue[:16] + '\u2026'
+        title += f' (free slots of {queue})'
     kind = lk.get('kind') or 'lock'
     where = _lock_state(lk, names)
     parts = [where] if where else []
