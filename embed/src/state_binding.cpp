@@ -154,6 +154,9 @@ void bind_state(py::module_& m) {
       "The live state of the program tree whose root is `pid` (None: this one), read-only, as a dict: "
       "root, registry, taken_at, processes, channels, locks, segments, spawn.");
   m.def(
+      "tree_roots", [] { return without_gil([] { return ipc::running_tree_roots(); }); },
+      "The root pids of the mphost programs of this user running now.");
+  m.def(
       "state_note",
       [](pid_t pid, std::optional<std::string> name, std::optional<std::string> role, std::optional<pid_t> ppid,
          bool running) {

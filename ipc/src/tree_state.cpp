@@ -237,6 +237,30 @@ std::string find_tree_registry(pid_t pid) {
               ("no mphost program of this user with pid " + std::to_string(pid)).c_str());
 }
 
+std::vector<pid_t> running_tree_roots() {
+  std::vector<pid_t> roots;
+  const std::string prefix(resource_registry::name_prefix);
+  std::vector<std::string> names;
+  if (DIR* dir = ::opendir("/dev/shm")) {
+    while (dirent* e = ::readdir(dir)) {
+      if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) names.emplace_back(e->d_name);
+    }
+    ::closedir(dir);
+  }
+  for (const std::string& name : names) {
+    try {
+      const registry_copy copy(name);
+      const registry_header& h = copy.header();
+      if (h.finished.load(std::memory_order_relaxed) != 0 || !process_is_alive(h.owner_pid, h.owner_start_time)) continue;
+      if (std::find(roots.begin(), roots.end(), h.owner_pid) == roots.end()) roots.push_back(h.owner_pid);
+    } catch (...) {
+      // another user's, half-made, or gone: not a running program of ours
+    }
+  }
+  std::sort(roots.begin(), roots.end());
+  return roots;
+}
+
 tree_snapshot take_tree_snapshot(pid_t pid) {
   std::string name;
   if (pid == 0) {

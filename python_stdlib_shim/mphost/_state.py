@@ -23,7 +23,7 @@ target, writes to it or waits on it, so it works on a program that is stuck.
 
 import time
 
-__all__ = ['state', 'TreeState']
+__all__ = ['state', 'TreeState', 'programs']
 
 
 def _native():
@@ -32,6 +32,9 @@ def _native():
     except ImportError:
         raise RuntimeError('mphost.state() needs the mphost launcher') from None
     return _mphost
+
+
+_ENDED_SHOWN = 20   # ended processes printed (all are in the data)
 
 
 def _size(count):
@@ -96,8 +99,14 @@ def _render(snap):
     lines = [f"mphost program {snap['root']} ({snap['registry']}) at "
              f"{time.strftime('%H:%M:%S', time.localtime(snap['taken_at']))}"]
     children = {}
-    known = {row['pid'] for row in snap['processes']}
-    for row in snap['processes']:
+    rows = snap['processes']
+    ended = [row for row in rows if row['state'] in ('exited', 'gone')]
+    if len(ended) > _ENDED_SHOWN:
+        # A pool that recycles its workers leaves many: the latest are shown.
+        hidden = {row['pid'] for row in ended[:-_ENDED_SHOWN]}
+        rows = [row for row in rows if row['pid'] not in hidden]
+    known = {row['pid'] for row in rows}
+    for row in rows:
         parent = row['ppid'] if row['ppid'] in known and row['ppid'] != row['pid'] else None
         children.setdefault(parent, []).append(row)
 
@@ -111,6 +120,8 @@ def _render(snap):
 
     lines.append('processes:')
     walk(None, 0, set())
+    if len(rows) < len(snap['processes']):
+        lines.append(f"  ... and {len(snap['processes']) - len(rows)} earlier processes that ended")
     for title, key, fmt in (('channels', 'channels', _channel_line), ('locks', 'locks', _lock_line)):
         if snap[key]:
             lines.append(f'{title}:')
@@ -161,3 +172,9 @@ def state(pid=None, *, interval=None):
         _add_rates(snap, later)
         snap = later
     return TreeState(snap)
+
+
+def programs():
+    """The root pids of the mphost programs of this user running now (this
+    one included): what state(pid) accepts."""
+    return _native().tree_roots()

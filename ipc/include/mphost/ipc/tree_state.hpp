@@ -103,6 +103,10 @@ struct tree_snapshot {
 // Throws std::system_error: ESRCH none, EACCES another user's.
 std::string find_tree_registry(pid_t pid);
 
+// The root pids of the mphost programs of this user that run now (their
+// registries in /dev/shm, owner alive and not finished), in pid order.
+std::vector<pid_t> running_tree_roots();
+
 // The snapshot of root `pid`'s tree (0: this process's current registry).
 tree_snapshot take_tree_snapshot(pid_t pid);
 
