@@ -44,6 +44,8 @@ cmake --install "$build_dir" --prefix "$prefix" >/dev/null
 [ -f "$prefix/lib/cmake/mphost/mphostConfig.cmake" ] || fail "no mphostConfig.cmake in $prefix"
 [ -x "$prefix/bin/mphost" ] || fail "no launcher in $prefix"
 [ -f "$prefix/share/mphost/python/multiprocessing/__init__.py" ] || fail "no shim in $prefix"
+[ -x "$prefix/bin/mphost-inspect" ] || fail "no mphost-inspect in $prefix"
+"$prefix/bin/mphost-inspect" --help | grep -q "^usage: mphost-inspect" || fail "mphost-inspect does not run"
 
 examples=0
 for example in "$source_dir"/examples/cpp/*/; do
