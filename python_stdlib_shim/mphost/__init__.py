@@ -16,6 +16,9 @@ docs/mphost-module.md. The package's faces:
 - Queue(maxsize, *, strict=False, ctx=None) and JoinableQueue(...): with
   strict=True, put() of an item that cannot be pickled raises in the
   caller (``mphost._queue``).
+- state(pid=None, interval=None): this program tree's processes, channels,
+  locks and segments, read from the native registry (``mphost._state``);
+  ``mphost -m mphost inspect PID`` shows another program's (``mphost._inspect``).
 - shared_array(format, count or shape): a block of shared memory that a
   worker of a C++ host_pool can return to the application without a copy
   (``mphost._shared``). The worker loop of host_pool is ``mphost._worker``.
