@@ -22,28 +22,46 @@ Cells after the board's own marks (multiprocessing._pool_worker._MARK_CELLS)::
   SEEN       ns of the last update of the counters
   WAIT_SINCE ns at which the current wait for a message began, 0 when
              not waiting
+  SPOOLED    tasks of the batch being run whose outcome is in the slot's
+             spool file (see below); 0 between batches. The task running
+             (RUN_START non-zero) is always the batch's task SPOOLED.
 
 CLOCK_MONOTONIC is system-wide, so the parent compares these stamps with
 its own clock. Counters are per message (a batch of tasks is one); the
 per-task stamps are written only for tasks whose call has a time limit,
 by the wrapper the parent puts around their function (timed()).
+
+The spool: a timed map is sent in batches like any other, so a worker
+killed at a task of a batch holds outcomes of earlier tasks that were never
+sent. Each timed task of a batch therefore appends its pickled outcome to
+the slot's spool file (a file in the pool's spool directory, on tmpfs:
+records of an 8-byte length and the pickle) before it clears RUN_START,
+then counts it in SPOOLED. After the worker's death the parent reads the
+SPOOLED outcomes there, fails the one running task, and sends the tasks
+after it again: none is lost, none runs twice. The batch's answer still
+travels as one message; SPOOLED is cleared once it is sent.
 """
 
 import functools
 import os
+import struct
 import resource
 import signal
 import time
 
-from multiprocessing._pool_worker import _MARK_CELLS, _SLOT_CELLS
+from multiprocessing._pool_worker import (_MARK_CELLS, _SLOT_CELLS, ExceptionWithTraceback,
+                                         MaybeEncodingError, _sendable_failure)
+from multiprocessing.reduction import ForkingPickler
 
 from ._pool_errors import SoftTimeLimitExceeded
 
 __all__ = []
 
 (RUN_START, RUN_SEQ, RUN_HARD, RUN_SOFT, SOFT_SENT, TASKS, BUSY, WAITING, SENDING,
- PEAK_RSS, BORN, SEEN, WAIT_SINCE) = range(_MARK_CELLS, _MARK_CELLS + 13)
-assert WAIT_SINCE < _SLOT_CELLS
+ PEAK_RSS, BORN, SEEN, WAIT_SINCE, SPOOLED) = range(_MARK_CELLS, _MARK_CELLS + 14)
+assert SPOOLED < _SLOT_CELLS
+
+_RECORD = struct.Struct('<Q')     # the length before each spooled outcome
 
 # The signal the parent sends at a soft time limit (billiard's choice).
 SOFT_SIGNAL = signal.SIGUSR1
@@ -71,6 +89,7 @@ class WorkerKit:
     def __init__(self, max_memory):
         self.max_memory = max_memory
         self.leaving = False
+        self.spool_dir = None         # set by the parent before workers start
 
     def attach(self, tracking, take, put):
         global _here
@@ -78,6 +97,8 @@ class WorkerKit:
             return take, put          # no slot: the worker runs unsupervised
         board, slot, _ = tracking
         here = _here = _Slot(slot_cells(board), slot * _SLOT_CELLS, self)
+        if self.spool_dir is not None:
+            here.spool_path = spool_path(self.spool_dir, slot)
         return here.wrap_take(take), here.wrap_put(put)
 
 
@@ -93,6 +114,11 @@ class _Slot:
         self.soft_ready = False
         self.soft_raised = 0
         self.statm = None
+        self.spool_path = None
+        self.spool_fd = None
+        self.batch = False            # the message being run is a batch
+        self.spooled = 0              # outcomes of it in the spool ...
+        self.spool_end = 0            # ... which end at this offset
         now = time.monotonic_ns()
         cells[base + BORN] = cells[base + SEEN] = now
         self.note_peak(now)
@@ -108,7 +134,9 @@ class _Slot:
         def take_counted():
             cells[since] = began = clock()
             try:
-                return take()
+                got = take()
+                self.batch = type(got[1]) is list
+                return got
             finally:
                 self.taken_at = now = clock()
                 cells[since] = 0
@@ -130,6 +158,9 @@ class _Slot:
             cells[base + TASKS] += ntasks
             try:
                 put(msg)
+                if self.spooled:
+                    # Answered: the spool no longer speaks for a batch.
+                    cells[base + SPOOLED] = self.spooled = self.spool_end = 0
             except Exception:
                 # The loop sends a replacement answer, counted then.
                 cells[base + TASKS] -= ntasks
@@ -166,10 +197,38 @@ class _Slot:
         cells[base + RUN_SOFT] = start + soft_ns if soft_ns else 0
         cells[base + RUN_SEQ] = seq
         cells[base + RUN_START] = start
+        if not self.batch or self.spool_path is None:
+            try:
+                return func(*args, **kwds)
+            finally:
+                cells[base + RUN_START] = 0
         try:
-            return func(*args, **kwds)
-        finally:
-            cells[base + RUN_START] = 0
+            value = func(*args, **kwds)
+        except Exception as e:
+            self.spool(_sendable_failure(ExceptionWithTraceback(e, e.__traceback__)))
+            raise
+        # Any other BaseException ends the worker with RUN_START set: its
+        # task counts as started and unanswered, so it is never sent again.
+        self.spool((True, value))
+        return value
+
+    def spool(self, outcome):
+        """Append the outcome of the batch's running task to the spool,
+        count it, and mark the task ended (in that order: see the module's
+        docstring)."""
+        cells, base = self.cells, self.base
+        try:
+            data = ForkingPickler.dumps(outcome)
+        except Exception as e:
+            data = ForkingPickler.dumps((False, MaybeEncodingError(e, outcome[1])))
+        if self.spool_fd is None:
+            self.spool_fd = os.open(self.spool_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                                    0o600)
+        os.pwritev(self.spool_fd, (_RECORD.pack(len(data)), data), self.spool_end)
+        self.spool_end += _RECORD.size + len(data)
+        self.spooled += 1
+        cells[base + SPOOLED] = self.spooled
+        cells[base + RUN_START] = 0
 
     def on_soft_signal(self, signum, frame):
         # Raise only into the task the parent meant: the same one still runs.
@@ -179,6 +238,29 @@ class _Slot:
             self.soft_raised = seq
             limit = (cells[base + RUN_SOFT] - cells[base + RUN_START]) / 1e9
             raise SoftTimeLimitExceeded(f'soft time limit ({limit:g} s) exceeded')
+
+
+def spool_path(directory, slot):
+    return os.path.join(directory, str(slot))
+
+
+def read_spool(path, count):
+    """The first `count` outcomes in a dead worker's spool file, as the
+    batch's answer would have carried them."""
+    outcomes = []
+    if not count:
+        return outcomes
+    with open(path, 'rb') as f:
+        for _ in range(count):
+            head = f.read(_RECORD.size)
+            if len(head) < _RECORD.size:
+                break
+            data = f.read(_RECORD.unpack(head)[0])
+            try:
+                outcomes.append(ForkingPickler.loads(data))
+            except Exception as e:
+                outcomes.append((False, e))
+    return outcomes
 
 
 def timed(func, hard, soft):
