@@ -43,6 +43,8 @@ travels as one message; SPOOLED is cleared once it is sent.
 """
 
 import functools
+import io
+import mmap
 import os
 import struct
 import resource
@@ -62,6 +64,7 @@ __all__ = []
 assert SPOOLED < _SLOT_CELLS
 
 _RECORD = struct.Struct('<Q')     # the length before each spooled outcome
+_SPOOL_MAP = 1 << 20              # bytes of a spool written through a mapping
 
 # The signal the parent sends at a soft time limit (billiard's choice).
 SOFT_SIGNAL = signal.SIGUSR1
@@ -116,6 +119,8 @@ class _Slot:
         self.statm = None
         self.spool_path = None
         self.spool_fd = None
+        self.spool_map = None         # the spool's first _SPOOL_MAP bytes, mapped
+        self.pickler = None           # of the batch being run
         self.batch = False            # the message being run is a batch
         self.spooled = 0              # outcomes of it in the spool ...
         self.spool_end = 0            # ... which end at this offset
@@ -136,6 +141,7 @@ class _Slot:
             try:
                 got = take()
                 self.batch = type(got[1]) is list
+                self.pickler = None
                 return got
             finally:
                 self.taken_at = now = clock()
@@ -217,18 +223,29 @@ class _Slot:
         count it, and mark the task ended (in that order: see the module's
         docstring)."""
         cells, base = self.cells, self.base
-        try:
-            data = ForkingPickler.dumps(outcome)
-        except Exception as e:
-            data = ForkingPickler.dumps((False, MaybeEncodingError(e, outcome[1])))
-        if self.spool_fd is None:
-            self.spool_fd = os.open(self.spool_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                                    0o600)
-        os.pwritev(self.spool_fd, (_RECORD.pack(len(data)), data), self.spool_end)
-        self.spool_end += _RECORD.size + len(data)
+        if self.pickler is None:
+            # One pickler per batch (a new one sees reducers registered since).
+            buf = io.BytesIO()
+            self.pickler = (ForkingPickler(buf), buf)
+        data = _dumps_with(*self.pickler, outcome)
+        if self.spool_map is None:
+            self.open_spool()
+        end, size = self.spool_end, len(data)
+        if end + _RECORD.size + size <= _SPOOL_MAP:
+            _RECORD.pack_into(self.spool_map, end, size)
+            self.spool_map[end + _RECORD.size:end + _RECORD.size + size] = data
+        else:                         # past the mapped part: the file grows
+            os.pwritev(self.spool_fd, (_RECORD.pack(size), data), end)
+        self.spool_end = end + _RECORD.size + size
         self.spooled += 1
         cells[base + SPOOLED] = self.spooled
         cells[base + RUN_START] = 0
+
+    def open_spool(self):
+        fd = os.open(self.spool_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.ftruncate(fd, _SPOOL_MAP)  # sparse: tmpfs pages come as they are written
+        self.spool_map = mmap.mmap(fd, _SPOOL_MAP)
+        self.spool_fd = fd
 
     def on_soft_signal(self, signum, frame):
         # Raise only into the task the parent meant: the same one still runs.
@@ -238,6 +255,19 @@ class _Slot:
             self.soft_raised = seq
             limit = (cells[base + RUN_SOFT] - cells[base + RUN_START]) / 1e9
             raise SoftTimeLimitExceeded(f'soft time limit ({limit:g} s) exceeded')
+
+
+def _dumps_with(pickler, buf, outcome):
+    """ForkingPickler.dumps(outcome) with a pickler (writing to buf) kept
+    for the batch."""
+    buf.seek(0)
+    buf.truncate()
+    pickler.clear_memo()
+    try:
+        pickler.dump(outcome)
+    except Exception as e:
+        return ForkingPickler.dumps((False, MaybeEncodingError(e, outcome[1])))
+    return buf.getvalue()
 
 
 def spool_path(directory, slot):
