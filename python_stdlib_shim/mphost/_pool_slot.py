@@ -43,7 +43,6 @@ travels as one message; SPOOLED is cleared once it is sent.
 """
 
 import functools
-import io
 import mmap
 import os
 import struct
@@ -221,23 +220,33 @@ class _Slot:
     def spool(self, outcome):
         """Append the outcome of the batch's running task to the spool,
         count it, and mark the task ended (in that order: see the module's
-        docstring)."""
-        cells, base = self.cells, self.base
-        if self.pickler is None:
-            # One pickler per batch (a new one sees reducers registered since).
-            buf = io.BytesIO()
-            self.pickler = (ForkingPickler(buf), buf)
-        data = _dumps_with(*self.pickler, outcome)
+        docstring). The outcome is pickled straight into the mapped part of
+        the spool file, by a pickler kept for the batch (a new one per batch
+        sees reducers registered since)."""
         if self.spool_map is None:
             self.open_spool()
-        end, size = self.spool_end, len(data)
-        if end + _RECORD.size + size <= _SPOOL_MAP:
-            _RECORD.pack_into(self.spool_map, end, size)
-            self.spool_map[end + _RECORD.size:end + _RECORD.size + size] = data
-        else:                         # past the mapped part: the file grows
-            os.pwritev(self.spool_fd, (_RECORD.pack(size), data), end)
-        self.spool_end = end + _RECORD.size + size
+        mapped, end = self.spool_map, self.spool_end
+        pickler = self.pickler
+        try:
+            if pickler is None:
+                pickler = self.pickler = ForkingPickler(mapped)
+            mapped.seek(end + _RECORD.size)
+            pickler.clear_memo()
+            pickler.dump(outcome)
+            stop = mapped.tell()
+            _RECORD.pack_into(mapped, end, stop - end - _RECORD.size)
+        except Exception:
+            # Past the mapped part (the file grows), or it would not pickle.
+            self.pickler = None
+            try:
+                data = ForkingPickler.dumps(outcome)
+            except Exception as e:
+                data = ForkingPickler.dumps((False, MaybeEncodingError(e, outcome[1])))
+            os.pwritev(self.spool_fd, (_RECORD.pack(len(data)), data), end)
+            stop = end + _RECORD.size + len(data)
+        self.spool_end = stop
         self.spooled += 1
+        cells, base = self.cells, self.base
         cells[base + SPOOLED] = self.spooled
         cells[base + RUN_START] = 0
 
@@ -255,19 +264,6 @@ class _Slot:
             self.soft_raised = seq
             limit = (cells[base + RUN_SOFT] - cells[base + RUN_START]) / 1e9
             raise SoftTimeLimitExceeded(f'soft time limit ({limit:g} s) exceeded')
-
-
-def _dumps_with(pickler, buf, outcome):
-    """ForkingPickler.dumps(outcome) with a pickler (writing to buf) kept
-    for the batch."""
-    buf.seek(0)
-    buf.truncate()
-    pickler.clear_memo()
-    try:
-        pickler.dump(outcome)
-    except Exception as e:
-        return ForkingPickler.dumps((False, MaybeEncodingError(e, outcome[1])))
-    return buf.getvalue()
 
 
 def spool_path(directory, slot):
