@@ -50,8 +50,9 @@ import resource
 import signal
 import time
 
-from multiprocessing._pool_worker import (_MARK_CELLS, _SLOT_CELLS, ExceptionWithTraceback,
-                                         MaybeEncodingError, _sendable_failure)
+from multiprocessing._pool_worker import (_BATCH, _MARK_CELLS, _SLOT_CELLS,
+                                         ExceptionWithTraceback, MaybeEncodingError,
+                                         _encodable, _run_batch, _sendable_failure)
 from multiprocessing.reduction import ForkingPickler
 
 from ._pool_errors import SoftTimeLimitExceeded
@@ -92,6 +93,7 @@ class WorkerKit:
         self.max_memory = max_memory
         self.leaving = False
         self.spool_dir = None         # set by the parent before workers start
+        self.run_batch = None         # the worker loop's, once attached
 
     def attach(self, tracking, take, put):
         global _here
@@ -101,6 +103,7 @@ class WorkerKit:
         here = _here = _Slot(slot_cells(board), slot * _SLOT_CELLS, self)
         if self.spool_dir is not None:
             here.spool_path = spool_path(self.spool_dir, slot)
+            self.run_batch = here.run_batch
         return here.wrap_take(take), here.wrap_put(put)
 
 
@@ -216,6 +219,43 @@ class _Slot:
         # task counts as started and unanswered, so it is never sent again.
         self.spool((True, value))
         return value
+
+    def run_batch(self, tasks, put, pid, ident, wrap_exception):
+        """The worker loop's _run_batch, for batches of timed tasks: the
+        loop of run_timed() and spool() without the wrapper's calls."""
+        func = tasks[0][2]
+        if type(func) is not functools.partial or func.func is not _run_timed:
+            return _run_batch(tasks, put, pid, ident, wrap_exception)
+        hard_ns, soft_ns, inner = func.args
+        if soft_ns and not self.soft_ready:
+            signal.signal(SOFT_SIGNAL, self.on_soft_signal)
+            self.soft_ready = True
+        cells, base = self.cells, self.base
+        clock, spool = time.monotonic_ns, self.spool
+        job, first = tasks[0][0], tasks[0][1]
+        results = []
+        started = time.perf_counter()
+        for _, _, _, args, kwds in tasks:
+            seq = cells[base + RUN_SEQ] + 1
+            start = clock()
+            cells[base + RUN_HARD] = start + hard_ns if hard_ns else 0
+            cells[base + RUN_SOFT] = start + soft_ns if soft_ns else 0
+            cells[base + RUN_SEQ] = seq
+            cells[base + RUN_START] = start
+            try:
+                outcome = (True, inner(*args, **kwds))
+            except Exception as e:
+                outcome = ((False, e) if not wrap_exception else
+                           _sendable_failure(ExceptionWithTraceback(e, e.__traceback__)))
+                e = None
+            spool(outcome)            # clears RUN_START
+            results.append(outcome)
+        spent = time.perf_counter() - started
+        try:
+            put((_BATCH, pid, ident, spent, job, first, results))
+        except Exception:
+            put((_BATCH, pid, ident, spent, job, first, [_encodable(r) for r in results]))
+        return len(tasks)
 
     def spool(self, outcome):
         """Append the outcome of the batch's running task to the spool,
