@@ -93,6 +93,9 @@ def counted(d, i, kind):
     elif kind == 'array':
         import numpy
         return numpy.full(50_000, i, dtype=numpy.int64)
+    elif kind == 'big':            # past the spool's mapped part
+        import numpy
+        return numpy.full(300_000, i, dtype=numpy.int64)
     elif kind == 'fail':
         raise ValueError(f'task {i} fails')
     return i * 3
@@ -371,3 +374,27 @@ def test_batched_timed_map_fails_once(method, make_pool, tmp_path):
                   chunksize=1)
     assert max(run_counts(str(tmp_path), 200)) == 1
     assert p.map(double, range(300)) == [2 * x for x in range(300)]
+
+
+@pytest.mark.parametrize('method', ['fork', 'forkserver'])
+def test_batched_timed_imap_unordered_with_large_results(method, make_pool, tmp_path):
+    numpy = pytest.importorskip('numpy')
+    p = make_pool(method, 2, task_timeout=1)
+    kinds = ['quick'] * 160
+    kinds[125:129] = ['big'] * 4
+    kinds[130] = 'spin'
+    got, errors = {}, []
+    it = p.imap_unordered(counted_star, [(str(tmp_path), i, k) for i, k in enumerate(kinds)])
+    for _ in range(160):
+        try:
+            value = it.next(TIMEOUT)
+        except mphost.TaskTimeoutError as e:
+            errors.append(e)
+            continue
+        key = int(value[0]) if isinstance(value, numpy.ndarray) else value // 3
+        got[key] = value
+    assert len(errors) == 1 and 'task 130 of job' in str(errors[0])
+    assert sorted(got) == [i for i in range(160) if i != 130]
+    for i in range(125, 129):
+        assert numpy.array_equal(got[i], numpy.full(300_000, i))
+    assert run_counts(str(tmp_path), 160) == [1] * 160
