@@ -234,14 +234,20 @@ class _Slot:
         clock, spool = time.monotonic_ns, self.spool
         job, first = tasks[0][0], tasks[0][1]
         results = []
+        run_seq, run_start, run_hard, run_soft = (base + RUN_SEQ, base + RUN_START,
+                                                  base + RUN_HARD, base + RUN_SOFT)
+        cells[run_hard] = cells[run_soft] = 0     # the limits not set stay 0
+        seq = cells[run_seq]
         started = time.perf_counter()
         for _, _, _, args, kwds in tasks:
-            seq = cells[base + RUN_SEQ] + 1
+            seq += 1
             start = clock()
-            cells[base + RUN_HARD] = start + hard_ns if hard_ns else 0
-            cells[base + RUN_SOFT] = start + soft_ns if soft_ns else 0
-            cells[base + RUN_SEQ] = seq
-            cells[base + RUN_START] = start
+            if hard_ns:
+                cells[run_hard] = start + hard_ns
+            if soft_ns:
+                cells[run_soft] = start + soft_ns
+            cells[run_seq] = seq
+            cells[run_start] = start
             try:
                 outcome = (True, inner(*args, **kwds))
             except Exception as e:
