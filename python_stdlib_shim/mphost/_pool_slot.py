@@ -254,6 +254,8 @@ class _Slot:
                 outcome = ((False, e) if not wrap_exception else
                            _sendable_failure(ExceptionWithTraceback(e, e.__traceback__)))
                 e = None
+            if soft_ns:
+                self.soft_raised = seq   # the task ended: no soft signal raises now
             spool(outcome)            # clears RUN_START
             results.append(outcome)
         spent = time.perf_counter() - started

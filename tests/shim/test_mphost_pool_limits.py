@@ -398,3 +398,13 @@ def test_batched_timed_imap_unordered_with_large_results(method, make_pool, tmp_
     for i in range(125, 129):
         assert numpy.array_equal(got[i], numpy.full(300_000, i))
     assert run_counts(str(tmp_path), 160) == [1] * 160
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_soft_timeout_inside_a_batched_map(method, make_pool):
+    p = make_pool(method, 2)
+    delays = [0.001] * 120
+    delays[90] = 5
+    got = p.map(catches_soft, delays, chunksize=1, soft_timeout=0.5, task_timeout=10)
+    assert got[90].startswith('cleaned up after: soft time limit (0.5 s) exceeded')
+    assert got[:90] + got[91:] == ['finished'] * 119
