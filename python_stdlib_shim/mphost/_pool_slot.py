@@ -122,8 +122,6 @@ class _Slot:
         self.spool_path = None
         self.spool_fd = None
         self.spool_map = None         # the spool's first _SPOOL_MAP bytes, mapped
-        self.pickler = None           # of the batch being run
-        self.batch = False            # the message being run is a batch
         self.spooled = 0              # outcomes of it in the spool ...
         self.spool_end = 0            # ... which end at this offset
         now = time.monotonic_ns()
@@ -141,10 +139,7 @@ class _Slot:
         def take_counted():
             cells[since] = began = clock()
             try:
-                got = take()
-                self.batch = type(got[1]) is list
-                self.pickler = None
-                return got
+                return take()
             finally:
                 self.taken_at = now = clock()
                 cells[since] = 0
@@ -205,24 +200,16 @@ class _Slot:
         cells[base + RUN_SOFT] = start + soft_ns if soft_ns else 0
         cells[base + RUN_SEQ] = seq
         cells[base + RUN_START] = start
-        if not self.batch or self.spool_path is None:
-            try:
-                return func(*args, **kwds)
-            finally:
-                cells[base + RUN_START] = 0
         try:
-            value = func(*args, **kwds)
-        except Exception as e:
-            self.spool(_sendable_failure(ExceptionWithTraceback(e, e.__traceback__)))
-            raise
-        # Any other BaseException ends the worker with RUN_START set: its
-        # task counts as started and unanswered, so it is never sent again.
-        self.spool((True, value))
-        return value
+            return func(*args, **kwds)
+        finally:
+            cells[base + RUN_START] = 0
 
     def run_batch(self, tasks, put, pid, ident, wrap_exception):
-        """The worker loop's _run_batch, for batches of timed tasks: the
-        loop of run_timed() and spool() without the wrapper's calls."""
+        """The worker loop's _run_batch, for batches of timed tasks: each
+        task stamped as run_timed() does, its outcome spooled. A
+        BaseException other than Exception ends the worker with RUN_START
+        set: its task counts as started and unanswered, never sent again."""
         func = tasks[0][2]
         if type(func) is not functools.partial or func.func is not _run_timed:
             return _run_batch(tasks, put, pid, ident, wrap_exception)
@@ -231,13 +218,22 @@ class _Slot:
             signal.signal(SOFT_SIGNAL, self.on_soft_signal)
             self.soft_ready = True
         cells, base = self.cells, self.base
-        clock, spool = time.monotonic_ns, self.spool
+        clock = time.monotonic_ns
         job, first = tasks[0][0], tasks[0][1]
         results = []
-        run_seq, run_start, run_hard, run_soft = (base + RUN_SEQ, base + RUN_START,
-                                                  base + RUN_HARD, base + RUN_SOFT)
+        run_seq, run_start, run_hard, run_soft, spooled = (
+            base + RUN_SEQ, base + RUN_START, base + RUN_HARD, base + RUN_SOFT, base + SPOOLED)
         cells[run_hard] = cells[run_soft] = 0     # the limits not set stay 0
         seq = cells[run_seq]
+        # The spool (see the module's docstring): each outcome is pickled
+        # straight into its mapped part by a pickler kept for the batch (a
+        # new one per batch sees reducers registered since).
+        if self.spool_map is None:
+            self.open_spool()
+        mapped = self.spool_map
+        seek, tell, pack_into, head = mapped.seek, mapped.tell, _RECORD.pack_into, _RECORD.size
+        pickler = ForkingPickler(mapped)
+        end, count = self.spool_end, self.spooled
         started = time.perf_counter()
         for _, _, _, args, kwds in tasks:
             seq += 1
@@ -256,47 +252,39 @@ class _Slot:
                 e = None
             if soft_ns:
                 self.soft_raised = seq   # the task ended: no soft signal raises now
-            spool(outcome)            # clears RUN_START
+            try:
+                seek(end + head)
+                pickler.clear_memo()
+                pickler.dump(outcome)
+                stop = tell()
+                pack_into(mapped, end, stop - end - head)
+            except Exception:
+                # Past the mapped part (the file grows), or it would not pickle.
+                stop = self.spool_beyond(outcome, end)
+                pickler = ForkingPickler(mapped)
+            end = stop
+            count += 1
+            # Counted, then ended: the task running is always task SPOOLED.
+            cells[spooled] = count
+            cells[run_start] = 0
             results.append(outcome)
         spent = time.perf_counter() - started
+        self.spool_end, self.spooled = end, count
         try:
             put((_BATCH, pid, ident, spent, job, first, results))
         except Exception:
             put((_BATCH, pid, ident, spent, job, first, [_encodable(r) for r in results]))
         return len(tasks)
 
-    def spool(self, outcome):
-        """Append the outcome of the batch's running task to the spool,
-        count it, and mark the task ended (in that order: see the module's
-        docstring). The outcome is pickled straight into the mapped part of
-        the spool file, by a pickler kept for the batch (a new one per batch
-        sees reducers registered since)."""
-        if self.spool_map is None:
-            self.open_spool()
-        mapped, end = self.spool_map, self.spool_end
-        pickler = self.pickler
+    def spool_beyond(self, outcome, end):
+        """Write an outcome's record at offset `end` with pwritev (past the
+        mapped part, or a failure to pickle it); return where it ends."""
         try:
-            if pickler is None:
-                pickler = self.pickler = ForkingPickler(mapped)
-            mapped.seek(end + _RECORD.size)
-            pickler.clear_memo()
-            pickler.dump(outcome)
-            stop = mapped.tell()
-            _RECORD.pack_into(mapped, end, stop - end - _RECORD.size)
-        except Exception:
-            # Past the mapped part (the file grows), or it would not pickle.
-            self.pickler = None
-            try:
-                data = ForkingPickler.dumps(outcome)
-            except Exception as e:
-                data = ForkingPickler.dumps((False, MaybeEncodingError(e, outcome[1])))
-            os.pwritev(self.spool_fd, (_RECORD.pack(len(data)), data), end)
-            stop = end + _RECORD.size + len(data)
-        self.spool_end = stop
-        self.spooled += 1
-        cells, base = self.cells, self.base
-        cells[base + SPOOLED] = self.spooled
-        cells[base + RUN_START] = 0
+            data = ForkingPickler.dumps(outcome)
+        except Exception as e:
+            data = ForkingPickler.dumps((False, MaybeEncodingError(e, outcome[1])))
+        os.pwritev(self.spool_fd, (_RECORD.pack(len(data)), data), end)
+        return end + _RECORD.size + len(data)
 
     def open_spool(self):
         fd = os.open(self.spool_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
