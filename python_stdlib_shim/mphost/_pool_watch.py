@@ -22,9 +22,12 @@ engine (multiprocessing._pool_engine) consults through its hooks.
 
 import math
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
+import weakref
 
 from multiprocessing._pool_tasks import TERMINATE
 from multiprocessing._pool_worker import _SLOT_CELLS, WorkerLostError
@@ -61,6 +64,11 @@ def _signal(pid, signum):
         os.kill(pid, signum)
     except ProcessLookupError:
         pass                          # it exited meanwhile: reaped as any exit
+
+
+def _remove_spool(path, owner):
+    if os.getpid() == owner:          # never from a forked copy of the parent
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _peak_of(pid):
@@ -121,6 +129,8 @@ class Supervisor:
         self._timed_out = {}          # pid -> (limit in s, start stamp) of the task it was killed for
         self._last_start = {}         # pid -> start stamp its slot showed when it was reaped
         self._totals = {}             # slot -> totals of its exited workers
+        self._salvage = {}            # pid -> (outcomes spooled, running) of a dead worker
+        self._finalizer = None
 
     # -- engine hooks ---------------------------------------------------------
 
@@ -129,6 +139,13 @@ class Supervisor:
         if engine.board is not None:
             self.cells = engine.board._cells
             engine.board.retire = self._retire
+            shm = '/dev/shm' if os.path.isdir('/dev/shm') else None
+            try:
+                spool = tempfile.mkdtemp(prefix=f'mphost-spool-{os.getpid()}-', dir=shm)
+            except OSError:
+                return                # timed batches then lose what a killed worker held
+            self.worker_kit.spool_dir = spool
+            self._finalizer = weakref.finalize(self, _remove_spool, spool, os.getpid())
 
     def limits_for(self, func, hard, soft):
         """A context in which one call of func is submitted with these
@@ -155,7 +172,7 @@ class Supervisor:
         if not (hard or soft) or self.cells is None:
             return func, batchable
         self._watch(result._job, hard, soft, name)
-        return cell.timed(func, hard, soft), False
+        return cell.timed(func, hard, soft), batchable
 
     def replacing(self, exited):
         """Count the unexpected deaths among the workers that exited
@@ -177,9 +194,44 @@ class Supervisor:
             # Not killed, or killed as its task had just ended (a race of
             # microseconds): the task it held was lost, not timed out.
             return WorkerLostError(pid, exitcode, n)
+        return self._timeout_error(pid, job, first, limit)
+
+    def recover(self, pid, exitcode, batch, result):
+        """A worker died holding this batch of a timed stream (engine lock
+        held): deliver the outcomes its spool kept, fail the task it was
+        running, send the tasks after that again. True if result is final."""
+        n = len(batch)
+        job, first = batch[0][0], batch[0][1]
+        outcomes, running = self._salvage.get(pid, ((), None))
+        if pid not in self._salvage:
+            # Nothing known of its progress (no spool): the batch is lost.
+            return result is not None and result._lose(
+                first, n, self.lost_error(pid, exitcode, n, job, first))
+        del self._salvage[pid]
+        if result is None:
+            return False
+        done = False
+        for i, outcome in enumerate(outcomes[:n], first):
+            done = result._deliver(i, outcome) or done
+        k = len(outcomes)
+        if k < n and running is not None:
+            if running:
+                limit = self._timed_out.get(pid, (None, None))[0]
+                exc = self._timeout_error(pid, job, first + k, limit)
+            else:
+                exc = WorkerLostError(pid, exitcode, 1)
+            done = result._lose(first + k, 1, exc) or done
+            k += 1
+        self._timed_out.pop(pid, None)
+        self._last_start.pop(pid, None)
+        if k < n and not done:
+            self.engine.taskqueue.put(batch[k:])
+        return done
+
+    def _timeout_error(self, pid, job, index, limit):
         result = self.engine.cache.get(job)
         size = getattr(result, '_chunksize', 1)
-        what = f'task {first}' if size <= 1 else f'chunk {first} ({size} items)'
+        what = f'task {index}' if size <= 1 else f'chunk {index} ({size} items)'
         name = self._names.get(job)
         of = f'job {job}' if name is None else f'job {job} ({name})'
         return TaskTimeoutError(f'{what} of {of} ran past task_timeout={limit:g} s; '
@@ -247,6 +299,8 @@ class Supervisor:
 
     def stop(self):
         """The pool is terminating: the watchdog leaves now."""
+        if self._finalizer is not None:
+            self._finalizer()
         with self._lock:
             self._stopped = True
             self._alarm.notify_all()
@@ -294,8 +348,25 @@ class Supervisor:
         totals[_OCCUPANTS] += 1
         if worker.exitcode and self.engine.state != TERMINATE:
             totals[_DEATHS] += 1
+        start = cells[base + cell.RUN_START]
         if worker.pid in self._timed_out:
-            self._last_start[worker.pid] = cells[base + cell.RUN_START]
+            self._last_start[worker.pid] = start
+        spooled = cells[base + cell.SPOOLED]
+        if self.worker_kit.spool_dir is not None:
+            # What a timed batch it held got done (see recover()); the task
+            # running counts as timed out if it is the one it was killed for.
+            limit, killed_at = self._timed_out.get(worker.pid, (None, None))
+            running = None if not start else (limit is not None and killed_at == start)
+            try:
+                outcomes = cell.read_spool(
+                    cell.spool_path(self.worker_kit.spool_dir, slot), spooled)
+            except OSError:
+                outcomes = ()
+            if len(outcomes) == spooled:  # else unknown: recover() fails the batch
+                if len(self._salvage) >= 64:  # of deaths whose batch was answered
+                    del self._salvage[next(iter(self._salvage))]
+                self._salvage[worker.pid] = (outcomes, running)
+            cells[base + cell.SPOOLED] = 0
         totals[_TASKS] += cells[base + cell.TASKS]
         totals[_BUSY] += cells[base + cell.BUSY]
         totals[_WAITING] += cells[base + cell.WAITING]

@@ -124,6 +124,8 @@ class _Engine(_TaskSender):
                                      # fail it with, settled before _record saw it
         self._answered = {}          # pid -> ident of the last message it answered
         self._streams = {}           # job -> _Stream being sent
+        self._kept = {}              # (job, first) -> tasks of a batch kept until
+                                     # answered (see _TaskSender._send_batch)
         self._reader = None          # ident of the thread holding the reader role
         self._bg_ident = None
         # Completed results whose callbacks the result handler thread runs,
@@ -321,6 +323,8 @@ class _Engine(_TaskSender):
             _, pid, ident, spent, job, first, results = msg
             if ident:
                 self._settle(pid, ident)
+            if self._kept:
+                self._kept.pop((job, first), None)
             self._inflight -= 1
             stream = self._streams.get(job)
             if stream is not None:
@@ -349,8 +353,12 @@ class _Engine(_TaskSender):
             job, first, n = what
             util.info(f'worker {pid} exited with {exitcode} holding {n} task(s) of job {job}')
             result = self.cache.get(job)
-            done = result is not None and result._lose(
-                first, n, self.lost_error(pid, exitcode, n, job, first))
+            kept = self._kept.pop((job, first), None) if self._kept else None
+            if kept is not None and len(kept) == n:
+                done = self.hooks.recover(pid, exitcode, kept, result)
+            else:
+                done = result is not None and result._lose(
+                    first, n, self.lost_error(pid, exitcode, n, job, first))
         elif tag == _UNREADABLE:
             _, pid, ident, exc = msg
             what = self._settle(pid, ident, exc)
@@ -358,6 +366,7 @@ class _Engine(_TaskSender):
             if what is None:
                 return None
             job, first, n = what
+            self._kept.pop((job, first), None)
             result = self.cache.get(job)
             done = result is not None and result._lose(first, n, exc)
         else:

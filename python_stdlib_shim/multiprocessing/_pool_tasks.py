@@ -33,9 +33,9 @@ class _Stream:
     send and the measured cost of those already run."""
 
     __slots__ = ('job', 'result', 'func', 'args', 'set_length', 'batchable',
-                 'left', 'cost', 'size')
+                 'left', 'cost', 'size', 'keep')
 
-    def __init__(self, result, func, args, set_length, batchable, left):
+    def __init__(self, result, func, args, set_length, batchable, left, keep=False):
         self.job = result._job
         self.result = result
         self.func = func
@@ -45,6 +45,7 @@ class _Stream:
         self.left = left              # tasks not yet sent, when known
         self.cost = None              # seconds per task, once measured
         self.size = 1                 # size of the last batch sent
+        self.keep = keep              # batches kept until answered (see _send_batch)
 
     def observe(self, seconds, ntasks):
         cost = seconds / ntasks
@@ -90,9 +91,13 @@ class _TaskSender:
 
     def submit_stream(self, result, func, args, set_length=False, left=None):
         batchable = self.maxtasks is None
+        keep = False
         if self.hooks is not None:
-            func, batchable = self.hooks.streamed(result, func, batchable)
-        stream = _Stream(result, func, args, set_length, batchable, left)
+            # A function the hooks wrap runs supervised: its batches are kept
+            # for the hooks' recover() should the worker holding one be lost.
+            wrapped, batchable = self.hooks.streamed(result, func, batchable)
+            keep, func = wrapped is not func, wrapped
+        stream = _Stream(result, func, args, set_length, batchable, left, keep)
         self.taskqueue.put(stream)
 
     def _write(self, obj, what=None):
@@ -122,6 +127,7 @@ class _TaskSender:
             if early is None or what is None:
                 return               # answered, or a sentinel
             job, first, n = what
+            self._kept.pop((job, first), None)
             if isinstance(early, WorkerLostError):
                 # Its worker died holding it: EXITED left the slot to us.
                 early = self.lost_error(early.pid, early.exitcode, n, job, first)
@@ -139,12 +145,19 @@ class _TaskSender:
             self._release_slots(1)
             self.fail_task(task[0], task[1], e)
 
-    def _send_batch(self, batch):
+    def _send_batch(self, batch, keep=False):
+        what = (batch[0][0], batch[0][1], len(batch))
+        if keep:
+            with self._lock:
+                self._kept[what[:2]] = batch
         try:
-            self._write(batch, (batch[0][0], batch[0][1], len(batch)))
+            self._write(batch, what)
             return
         except Exception:
             pass
+        if keep:
+            with self._lock:
+                self._kept.pop(what[:2], None)
         # Some task would not pickle: send the others one by one and fail it.
         self._release_slots(1)
         for task in batch:
@@ -207,7 +220,7 @@ class _TaskSender:
                     stream.size = len(batch)
                     if stream.left is not None:
                         stream.left -= len(batch)
-                    self._send_batch(batch)
+                    self._send_batch(batch, stream.keep)
                 else:
                     self._release_slots(1)
                 batch = None
@@ -242,6 +255,13 @@ class _TaskSender:
             if type(item) is tuple:
                 if self._take_slot():
                     self._send_one(item)
+            elif type(item) is list:
+                # Kept tasks the hooks send again (recover()).
+                if self._take_slot():
+                    if item[0][0] in self.cache:
+                        self._send_batch(item, True)
+                    else:
+                        self._release_slots(1)
             else:
                 self._send_stream(item)
             item = None

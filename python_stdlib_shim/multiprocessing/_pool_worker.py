@@ -274,7 +274,8 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
     that its death fails the task it held instead of losing it, and a task
     that cannot be unpickled fails with the error instead of killing it.
     `_supervision` (a supervised pool's, e.g. mphost.Pool) wraps the take
-    and put of messages to keep counters in the slot, and may ask the
+    and put of messages to keep counters in the slot, may run batches its
+    own way (its `run_batch`, with _run_batch's arguments) and may ask the
     worker to leave after a message (its `leaving`).
     """
     if maxtasks is not None and not (isinstance(maxtasks, int) and maxtasks >= 1):
@@ -288,8 +289,10 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
         initializer(*initargs)
     pid = os.getpid()
     take = _task_taker(inqueue, _tracking)
+    run_batch = _run_batch
     if _supervision is not None:
         take, put = _supervision.attach(_tracking, take, put)
+        run_batch = getattr(_supervision, 'run_batch', None) or _run_batch
     # Worker processes poll a little before sleeping; threads never do.
     reader = getattr(inqueue, '_reader', None)
     poll = reader.poll if reader is not None and _IDLE_SPIN_SECONDS else None
@@ -328,7 +331,7 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
             util.debug('worker got sentinel -- exiting')
             break
         if type(msg) is list:
-            completed += _run_batch(msg, put, pid, ident, wrap_exception)
+            completed += run_batch(msg, put, pid, ident, wrap_exception)
         else:
             job, i, func, args, kwds = msg
             result = _call(func, args, kwds, wrap_exception)

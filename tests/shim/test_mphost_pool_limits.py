@@ -78,6 +78,40 @@ def kill_self_on(x, bad):
     return x
 
 
+def counted(d, i, kind):
+    """Note one run of task i in directory d, then do its kind of work."""
+    fd = os.open(os.path.join(d, str(i)), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, b'.')
+    finally:
+        os.close(fd)
+    if kind == 'sleep':            # stuck with the GIL released
+        time.sleep(TIMEOUT)
+    elif kind == 'spin':           # stuck in C holding the GIL
+        import re
+        re.match(r'(a+)+$', 'a' * 64 + 'b')
+    elif kind == 'array':
+        import numpy
+        return numpy.full(50_000, i, dtype=numpy.int64)
+    elif kind == 'big':            # past the spool's mapped part
+        import numpy
+        return numpy.full(300_000, i, dtype=numpy.int64)
+    elif kind == 'fail':
+        raise ValueError(f'task {i} fails')
+    return i * 3
+
+
+def run_counts(d, n):
+    counts = []
+    for i in range(n):
+        try:
+            with open(os.path.join(d, str(i)), 'rb') as f:
+                counts.append(len(f.read()))
+        except FileNotFoundError:
+            counts.append(0)
+    return counts
+
+
 @pytest.fixture
 def make_pool():
     pools = []
@@ -281,3 +315,96 @@ def test_recycling_does_not_count(make_pool):
     p = make_pool('fork', 2, max_restarts=0, maxtasksperchild=1)
     assert p.map(double, range(20), chunksize=1) == [2 * x for x in range(20)]
     assert p.apply(double, (1,)) == 2
+
+
+# -- timed maps are batched: a killed batch loses no task, runs none twice -----
+
+def _kinds(n, stuck_at, stuck):
+    kinds = ['quick'] * n
+    kinds[stuck_at] = stuck
+    for i in range(7, n, 23):
+        if i != stuck_at:
+            kinds[i] = 'array'
+    kinds[stuck_at - 3] = 'fail'
+    return kinds
+
+
+def _check_imap(p, tmp_path, stuck):
+    numpy = pytest.importorskip('numpy')
+    n, stuck_at = 200, 130
+    kinds = _kinds(n, stuck_at, stuck)
+    it = p.imap(counted_star, [(str(tmp_path), i, k) for i, k in enumerate(kinds)],
+                task_timeout=1)
+    for i, kind in enumerate(kinds):
+        if kind == stuck:
+            with pytest.raises(mphost.TaskTimeoutError, match=f'task {i} of job'):
+                it.next(TIMEOUT)
+        elif kind == 'fail':
+            with pytest.raises(ValueError, match=f'task {i} fails'):
+                it.next(TIMEOUT)
+        elif kind == 'array':
+            assert numpy.array_equal(it.next(TIMEOUT), numpy.full(50_000, i))
+        else:
+            assert it.next(TIMEOUT) == 3 * i
+    with pytest.raises(StopIteration):
+        it.next(TIMEOUT)
+    assert run_counts(str(tmp_path), n) == [1] * n
+
+
+def counted_star(args):
+    return counted(*args)
+
+
+@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('stuck', ['sleep', 'spin'])
+def test_batched_timed_imap_loses_nothing_runs_nothing_twice(method, stuck, make_pool,
+                                                             tmp_path):
+    p = make_pool(method, 2)
+    _check_imap(p, tmp_path, stuck)
+    assert p.map(double, range(10), task_timeout=5) == [2 * x for x in range(10)]
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_batched_timed_map_fails_once(method, make_pool, tmp_path):
+    p = make_pool(method, 2, task_timeout=1)
+    kinds = ['quick'] * 200
+    kinds[120] = 'spin'
+    with pytest.raises(mphost.TaskTimeoutError, match='task 120 of job'):
+        p.starmap(counted, [(str(tmp_path), i, k) for i, k in enumerate(kinds)],
+                  chunksize=1)
+    assert max(run_counts(str(tmp_path), 200)) == 1
+    assert p.map(double, range(300)) == [2 * x for x in range(300)]
+
+
+@pytest.mark.parametrize('method', ['fork', 'forkserver'])
+def test_batched_timed_imap_unordered_with_large_results(method, make_pool, tmp_path):
+    numpy = pytest.importorskip('numpy')
+    p = make_pool(method, 2, task_timeout=1)
+    kinds = ['quick'] * 160
+    kinds[125:129] = ['big'] * 4
+    kinds[130] = 'spin'
+    got, errors = {}, []
+    it = p.imap_unordered(counted_star, [(str(tmp_path), i, k) for i, k in enumerate(kinds)])
+    for _ in range(160):
+        try:
+            value = it.next(TIMEOUT)
+        except mphost.TaskTimeoutError as e:
+            errors.append(e)
+            continue
+        key = int(value[0]) if isinstance(value, numpy.ndarray) else value // 3
+        got[key] = value
+    assert len(errors) == 1 and 'task 130 of job' in str(errors[0])
+    assert sorted(got) == [i for i in range(160) if i != 130]
+    for i in range(125, 129):
+        assert numpy.array_equal(got[i], numpy.full(300_000, i))
+    assert run_counts(str(tmp_path), 160) == [1] * 160
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_soft_timeout_inside_a_batched_map(method, make_pool):
+    p = make_pool(method, 2)
+    delays = [0.001] * 120
+    delays[90] = 5
+    got = p.map(catches_soft, delays, chunksize=1, soft_timeout=0.5, task_timeout=10)
+    assert got[90].startswith('cleaned up after: soft time limit (0.5 s) exceeded')
+    assert got[:90] + got[91:] == ['finished'] * 119

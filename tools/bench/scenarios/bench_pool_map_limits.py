@@ -3,8 +3,7 @@
 The cost of mphost.Pool's supervision on the busiest path: a Pool with one
 worker per core maps ``x -> 2 * x`` over range(n), chunksize 1. Under
 mphost the pool is ``mphost.Pool(task_timeout=60)`` (``--pool timeout``:
-every task stamped, watched and sent on its own, since timed tasks are not
-batched) or ``mphost.Pool()`` (``--pool counters``: only the per-message
+every task stamped, watched and spooled, in batches as a plain map's) or ``mphost.Pool()`` (``--pool counters``: only the per-message
 counters of insights()); stock python3 has no such pool and runs the stdlib
 Pool, so the ratio is against stock, as every row's. Compare with the
 pool_map_c1 row (plain multiprocessing.Pool under mphost).
