@@ -3,7 +3,7 @@ travel with each call. A mixin placed before multiprocessing.pool.Pool in
 mphost.Pool's bases: every method takes its own keyword options, handles
 them and hands the rest to the next class with super().
 
-Pool options (see docs/mphost-module/calls.md):
+Pool options (see docs/mphost-module/pool-calls.md):
   worker_state=True      each worker keeps a dict, given to the task's
                          function as its first argument (mphost._worker_state)
   worker_init=, worker_exit=
