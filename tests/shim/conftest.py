@@ -45,3 +45,21 @@ def shm_snapshot():
 
 def which(name):
     return shutil.which(name)
+
+
+@pytest.fixture
+def make_mphost_pool():
+    """make_mphost_pool(method, *args, **options): an mphost.Pool under a start
+    method; each pool made is terminated and joined (bounded) at the end."""
+    import multiprocessing
+    import mphost
+    from _suite_pool import bounded_join
+    made = []
+
+    def make(method, *args, **kwds):
+        made.append(mphost.Pool(*args, context=multiprocessing.get_context(method), **kwds))
+        return made[-1]
+    yield make
+    for pool in made:
+        pool.terminate()
+        bounded_join(pool)

@@ -7,10 +7,8 @@ import time
 
 import pytest
 
-import multiprocessing
-
 import mphost
-from _suite_pool import bounded_join, wait_until
+from _suite_pool import wait_until
 
 TIMEOUT = 60
 METHODS = ['fork', 'spawn', 'forkserver']
@@ -41,23 +39,9 @@ def grow(mb):
     return os.getpid()
 
 
-@pytest.fixture
-def make_pool():
-    pools = []
-
-    def make(method, *args, **kwds):
-        p = mphost.Pool(*args, context=multiprocessing.get_context(method), **kwds)
-        pools.append(p)
-        return p
-    yield make
-    for p in pools:
-        p.terminate()
-        bounded_join(p)
-
-
 @pytest.mark.parametrize('method', METHODS)
-def test_counts_and_times_of_known_work(method, make_pool):
-    p = make_pool(method, 2)
+def test_counts_and_times_of_known_work(method, make_mphost_pool):
+    p = make_mphost_pool(method, 2)
     n = 40
     started = time.monotonic()
     assert p.map(nap, range(n), chunksize=1) == list(range(n))
@@ -79,8 +63,8 @@ def test_counts_and_times_of_known_work(method, make_pool):
 
 
 @pytest.mark.parametrize('method', METHODS)
-def test_batched_and_apply_tasks_are_counted(method, make_pool):
-    p = make_pool(method, 2)
+def test_batched_and_apply_tasks_are_counted(method, make_mphost_pool):
+    p = make_mphost_pool(method, 2)
     assert p.map(abs, range(-5000, 5000)) == [abs(x) for x in range(-5000, 5000)]
     assert [p.apply_async(abs, (-x,)).get(TIMEOUT) for x in range(10)] == list(range(10))
     assert list(p.imap_unordered(abs, range(100), chunksize=7)) is not None
@@ -91,8 +75,8 @@ def test_batched_and_apply_tasks_are_counted(method, make_pool):
 
 
 @pytest.mark.parametrize('method', METHODS)
-def test_exited_workers_stay_in_the_insights(method, make_pool):
-    p = make_pool(method, 2, maxtasksperchild=3)
+def test_exited_workers_stay_in_the_insights(method, make_mphost_pool):
+    p = make_mphost_pool(method, 2, maxtasksperchild=3)
     assert p.map(nap, range(12), chunksize=1) == list(range(12))
     wait_until(lambda: len(p._pool) == 2)
     info = p.insights()
@@ -103,8 +87,8 @@ def test_exited_workers_stay_in_the_insights(method, make_pool):
 
 
 @pytest.mark.parametrize('method', METHODS)
-def test_a_killed_worker_restarts_its_slot(method, make_pool):
-    p = make_pool(method, 1, task_timeout=0.3)
+def test_a_killed_worker_restarts_its_slot(method, make_mphost_pool):
+    p = make_mphost_pool(method, 1, task_timeout=0.3)
     assert p.apply(nap, (1,)) == 1
     with pytest.raises(mphost.TaskTimeoutError):
         p.apply(sleepy, (30,))
@@ -117,16 +101,16 @@ def test_a_killed_worker_restarts_its_slot(method, make_pool):
 
 
 @pytest.mark.parametrize('method', METHODS)
-def test_peak_rss_follows_memory_use(method, make_pool):
-    p = make_pool(method, 1)
+def test_peak_rss_follows_memory_use(method, make_mphost_pool):
+    p = make_mphost_pool(method, 1)
     before = p.insights().workers[0].peak_rss
     p.apply(grow, (80,))
     after = p.insights().workers[0].peak_rss
     assert after >= before + (70 << 20)
 
 
-def test_table_and_dict(make_pool):
-    p = make_pool('fork', 2)
+def test_table_and_dict(make_mphost_pool):
+    p = make_mphost_pool('fork', 2)
     p.map(big, [1 << 20] * 6, chunksize=1)
     info = p.insights()
     text = str(info)

@@ -112,20 +112,6 @@ def run_counts(d, n):
     return counts
 
 
-@pytest.fixture
-def make_pool():
-    pools = []
-
-    def make(method, *args, **kwds):
-        p = mphost.Pool(*args, context=multiprocessing.get_context(method), **kwds)
-        pools.append(p)
-        return p
-    yield make
-    for p in pools:
-        p.terminate()
-        bounded_join(p)
-
-
 # -- options are checked ------------------------------------------------------
 
 @pytest.mark.parametrize('kwds, error', [
@@ -145,8 +131,8 @@ def test_options_are_checked(kwds, error):
         mphost.Pool(1, **kwds)
 
 
-def test_per_call_options_are_checked(make_pool):
-    p = make_pool('fork', 1, task_timeout=1)
+def test_per_call_options_are_checked(make_mphost_pool):
+    p = make_mphost_pool('fork', 1, task_timeout=1)
     with pytest.raises(TypeError):
         p.map(double, range(3), task_timeout='x')
     with pytest.raises(ValueError):
@@ -154,8 +140,8 @@ def test_per_call_options_are_checked(make_pool):
     assert p.map(double, range(3)) == [0, 2, 4]
 
 
-def test_without_options_it_is_the_stdlib_pool(make_pool):
-    p = make_pool('fork', 2)
+def test_without_options_it_is_the_stdlib_pool(make_mphost_pool):
+    p = make_mphost_pool('fork', 2)
     assert isinstance(p, mpool.Pool)
     assert p.map(double, range(100)) == [2 * x for x in range(100)]
     assert p.apply(double, (21,)) == 42
@@ -173,8 +159,8 @@ def test_errors_are_the_stdlib_classes():
 # -- task_timeout ---------------------------------------------------------------
 
 @pytest.mark.parametrize('method', METHODS)
-def test_timed_out_task_of_a_map(method, make_pool):
-    p = make_pool(method, 2)
+def test_timed_out_task_of_a_map(method, make_mphost_pool):
+    p = make_mphost_pool(method, 2)
     started = time.monotonic()
     r = p.map_async(sleepy, [0.05, 30, 0.1, 0.05, 0.2, 0.01], chunksize=1, task_timeout=1)
     with pytest.raises(mphost.TaskTimeoutError, match=r'task 1 of job \d+ \(sleepy\) ran past '
@@ -189,8 +175,8 @@ def test_timed_out_task_of_a_map(method, make_pool):
 
 
 @pytest.mark.parametrize('method', METHODS)
-def test_no_other_task_is_lost(method, make_pool):
-    p = make_pool(method, 2, task_timeout=1)
+def test_no_other_task_is_lost(method, make_mphost_pool):
+    p = make_mphost_pool(method, 2, task_timeout=1)
     it = p.imap(sleepy, [0.01] * 20 + [30] + [0.01] * 20)
     got = []
     for i in range(41):
@@ -205,8 +191,8 @@ def test_no_other_task_is_lost(method, make_pool):
 
 
 @pytest.mark.parametrize('method', METHODS)
-def test_apply_async_timeouts_and_pool_default(method, make_pool):
-    p = make_pool(method, 2, task_timeout=0.5)
+def test_apply_async_timeouts_and_pool_default(method, make_mphost_pool):
+    p = make_mphost_pool(method, 2, task_timeout=0.5)
     slow = p.apply_async(sleepy, (30,))
     quick = p.apply_async(sleepy, (0.05,))
     longer = p.apply_async(sleepy, (0.8,), task_timeout=3)   # per call wins
@@ -220,9 +206,9 @@ def test_apply_async_timeouts_and_pool_default(method, make_pool):
 
 
 @pytest.mark.parametrize('method', METHODS)
-def test_numpy_map_beside_a_timed_out_one(method, make_pool):
+def test_numpy_map_beside_a_timed_out_one(method, make_mphost_pool):
     numpy = pytest.importorskip('numpy')
-    p = make_pool(method, 2)
+    p = make_mphost_pool(method, 2)
     doomed = p.map_async(sleepy, [30], task_timeout=0.5)
     arrays = p.map_async(ramp, [10, 100000, 1000, 5], chunksize=1, task_timeout=20)
     for got, n in zip(arrays.get(TIMEOUT), [10, 100000, 1000, 5]):
@@ -232,8 +218,8 @@ def test_numpy_map_beside_a_timed_out_one(method, make_pool):
 
 
 @pytest.mark.parametrize('method', METHODS)
-def test_a_chunk_is_the_unit_that_times_out(method, make_pool):
-    p = make_pool(method, 1)
+def test_a_chunk_is_the_unit_that_times_out(method, make_mphost_pool):
+    p = make_mphost_pool(method, 1)
     r = p.map_async(sleepy, [0.3, 0.3, 0.3, 0.01, 0.01, 0.01], chunksize=3, task_timeout=0.6)
     with pytest.raises(mphost.TaskTimeoutError, match=r'chunk 0 \(3 items\)'):
         r.get(TIMEOUT)
@@ -243,8 +229,8 @@ def test_a_chunk_is_the_unit_that_times_out(method, make_pool):
 # -- soft_timeout ---------------------------------------------------------------
 
 @pytest.mark.parametrize('method', METHODS)
-def test_soft_timeout_raised_inside_the_task(method, make_pool):
-    p = make_pool(method, 2, soft_timeout=0.3)
+def test_soft_timeout_raised_inside_the_task(method, make_mphost_pool):
+    p = make_mphost_pool(method, 2, soft_timeout=0.3)
     assert p.map(catches_soft, [0.01, 5, 0.01], chunksize=1) == [
         'finished', 'cleaned up after: soft time limit (0.3 s) exceeded', 'finished']
     with pytest.raises(mphost.SoftTimeLimitExceeded):
@@ -253,8 +239,8 @@ def test_soft_timeout_raised_inside_the_task(method, make_pool):
 
 
 @pytest.mark.parametrize('method', METHODS)
-def test_task_timeout_after_a_caught_soft_one(method, make_pool):
-    p = make_pool(method, 1)
+def test_task_timeout_after_a_caught_soft_one(method, make_mphost_pool):
+    p = make_mphost_pool(method, 1)
     started = time.monotonic()
     with pytest.raises(mphost.TaskTimeoutError):
         p.apply(ignores_soft, (5,), soft_timeout=0.2, task_timeout=0.7)
@@ -265,8 +251,8 @@ def test_task_timeout_after_a_caught_soft_one(method, make_pool):
 # -- max_memory_per_child ---------------------------------------------------------
 
 @pytest.mark.parametrize('method', METHODS)
-def test_memory_recycling(method, make_pool):
-    p = make_pool(method, 2, max_memory_per_child=120 << 20)
+def test_memory_recycling(method, make_mphost_pool):
+    p = make_mphost_pool(method, 2, max_memory_per_child=120 << 20)
     out = p.map(hoard, range(10), chunksize=1)
     assert [v for _, v in out] == [x * x for x in range(10)]
     pids = {pid for pid, _ in out}
@@ -282,8 +268,8 @@ def test_memory_recycling(method, make_pool):
 # -- max_restarts ----------------------------------------------------------------
 
 @pytest.mark.parametrize('method', METHODS)
-def test_restart_limit(method, make_pool):
-    p = make_pool(method, 2, max_restarts=1)
+def test_restart_limit(method, make_mphost_pool):
+    p = make_mphost_pool(method, 2, max_restarts=1)
     with pytest.raises(mpool.WorkerLostError, match='exited with code 7'):
         p.starmap(crash_on, [(x, 3) for x in range(6)], chunksize=1)
     assert p.apply(double, (2,)) == 4        # one death: replaced
@@ -302,8 +288,8 @@ def test_restart_limit(method, make_pool):
 
 
 @pytest.mark.parametrize('method', METHODS)
-def test_timeouts_count_as_deaths(method, make_pool):
-    p = make_pool(method, 1, max_restarts=0, task_timeout=0.3)
+def test_timeouts_count_as_deaths(method, make_mphost_pool):
+    p = make_mphost_pool(method, 1, max_restarts=0, task_timeout=0.3)
     with pytest.raises(mphost.PoolBrokenError) as info:
         p.apply(sleepy, (30,))
     assert isinstance(info.value.__cause__, mphost.TaskTimeoutError)
@@ -311,8 +297,8 @@ def test_timeouts_count_as_deaths(method, make_pool):
         p.apply(double, (1,))
 
 
-def test_recycling_does_not_count(make_pool):
-    p = make_pool('fork', 2, max_restarts=0, maxtasksperchild=1)
+def test_recycling_does_not_count(make_mphost_pool):
+    p = make_mphost_pool('fork', 2, max_restarts=0, maxtasksperchild=1)
     assert p.map(double, range(20), chunksize=1) == [2 * x for x in range(20)]
     assert p.apply(double, (1,)) == 2
 
@@ -357,16 +343,16 @@ def counted_star(args):
 
 @pytest.mark.parametrize('method', METHODS)
 @pytest.mark.parametrize('stuck', ['sleep', 'spin'])
-def test_batched_timed_imap_loses_nothing_runs_nothing_twice(method, stuck, make_pool,
+def test_batched_timed_imap_loses_nothing_runs_nothing_twice(method, stuck, make_mphost_pool,
                                                              tmp_path):
-    p = make_pool(method, 2)
+    p = make_mphost_pool(method, 2)
     _check_imap(p, tmp_path, stuck)
     assert p.map(double, range(10), task_timeout=5) == [2 * x for x in range(10)]
 
 
 @pytest.mark.parametrize('method', METHODS)
-def test_batched_timed_map_fails_once(method, make_pool, tmp_path):
-    p = make_pool(method, 2, task_timeout=1)
+def test_batched_timed_map_fails_once(method, make_mphost_pool, tmp_path):
+    p = make_mphost_pool(method, 2, task_timeout=1)
     kinds = ['quick'] * 200
     kinds[120] = 'spin'
     with pytest.raises(mphost.TaskTimeoutError, match='task 120 of job'):
@@ -377,9 +363,9 @@ def test_batched_timed_map_fails_once(method, make_pool, tmp_path):
 
 
 @pytest.mark.parametrize('method', ['fork', 'forkserver'])
-def test_batched_timed_imap_unordered_with_large_results(method, make_pool, tmp_path):
+def test_batched_timed_imap_unordered_with_large_results(method, make_mphost_pool, tmp_path):
     numpy = pytest.importorskip('numpy')
-    p = make_pool(method, 2, task_timeout=1)
+    p = make_mphost_pool(method, 2, task_timeout=1)
     kinds = ['quick'] * 160
     kinds[125:129] = ['big'] * 4
     kinds[130] = 'spin'
@@ -401,8 +387,8 @@ def test_batched_timed_imap_unordered_with_large_results(method, make_pool, tmp_
 
 
 @pytest.mark.parametrize('method', METHODS)
-def test_soft_timeout_inside_a_batched_map(method, make_pool):
-    p = make_pool(method, 2)
+def test_soft_timeout_inside_a_batched_map(method, make_mphost_pool):
+    p = make_mphost_pool(method, 2)
     delays = [0.001] * 120
     delays[90] = 5
     got = p.map(catches_soft, delays, chunksize=1, soft_timeout=0.5, task_timeout=10)

@@ -12,6 +12,13 @@ also times plain maps of the same pool just before (the better of two)
 and reports it as plain_tasks_per_s, with progress_cost_pct, the share of
 that throughput the bar costs.
 
+With --pool counters or --pool timeout, under mphost the pool is an
+mphost.Pool (counters: only the per-message counters of insights(), which
+every mphost.Pool keeps; timeout: task_timeout=60, so every task is
+stamped, watched and its outcome spooled); stock python3 has no mphost
+module and runs the plain Pool, so the ratio is against stock's plain Pool,
+as every row's. Compare with the plain row of the same chunksize.
+
 Check: the result list is exactly [2 * x for x in range(n)].
 """
 
@@ -32,24 +39,19 @@ def main():
     p.add_argument("--method", default="fork")
     p.add_argument("--progress", action="store_true",
                    help="mphost: mphost.Pool with a tqdm bar to os.devnull")
+    p.add_argument("--pool", choices=("plain", "counters", "timeout"), default="plain",
+                   help="mphost: the stdlib Pool, mphost.Pool() or mphost.Pool(task_timeout=60)")
     args = p.parse_args()
     n = args.tasks or (2000 if args.quick else 200000)
     chunksize = None if args.chunksize == "default" else int(args.chunksize)
 
     ctx = multiprocessing.get_context(args.method)
-    options, extra = {}, {}
-    make_pool = ctx.Pool
-    if args.progress:
-        try:
-            from mphost._pool import Pool as make_pool
-        except ImportError:        # stock python3: the plain Pool
-            make_pool = ctx.Pool
-        else:
-            from tqdm import tqdm
-            make_pool = _with_context(make_pool, ctx)
-            sink = open(os.devnull, "w")
-            options["progress"] = tqdm(file=sink, mininterval=0.1)
-    pool = make_pool(bl.cpu_count())
+    make_pool, options, extra = _pool_maker(ctx, args), {}, {}
+    if args.progress and make_pool is not None:
+        from tqdm import tqdm
+        sink = open(os.devnull, "w")
+        options["progress"] = tqdm(file=sink, mininterval=0.1)
+    pool = (make_pool or ctx.Pool)(bl.cpu_count())
     try:
         warm = pool.map_async(double, range(200)).get(args.timeout)
         bl.check(warm == [2 * x for x in range(200)], "warm-up map returned a wrong list")
@@ -81,13 +83,24 @@ def main():
         bl.check((bar.n, bar.total) == (n, n), f"the bar counted {bar.n} of {bar.total}")
         extra["progress_cost_pct"] = 100 * (1 - (n / elapsed) / extra["plain_tasks_per_s"])
     bl.emit("tasks_per_s", n / elapsed, "tasks/s", True, tasks=n,
-            chunksize=args.chunksize, seconds=elapsed, method=args.method, cpu_items=n,
-            **extra)
+            chunksize=args.chunksize, seconds=elapsed, method=args.method, pool=args.pool,
+            cpu_items=n, **extra)
 
 
-def _with_context(pool_class, ctx):
+def _pool_maker(ctx, args):
+    """What makes the row's mphost.Pool, or None where the row runs the
+    context's plain Pool (a plain row, or stock python3 without mphost)."""
+    kind = "counters" if args.progress and args.pool == "plain" else args.pool
+    if kind == "plain":
+        return None
+    try:
+        from mphost._pool import Pool
+    except ImportError:
+        return None
+    limits = {"task_timeout": 60} if kind == "timeout" else {}
+
     def make(processes):
-        return pool_class(processes, context=ctx)
+        return Pool(processes, context=ctx, **limits)
     return make
 
 
