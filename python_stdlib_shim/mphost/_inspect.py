@@ -25,6 +25,8 @@ import shutil
 import sys
 import time
 
+from ._state import rates_between
+
 __all__ = ['InspectError', 'find_root', 'render', 'rates_between', 'run']
 
 REGISTRY_DIR = '/dev/shm'
@@ -459,22 +461,6 @@ def _tree_order(processes, root):
     for p in tops:
         walk(p, ())
     return order
-
-
-def rates_between(before, after):
-    """messages/s per channel name from two snapshots (None when unknown)."""
-    if not before or not after:
-        return {}
-    dt = (after.get('taken_at') or 0) - (before.get('taken_at') or 0)
-    if dt <= 0:
-        return {}
-    old = {c.get('name'): c.get('messages_total') for c in before.get('channels') or []}
-    out = {}
-    for c in after.get('channels') or []:
-        a, b = old.get(c.get('name')), c.get('messages_total')
-        if a is not None and b is not None and b >= a:
-            out[c.get('name')] = (b - a) / dt
-    return out
 
 
 def _clock(t):

@@ -23,7 +23,7 @@ target, writes to it or waits on it, so it works on a program that is stuck.
 
 import time
 
-__all__ = ['state', 'TreeState', 'programs']
+__all__ = ['state', 'TreeState', 'programs', 'rates_between']
 
 
 def _native():
@@ -146,13 +146,27 @@ class TreeState(dict):
         return _render(self)
 
 
+def rates_between(before, after):
+    """messages/s per channel name from two snapshots; a channel whose rate
+    cannot be known (new, or no time between the two) is left out."""
+    if not before or not after:
+        return {}
+    dt = (after.get('taken_at') or 0) - (before.get('taken_at') or 0)
+    if dt <= 0:
+        return {}
+    old = {c.get('name'): c.get('messages_total') for c in before.get('channels') or []}
+    out = {}
+    for c in after.get('channels') or []:
+        a, b = old.get(c.get('name')), c.get('messages_total')
+        if a is not None and b is not None and b >= a:
+            out[c.get('name')] = (b - a) / dt
+    return out
+
+
 def _add_rates(first, second):
-    elapsed = second['taken_at'] - first['taken_at']
-    before = {row['name']: row['messages_total'] for row in first['channels']}
+    rates = rates_between(first, second)
     for row in second['channels']:
-        seen = before.get(row['name'])
-        row['messages_per_second'] = (None if seen is None or elapsed <= 0
-                                      else max(0, row['messages_total'] - seen) / elapsed)
+        row['messages_per_second'] = rates.get(row['name'])
 
 
 def state(pid=None, *, interval=None):
