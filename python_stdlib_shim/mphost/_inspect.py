@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 
+from . import _state
 from ._state import rates_between
 
 __all__ = ['InspectError', 'find_root', 'render', 'rates_between', 'run']
@@ -110,19 +111,11 @@ def _command_name(pid):
         return '?'
 
 
-def _native_snapshot(root):
-    import _mphost
-    take = getattr(_mphost, 'tree_state', None)
-    if take is None:
-        raise InspectError('this mphost cannot read live state (_mphost.tree_state is missing)')
-    return take(root)
-
-
 def take_snapshot(root, source=None):
     """One snapshot of the tree rooted at `root`; InspectError when it cannot
     be read (the program ended meanwhile, or its registry is not readable)."""
     try:
-        return (source or _native_snapshot)(root)
+        return (source or _state.tree_state)(root)
     except InspectError:
         raise
     except PermissionError as exc:

@@ -174,18 +174,22 @@ def state(pid=None, *, interval=None):
     whose root process is `pid` (same user). With `interval` (seconds), two
     snapshots that far apart give each channel a 'messages_per_second'.
     ProcessLookupError when there is no such program."""
-    native = _native()
     if pid is not None:
         pid = int(pid)
-    snap = native.tree_state(pid)
+    snap = tree_state(pid)
     if interval is not None:
         if interval < 0:
             raise ValueError('interval must be >= 0')
         time.sleep(interval)
-        later = native.tree_state(pid)
+        later = tree_state(pid)
         _add_rates(snap, later)
         snap = later
     return TreeState(snap)
+
+
+def tree_state(pid):
+    """The raw snapshot (plain dicts) of the tree whose root is `pid`."""
+    return _native().tree_state(pid)
 
 
 def programs():
