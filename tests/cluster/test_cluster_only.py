@@ -1,0 +1,119 @@
+"""What only the cluster does, with explicit assertions (stock python3 has no
+counterpart): host-bound objects refused by type, a killed worker rank ending
+the job without a hang, no MPI loaded without the flag, the flag checked,
+and the default number of workers."""
+
+import os
+import re
+
+import pytest
+
+from cluster_run import HERE, MPHOST, mpiexec_argv, need_cluster, run
+
+ONLY = os.path.join(HERE, 'cluster_only')
+TIMEOUT = 120
+PHRASE = 'objects cannot be sent to a worker on another host'
+
+
+def _program(name):
+    return os.path.join(ONLY, name)
+
+
+@pytest.fixture(scope='module')
+def host_bound_lines():
+    need_cluster()
+    got = run(mpiexec_argv(2, 'tcp', _program('host_bound.py')), TIMEOUT)
+    assert not got.hung and got.code == 0, got.describe()
+    lines = {}
+    for line in got.out.splitlines():
+        label, type_name, exc_name, message = line.split('|', 3)
+        lines[label] = (type_name, exc_name, message)
+    return lines, got
+
+
+HOST_BOUND = ['Lock', 'RLock', 'Semaphore', 'Event', 'Condition', 'Barrier', 'Queue', 'SimpleQueue',
+              'JoinableQueue', 'Value', 'RawValue', 'Array', 'SharedMemory', 'Connection']
+
+
+@pytest.mark.parametrize('label', HOST_BOUND)
+def test_host_bound_argument_refused(host_bound_lines, label):
+    lines, got = host_bound_lines
+    type_name, exc_name, message = lines[label]
+    assert exc_name == 'RuntimeError', got.describe()
+    assert message.startswith(f'{type_name} {PHRASE}: ') and len(message) > len(type_name) + len(PHRASE) + 3, \
+        got.describe()
+
+
+def test_host_bound_in_map_and_result(host_bound_lines):
+    lines, got = host_bound_lines
+    assert lines['in map'][1] == 'RuntimeError' and lines['in map'][2].startswith(f'Lock {PHRASE}'), got.describe()
+    # A Lock made by the task and returned: refused on the way back, the
+    # caller gets the reason (stock wraps result errors in MaybeEncodingError).
+    assert lines['in result'][1] in ('RuntimeError', 'MaybeEncodingError'), got.describe()
+    assert f'Lock {PHRASE}' in lines['in result'][2], got.describe()
+    assert lines['after'] == ('pool', 'ok', '[1, 2]'), got.describe()
+
+
+@pytest.mark.parametrize('target', ['rank', 'self'])
+def test_killed_worker_ends_the_job(target):
+    need_cluster()
+    got = run(mpiexec_argv(3, 'tcp', _program('kill_rank.py'), target), 90)
+    assert not got.hung, got.describe()
+    assert got.code != 0, got.describe()
+    assert got.seconds < 90
+    if target == 'rank':
+        # OpenMPI names the rank that died (rank 1 or 2: whichever ran task 1).
+        text = got.out + got.err
+        assert re.search(r'rank [12]\b', text) or re.search(r'\[\[\d+,\d+\],[12]\]', text), got.describe()
+        assert 'signal 9' in text or 'Killed' in text, got.describe()
+
+
+def test_no_mpi_without_the_flag():
+    need_cluster()
+    got = run([MPHOST, _program('no_mpi_loaded.py')], TIMEOUT, env_extra={'OMPI_COMM_WORLD_RANK': ''})
+    assert not got.hung and got.code == 0, got.describe()
+    assert got.out.splitlines() == [
+        'before []', 'workers [[], []]', 'pool size 2', 'after []', 'rank variable ']
+
+
+def test_no_mpi_without_the_flag_under_mpiexec():
+    need_cluster()
+    got = run(mpiexec_argv(2, 'shm', _program('no_mpi_loaded.py'), mphost_flags=()), TIMEOUT)
+    assert not got.hung and got.code == 0, got.describe()
+    # Both ranks run the whole program on their own, as any program would.
+    assert got.out.count('before []') == 2 and got.out.count('after []') == 2, got.describe()
+    assert got.out.count('workers [[], []]') == 2, got.describe()
+
+
+@pytest.mark.parametrize('flag', ['--cluster=bogus', '--cluster=', '--cluster=MPI'])
+def test_unknown_cluster_kind(flag):
+    need_cluster()
+    got = run([MPHOST, flag, _program('no_mpi_loaded.py')], 60)
+    assert not got.hung, got.describe()
+    assert got.code == 2, got.describe()
+    assert got.out == '', got.describe()
+    assert 'cluster' in got.err and 'mpi' in got.err, got.describe()
+    if flag == '--cluster=bogus':
+        assert 'bogus' in got.err, got.describe()
+
+
+def _sizes(out):
+    return dict(line.rsplit(' ', 1) for line in out.splitlines())
+
+
+@pytest.mark.parametrize('ranks,per_rank,how', [
+    (2, 1, None), (3, 1, None), (3, 2, 'flag'), (2, 2, 'env'), (3, 3, 'flag')])
+def test_default_worker_count(ranks, per_rank, how):
+    need_cluster()
+    flags = ['--cluster=mpi'] + (['--workers-per-rank=%d' % per_rank] if how == 'flag' else [])
+    env = {'MPHOST_WORKERS_PER_RANK': str(per_rank)} if how == 'env' else None
+    got = run(mpiexec_argv(ranks, 'shm', _program('pool_size.py'), mphost_flags=flags), TIMEOUT, env_extra=env)
+    assert not got.hung and got.code == 0, got.describe()
+    sizes = _sizes(got.out)
+    expected = (ranks - 1) * per_rank
+    assert sizes['pool workers'] == str(expected), got.describe()
+    assert sizes['mpi context pool workers'] == str(expected), got.describe()
+    assert sizes['executor workers'] == str(expected), got.describe()
+    allowed = {str(r) for r in range(1, ranks)}
+    for key in ('pool ranks', 'executor ranks'):
+        assert sizes[key] and set(sizes[key].split(',')) <= allowed, got.describe()
