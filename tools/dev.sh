@@ -221,6 +221,12 @@ run_tests() {
   (run_sanitizers_ci) || status=1
   echo "== Python tests of the shim, under mphost"
   (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/shim) || status=1
+  echo "== Cluster on MPI: stdlib Pool/executor programs under mpiexec -n 2,3 (TCP and shared memory) against stock, and the cluster-only checks"
+  if compgen -G "$build_dir/lib/mphost/_mphost_mpi*.so" >/dev/null; then
+    (cd "$root" && MPHOST="$build_dir/bin/mphost" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/cluster) || status=1
+  else
+    echo "skipped: mphost was built without its MPI module (no $build_dir/lib/mphost/_mphost_mpi*.so; CMake found no MPI)"
+  fi
   echo "== Security: permissions, names, another user, nothing unpickled before authentication (under mphost)"
   (cd "$root" && "$build_dir/bin/mphost" -m pytest -q -p no:cacheprovider tests/security) || status=1
   echo "== Scale limits, bounded: 300 fork + 100 spawn children each with a queue, descriptors per queue, 2.5 GiB message"

@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 def rank_of(x):
     time.sleep(0.02)
-    return os.environ.get('OMPI_COMM_WORLD_RANK')
+    return str(os.environ.get('OMPI_COMM_WORLD_RANK'))
 
 
 def main():
