@@ -4,6 +4,7 @@ checks that need no MPI job run here."""
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -40,6 +41,22 @@ def test_round_trips_between_two_ranks(btl):
     for step in ('errors', 'blocks', 'numpy', '100 MB part', 'many in flight', 'release'):
         assert f'ok {step}' in done.stdout, out
     assert 'ALL OK' in done.stdout, out
+
+
+def test_abort_ends_every_rank():
+    started = time.monotonic()
+    done = run_job('abort', 'tcp', timeout=100)
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert time.monotonic() - started < 90
+    assert 'MPI_ABORT' in done.stderr or 'MPI_Abort' in done.stderr, done.stderr
+
+
+def test_exit_without_finalize_finalizes_at_teardown():
+    done = run_job('teardown', 'vader', timeout=100)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert 'ALL OK' in done.stdout, out
+    assert 'without calling' not in done.stderr, out
 
 
 def test_calls_before_init_raise(module):
