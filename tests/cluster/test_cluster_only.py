@@ -59,7 +59,7 @@ def test_host_bound_in_map_and_result(host_bound_lines):
 @pytest.mark.parametrize('ranks,transport', [(3, 'tcp'), (2, 'shm')])
 def test_killed_rank_ends_the_job(ranks, transport):
     need_cluster()
-    got = run(mpiexec_argv(ranks, transport, _program('kill_rank.py'), 'rank'), 90)
+    got = run(mpiexec_argv(ranks, transport, _program('kill_rank.py')), 90)
     assert not got.hung, got.describe()
     assert got.code != 0, got.describe()
     assert got.out.startswith('starting\n') and 'result' not in got.out, got.describe()
@@ -100,6 +100,14 @@ def test_bad_launcher_option(flag, names):
     assert got.code == 2, got.describe()
     assert got.out == '', got.describe()
     assert got.err.startswith('mphost: ') and all(name in got.err for name in names), got.describe()
+
+
+def test_single_rank_pool_says_it_needs_ranks():
+    need_cluster()
+    got = run(mpiexec_argv(1, 'shm', _program('pool_size.py')), 60)
+    assert not got.hung, got.describe()
+    assert got.code == 1 and got.out == '', got.describe()
+    assert 'ValueError: ' in got.err and 'mpiexec -n 2' in got.err, got.describe()
 
 
 def _sizes(out):

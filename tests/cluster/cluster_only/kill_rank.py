@@ -1,7 +1,6 @@
-"""A task that kills the process it runs in with SIGKILL, on a worker rank
-(never on rank 0). argv[1]: 'self' kills the task's own process,
-'rank' kills the MPI rank process hosting it (the first ancestor whose parent
-is the MPI launcher or daemon)."""
+"""A task that kills, with SIGKILL, the MPI rank process hosting it (the
+first ancestor of the task's process whose parent is the MPI launcher or
+daemon), on a worker rank (never on rank 0)."""
 import multiprocessing
 import os
 import sys
@@ -34,7 +33,7 @@ def die(x):
     if os.environ.get('OMPI_COMM_WORLD_RANK') in (None, '0'):
         return 'not on a worker rank'
     if x == 1:
-        os.kill(rank_process() if sys.argv[1] == 'rank' else os.getpid(), 9)
+        os.kill(rank_process(), 9)
     time.sleep(0.5)
     return x
 

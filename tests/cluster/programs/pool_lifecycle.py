@@ -1,8 +1,7 @@
 """Pool's worker lifecycle: an initializer that sets a global in the worker,
-maxtasksperchild (workers replaced), terminate in the middle of a map, and a
-pool that is garbage after terminate."""
+terminate in the middle of a map, and the context manager's exit
+terminating a pool with work pending. (maxtasksperchild: pending/.)"""
 import multiprocessing
-import os
 import time
 
 TAG = 'unset'
@@ -21,11 +20,6 @@ def tagged(x):
     return f'{TAG}:{x}', CALLS > 100
 
 
-def worker_pid(x):
-    time.sleep(0.01)
-    return os.getpid()
-
-
 def slow(x):
     time.sleep(0.2)
     return x
@@ -35,14 +29,6 @@ def main():
     with multiprocessing.Pool(2, initializer=init_worker, initargs=('ready', 100)) as pool:
         print('initializer', pool.map(tagged, range(6), chunksize=1))
         print('initializer apply', pool.apply(tagged, ('x',)))
-
-    with multiprocessing.Pool(2, maxtasksperchild=2) as pool:
-        pids = pool.map(worker_pid, range(12), chunksize=1)
-        print('maxtasksperchild tasks', len(pids), 'distinct workers >= 6', len(set(pids)) >= 6)
-        print('maxtasksperchild again', pool.map(abs, range(-4, 0)))
-
-    with multiprocessing.Pool(2, initializer=init_worker, initargs=('again', 0), maxtasksperchild=1) as pool:
-        print('initializer with maxtasksperchild', sorted(r[0] for r in pool.map(tagged, range(5), chunksize=1)))
 
     pool = multiprocessing.Pool(2)
     it = pool.imap(slow, range(200))
