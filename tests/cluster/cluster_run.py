@@ -62,7 +62,8 @@ class Run:
 
 
 def run(argv, timeout, env_extra=None, cwd=None):
-    env = dict(os.environ, **MPI_ENV)
+    # Unbuffered: the lines printed before a hang show where it hung.
+    env = dict(os.environ, PYTHONUNBUFFERED='1', **MPI_ENV)
     env.update(env_extra or {})
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
