@@ -19,6 +19,8 @@ import threading
 import traceback
 import weakref
 
+from multiprocessing.pool import WorkerLostError
+
 from . import _wire
 
 _AHEAD = 2                 # messages a slot may hold: the one it runs and the next
@@ -31,7 +33,9 @@ class _Line:
     def __init__(self, outqueue):
         self.outqueue = outqueue
         self.slots = []               # live _SlotWorker objects, in start order
-        self.waiting = collections.deque()   # (header, parts) not yet given to a slot
+        self.waiting = collections.deque()   # (number, header, parts) not given to a slot
+        self.carried = {}             # number -> (job, first, n) of a task message;
+                                      # None for a stop sentinel
 
 
 class Hub:
@@ -42,6 +46,7 @@ class Hub:
         self._lock = threading.Lock()
         self._slot_ids = itertools.count(1)
         self._line_ids = itertools.count(1)
+        self._numbers = itertools.count(1)
         self._lines = {}
         self._slots = {}              # slot id -> _SlotWorker
         self._line_of = {}            # slot id -> its pool's line, also once ended
@@ -69,10 +74,12 @@ class Hub:
     def put(self, key, obj):
         """Send one inqueue message of pool `key` (pickled here: an object
         that cannot be sent raises in the caller)."""
-        header, parts = _wire.encode(0, obj)
+        number = next(self._numbers)
+        header, parts = _wire.encode(0, obj, number)
         with self._lock:
             line = self._lines[key]
-            line.waiting.append((header, parts))
+            line.carried[number] = _carried(obj)
+            line.waiting.append((number, header, parts))
             self._feed(line)
 
     def drop_waiting(self, key):
@@ -84,12 +91,13 @@ class Hub:
     def _feed(self, line):
         """Give waiting messages to the slots with room (lock held)."""
         while line.waiting:
-            slot = min((s for s in line.slots if s.accepting), key=lambda s: s.held, default=None)
-            if slot is None or slot.held >= _AHEAD:
+            slot = min((s for s in line.slots if s.accepting), key=lambda s: len(s.held),
+                       default=None)
+            if slot is None or len(slot.held) >= _AHEAD:
                 return
-            header, parts = line.waiting.popleft()
-            slot.held += 1
-            self.link.send(slot.rank, _wire.TASK, _wire.with_slot(header, slot.ident), parts)
+            number, header, parts = line.waiting.popleft()
+            slot.held.append(number)
+            self.link.send(slot.rank, _wire.TASK, _wire.readdressed(header, slot.ident), parts)
 
     # -- slots ---------------------------------------------------------------
 
@@ -127,7 +135,7 @@ class Hub:
         with self._lock:
             if worker.exitcode is None and worker.ident in self._slots:
                 worker.accepting = False
-                self.link.send(worker.rank, _wire.TERMINATE, _wire.with_slot(bytes(4), worker.ident), [])
+                self.link.send(worker.rank, _wire.TERMINATE, _wire.bare(worker.ident), [])
 
     # -- receiving -----------------------------------------------------------
 
@@ -153,13 +161,13 @@ class Hub:
                 frame = None
 
     def _route(self, source, kind, header, parts):
-        ident = _wire.slot_of(header)
+        ident, number = _wire.address(header)
         worker = self._slots.get(ident)
         if worker is None:
             if kind == _wire.RETURNED:    # it reached the rank after the slot ended
                 with self._lock:
                     line = self._line_of[ident]
-                    line.waiting.appendleft((header, parts))
+                    line.waiting.appendleft((number, header, parts))
                     self._feed(line)
             return
         if kind == _wire.RESULT:
@@ -171,17 +179,19 @@ class Hub:
                 traceback.print_exception(e)
                 message = None
             with self._lock:
-                worker.held -= 1
+                if worker.held:
+                    worker.line.carried.pop(worker.held.popleft(), None)
                 self._feed(worker.line)
             if message is not None:
                 worker.line.outqueue.put(message)
         elif kind == _wire.STARTED:
-            worker.pid = _wire.decode(header, parts)
+            worker.pid, worker.host = _wire.decode(header, parts)
         elif kind == _wire.RETURNED:
             with self._lock:
-                worker.held -= 1
+                if number in worker.held:
+                    worker.held.remove(number)
                 worker.accepting = False
-                worker.line.waiting.appendleft((header, parts))
+                worker.line.waiting.appendleft((number, header, parts))
                 self._feed(worker.line)
         elif kind in (_wire.EXITED, _wire.FAILED):
             outcome = _wire.decode(header, parts)
@@ -195,7 +205,22 @@ class Hub:
             if kind == _wire.FAILED:
                 worker.start_error = outcome
                 outcome = 1
+            self._fail_lost(worker, outcome)
             worker.exited(outcome)
+
+    def _fail_lost(self, worker, exitcode):
+        """Fail the tasks a slot took and never answered: its process died
+        running them (the ones it had not taken came back as RETURNED)."""
+        from multiprocessing._pool_worker import _BATCH
+        with self._lock:
+            lost = [worker.line.carried.pop(n, None) for n in worker.held]
+            worker.held.clear()
+        for what in lost:
+            if what is None:
+                continue              # a stop sentinel
+            job, first, n = what
+            error = RankWorkerLostError(worker.pid, exitcode, n, worker.rank, worker.host)
+            worker.line.outqueue.put((_BATCH, worker.pid, 0, 0.0, job, first, [(False, error)] * n))
 
     # -- the end of the job ----------------------------------------------------
 
@@ -212,6 +237,28 @@ class Hub:
             self._thread.join(1.0)
 
 
+def _carried(message):
+    """(job, first index, number of tasks) of an inqueue message; None for
+    a stop sentinel."""
+    if message is None:
+        return None
+    if type(message) is list:
+        return message[0][0], message[0][1], len(message)
+    return message[0], message[1], 1
+
+
+class RankWorkerLostError(WorkerLostError):
+    """WorkerLostError of a worker on another rank: says which host and rank."""
+
+    def __init__(self, pid, exitcode, ntasks, rank, host):
+        super().__init__(pid, exitcode, ntasks)
+        self.rank, self.host = rank, host
+        self.args = (f'{self.args[0]} on host {host}, MPI rank {rank}',)
+
+    def __reduce__(self):
+        return type(self), (self.pid, self.exitcode, self.ntasks, self.rank, self.host)
+
+
 class _SlotWorker:
     """What the pool sees of one slot: a Process-like object (name, pid,
     exitcode, sentinel, join, terminate) whose process runs on a worker
@@ -225,8 +272,8 @@ class _SlotWorker:
         self.daemon = True
         self.pid = None
         self.exitcode = None
-        self.ident = self.rank = self.line = None
-        self.held = 0
+        self.ident = self.rank = self.line = self.host = None
+        self.held = collections.deque()   # numbers of the messages it was given, unanswered
         self.accepting = True
         self.start_error = None
         self._done = threading.Event()

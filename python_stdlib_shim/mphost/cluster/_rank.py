@@ -62,7 +62,7 @@ def serve(link):
 
 
 def _handle(link, ctx, slots, relays, kind, header, parts):
-    ident = _wire.slot_of(header)
+    ident = _wire.address(header)[0]
     if kind == _wire.TASK:
         slot = slots[ident]
         with slot.lock:
@@ -82,7 +82,7 @@ def _handle(link, ctx, slots, relays, kind, header, parts):
             link.send(0, _wire.FAILED, *_wire.encode(ident, _failure(e)))
             return
         slots[ident] = slot
-        link.send(0, _wire.STARTED, *_wire.encode(ident, slot.process.pid))
+        link.send(0, _wire.STARTED, *_wire.encode(ident, (slot.process.pid, link.host())))
         relay = threading.Thread(target=_relay_results, args=(link, slots, slot),
                                  name=f'mphost-cluster-relay-{ident}', daemon=True)
         relay.start()
