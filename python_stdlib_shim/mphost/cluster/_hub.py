@@ -194,7 +194,9 @@ class Hub:
                 worker.line.waiting.appendleft((number, header, parts))
                 self._feed(worker.line)
         elif kind in (_wire.EXITED, _wire.FAILED):
-            outcome = _wire.decode(header, parts)
+            outcome, lost = _wire.decode(header, parts), 0
+            if kind == _wire.EXITED:
+                outcome, lost = outcome
             with self._lock:
                 self._slots.pop(ident, None)
                 line = worker.line
@@ -205,15 +207,17 @@ class Hub:
             if kind == _wire.FAILED:
                 worker.start_error = outcome
                 outcome = 1
-            self._fail_lost(worker, outcome)
+            self._fail_lost(worker, outcome, lost)
             worker.exited(outcome)
 
-    def _fail_lost(self, worker, exitcode):
-        """Fail the tasks a slot took and never answered: its process died
-        running them (the ones it had not taken came back as RETURNED)."""
+    def _fail_lost(self, worker, exitcode, count):
+        """Fail the `count` tasks a slot took and never answered: its process
+        died running them. Those it had not taken come back as RETURNED,
+        before EXITED or, if they were on their way, after it."""
         from multiprocessing._pool_worker import _BATCH
         with self._lock:
-            lost = [worker.line.carried.pop(n, None) for n in worker.held]
+            lost = [worker.line.carried.pop(worker.held.popleft(), None)
+                    for _ in range(min(count, len(worker.held)))]
             worker.held.clear()
         for what in lost:
             if what is None:
