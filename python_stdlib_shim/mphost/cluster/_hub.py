@@ -23,6 +23,20 @@ from multiprocessing.pool import WorkerLostError
 
 from . import _wire
 
+_current = None            # (pid, Hub) of this job's rank 0
+
+
+def current():
+    """This process's hub: rank 0 of a cluster job (not a child of it), or None."""
+    found = _current
+    return found[1] if found is not None and found[0] == os.getpid() else None
+
+
+def set_current(hub):
+    global _current
+    _current = None if hub is None else (os.getpid(), hub)
+
+
 _AHEAD = 2                 # messages a slot may hold: the one it runs and the next
 _POLL_MS = 100             # how often the receiving thread looks at _stopping
 
@@ -115,6 +129,7 @@ class Hub:
             line.slots.append(worker)
             worker.line = line
             self.link.send(rank, _wire.START, header, parts)
+            self._feed(line)          # what came back while no slot took work
 
     def _place(self, line):
         """The worker rank with the fewest live slots of this pool."""
