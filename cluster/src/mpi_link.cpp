@@ -136,7 +136,7 @@ struct mpi_link::state {
 
     void ring() { add_to_eventfd(wake_fd, 1); }
     bool start_queued_sends();
-    bool test_sends();
+    bool test_sends(int world_size);
     bool probe_heads(int world_size);
     bool test_receives(int world_size);
     void accept_head(std::vector<std::byte>& raw, int source);
@@ -172,19 +172,30 @@ bool mpi_link::state::start_queued_sends() {
     return true;
 }
 
-bool mpi_link::state::test_sends() {
+bool mpi_link::state::test_sends(int world_size) {
+    // Frames to one destination complete about in order: once one of them
+    // is still under way, the later ones wait for the next round (one test
+    // per destination keeps a long queue cheap).
+    std::vector<char> blocked(static_cast<std::size_t>(world_size), 0);
     std::vector<std::uint64_t> done;
-    for (auto it = out_flight.begin(); it != out_flight.end();) {
+    std::size_t keep = 0;
+    for (std::size_t i = 0; i < out_flight.size(); ++i) {
+        auto& out = out_flight[i];
+        auto dest = static_cast<std::size_t>(out->dest);
         int flag = 0;
-        auto& reqs = (*it)->requests;
-        check(MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &flag, MPI_STATUSES_IGNORE), "MPI_Testall");
+        if (!blocked[dest])
+            check(MPI_Testall(static_cast<int>(out->requests.size()), out->requests.data(), &flag,
+                              MPI_STATUSES_IGNORE),
+                  "MPI_Testall");
         if (flag) {
-            done.push_back((*it)->ticket);
-            it = out_flight.erase(it);
-        } else {
-            ++it;
+            done.push_back(out->ticket);
+            continue;
         }
+        blocked[dest] = 1;
+        if (keep != i) out_flight[keep] = std::move(out);
+        ++keep;
     }
+    out_flight.resize(keep);
     if (done.empty()) return false;
     std::lock_guard lock(mu);
     sent.insert(sent.end(), done.begin(), done.end());
@@ -262,24 +273,27 @@ bool mpi_link::state::probe_heads(int /*world_size*/) {
 
 bool mpi_link::state::test_receives(int world_size) {
     if (in_flight.empty()) return false;
+    // A frame is ready only after every earlier frame of its source.
     std::vector<char> blocked(static_cast<std::size_t>(world_size), 0);
     std::vector<frame> done;
-    for (auto it = in_flight.begin(); it != in_flight.end();) {
-        auto src = static_cast<std::size_t>((*it)->f.source);
+    std::size_t keep = 0;
+    for (std::size_t i = 0; i < in_flight.size(); ++i) {
+        auto& in = in_flight[i];
+        auto src = static_cast<std::size_t>(in->f.source);
         int flag = 0;
-        if (!blocked[src]) {
-            auto& reqs = (*it)->requests;
-            check(MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &flag, MPI_STATUSES_IGNORE),
+        if (!blocked[src])
+            check(MPI_Testall(static_cast<int>(in->requests.size()), in->requests.data(), &flag,
+                              MPI_STATUSES_IGNORE),
                   "MPI_Testall");
-        }
         if (flag) {
-            done.push_back(std::move((*it)->f));
-            it = in_flight.erase(it);
-        } else {
-            blocked[src] = 1;  // later frames of this source wait for this one
-            ++it;
+            done.push_back(std::move(in->f));
+            continue;
         }
+        blocked[src] = 1;
+        if (keep != i) in_flight[keep] = std::move(in);
+        ++keep;
     }
+    in_flight.resize(keep);
     if (done.empty()) return false;
     std::lock_guard lock(mu);
     for (auto& f : done) ready.push_back(std::move(f));
@@ -331,7 +345,7 @@ void mpi_link::run_progress() {
         for (;;) {
             if (s.abort_requested.load()) MPI_Abort(MPI_COMM_WORLD, s.abort_code.load());
             bool active = s.start_queued_sends();
-            active |= s.test_sends();
+            active |= s.test_sends(size_);
             active |= s.probe_heads(size_);
             active |= s.test_receives(size_);
             if (s.stop.load()) {
