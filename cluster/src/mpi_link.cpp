@@ -1,6 +1,8 @@
 // mpi_link: see the contract in mpi_link.hpp.
 #include "mphost/cluster/mpi_link.hpp"
 
+#include "frame_prefix.hpp"
+
 #include <mpi.h>
 
 #include <dlfcn.h>
@@ -13,7 +15,6 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -28,8 +29,6 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 
 constexpr std::size_t default_chunk = std::size_t{512} << 20;
-constexpr std::size_t prefix_fixed = 4 + 4 + 8 + 8;  // magic, kind, parts, chunk
-constexpr std::uint64_t max_part_size = std::uint64_t{1} << 48;
 constexpr auto default_spin = std::chrono::microseconds(250);
 constexpr auto idle_min = std::chrono::microseconds(20);
 constexpr auto finalize_patience = std::chrono::seconds(10);
@@ -53,20 +52,6 @@ std::size_t env_size(const char* name, std::size_t fallback, std::size_t lo, std
     unsigned long long v = std::strtoull(text, &end, 10);
     if (errno || *end || v < lo || v > hi) return fallback;
     return static_cast<std::size_t>(v);
-}
-
-template <class T>
-void put(std::byte*& at, T value) {
-    std::memcpy(at, &value, sizeof value);
-    at += sizeof value;
-}
-
-template <class T>
-T get(const std::byte*& at) {
-    T value;
-    std::memcpy(&value, at, sizeof value);
-    at += sizeof value;
-    return value;
 }
 
 // OpenMPI's components are loaded with dlopen and expect libmpi's symbols to
@@ -121,7 +106,7 @@ struct mpi_link::state {
     int ready_fd = -1;
     int wake_fd = -1;
     std::thread thread;
-    bool running = false;
+    std::atomic<bool> running{false};
     bool finalized = false;
     bool owns_mpi = false;
     pid_t pid = 0;
@@ -136,7 +121,7 @@ struct mpi_link::state {
 
     void ring() { add_to_eventfd(wake_fd, 1); }
     bool start_queued_sends();
-    bool test_sends();
+    bool test_sends(int world_size);
     bool probe_heads(int world_size);
     bool test_receives(int world_size);
     void accept_head(std::vector<std::byte>& raw, int source);
@@ -172,19 +157,30 @@ bool mpi_link::state::start_queued_sends() {
     return true;
 }
 
-bool mpi_link::state::test_sends() {
+bool mpi_link::state::test_sends(int world_size) {
+    // Frames to one destination complete about in order: once one of them
+    // is still under way, the later ones wait for the next round (one test
+    // per destination keeps a long queue cheap).
+    std::vector<char> blocked(static_cast<std::size_t>(world_size), 0);
     std::vector<std::uint64_t> done;
-    for (auto it = out_flight.begin(); it != out_flight.end();) {
+    std::size_t keep = 0;
+    for (std::size_t i = 0; i < out_flight.size(); ++i) {
+        auto& out = out_flight[i];
+        auto dest = static_cast<std::size_t>(out->dest);
         int flag = 0;
-        auto& reqs = (*it)->requests;
-        check(MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &flag, MPI_STATUSES_IGNORE), "MPI_Testall");
+        if (!blocked[dest])
+            check(MPI_Testall(static_cast<int>(out->requests.size()), out->requests.data(), &flag,
+                              MPI_STATUSES_IGNORE),
+                  "MPI_Testall");
         if (flag) {
-            done.push_back((*it)->ticket);
-            it = out_flight.erase(it);
-        } else {
-            ++it;
+            done.push_back(out->ticket);
+            continue;
         }
+        blocked[dest] = 1;
+        if (keep != i) out_flight[keep] = std::move(out);
+        ++keep;
     }
+    out_flight.resize(keep);
     if (done.empty()) return false;
     std::lock_guard lock(mu);
     sent.insert(sent.end(), done.begin(), done.end());
@@ -193,43 +189,26 @@ bool mpi_link::state::test_sends() {
 }
 
 void mpi_link::state::accept_head(std::vector<std::byte>& raw, int source) {
-    const std::size_t n = raw.size();
-    if (n < prefix_fixed) {
+    auto prefix = detail::read_prefix(raw.data(), raw.size(), magic, max_kind);
+    if (!prefix) {
         dropped.fetch_add(1);
         return;
     }
-    const std::byte* at = raw.data();
-    auto mark = get<std::uint32_t>(at);
-    auto kind = get<std::int32_t>(at);
-    auto count = get<std::uint64_t>(at);
-    auto chunk_bytes = get<std::uint64_t>(at);
-    if (mark != magic || kind < 0 || kind > max_kind || count > (n - prefix_fixed) / 8 || chunk_bytes == 0 ||
-        chunk_bytes > INT_MAX) {
-        dropped.fetch_add(1);
-        return;
-    }
-    std::vector<std::uint64_t> sizes(count);
-    for (auto& s : sizes) {
-        s = get<std::uint64_t>(at);
-        if (s > max_part_size) {
-            dropped.fetch_add(1);
-            return;
-        }
-    }
+    const std::size_t chunk_bytes = prefix->chunk;
+    const std::size_t header_size = raw.size() - prefix->header_offset;
     auto in = std::make_unique<inbound>();
     in->f.source = source;
-    in->f.kind = kind;
-    const std::size_t header_size = n - prefix_fixed - 8 * count;
+    in->f.kind = prefix->kind;
     try {
         in->f.header = block(header_size);
-        in->f.parts.reserve(count);
-        for (auto s : sizes) in->f.parts.emplace_back(static_cast<std::size_t>(s));
+        in->f.parts.reserve(prefix->sizes.size());
+        for (std::size_t size : prefix->sizes) in->f.parts.emplace_back(size);
     } catch (const std::bad_alloc&) {
         // The parts are on their way and would be taken for the next frame's:
         // the stream from this source cannot be kept in step.
         throw std::runtime_error("cannot allocate memory for a frame from rank " + std::to_string(source));
     }
-    std::memcpy(in->f.header.data(), at, header_size);
+    if (header_size) std::memcpy(in->f.header.data(), raw.data() + prefix->header_offset, header_size);
     for (block& b : in->f.parts) {
         for (std::size_t off = 0; off < b.size(); off += chunk_bytes) {
             int len = static_cast<int>(std::min<std::size_t>(chunk_bytes, b.size() - off));
@@ -262,24 +241,27 @@ bool mpi_link::state::probe_heads(int /*world_size*/) {
 
 bool mpi_link::state::test_receives(int world_size) {
     if (in_flight.empty()) return false;
+    // A frame is ready only after every earlier frame of its source.
     std::vector<char> blocked(static_cast<std::size_t>(world_size), 0);
     std::vector<frame> done;
-    for (auto it = in_flight.begin(); it != in_flight.end();) {
-        auto src = static_cast<std::size_t>((*it)->f.source);
+    std::size_t keep = 0;
+    for (std::size_t i = 0; i < in_flight.size(); ++i) {
+        auto& in = in_flight[i];
+        auto src = static_cast<std::size_t>(in->f.source);
         int flag = 0;
-        if (!blocked[src]) {
-            auto& reqs = (*it)->requests;
-            check(MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &flag, MPI_STATUSES_IGNORE),
+        if (!blocked[src])
+            check(MPI_Testall(static_cast<int>(in->requests.size()), in->requests.data(), &flag,
+                              MPI_STATUSES_IGNORE),
                   "MPI_Testall");
-        }
         if (flag) {
-            done.push_back(std::move((*it)->f));
-            it = in_flight.erase(it);
-        } else {
-            blocked[src] = 1;  // later frames of this source wait for this one
-            ++it;
+            done.push_back(std::move(in->f));
+            continue;
         }
+        blocked[src] = 1;
+        if (keep != i) in_flight[keep] = std::move(in);
+        ++keep;
     }
+    in_flight.resize(keep);
     if (done.empty()) return false;
     std::lock_guard lock(mu);
     for (auto& f : done) ready.push_back(std::move(f));
@@ -331,7 +313,7 @@ void mpi_link::run_progress() {
         for (;;) {
             if (s.abort_requested.load()) MPI_Abort(MPI_COMM_WORLD, s.abort_code.load());
             bool active = s.start_queued_sends();
-            active |= s.test_sends();
+            active |= s.test_sends(size_);
             active |= s.probe_heads(size_);
             active |= s.test_receives(size_);
             if (s.stop.load()) {
@@ -428,14 +410,11 @@ std::uint64_t mpi_link::send(int dest, int kind, const void* header, std::size_t
                                     std::to_string(kind));
     auto out = std::make_unique<outbound>();
     out->dest = dest;
-    out->head.resize(prefix_fixed + 8 * parts.size() + header_size);
-    std::byte* at = out->head.data();
-    put<std::uint32_t>(at, magic);
-    put<std::int32_t>(at, kind);
-    put<std::uint64_t>(at, parts.size());
-    put<std::uint64_t>(at, s.chunk);
-    for (const auto& p : parts) put<std::uint64_t>(at, p.size);
-    if (header_size) std::memcpy(at, header, header_size);
+    std::vector<std::size_t> sizes;
+    sizes.reserve(parts.size());
+    for (const auto& p : parts) sizes.push_back(p.size);
+    out->head = detail::make_head(magic, kind, s.chunk, sizes, header_size);
+    if (header_size) std::memcpy(out->head.data() + (out->head.size() - header_size), header, header_size);
     out->parts = std::move(parts);
     std::lock_guard lock(s.mu);
     if (!s.fault.empty()) throw std::runtime_error(s.fault);

@@ -46,9 +46,10 @@ def test_round_trips_between_two_ranks(btl):
 def test_abort_ends_every_rank():
     started = time.monotonic()
     done = run_job('abort', 'tcp', timeout=100)
-    assert done.returncode != 0, done.stdout + done.stderr
+    # mpiexec ends the job with the code given; its MPI_ABORT notice is not
+    # always printed (OpenMPI 4.1 can lose it when the ranks end at once).
+    assert done.returncode == 3, done.stdout + done.stderr
     assert time.monotonic() - started < 90
-    assert 'MPI_ABORT' in done.stderr or 'MPI_Abort' in done.stderr, done.stderr
 
 
 def test_exit_without_finalize_finalizes_at_teardown():

@@ -29,8 +29,11 @@
 //   takes one ready frame and reads 1 from it, both under one lock, so the fd
 //   is readable exactly while ready frames wait. Frames from one source are
 //   made ready in the order that source sent them.
-// - A head whose prefix is malformed (short, wrong magic, sizes that do not
-//   add up, memory that cannot be had) is dropped and counted (dropped()).
+// - A head whose prefix is malformed (short, wrong magic, kind out of range,
+//   sizes that do not fit the message, a part over 2^48 bytes) is dropped and
+//   counted (dropped()); see src/frame_prefix.hpp. Memory that cannot be had
+//   for a well-formed frame is a fault (below): its parts are already on
+//   their way and would otherwise be taken for the next frame's.
 // - Idle: the thread keeps polling while transfers are under way and for
 //   250 us after the last activity (MPHOST_MPI_SPIN_US; an arriving message
 //   cannot wake a sleep), yielding the CPU now and then; then it sleeps in
