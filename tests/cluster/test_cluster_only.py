@@ -70,6 +70,19 @@ def test_killed_rank_ends_the_job(ranks, transport):
         assert 'another rank died' in got.err, got.describe()
 
 
+@pytest.mark.parametrize('ranks,transport', [(3, 'tcp'), (2, 'shm')])
+def test_killed_worker_process_fails_its_tasks(ranks, transport):
+    need_cluster()
+    got = run(mpiexec_argv(ranks, transport, _program('kill_worker.py')), 90)
+    assert not got.hung and got.code == 0, got.describe()
+    lines = got.out.splitlines()
+    assert len(lines) == 3, got.describe()
+    assert lines[0].startswith('pool raised True '), got.describe()
+    # The message names where the worker was: a worker rank, never rank 0.
+    assert re.search(r'\brank [1-9]', lines[0]), got.describe()
+    assert lines[1:] == ['executor raised BrokenProcessPool', 'new pool [1, 2]'], got.describe()
+
+
 def test_no_mpi_without_the_flag():
     need_cluster()
     got = run([MPHOST, _program('no_mpi_loaded.py')], TIMEOUT)

@@ -23,7 +23,7 @@ HEAVY = {'numpy_payloads.py', 'bytes_payloads.py'}
 HEAVY_CASES = [(3, 'tcp'), (2, 'shm')]
 # Several workers per rank (the rank's local fast path between its slots).
 PER_RANK_CASES = [(3, 'tcp', 2), (2, 'shm', 3)]
-PER_RANK_PROGRAMS = {'pool_map.py', 'pool_lifecycle.py', 'executor.py', 'numpy_payloads.py'}
+PER_RANK_PROGRAMS = {'pool_map.py', 'pool_lifecycle.py', 'pool_maxtasks.py', 'executor.py', 'numpy_payloads.py'}
 
 
 def _programs():

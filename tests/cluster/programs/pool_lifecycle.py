@@ -1,6 +1,6 @@
 """Pool's worker lifecycle: an initializer that sets a global in the worker,
 terminate in the middle of a map, and the context manager's exit
-terminating a pool with work pending. (maxtasksperchild: pending/.)"""
+terminating a pool with work pending."""
 import multiprocessing
 import time
 

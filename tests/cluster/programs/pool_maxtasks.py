@@ -1,7 +1,5 @@
 """Pool with maxtasksperchild: workers replaced after their quota, the
-initializer run again in each replacement. Same output as stock expected;
-kept out of programs/ while the cluster pool hangs after the first
-replacement (see README.md)."""
+initializer run again in each replacement."""
 import multiprocessing
 import os
 import time

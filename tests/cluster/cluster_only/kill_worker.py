@@ -1,9 +1,10 @@
 """A Pool task and an executor task that SIGKILL their own worker process on
-a worker rank (the rank itself lives on). Expected as on one machine under
-mphost: Pool.map raises WorkerLostError, the executor's map raises
-BrokenProcessPool; under the cluster both hang (see README.md)."""
+a worker rank (the rank itself lives on). As on one machine under mphost:
+Pool.map raises WorkerLostError (naming the host and rank), the executor's
+map raises BrokenProcessPool, and a new pool works afterwards."""
 import concurrent.futures
 import multiprocessing
+import multiprocessing.pool
 import os
 import time
 
@@ -20,12 +21,14 @@ def main():
         try:
             print(pool.map(die, range(4), chunksize=1))
         except Exception as exc:
-            print('pool raised', type(exc).__name__, flush=True)
+            print('pool raised', isinstance(exc, multiprocessing.pool.WorkerLostError), exc, flush=True)
     with concurrent.futures.ProcessPoolExecutor(2) as ex:
         try:
             print(list(ex.map(die, range(4))))
         except Exception as exc:
             print('executor raised', type(exc).__name__, flush=True)
+    with multiprocessing.Pool(2) as pool:
+        print('new pool', pool.map(abs, [-1, -2]))
 
 
 if __name__ == '__main__':
