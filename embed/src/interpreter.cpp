@@ -86,9 +86,11 @@ bool take_launcher_options(std::vector<char*>& args, std::string& cluster) {
     out = args[i + 1];
     return 2;
   };
+  bool cluster_given = false;
   while (args.size() > 1) {
     std::string value;
     int used = value_of(1, "--cluster", cluster);
+    if (used > 0) cluster_given = true;
     if (used == 0) {
       used = value_of(1, "--workers-per-rank", value);
       if (used > 0) {
@@ -109,7 +111,7 @@ bool take_launcher_options(std::vector<char*>& args, std::string& cluster) {
     }
     args.erase(args.begin() + 1, args.begin() + 1 + used);
   }
-  if (!cluster.empty() && cluster != "mpi") {
+  if (cluster_given && cluster != "mpi") {
     std::fprintf(stderr, "mphost: unknown cluster backend '%s' (known: mpi)\n", cluster.c_str());
     return false;
   }

@@ -9,6 +9,7 @@ pickle; parts are the out-of-band buffers in order.
 """
 
 import struct
+import sys
 
 from multiprocessing import reduction
 
@@ -56,7 +57,9 @@ def refusal(obj):
         _refused = _host_bound()
     for types, why in _refused:
         if isinstance(obj, types):
-            return RuntimeError(f'{type(obj).__name__} objects cannot be sent to a worker '
+            # A Pipe's ends are Connections to the user, whatever class serves them.
+            name = 'Connection' if why == 'connection' else type(obj).__name__
+            return RuntimeError(f'{name} objects cannot be sent to a worker '
                                 f'on another host: {_WHY[why]}')
     if _is_shared_ctype(obj):
         return RuntimeError(f'{type(obj).__name__} objects cannot be sent to a worker on '
@@ -79,7 +82,17 @@ class _HostPickler(reduction.ForkingPickler):
         error = refusal(obj)
         if error is not None:
             raise error
+        if _foreign_order_array(obj):
+            # As protocol 4 gives it (the protocol multiprocessing pickles
+            # with): numpy returns such an array in native byte order there.
+            return obj.__reduce_ex__(4)
         return NotImplemented
+
+
+def _foreign_order_array(obj):
+    numpy = sys.modules.get('numpy')
+    return (numpy is not None and type(obj) is numpy.ndarray
+            and not obj.dtype.isnative and obj.dtype.fields is None)
 
 
 def encode(slot, obj, number=0):
