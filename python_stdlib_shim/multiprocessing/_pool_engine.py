@@ -439,6 +439,11 @@ class _Engine(_TaskSender):
             finally:
                 with self._lock:
                     self._handoff_busy -= 1
+                    # A caller that _complete woke while this hand-over was
+                    # still counted went back to sleep: the end of the last
+                    # one lets it read again.
+                    if not (self._handoff_busy or self._handoff) and self._sleepers:
+                        self._cond.notify_all()
 
     def _complete(self, results):
         """Run the results' callbacks in this thread, make them ready and

@@ -919,6 +919,38 @@ TEST_F(ChannelTest, LastWriterClosingRingsASocketDoorbell) {
   EXPECT_EQ(r.poll(deadline::immediate()), wait_result::closed);
 }
 
+TEST_F(ChannelTest, SocketDoorbellRingsAfterAWriterKilledWhileRinging) {
+  // A writer killed between setting the rung flag and writing its marker
+  // leaves the flag set, no marker, and the bell lock held by a dead
+  // process: later sends must still ring (a pool's reader would otherwise
+  // sleep past the messages that are there).
+  watchdog guard(30s);
+  channel r = make(options(), endpoint_role::reader);
+  channel w = channel::open(r.name(), endpoint_role::writer);
+  (void)attach_socket_pair(r, w);
+  const int fd = r.fileno();
+  ring_view view(r.name());
+  const auto result = run_in_child([&]() -> int {
+    if (view.ctl->bell_lock.lock() != wait_result::ok) return 1;
+    view.ctl->bell_rung.store(1);  // ... and killed before its marker
+    ::raise(SIGKILL);
+    return 2;
+  });
+  ASSERT_FALSE(result.exited);
+  EXPECT_FALSE(fd_readable(fd, 0));
+  ASSERT_EQ(w.send(bytes_of("after"), deadline::immediate()), wait_result::ok);
+  EXPECT_TRUE(fd_readable(fd, 0)) << "the send after the death rings";
+  message m;
+  ASSERT_EQ(r.recv(m, deadline::immediate()), wait_result::ok);
+  EXPECT_EQ(text_of(m), "after");
+  EXPECT_FALSE(fd_readable(fd, 0));
+  // The protocol works on: a send rings, the recv that empties quiets.
+  ASSERT_EQ(w.send(bytes_of("again"), deadline::immediate()), wait_result::ok);
+  EXPECT_TRUE(fd_readable(fd, 0));
+  ASSERT_EQ(r.recv(m, deadline::immediate()), wait_result::ok);
+  EXPECT_FALSE(fd_readable(fd, 0));
+}
+
 TEST_F(ChannelTest, EventfdDoorbellFollowsThisProcessAtOnce) {
   watchdog guard(30s);
   channel r = make(options(), endpoint_role::both);

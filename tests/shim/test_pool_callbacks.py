@@ -226,6 +226,35 @@ if __name__ == '__main__':
 '''
 
 
+def test_caller_waiting_behind_a_callback_reads_as_soon_as_it_ran():
+    # A caller that reads results hands one with a callback over to the
+    # result handler thread and sleeps until that has run. Woken when the
+    # callback's result completed but while the hand-over still counted, it
+    # must be woken again when the hand-over ends, not at its timeout. The
+    # engine's completion is slowed (mphost's engine) to hold that moment.
+    p = multiprocessing.get_context('fork').Pool(2)
+    try:
+        p.map(h.identity, range(4))
+        engine = p._engine
+        complete = engine._complete
+
+        def slow_complete(results):
+            complete(results)
+            if threading.get_ident() == engine._bg_ident:
+                time.sleep(0.2)
+        engine._complete = slow_complete
+        for _ in range(3):
+            r1 = p.apply_async(h.sqr, (2, 0.02), callback=lambda value: None)
+            r2 = p.apply_async(h.sqr, (3, 0.05))
+            started = time.monotonic()
+            assert r2.get(5) == 9
+            assert time.monotonic() - started < 2.0
+            assert r1.get(TIMEOUT) == 4
+    finally:
+        p.terminate()
+        bounded_join(p)
+
+
 def test_same_as_stock(tmp_path, stock_python, mphost_executable):
     prog = tmp_path / 'callbacks.py'
     prog.write_text(_STOCK_PROGRAM)

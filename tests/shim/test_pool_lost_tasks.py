@@ -75,7 +75,11 @@ def test_worker_killed_holding_a_batch_of_a_map(method, make_pool):
 
 def test_kill_right_after_apply_async_never_times_out(method, make_pool):
     # The reproduction of the report: whenever the kill lands, the call
-    # either completed or fails with WorkerLostError, within a second.
+    # either completed or fails with WorkerLostError, within a second. A
+    # worker killed before it took the task leaves it to its replacement,
+    # whose start alone can take longer than that on a loaded machine: the
+    # answer then only has to come well before the call's timeout (a wake-up
+    # lost on the way shows as a call that returns at its timeout).
     p = _ready_pool(make_pool, method)
     outcomes = set()
     for _ in range(5):
@@ -84,10 +88,12 @@ def test_kill_right_after_apply_async_never_times_out(method, make_pool):
         os.kill(p._pool[0].pid, signal.SIGKILL)
         started = time.monotonic()
         try:
-            outcomes.add(r.get(5))
+            outcome = r.get(TIMEOUT)
         except mpool.WorkerLostError:
-            outcomes.add('lost')
-        assert time.monotonic() - started < 1.0
+            outcome = 'lost'
+        took = time.monotonic() - started
+        assert took < (1.0 if outcome == 'lost' else TIMEOUT / 6), (outcome, took)
+        outcomes.add(outcome)
         assert p.apply(h.sqr, (3,)) == 9
     assert outcomes <= {100000, 'lost'}
 

@@ -6,6 +6,7 @@ port must keep Queue's semantics to the letter.
 """
 
 import enum
+import os
 import pickle
 import queue
 import random
@@ -275,14 +276,38 @@ def _child_put(q):
     q.put(Color.RED)
 
 
+def _child_put_traced(q):
+    # SIGUSR1 makes the child print where each of its threads is.
+    import faulthandler
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    _child_put(q)
+
+
+def _where_it_hangs(pid):
+    """What a child that does not end is doing: its Python stacks (printed
+    to stderr by faulthandler) and the kernel's wait channel of each thread."""
+    try:
+        os.kill(pid, signal.SIGUSR1)
+        time.sleep(1.0)
+        tasks = os.listdir(f'/proc/{pid}/task')
+        return {t: open(f'/proc/{pid}/task/{t}/wchan').read() for t in tasks}
+    except OSError as e:
+        return repr(e)
+
+
 def test_items_cross_processes():
     ctx = multiprocessing.get_context('fork')
     q = ctx.Queue()
-    p = ctx.Process(target=_child_put, args=(q,))
+    p = ctx.Process(target=_child_put_traced, args=(q,))
     p.start()
     assert q.get(timeout=10) == (1, 'two', 3.0, [b'four'])
     assert q.get(timeout=10) is Color.RED
     p.join(10)
+    if p.exitcode is None:
+        where = _where_it_hangs(p.pid)
+        p.kill()
+        p.join(10)
+        pytest.fail(f'the child put both items but did not end: {where}')
     assert p.exitcode == 0
 
 

@@ -85,6 +85,20 @@ void ring_socket_locked(control& c, std::uint64_t socket) noexcept {
   if (!doorbell::ring_socket(socket)) c.bell_rung.store(0, std::memory_order_seq_cst);
 }
 
+// A writer killed while it rang (between the flag and the marker) leaves the
+// flag set with no marker, and bell_lock held by a dead process: every later
+// send would see the flag and not ring, and a reader blocked on the socket
+// would sleep past messages that are there. A send that sees the flag while
+// the lock is held takes the lock over if its holder is dead and rings (an
+// extra marker only makes the socket readable once more; the recv that
+// empties the channel clears it). Cheap: only a load of the lock word when
+// the flag is already set.
+void ring_if_holder_died(control& c, std::uint64_t socket) noexcept {
+  const wait_result r = c.bell_lock.try_lock();
+  if (r == wait_result::owner_died) ring_socket_locked(c, socket);
+  if (acquired(r)) c.bell_lock.unlock();
+}
+
 // Once the channel's socket doorbell is armed, a reading end's duplicate of
 // the peer socket (its ring end, used to arm) goes: a socket whose peer is
 // held only by the writers reads end of file when they are all gone.
@@ -135,10 +149,13 @@ void channel::state::ring_bells() noexcept {
   // the doorbell quiet and ring it.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   const std::uint64_t socket = c.bell_socket.load(std::memory_order_acquire);
-  if (socket != 0 && c.bell_armed.load(std::memory_order_seq_cst) != 0 &&
-      c.bell_rung.load(std::memory_order_seq_cst) == 0) {
-    detail::scoped_lock lock(c.bell_lock);
-    if (c.bell_rung.load(std::memory_order_relaxed) == 0) ring_socket_locked(c, socket);
+  if (socket != 0 && c.bell_armed.load(std::memory_order_seq_cst) != 0) {
+    if (c.bell_rung.load(std::memory_order_seq_cst) == 0) {
+      detail::scoped_lock lock(c.bell_lock);
+      if (c.bell_rung.load(std::memory_order_relaxed) == 0 || lock.took_over()) ring_socket_locked(c, socket);
+    } else if (c.bell_lock.owner() != 0) {
+      ring_if_holder_died(c, socket);
+    }
   }
   if (detail::local_eventfd_bells.load(std::memory_order_acquire) != 0) touch_local_bells(*this, true);
 }
@@ -151,14 +168,18 @@ void channel::state::settle_bells() noexcept {
   }
   if (c.bell_rung.load(std::memory_order_seq_cst) != 0 && bell && bell->is_socket() && !readable_now(*this)) {
     detail::scoped_lock lock(c.bell_lock);
-    if (c.bell_rung.load(std::memory_order_relaxed) != 0) {
+    if (c.bell_rung.load(std::memory_order_relaxed) != 0 || lock.took_over()) {
       c.bell_rung.store(0, std::memory_order_seq_cst);
       std::atomic_thread_fence(std::memory_order_seq_cst);
-      if (readable_now(*this)) {
-        c.bell_rung.store(1, std::memory_order_relaxed);  // its marker is still there
-      } else {
+      if (!readable_now(*this)) {
         // Every marker was written under bell_lock, so all are in the socket.
         bell->clear();
+      } else if (lock.took_over()) {
+        // Its dead holder may have set the flag without writing the marker
+        // (see ring_if_holder_died): write one.
+        ring_socket_locked(c, c.bell_socket.load(std::memory_order_acquire));
+      } else {
+        c.bell_rung.store(1, std::memory_order_relaxed);  // its marker is still there
       }
     }
   }
@@ -192,7 +213,7 @@ int channel::fileno() {
       detail::scoped_lock arm(c.bell_lock);
       c.bell_armed.store(1, std::memory_order_seq_cst);
       std::atomic_thread_fence(std::memory_order_seq_cst);
-      if (c.bell_rung.load(std::memory_order_relaxed) == 0 && readable_now(s)) {
+      if ((c.bell_rung.load(std::memory_order_relaxed) == 0 || arm.took_over()) && readable_now(s)) {
         ring_socket_locked(c, c.bell_socket.load(std::memory_order_relaxed));
       }
     }

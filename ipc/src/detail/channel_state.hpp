@@ -42,20 +42,25 @@ struct message_access {
 
 // Holds a robust_mutex of the channel for the current scope. The locks of a
 // channel are held for short, bounded stretches, so a signal while waiting
-// for one only makes us wait again; a dead holder is taken over (the
-// protocol leaves nothing to repair, see channel_layout.hpp).
+// for one only makes us wait again; a dead holder is taken over, and
+// took_over() says so: the ring protocol repairs what a writer killed while
+// ringing left (channel_bells.cpp), the others leave nothing to repair (see
+// channel_layout.hpp).
 class scoped_lock {
  public:
   explicit scoped_lock(robust_mutex& m) noexcept : m_(m) {
-    while (!acquired(m_.lock())) {
-    }
+    wait_result r = m_.lock();
+    while (!acquired(r)) r = m_.lock();
+    took_over_ = r == wait_result::owner_died;
   }
   ~scoped_lock() { m_.unlock(); }
   scoped_lock(const scoped_lock&) = delete;
   scoped_lock& operator=(const scoped_lock&) = delete;
+  bool took_over() const noexcept { return took_over_; }
 
  private:
   robust_mutex& m_;
+  bool took_over_ = false;
 };
 
 }  // namespace detail
