@@ -11,6 +11,11 @@ set(MPHOST_CMAKE_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/mphost)
 install(TARGETS mphost_launcher EXPORT mphostTargets RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS mphost_embed_shared EXPORT mphostTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+# The MPI backend's extension module, when built, beside the shim's loader
+# path: <prefix>/lib/mphost.
+if(TARGET mphost_mpi_module)
+  install(TARGETS mphost_mpi_module LIBRARY DESTINATION lib/mphost)
+endif()
 install(FILES embed/include/mphost/embed/application.hpp
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/mphost/embed)
 # Every package of the shim: multiprocessing and, once api/ adds it, mphost.

@@ -29,6 +29,7 @@ packages=(
   python3-sklearn python3-torch python3-pebble python3-distributed
   python3-pandas python3-scipy python3-cloudpickle
   clang libclang-rt-14-dev
+  openmpi-bin libopenmpi-dev python3-mpi4py
 )
 
 setup() {
