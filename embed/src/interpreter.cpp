@@ -69,6 +69,73 @@ bool install_shim(const std::string& executable) {
 
 void finish_root_registry_at_exit() { ipc::finish_root_registry(); }
 
+// The launcher's own options, before python3's: `--cluster=BACKEND` (or
+// `--cluster BACKEND`) and `--workers-per-rank=K`. They are taken off argv;
+// K reaches the cluster through MPHOST_WORKERS_PER_RANK. Returns false with a
+// message printed when one is malformed.
+bool take_launcher_options(std::vector<char*>& args, std::string& cluster) {
+  auto value_of = [&](std::size_t i, const char* name, std::string& out) -> int {
+    const std::size_t n = std::strlen(name);
+    if (std::strncmp(args[i], name, n) != 0) return 0;
+    if (args[i][n] == '=') {
+      out = args[i] + n + 1;
+      return 1;
+    }
+    if (args[i][n] != '\0') return 0;
+    if (i + 1 >= args.size()) return -1;
+    out = args[i + 1];
+    return 2;
+  };
+  while (args.size() > 1) {
+    std::string value;
+    int used = value_of(1, "--cluster", cluster);
+    if (used == 0) {
+      used = value_of(1, "--workers-per-rank", value);
+      if (used > 0) {
+        char* end = nullptr;
+        const long k = std::strtol(value.c_str(), &end, 10);
+        if (value.empty() || *end != '\0' || k < 1 || k > 4096) {
+          std::fprintf(stderr, "mphost: --workers-per-rank needs a whole number from 1 to 4096, not '%s'\n",
+                       value.c_str());
+          return false;
+        }
+        ::setenv("MPHOST_WORKERS_PER_RANK", value.c_str(), 1);
+      }
+    }
+    if (used == 0) break;
+    if (used < 0) {
+      std::fprintf(stderr, "mphost: %s needs a value\n", args[1]);
+      return false;
+    }
+    args.erase(args.begin() + 1, args.begin() + 1 + used);
+  }
+  if (!cluster.empty() && cluster != "mpi") {
+    std::fprintf(stderr, "mphost: unknown cluster backend '%s' (known: mpi)\n", cluster.c_str());
+    return false;
+  }
+  return true;
+}
+
+// Under --cluster: mphost.cluster._boot.start(backend) joins the cluster.
+// Returns -1 when this process goes on to run the program (rank 0), else the
+// exit status of a worker rank, which served and has nothing more to run.
+int join_cluster(const std::string& backend) {
+  PyObject* boot = PyImport_ImportModule("mphost.cluster._boot");
+  PyObject* result = boot != nullptr ? PyObject_CallMethod(boot, "start", "s", backend.c_str()) : nullptr;
+  Py_XDECREF(boot);
+  if (result == nullptr) {
+    PyErr_Print();  // a SystemExit exits here with its status, as at top level
+    return 1;
+  }
+  const int code = result == Py_None ? -1 : static_cast<int>(PyLong_AsLong(result));
+  Py_DECREF(result);
+  if (PyErr_Occurred() != nullptr) {
+    PyErr_Print();
+    return 1;
+  }
+  return code;
+}
+
 int exit_with_status(PyStatus status) {
   if (PyStatus_IsExit(status)) return status.exitcode;
   Py_ExitStatusException(status);  // prints the error and exits
@@ -147,10 +214,16 @@ int launcher_main(int argc, char** argv) {
     ipc::note_this_process(ipc::process_role::main, "MainProcess");
   }
 
+  std::vector<char*> args(argv, argv + argc);
+  std::string cluster;
+  if (!take_launcher_options(args, cluster)) {
+    ipc::finish_root_registry();
+    return 2;
+  }
   PyConfig config;
   PyConfig_InitPythonConfig(&config);
   config.parse_argv = 1;
-  PyStatus status = configure(config, executable, std::vector<char*>(argv, argv + argc));
+  PyStatus status = configure(config, executable, args);
   if (!PyStatus_Exception(status)) status = Py_InitializeFromConfig(&config);
   PyConfig_Clear(&config);
   if (PyStatus_Exception(status)) {
@@ -162,6 +235,14 @@ int launcher_main(int argc, char** argv) {
     Py_FinalizeEx();
     ipc::finish_root_registry();
     return 1;
+  }
+  if (!cluster.empty()) {
+    const int served = join_cluster(cluster);
+    if (served >= 0) {
+      if (Py_FinalizeEx() < 0 && served == 0) return 120;
+      ipc::finish_root_registry();
+      return served;
+    }
   }
   const int code = Py_RunMain();
   ipc::finish_root_registry();

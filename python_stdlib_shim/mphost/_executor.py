@@ -243,8 +243,13 @@ class ProcessPoolExecutor(_stock.ProcessPoolExecutor):
             return None
         return {} if pool is None else {p.pid: p for p in list(pool._pool)}
 
-    def _start_pool(self):
+    def _pool_type(self):
+        """The class of pool the executor runs on (a cluster executor's differs)."""
         from ._pool import Pool
+        return Pool
+
+    def _start_pool(self):
+        Pool = self._pool_type()
         guarded = self._initializer is not None
         self._pool = Pool(self._max_workers,
                           _initialize if guarded else None,

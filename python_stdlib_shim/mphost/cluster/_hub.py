@@ -1,0 +1,278 @@
+"""Rank 0 of a cluster job: the hub between the program's pools and the
+worker slots on the other ranks.
+
+Each pool worker is a slot: a worker process on some rank, started, fed
+and stopped through frames (see _wire). The hub gives each slot at most
+_AHEAD messages of its pool's inqueue at a time and keeps the rest in the
+pool's line, so a slow slot never holds back work a free one could do; a
+slot that exits hands back what it had not taken, and the line gets it
+first. One thread receives every frame and routes it: results to their
+pool's outqueue, exits to the slot's worker object.
+"""
+
+import collections
+import itertools
+import os
+import select
+import sys
+import threading
+import traceback
+import weakref
+
+from . import _wire
+
+_AHEAD = 2                 # messages a slot may hold: the one it runs and the next
+_POLL_MS = 100             # how often the receiving thread looks at _stopping
+
+
+class _Line:
+    """One pool on the hub: its slots, its waiting messages, its outqueue."""
+
+    def __init__(self, outqueue):
+        self.outqueue = outqueue
+        self.slots = []               # live _SlotWorker objects, in start order
+        self.waiting = collections.deque()   # (header, parts) not yet given to a slot
+
+
+class Hub:
+    def __init__(self, link, workers_per_rank):
+        self.link = link
+        self.rank_count = link.size()
+        self.workers_per_rank = workers_per_rank
+        self._lock = threading.Lock()
+        self._slot_ids = itertools.count(1)
+        self._line_ids = itertools.count(1)
+        self._lines = {}
+        self._slots = {}              # slot id -> _SlotWorker
+        self._line_of = {}            # slot id -> its pool's line, also once ended
+        self._prepared = set()        # ranks that have the program's main module
+        self._preparation = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._receive_loop, name='mphost-cluster-hub',
+                                        daemon=True)
+        self._thread.start()
+
+    # -- pools -------------------------------------------------------------
+
+    def default_workers(self):
+        return max(self.rank_count - 1, 0) * self.workers_per_rank
+
+    def open_line(self, outqueue):
+        if self.rank_count < 2:
+            raise ValueError('a cluster pool needs worker ranks: run the program with '
+                             'mpiexec -n 2 or more (rank 0 runs the program itself)')
+        with self._lock:
+            key = next(self._line_ids)
+            self._lines[key] = _Line(outqueue)
+        return key
+
+    def put(self, key, obj):
+        """Send one inqueue message of pool `key` (pickled here: an object
+        that cannot be sent raises in the caller)."""
+        header, parts = _wire.encode(0, obj)
+        with self._lock:
+            line = self._lines[key]
+            line.waiting.append((header, parts))
+            self._feed(line)
+
+    def drop_waiting(self, key):
+        with self._lock:
+            line = self._lines.get(key)
+            if line is not None:
+                line.waiting.clear()
+
+    def _feed(self, line):
+        """Give waiting messages to the slots with room (lock held)."""
+        while line.waiting:
+            slot = min((s for s in line.slots if s.accepting), key=lambda s: s.held, default=None)
+            if slot is None or slot.held >= _AHEAD:
+                return
+            header, parts = line.waiting.popleft()
+            slot.held += 1
+            self.link.send(slot.rank, _wire.TASK, _wire.with_slot(header, slot.ident), parts)
+
+    # -- slots ---------------------------------------------------------------
+
+    def start_slot(self, key, worker, start_args):
+        with self._lock:
+            line = self._lines[key]
+            ident = next(self._slot_ids)
+            rank = self._place(line)
+            worker.ident, worker.rank = ident, rank
+            header, parts = _wire.encode(ident, start_args)
+            if rank not in self._prepared:
+                self._send_preparation(rank)
+            self._slots[ident] = worker
+            self._line_of[ident] = line
+            line.slots.append(worker)
+            worker.line = line
+            self.link.send(rank, _wire.START, header, parts)
+
+    def _place(self, line):
+        """The worker rank with the fewest live slots of this pool."""
+        counts = collections.Counter(s.rank for s in line.slots)
+        return min(range(1, self.rank_count), key=lambda r: (counts[r], r))
+
+    def _send_preparation(self, rank):
+        if self._preparation is None:
+            from multiprocessing import spawn
+            data = spawn.get_preparation_data('ClusterWorker')
+            data.pop('authkey', None)
+            self._preparation = _wire.encode(0, data)
+        header, parts = self._preparation
+        self.link.send(rank, _wire.PREPARE, header, parts)
+        self._prepared.add(rank)
+
+    def terminate_slot(self, worker):
+        with self._lock:
+            if worker.exitcode is None and worker.ident in self._slots:
+                worker.accepting = False
+                self.link.send(worker.rank, _wire.TERMINATE, _wire.with_slot(bytes(4), worker.ident), [])
+
+    # -- receiving -----------------------------------------------------------
+
+    def _receive_loop(self):
+        poller = select.poll()
+        poller.register(self.link.fileno(), select.POLLIN)
+        while not self._stopping:
+            poller.poll(_POLL_MS)
+            while True:
+                try:
+                    frame = self.link.receive()
+                except Exception:
+                    sys.stderr.write('mphost: the MPI link failed to receive:\n')
+                    traceback.print_exc()
+                    break
+                if frame is None:
+                    break
+                try:
+                    self._route(*frame)
+                except Exception:
+                    sys.stderr.write('mphost: a frame from a worker rank could not be handled:\n')
+                    traceback.print_exc()
+                frame = None
+
+    def _route(self, source, kind, header, parts):
+        ident = _wire.slot_of(header)
+        worker = self._slots.get(ident)
+        if worker is None:
+            if kind == _wire.RETURNED:    # it reached the rank after the slot ended
+                with self._lock:
+                    line = self._line_of[ident]
+                    line.waiting.appendleft((header, parts))
+                    self._feed(line)
+            return
+        if kind == _wire.RESULT:
+            try:
+                message = _wire.decode(header, parts)
+            except Exception as e:
+                sys.stderr.write('multiprocessing.pool: a message from a worker could not be '
+                                 'received; the call it answers will not complete:\n')
+                traceback.print_exception(e)
+                message = None
+            with self._lock:
+                worker.held -= 1
+                self._feed(worker.line)
+            if message is not None:
+                worker.line.outqueue.put(message)
+        elif kind == _wire.STARTED:
+            worker.pid = _wire.decode(header, parts)
+        elif kind == _wire.RETURNED:
+            with self._lock:
+                worker.held -= 1
+                worker.accepting = False
+                worker.line.waiting.appendleft((header, parts))
+                self._feed(worker.line)
+        elif kind in (_wire.EXITED, _wire.FAILED):
+            outcome = _wire.decode(header, parts)
+            with self._lock:
+                self._slots.pop(ident, None)
+                line = worker.line
+                if worker in line.slots:
+                    line.slots.remove(worker)
+                worker.accepting = False
+                self._feed(line)
+            if kind == _wire.FAILED:
+                worker.start_error = outcome
+                outcome = 1
+            worker.exited(outcome)
+
+    # -- the end of the job ----------------------------------------------------
+
+    def shutdown(self, timeout=10.0):
+        """Stop every worker rank, then this rank's link (at exit)."""
+        import time
+        for rank in range(1, self.rank_count):
+            self.link.send(rank, _wire.SHUTDOWN, bytes(4), [])
+        deadline = time.monotonic() + timeout
+        while self.link.pending() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        self._stopping = True
+        if self._thread is not threading.current_thread():
+            self._thread.join(1.0)
+
+
+class _SlotWorker:
+    """What the pool sees of one slot: a Process-like object (name, pid,
+    exitcode, sentinel, join, terminate) whose process runs on a worker
+    rank. Its sentinel is a pipe that becomes readable when the slot exits."""
+
+    _counter = itertools.count(1)
+
+    def __init__(self, hub, key, start_args):
+        self._hub, self._key, self._start_args = hub, key, start_args
+        self.name = f'ClusterPoolWorker-{next(self._counter)}'
+        self.daemon = True
+        self.pid = None
+        self.exitcode = None
+        self.ident = self.rank = self.line = None
+        self.held = 0
+        self.accepting = True
+        self.start_error = None
+        self._done = threading.Event()
+        self._read_end, self._write_end = os.pipe2(os.O_CLOEXEC)
+        weakref.finalize(self, _close_pipe, self._read_end, self._write_end)
+
+    def __repr__(self):
+        state = 'started' if self.exitcode is None else f'exitcode={self.exitcode}'
+        return f'<{type(self).__name__} name={self.name!r} rank={self.rank} {state}>'
+
+    @property
+    def sentinel(self):
+        return self._read_end
+
+    def start(self):
+        self._hub.start_slot(self._key, self, self._start_args)
+        self._start_args = None
+
+    def is_alive(self):
+        return self.exitcode is None
+
+    def join(self, timeout=None):
+        self._done.wait(timeout)
+
+    def terminate(self):
+        self._hub.terminate_slot(self)
+
+    kill = terminate
+
+    def exited(self, exitcode):
+        self.exitcode = exitcode
+        self._done.set()
+        try:
+            os.write(self._write_end, b'x')
+        except OSError:
+            pass
+
+    def close(self):
+        if self.exitcode is None:
+            raise ValueError("Cannot close a process while it is still running. "
+                             "You should first call join() or terminate().")
+
+
+def _close_pipe(*fds):
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
