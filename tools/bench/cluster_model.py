@@ -1,95 +1,128 @@
 #!/usr/bin/python3
 """The scaling model of docs/cluster.md, computed from a benchmark run.
 
-    /usr/bin/python3 tools/bench/cluster_model.py [RESULTS.json]
+    /usr/bin/python3 tools/bench/cluster_model.py [RESULTS.json] [--link-gbps 1.25]
 
 RESULTS.json (default tools/bench/results/latest-full.json) must hold the
 cluster rows (`run_bench.py --only cluster`). Prints markdown: the measured
-inputs, then the predicted speedup over running the work serially in one process, for 8, 64 and 512 ranks
-(one worker each; rank 0 dispatches) at 1 ms, 10 ms and 100 ms of work per
-task with 1 KiB and 1 MiB payloads (argument and result each), for mphost's
-cluster pool and for mpi4py.futures.
+inputs, then the predicted speedup over running the work serially in one
+process, for 8, 64 and 512 ranks (one worker each; rank 0 dispatches) at
+1 ms, 10 ms and 100 ms of work per task with 1 KiB and 1 MiB payloads
+(argument and result each that size), for mphost's cluster pool and for
+mpi4py.futures.
 
-Model (rank 0 is the single dispatcher; every task goes out of and back
-into it as its own message; workers are independent):
+Model. Rank 0 is the single dispatcher: every task leaves it and every
+result comes back to it as a message of its own (submit, or map with
+chunksize 1), so its time per task bounds the throughput:
 
-    d(b)  = rank 0's time per task with payload b
-          = d0 + (d1 - d0) * b / 1 MiB        (d0: tiny-task time per task,
-                                               d1: the 1 MiB task's, both measured)
-    S(N)  = N * w / max(w + o, N * d(b))      with N = ranks - 1 worker ranks
-                                               and o = d(b) (a worker also unpickles
-                                               and pickles its task)
-    with an Amdahl term for a serial part f of the whole program (default 0):
-    S'(N) = 1 / (f + (1 - f) / S(N))
+    d(b)  = max(c0 + (c1 - c0) * b / 1 MiB,  2 b / B)
+            c0, c1: rank 0's own CPU per task (all its threads) measured with
+                    a tiny task (submit row) and with a 1 MiB task (numpy row),
+                    over the shared-memory transport (the copies are in them);
+            B:      the link's bandwidth out of and into rank 0 (both
+                    directions share it here: 2 b per task); --link-gbps,
+                    default 1.25 GB/s (10 Gb Ethernet)
+    S(N)  = N w / max(w + o, N d(b))     N = ranks - 1 workers, w the work of a
+                                          task, o = d(b) what a worker adds to it
+                                          (unpickle, pickle, its share of the link)
+    S'(N) = 1 / (f + (1 - f) / S(N))     Amdahl, f the program's serial fraction
 
-The dispatcher saturates at N* = (w + o) / d(b) workers: beyond it more
-ranks add nothing. d0 and d1 are what the 2-core machine measured with
-2 worker ranks (upper bounds of rank 0's own cost: its cores were shared
-with the workers); over a real network d1 grows with the link's bandwidth.
+The dispatcher saturates at N* = (w + o) / d(b) workers: beyond that, more
+ranks add nothing. Not modelled: start-up of the job and of the workers
+(seconds, once), stragglers, a network slower than B for many-to-one
+traffic, and rank 0 sharing its core (on this 2-core machine it does, so
+the figures measured here are upper bounds of c0 and c1).
 """
 
+import argparse
 import json
-import sys
+import statistics
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 MIB = 1 << 20
+NAMES = {"stock": "mpi4py.futures", "mphost": "mphost cluster"}
 
 
-def _median(summary):
-    return summary["median"] if summary and summary.get("status") == "ok" else None
+def _per_task(summary, key):
+    """Median over a column's good runs of the program's `key` / tasks."""
+    vals = []
+    for o in (summary or {}).get("outcomes", []):
+        rec = (o.get("record") or {})
+        prog = rec.get("record") or {}
+        if o.get("status") == "ok" and prog.get(key) is not None and prog.get("tasks"):
+            vals.append(prog[key] / prog["tasks"])
+    return statistics.median(vals) if vals else None
 
 
-def inputs(data, transport=""):
+def measured(data, transport=""):
+    """{side: dict(c0, c1, wall0, wall1)}: seconds per task."""
     rows = {r["id"]: r for r in data["rows"]}
+    tiny, big = rows.get("cluster_submit" + transport), rows.get("cluster_numpy_1mib" + transport)
     out = {}
     for side in ("stock", "mphost"):
-        tiny = rows.get("cluster_submit" + transport)
-        big = rows.get("cluster_numpy_1mib" + transport)
-        t = _median(tiny[side]) if tiny else None
-        b = _median(big[side]) if big else None
-        if t and b:
-            out[side] = (1.0 / t, 1.0 / b)
+        if not tiny or not big or tiny[side]["status"] != "ok" or big[side]["status"] != "ok":
+            continue
+        out[side] = {"c0": _per_task(tiny[side], "rank0_cpu_s"),
+                     "c1": _per_task(big[side], "rank0_cpu_s"),
+                     "wall0": 1.0 / tiny[side]["median"], "wall1": 1.0 / big[side]["median"]}
     return out
 
 
-def speedup(n, work, payload, d0, d1, serial=0.0):
-    d = d0 + (d1 - d0) * payload / MIB
+def per_task(m, payload, link):
+    c = m["c0"] + (m["c1"] - m["c0"]) * payload / MIB
+    return max(c, 2 * payload / link)
+
+
+def speedup(n, work, d, serial=0.0):
     s = n * work / max(work + d, n * d)
     return 1.0 / (serial + (1.0 - serial) / s) if serial else s
 
 
-def table(d, label, serial=0.0):
-    d0, d1 = d
-    lines = [f"| {label} | work per task | payload | 8 ranks | 64 ranks | 512 ranks | saturates at |",
-             "|---|---|---|---|---|---|---|"]
+def table(m, label, link):
+    lines = [f"| {label} | payload | rank 0 per task | 8 ranks | 64 ranks | 512 ranks | "
+             "512 ranks, 1 % serial | saturates at |",
+             "|---|---|---|---|---|---|---|---|"]
     for work in (1e-3, 1e-2, 1e-1):
         for payload, name in ((1024, "1 KiB"), (MIB, "1 MiB")):
-            dd = d0 + (d1 - d0) * payload / MIB
-            cells = [f"{speedup(r - 1, work, payload, d0, d1, serial):.1f}" for r in (8, 64, 512)]
-            sat = (work + dd) / dd
-            lines.append(f"| | {work * 1e3:g} ms | {name} | " + " | ".join(cells)
-                         + f" | {sat:.0f} worker{'' if round(sat) == 1 else 's'} |")
+            d = per_task(m, payload, link)
+            cells = [f"{speedup(r - 1, work, d):.1f}" for r in (8, 64, 512)]
+            cells.append(f"{speedup(511, work, d, 0.01):.1f}")
+            sat = (work + d) / d
+            lines.append(f"| {work * 1e3:g} ms of work | {name} | {d * 1e6:,.0f} µs | "
+                         + " | ".join(cells) + f" | {sat:,.0f} worker{'' if round(sat) == 1 else 's'} |")
     return "\n".join(lines)
 
 
-def main(argv):
-    path = Path(argv[0]) if argv else HERE / "results" / "latest-full.json"
-    data = json.loads(path.read_text())
-    print(f"From `{path}` ({data.get('started', '?')}, commit {data['machine'].get('commit')}).\n")
-    names = {"stock": "mpi4py.futures", "mphost": "mphost cluster"}
-    for transport, tname in (("", "shared memory"), ("_tcp", "tcp")):
-        got = inputs(data, transport)
-        if not got:
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results", nargs="?", default=str(HERE / "results" / "latest-full.json"))
+    p.add_argument("--link-gbps", type=float, default=1.25,
+                   help="bandwidth into and out of rank 0, GB/s (default 1.25: 10 Gb Ethernet)")
+    args = p.parse_args(argv)
+    data = json.loads(Path(args.results).read_text())
+    link = args.link_gbps * 1e9
+    print(f"From `{args.results}` ({data.get('started', '?')}, commit "
+          f"{data['machine'].get('commit')}, {data.get('runs')} runs, medians).\n")
+    got = measured(data)
+    tcp = measured(data, "_tcp")
+    print("| side | transport | tiny task: wall per task (2 workers) | rank 0 CPU per task | "
+          "1 MiB task: wall per task | rank 0 CPU per task | MB/s in and out |")
+    print("|---|---|---|---|---|---|---|")
+    for tname, src in (("shared memory", got), ("tcp", tcp)):
+        for side, m in src.items():
+            print(f"| {NAMES[side]} | {tname} | {m['wall0'] * 1e6:,.0f} µs | "
+                  f"{(m['c0'] or 0) * 1e6:,.0f} µs | {m['wall1'] * 1e3:.2f} ms | "
+                  f"{(m['c1'] or 0) * 1e3:.2f} ms | {2 * MIB / m['wall1'] / 1e6:,.0f} |")
+    print()
+    print(f"Predicted speedup over serial work, link B = {args.link_gbps:g} GB/s:\n")
+    for side, m in got.items():
+        if m["c0"] is None or m["c1"] is None:
             continue
-        print(f"Inputs over {tname}: " + "; ".join(
-            f"{names[s]}: d0 = {d0 * 1e6:.0f} µs per tiny task, d1 = {d1 * 1e3:.2f} ms per 1 MiB task "
-            f"({2 * MIB / d1 / 1e6:.0f} MB/s in and out)" for s, (d0, d1) in got.items()) + "\n")
-        for side, d in got.items():
-            print(table(d, f"{names[side]}, {tname}"))
-            print()
+        print(table(m, NAMES[side], link))
+        print()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    raise SystemExit(main())

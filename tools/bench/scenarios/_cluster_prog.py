@@ -23,9 +23,10 @@ Work (--what):
 The executor or pool is warmed up (every worker has run a task) before the
 clock starts. Checks: tiny results exactly 2 * x in order; numpy results
 element values at both ends and the shape; spin results against their closed
-form. Prints one JSON line (rank 0 only) with the figures and the CPU seconds
-of every process of the launch (the driver starts each launch in its own
-session and sets BENCH_CPU_SESSION=1; ranks keep that session).
+form. Prints one JSON line (rank 0 only) with the figures, the CPU seconds
+of every process of the launch (``cpu_s``: the driver starts each launch in
+its own session and sets BENCH_CPU_SESSION=1; ranks keep that session) and
+rank 0's own (``rank0_cpu_s``, all its threads: the dispatcher's cost).
 """
 
 import concurrent.futures
@@ -73,11 +74,13 @@ def session_cpu():
 class Clock:
     def __enter__(self):
         self.cpu0, self.procs = session_cpu()
+        self.own0 = time.process_time()
         self.t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t0
+        self.own_cpu_s = time.process_time() - self.own0   # rank 0 alone, all its threads
         self.cpu1, n = session_cpu()
         self.procs = max(self.procs, n)
         self.cpu_s = self.cpu1 - self.cpu0
@@ -212,7 +215,7 @@ def main():
     bl.emit("tasks_per_s" if args.what != "cpu" else "seconds", value,
             "tasks/s" if args.what != "cpu" else "s", args.what != "cpu",
             cpu_items=args.tasks, cpu_s=clock.cpu_s, cpu_wall_s=clock.seconds,
-            cpu_processes=clock.procs, side=args.side, what=args.what,
+            cpu_processes=clock.procs, rank0_cpu_s=clock.own_cpu_s, side=args.side, what=args.what,
             workers=side.workers, seconds=clock.seconds, **figures)
 
 
