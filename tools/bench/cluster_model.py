@@ -18,7 +18,8 @@ chunksize 1), so its time per task bounds the throughput:
     d(b)  = max(c0 + (c1 - c0) * b / 1 MiB,  2 b / B)
             c0, c1: rank 0's own CPU per task (all its threads) measured with
                     a tiny task (submit row) and with a 1 MiB task (numpy row),
-                    over the shared-memory transport (the copies are in them);
+                    over tcp as between hosts (the tcp rows; shared memory
+                    when a run has no tcp rows);
             B:      the link's bandwidth out of and into rank 0 (both
                     directions share it here: 2 b per task); --link-gbps,
                     default 1.25 GB/s (10 Gb Ethernet)
@@ -115,8 +116,20 @@ def main(argv=None):
                   f"{(m['c0'] or 0) * 1e6:,.0f} µs | {m['wall1'] * 1e3:.2f} ms | "
                   f"{(m['c1'] or 0) * 1e3:.2f} ms | {2 * MIB / m['wall1'] / 1e6:,.0f} |")
     print()
-    print(f"Predicted speedup over serial work, link B = {args.link_gbps:g} GB/s:\n")
-    for side, m in got.items():
+    rows = {r["id"]: r for r in data["rows"]}
+    chunked = rows.get("cluster_map_chunked")
+    if chunked:
+        for side in ("stock", "mphost"):
+            c = _per_task(chunked[side], "rank0_cpu_s")
+            if c is not None:
+                print(f"- {NAMES[side]}: rank 0's CPU per tiny task in chunks of 50,000 "
+                      f"(`cluster_map_chunked`): {c * 1e9:,.0f} ns")
+        print()
+    # Between hosts the ranks talk tcp: its figures are the inputs when measured.
+    basis, basis_name = (tcp, "tcp") if tcp else (got, "shared memory")
+    print(f"Predicted speedup over serial work, rank 0's CPU per task as measured over "
+          f"{basis_name}, link B = {args.link_gbps:g} GB/s:\n")
+    for side, m in basis.items():
         if m["c0"] is None or m["c1"] is None:
             continue
         print(table(m, NAMES[side], link))
