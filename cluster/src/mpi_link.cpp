@@ -30,7 +30,7 @@ using clock_type = std::chrono::steady_clock;
 constexpr std::size_t default_chunk = std::size_t{512} << 20;
 constexpr std::size_t prefix_fixed = 4 + 4 + 8 + 8;  // magic, kind, parts, chunk
 constexpr std::uint64_t max_part_size = std::uint64_t{1} << 48;
-constexpr int spin_polls = 200;
+constexpr auto default_spin = std::chrono::microseconds(250);
 constexpr auto idle_min = std::chrono::microseconds(20);
 constexpr auto finalize_patience = std::chrono::seconds(10);
 
@@ -128,6 +128,7 @@ struct mpi_link::state {
     std::uint64_t next_ticket = 1;
     std::size_t chunk = default_chunk;
     std::chrono::microseconds idle_max{1000};
+    std::chrono::microseconds spin{default_spin};
 
     // The thread's own.
     std::vector<std::unique_ptr<outbound>> out_flight;
@@ -140,7 +141,7 @@ struct mpi_link::state {
     bool test_receives(int world_size);
     void accept_head(std::vector<std::byte>& raw, int source);
     void cancel_receives();
-    void idle(int& polls, std::chrono::microseconds& sleep);
+    void idle(clock_type::time_point last_active, int& polls, std::chrono::microseconds& sleep);
 };
 
 bool mpi_link::state::start_queued_sends() {
@@ -300,13 +301,12 @@ void mpi_link::state::cancel_receives() {
     out_flight.clear();
 }
 
-void mpi_link::state::idle(int& polls, std::chrono::microseconds& sleep) {
-    if (!out_flight.empty() || !in_flight.empty()) {
-        // Transfers under way progress only while MPI is called.
-        if (++polls % 64 == 0) sched_yield();
-        return;
-    }
-    if (++polls < spin_polls) return;
+void mpi_link::state::idle(clock_type::time_point last_active, int& polls, std::chrono::microseconds& sleep) {
+    // Transfers under way progress only while MPI is called; and a message
+    // that arrives cannot wake ppoll(), so keep polling a while after the
+    // last activity (a reply usually follows soon).
+    if (++polls % 16 == 0) sched_yield();
+    if (!out_flight.empty() || !in_flight.empty() || clock_type::now() - last_active < spin) return;
     sleeping.store(true);
     if (queued_count.load() == 0 && !stop.load() && !abort_requested.load()) {
         struct pollfd p{wake_fd, POLLIN, 0};
@@ -326,6 +326,7 @@ void mpi_link::run_progress() {
     state& s = *s_;
     int polls = 0;
     auto sleep = idle_min;
+    auto last_active = clock_type::now();
     try {
         for (;;) {
             if (s.abort_requested.load()) MPI_Abort(MPI_COMM_WORLD, s.abort_code.load());
@@ -340,8 +341,9 @@ void mpi_link::run_progress() {
             if (active) {
                 polls = 0;
                 sleep = idle_min;
+                last_active = clock_type::now();
             } else {
-                s.idle(polls, sleep);
+                s.idle(last_active, polls, sleep);
             }
         }
     } catch (const std::exception& e) {
@@ -405,6 +407,7 @@ void mpi_link::init() {
     }
     s.chunk = env_size("MPHOST_MPI_CHUNK_BYTES", default_chunk, 1, default_chunk);
     s.idle_max = std::chrono::microseconds(env_size("MPHOST_MPI_IDLE_US", 1000, 20, 1000000));
+    s.spin = std::chrono::microseconds(env_size("MPHOST_MPI_SPIN_US", 250, 0, 1000000));
     s.pid = ::getpid();
     s.running = true;
     s.thread = std::thread([this] { run_progress(); });

@@ -11,8 +11,8 @@ __all__ = ['active', 'ClusterPool']
 
 def active():
     """Whether this process is rank 0 of a cluster job."""
-    from . import _boot
-    return _boot.hub_or_none() is not None
+    from . import _hub
+    return _hub.current() is not None
 
 
 def __getattr__(name):

@@ -12,14 +12,6 @@ import os
 import signal
 import sys
 
-_hub = None
-_home_pid = None
-
-
-def hub_or_none():
-    return _hub if os.getpid() == _home_pid else None
-
-
 def _workers_per_rank():
     text = os.environ.get('MPHOST_WORKERS_PER_RANK', '1')
     try:
@@ -34,7 +26,6 @@ def _workers_per_rank():
 def start(backend):
     """Join the job: None on rank 0 (run the program), else the exit status
     of this worker rank once the job ended."""
-    global _hub, _home_pid
     if backend != 'mpi':
         raise ValueError(f'unknown cluster backend {backend!r} (known: mpi)')
     from . import _link
@@ -47,9 +38,8 @@ def start(backend):
             return _rank.serve(link)
         finally:
             link.finalize()
-    from ._hub import Hub
-    _home_pid = os.getpid()
-    _hub = Hub(link, workers_per_rank)
+    from . import _hub
+    _hub.set_current(_hub.Hub(link, workers_per_rank))
     _install()
     from multiprocessing import util
     # After the program's pools were ended by multiprocessing's own exit
@@ -60,17 +50,18 @@ def start(backend):
 
 
 def _end_job():
-    global _hub
-    hub = hub_or_none()
+    from . import _hub
+    hub = _hub.current()
     if hub is None:
         return
-    _hub = None
+    _hub.set_current(None)
     hub.shutdown()
     hub.link.finalize()
 
 
 def _ended_from_outside(signum, frame):
-    if os.getpid() != _home_pid:     # a local child of rank 0 that kept the handler
+    from . import _hub
+    if _hub.current() is None:       # a local child of rank 0 that kept the handler
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
         return

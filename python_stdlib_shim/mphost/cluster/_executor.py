@@ -9,13 +9,13 @@ class ClusterProcessPoolExecutor(ProcessPoolExecutor):
 
     def __init__(self, max_workers=None, mp_context=None, initializer=None,
                  initargs=(), *, max_tasks_per_child=None):
-        from . import _boot
+        from . import _hub
         self._on_ranks = mp_context is None or mp_context.get_start_method() == 'mpi'
         if self._on_ranks:
             import multiprocessing
             mp_context = multiprocessing.get_context('mpi')
             if max_workers is None:
-                hub = _boot.hub_or_none()
+                hub = _hub.current()
                 max_workers = hub.default_workers() if hub is not None else None
                 if not max_workers:
                     raise ValueError('a cluster executor needs worker ranks: run the program '

@@ -19,7 +19,23 @@ import threading
 import traceback
 import weakref
 
+from multiprocessing.pool import WorkerLostError
+
 from . import _wire
+
+_current = None            # (pid, Hub) of this job's rank 0
+
+
+def current():
+    """This process's hub: rank 0 of a cluster job (not a child of it), or None."""
+    found = _current
+    return found[1] if found is not None and found[0] == os.getpid() else None
+
+
+def set_current(hub):
+    global _current
+    _current = None if hub is None else (os.getpid(), hub)
+
 
 _AHEAD = 2                 # messages a slot may hold: the one it runs and the next
 _POLL_MS = 100             # how often the receiving thread looks at _stopping
@@ -31,7 +47,9 @@ class _Line:
     def __init__(self, outqueue):
         self.outqueue = outqueue
         self.slots = []               # live _SlotWorker objects, in start order
-        self.waiting = collections.deque()   # (header, parts) not yet given to a slot
+        self.waiting = collections.deque()   # (number, header, parts) not given to a slot
+        self.carried = {}             # number -> (job, first, n) of a task message;
+                                      # None for a stop sentinel
 
 
 class Hub:
@@ -42,6 +60,7 @@ class Hub:
         self._lock = threading.Lock()
         self._slot_ids = itertools.count(1)
         self._line_ids = itertools.count(1)
+        self._numbers = itertools.count(1)
         self._lines = {}
         self._slots = {}              # slot id -> _SlotWorker
         self._line_of = {}            # slot id -> its pool's line, also once ended
@@ -69,10 +88,12 @@ class Hub:
     def put(self, key, obj):
         """Send one inqueue message of pool `key` (pickled here: an object
         that cannot be sent raises in the caller)."""
-        header, parts = _wire.encode(0, obj)
+        number = next(self._numbers)
+        header, parts = _wire.encode(0, obj, number)
         with self._lock:
             line = self._lines[key]
-            line.waiting.append((header, parts))
+            line.carried[number] = _carried(obj)
+            line.waiting.append((number, header, parts))
             self._feed(line)
 
     def drop_waiting(self, key):
@@ -84,12 +105,13 @@ class Hub:
     def _feed(self, line):
         """Give waiting messages to the slots with room (lock held)."""
         while line.waiting:
-            slot = min((s for s in line.slots if s.accepting), key=lambda s: s.held, default=None)
-            if slot is None or slot.held >= _AHEAD:
+            slot = min((s for s in line.slots if s.accepting), key=lambda s: len(s.held),
+                       default=None)
+            if slot is None or len(slot.held) >= _AHEAD:
                 return
-            header, parts = line.waiting.popleft()
-            slot.held += 1
-            self.link.send(slot.rank, _wire.TASK, _wire.with_slot(header, slot.ident), parts)
+            number, header, parts = line.waiting.popleft()
+            slot.held.append(number)
+            self.link.send(slot.rank, _wire.TASK, _wire.readdressed(header, slot.ident), parts)
 
     # -- slots ---------------------------------------------------------------
 
@@ -107,6 +129,7 @@ class Hub:
             line.slots.append(worker)
             worker.line = line
             self.link.send(rank, _wire.START, header, parts)
+            self._feed(line)          # what came back while no slot took work
 
     def _place(self, line):
         """The worker rank with the fewest live slots of this pool."""
@@ -127,7 +150,7 @@ class Hub:
         with self._lock:
             if worker.exitcode is None and worker.ident in self._slots:
                 worker.accepting = False
-                self.link.send(worker.rank, _wire.TERMINATE, _wire.with_slot(bytes(4), worker.ident), [])
+                self.link.send(worker.rank, _wire.TERMINATE, _wire.bare(worker.ident), [])
 
     # -- receiving -----------------------------------------------------------
 
@@ -153,13 +176,13 @@ class Hub:
                 frame = None
 
     def _route(self, source, kind, header, parts):
-        ident = _wire.slot_of(header)
+        ident, number = _wire.address(header)
         worker = self._slots.get(ident)
         if worker is None:
             if kind == _wire.RETURNED:    # it reached the rank after the slot ended
                 with self._lock:
                     line = self._line_of[ident]
-                    line.waiting.appendleft((header, parts))
+                    line.waiting.appendleft((number, header, parts))
                     self._feed(line)
             return
         if kind == _wire.RESULT:
@@ -171,20 +194,24 @@ class Hub:
                 traceback.print_exception(e)
                 message = None
             with self._lock:
-                worker.held -= 1
+                if worker.held:
+                    worker.line.carried.pop(worker.held.popleft(), None)
                 self._feed(worker.line)
             if message is not None:
                 worker.line.outqueue.put(message)
         elif kind == _wire.STARTED:
-            worker.pid = _wire.decode(header, parts)
+            worker.pid, worker.host = _wire.decode(header, parts)
         elif kind == _wire.RETURNED:
             with self._lock:
-                worker.held -= 1
+                if number in worker.held:
+                    worker.held.remove(number)
                 worker.accepting = False
-                worker.line.waiting.appendleft((header, parts))
+                worker.line.waiting.appendleft((number, header, parts))
                 self._feed(worker.line)
         elif kind in (_wire.EXITED, _wire.FAILED):
-            outcome = _wire.decode(header, parts)
+            outcome, lost = _wire.decode(header, parts), 0
+            if kind == _wire.EXITED:
+                outcome, lost = outcome
             with self._lock:
                 self._slots.pop(ident, None)
                 line = worker.line
@@ -195,7 +222,24 @@ class Hub:
             if kind == _wire.FAILED:
                 worker.start_error = outcome
                 outcome = 1
+            self._fail_lost(worker, outcome, lost)
             worker.exited(outcome)
+
+    def _fail_lost(self, worker, exitcode, count):
+        """Fail the `count` tasks a slot took and never answered: its process
+        died running them. Those it had not taken come back as RETURNED,
+        before EXITED or, if they were on their way, after it."""
+        from multiprocessing._pool_worker import _BATCH
+        with self._lock:
+            lost = [worker.line.carried.pop(worker.held.popleft(), None)
+                    for _ in range(min(count, len(worker.held)))]
+            worker.held.clear()
+        for what in lost:
+            if what is None:
+                continue              # a stop sentinel
+            job, first, n = what
+            error = RankWorkerLostError(worker.pid, exitcode, n, worker.rank, worker.host)
+            worker.line.outqueue.put((_BATCH, worker.pid, 0, 0.0, job, first, [(False, error)] * n))
 
     # -- the end of the job ----------------------------------------------------
 
@@ -212,6 +256,28 @@ class Hub:
             self._thread.join(1.0)
 
 
+def _carried(message):
+    """(job, first index, number of tasks) of an inqueue message; None for
+    a stop sentinel."""
+    if message is None:
+        return None
+    if type(message) is list:
+        return message[0][0], message[0][1], len(message)
+    return message[0], message[1], 1
+
+
+class RankWorkerLostError(WorkerLostError):
+    """WorkerLostError of a worker on another rank: says which host and rank."""
+
+    def __init__(self, pid, exitcode, ntasks, rank, host):
+        super().__init__(pid, exitcode, ntasks)
+        self.rank, self.host = rank, host
+        self.args = (f'{self.args[0]} on host {host}, MPI rank {rank}',)
+
+    def __reduce__(self):
+        return type(self), (self.pid, self.exitcode, self.ntasks, self.rank, self.host)
+
+
 class _SlotWorker:
     """What the pool sees of one slot: a Process-like object (name, pid,
     exitcode, sentinel, join, terminate) whose process runs on a worker
@@ -225,8 +291,8 @@ class _SlotWorker:
         self.daemon = True
         self.pid = None
         self.exitcode = None
-        self.ident = self.rank = self.line = None
-        self.held = 0
+        self.ident = self.rank = self.line = self.host = None
+        self.held = collections.deque()   # numbers of the messages it was given, unanswered
         self.accepting = True
         self.start_error = None
         self._done = threading.Event()

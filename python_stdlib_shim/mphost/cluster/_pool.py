@@ -13,7 +13,7 @@ import queue
 from multiprocessing import pool as _pool
 from multiprocessing._pool_inbox import _LocalResults
 
-from . import _boot
+from . import _hub
 from ._hub import _SlotWorker
 
 
@@ -50,7 +50,7 @@ class ClusterPool(_pool.Pool):
 
     def __init__(self, processes=None, initializer=None, initargs=(),
                  maxtasksperchild=None, context=None):
-        hub = _boot.hub_or_none()
+        hub = _hub.current()
         if hub is None:
             raise ValueError('a cluster pool needs a cluster job: run the program with '
                              'mpiexec -n N mphost --cluster=mpi script.py')

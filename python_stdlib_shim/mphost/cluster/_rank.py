@@ -28,6 +28,9 @@ class _Slot:
         # that arrives after the process ended goes back to rank 0.
         self.lock = threading.Lock()
         self.closed = False
+        # Messages written to its inbox; results sent back. Those written,
+        # not answered and not handed back when it ended died with it.
+        self.written = self.answered = 0
 
 
 def serve(link):
@@ -62,12 +65,13 @@ def serve(link):
 
 
 def _handle(link, ctx, slots, relays, kind, header, parts):
-    ident = _wire.slot_of(header)
+    ident = _wire.address(header)[0]
     if kind == _wire.TASK:
         slot = slots[ident]
         with slot.lock:
             if not slot.closed:
                 slot.inbox._writer.send_bytes(_wire.join_frame(header, parts))
+                slot.written += 1
                 return
         link.send(0, _wire.RETURNED, header, parts)
     elif kind == _wire.PREPARE:
@@ -82,7 +86,7 @@ def _handle(link, ctx, slots, relays, kind, header, parts):
             link.send(0, _wire.FAILED, *_wire.encode(ident, _failure(e)))
             return
         slots[ident] = slot
-        link.send(0, _wire.STARTED, *_wire.encode(ident, slot.process.pid))
+        link.send(0, _wire.STARTED, *_wire.encode(ident, (slot.process.pid, link.host())))
         relay = threading.Thread(target=_relay_results, args=(link, slots, slot),
                                  name=f'mphost-cluster-relay-{ident}', daemon=True)
         relay.start()
@@ -120,18 +124,22 @@ def _relay_results(link, slots, slot):
         if reader.poll(_IDLE_CHECK):
             header, parts = _wire.split_frame(reader.recv_bytes())
             link.send(0, _wire.RESULT, header, parts)
+            slot.answered += 1
             header = parts = None
             continue
         if ended:
             break
         ended = slot.process.exitcode is not None   # then one more look for late results
     inbox = slot.inbox._reader
+    handed_back = 0
     with slot.lock:
         slot.closed = True
         while inbox.poll(0):
             header, parts = _wire.split_frame(inbox.recv_bytes())
             link.send(0, _wire.RETURNED, header, parts)
-    link.send(0, _wire.EXITED, *_wire.encode(slot.ident, slot.process.exitcode))
+            handed_back += 1
+    lost = slot.written - slot.answered - handed_back
+    link.send(0, _wire.EXITED, *_wire.encode(slot.ident, (slot.process.exitcode, lost)))
     for queue in (slot.inbox, slot.outbox):
         queue.close()
 

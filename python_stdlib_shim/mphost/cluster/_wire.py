@@ -4,7 +4,8 @@ message of its own rather than copied into the pickle; and the refusal of
 the objects that only mean something on this host.
 
 A frame is (kind, header, parts). The header starts with the slot it is
-about (u32), then the pickle; parts are the out-of-band buffers in order.
+about and, for a task, the number rank 0 gave it (u32 each), then the
+pickle; parts are the out-of-band buffers in order.
 """
 
 import struct
@@ -16,7 +17,7 @@ PREPARE, START, TASK, TERMINATE, SHUTDOWN = 1, 2, 3, 4, 5
 # Frame kinds (worker rank -> rank 0).
 STARTED, RESULT, RETURNED, EXITED, FAILED = 11, 12, 13, 14, 15
 
-_SLOT = struct.Struct('<I')
+_SLOT = struct.Struct('<II')
 # Buffers smaller than this stay in the pickle: a message of its own costs
 # more than the copy.
 _OUT_OF_BAND_MIN = 64 * 1024
@@ -81,7 +82,7 @@ class _HostPickler(reduction.ForkingPickler):
         return NotImplemented
 
 
-def encode(slot, obj):
+def encode(slot, obj, number=0):
     """(header, parts) of obj for `slot`."""
     import io
     import pickle
@@ -95,20 +96,26 @@ def encode(slot, obj):
         return False
 
     stream = io.BytesIO()
-    stream.write(_SLOT.pack(slot))
+    stream.write(_SLOT.pack(slot, number))
     _HostPickler(stream, pickle.HIGHEST_PROTOCOL, buffer_callback=keep).dump(obj)
     return stream.getbuffer(), parts
 
 
-def slot_of(header):
-    return _SLOT.unpack_from(header)[0]
+def address(header):
+    """(slot, number) of a frame."""
+    return _SLOT.unpack_from(header)
 
 
-def with_slot(header, slot):
-    """The header re-addressed to another slot (a returned task)."""
+def readdressed(header, slot):
+    """The header of a task sent to `slot` (it may come back from another)."""
     data = bytearray(header)
-    _SLOT.pack_into(data, 0, slot)
+    _SLOT.pack_into(data, 0, slot, _SLOT.unpack_from(data)[1])
     return data
+
+
+def bare(slot):
+    """The header of a frame that carries nothing but its slot."""
+    return _SLOT.pack(slot, 0)
 
 
 def decode(header, parts):

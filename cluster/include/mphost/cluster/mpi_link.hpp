@@ -31,9 +31,12 @@
 //   made ready in the order that source sent them.
 // - A head whose prefix is malformed (short, wrong magic, sizes that do not
 //   add up, memory that cannot be had) is dropped and counted (dropped()).
-// - Idle: the thread spins a few polls, then sleeps in ppoll() on a wake
-//   eventfd (rung by send()), the timeout growing from 20 us to at most 1 ms
-//   (MPHOST_MPI_IDLE_US sets the maximum); any activity resets it.
+// - Idle: the thread keeps polling while transfers are under way and for
+//   250 us after the last activity (MPHOST_MPI_SPIN_US; an arriving message
+//   cannot wake a sleep), yielding the CPU now and then; then it sleeps in
+//   ppoll() on a wake eventfd (rung by send()), the timeout growing from
+//   20 us to at most 1 ms (MPHOST_MPI_IDLE_US sets the maximum); any
+//   activity resets it.
 // - Errors: an MPI call that fails throws std::runtime_error with
 //   MPI_Error_string's text (init), or, in the thread, stops the thread and
 //   records the text: every later send/receive/pending throws it, and the
