@@ -70,6 +70,71 @@ def measured(data, transport=""):
     return out
 
 
+_ROW_TEXT = {
+    "cluster_map_default": "tiny task, `Pool.map` default chunksize; mpi4py `map` default (chunksize 1)",
+    "cluster_map_chunked": "tiny task, `Pool.map` default chunksize; mpi4py `map` given the same chunksize",
+    "cluster_submit": "tiny task, `executor.submit` + `result()`",
+    "cluster_numpy_1mib": "1 MiB float64 array in, 1 MiB out, `map` chunksize 1",
+    "cluster_cpu_2ranks": "CPU-bound speedup, 2 worker ranks over 1 (40 tasks × ~50 ms)",
+    "cluster_cpu_4ranks": "CPU-bound speedup, 4 worker ranks over 1 (5 ranks on 2 cores: oversubscribed)",
+}
+for _k in ("cluster_map_default", "cluster_submit", "cluster_numpy_1mib"):
+    _ROW_TEXT[_k + "_tcp"] = _ROW_TEXT[_k]
+
+
+def _fmt(v):
+    if v is None:
+        return "-"
+    if v >= 1e6:
+        return f"{v / 1e6:.3g} M"
+    if v >= 1e4:
+        return f"{v / 1e3:.3g} k"
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
+def _prog_median(summary, key):
+    vals = [((o.get("record") or {}).get(key)) for o in (summary or {}).get("outcomes", [])
+            if o.get("status") == "ok"]
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def _cpu(summary):
+    c = summary.get("cpu_us_per_item") if summary.get("status") == "ok" else None
+    return "-" if not c else _fmt(c["median"])
+
+
+def measured_table(data):
+    """The rows as docs/cluster.md shows them: medians (min–max)."""
+    out = ["| row | transport | tasks | mpi4py.futures | mphost cluster | ratio | goal | "
+           "mphost one machine | CPU µs/task, mpi4py / cluster |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        if r["id"] not in _ROW_TEXT:
+            continue
+        cells = []
+        for side in ("stock", "mphost"):
+            sm = r[side]
+            if sm["status"] != "ok":
+                cells.append(sm["status"])
+                continue
+            text = f"{_fmt(sm['median'])} ({_fmt(sm['min'])}–{_fmt(sm['max'])})"
+            mb = _prog_median(sm, "mb_per_s")
+            cells.append(text + (f"; {_fmt(mb)} MB/s" if mb else ""))
+        local = _prog_median(r["mphost"], "local_value")
+        lmb = _prog_median(r["mphost"], "local_mb_per_s")
+        tasks = _prog_median(r["stock"], "tasks") or _prog_median(r["mphost"], "tasks")
+        ratio = f"{r['ratio']:.2f}×" if r.get("ratio") else "-"
+        goal = r["target"]["text"] if r.get("target") else "-"
+        transport = "tcp" if "tcp" in r["args"] else "shared memory"
+        out.append(f"| {_ROW_TEXT[r['id']]} | {transport} | {tasks:,.0f} | {cells[0]} | {cells[1]} | "
+                   f"{ratio} | {goal} | {_fmt(local)}{f'; {_fmt(lmb)} MB/s' if lmb else ''} | "
+                   f"{_cpu(r['stock'])} / {_cpu(r['mphost'])} |")
+    return "\n".join(out)
+
+
 def per_task(m, payload, link):
     c = m["c0"] + (m["c1"] - m["c0"]) * payload / MIB
     return max(c, 2 * payload / link)
@@ -105,6 +170,11 @@ def main(argv=None):
     link = args.link_gbps * 1e9
     print(f"From `{args.results}` ({data.get('started', '?')}, commit "
           f"{data['machine'].get('commit')}, {data.get('runs')} runs, medians).\n")
+    m = data["machine"]
+    print(f"Load average {m['loadavg_start'][0]:.1f} at the start, {m['loadavg_end'][0]:.1f} "
+          f"at the end; {m['cores']} cores.\n")
+    print(measured_table(data))
+    print()
     got = measured(data)
     tcp = measured(data, "_tcp")
     print("| side | transport | tiny task: wall per task (2 workers) | rank 0 CPU per task | "
