@@ -108,3 +108,46 @@ def test_quick_run_reports_cpu_and_idle_rows(tmp_path):
         assert cpu and cpu["median"] > 0, rows[key]["stock"]
     idle = rows["idle_queue"]
     assert idle["unit"] == "% of a core" and idle["target_met"] is True  # stock idles at ~0 %
+
+
+def test_cluster_rows_skip_in_quick_mode_without_the_mpi_module(tmp_path):
+    import _cluster
+    launcher = tmp_path / "bin" / "mphost"          # no lib/mphost/_mphost_mpi*.so beside it
+    launcher.parent.mkdir()
+    launcher.write_text("")
+    why_quick = _cluster.skip_reason(str(launcher), quick=True)
+    why_full = _cluster.skip_reason(str(launcher), quick=False)
+    if why_full is None:                           # mpiexec and mpi4py are here
+        assert why_quick and "_mphost_mpi" in why_quick
+    so = tmp_path / "lib" / "mphost" / "_mphost_mpi.cpython-311-x86_64-linux-gnu.so"
+    so.parent.mkdir(parents=True)
+    so.write_text("")
+    assert _cluster.skip_reason(str(launcher), quick=True) == why_full
+    ids = [r.id for r in _catalog.select("cluster")]
+    assert "cluster_submit" in ids and "cluster_numpy_1mib_tcp" in ids
+    assert all(_cluster.is_cluster(r) for r in _catalog.select("cluster"))
+    assert not any(_cluster.is_cluster(r) for r in _catalog.select("^pool_map_c1$"))
+
+
+def _cluster_outcome(value, local, cpu_s=1.0, items=1000, mb=None):
+    rec = {"value": value, "unit": "tasks/s", "higher_is_better": True, "cpu_s": cpu_s,
+           "cpu_items": items, "local_value": local, "local_cpu_us_per_item": 50.0}
+    if mb is not None:
+        rec.update(mb_per_s=mb, local_mb_per_s=mb * 2)
+    return _execute.Outcome("ok", value=value, record=rec)
+
+
+def test_cluster_section_shows_mpi4py_cluster_and_one_machine():
+    row = next(r for r in _catalog.ROWS if r.id == "cluster_numpy_1mib_tcp")
+    res = _report.row_result(row, [_cluster_outcome(200, None, mb=400)] * 3,
+                             [_cluster_outcome(500, 1000, mb=1000)] * 3, {})
+    assert res["ratio"] == 2.5 and res["target_met"]
+    md = _report.markdown({
+        "machine": {"cpu": "c", "cpu_family_model": "f", "cores": 2, "memory_gib": 1, "os": "o",
+                    "kernel": "k", "stock_python": "p", "mphost": "m", "commit": "c"},
+        "started": "now", "duration_s": 60, "runs": 3, "rows": [res], "limits": {},
+        "command": ["run_bench.py"], "scaling": None})
+    assert "## MPI cluster: mphost beside mpi4py.futures" in md
+    line = next(ln for ln in md.splitlines() if ln.startswith(f"| {row.title} | tcp"))
+    assert "| 200 (200–200); 400 MB/s | 500 (500–500); 1000 MB/s | 2.50× | ≥ 1× | yes |" in line
+    assert "| 1000; 2000 MB/s | 0.50× |" in line

@@ -52,6 +52,7 @@ class Row:
     target: Target = None
     limit: str = ""          # key of a limit-describing function below
     runs: int = None         # at most this many runs (a long row: the idle ones)
+    needs: str = ""          # "mpi": mpiexec and mpi4py (see _cluster.skip_reason)
 
 
 def _ratio(v, text):
@@ -159,6 +160,37 @@ ROWS = (
         ("--mode", "handoff", "--mb", str(mb)), None, "memread",
         runs=3 if mb >= 1000 else None)  # stock pickles 1 GB: ~7 s a hand-off
     for mb in (1, 10, 100, 1000)
+) + (
+    # The MPI cluster (bench_cluster.py): the stock column is
+    # mpi4py.futures.MPIPoolExecutor on the same ranks, the mphost column
+    # `mpiexec ... mphost --cluster=mpi`; 3 ranks = 2 worker ranks.
+    Row("cluster_map_default", "MPI cluster Pool.map, tiny tasks, default chunksize "
+        "(stock: MPIPoolExecutor.map, its default chunksize 1)", "bench_cluster.py",
+        ("--what", "map"), _ratio(2, "≥ 2×"), "cluster_per_task", needs="mpi"),
+    Row("cluster_map_chunked", "MPI cluster Pool.map, tiny tasks, default chunksize "
+        "(stock: MPIPoolExecutor.map given the same chunksize)", "bench_cluster.py",
+        ("--what", "map", "--chunksize", "pool"), _ratio(2, "≥ 2×"), "cluster_chunked",
+        needs="mpi"),
+    Row("cluster_submit", "MPI cluster executor.submit, tiny tasks (stock: MPIPoolExecutor.submit)",
+        "bench_cluster.py", ("--what", "submit"), _ratio(2, "≥ 2×"), "cluster_per_task",
+        needs="mpi"),
+    Row("cluster_numpy_1mib", "MPI cluster Pool.map, 1 MiB numpy in and out (stock: MPIPoolExecutor)",
+        "bench_cluster.py", ("--what", "numpy"), _ratio(1, "≥ 1×"), "cluster_bytes", needs="mpi"),
+    Row("cluster_map_default_tcp", "MPI cluster Pool.map, tiny tasks, default chunksize, tcp "
+        "(stock: MPIPoolExecutor.map)", "bench_cluster.py",
+        ("--what", "map", "--btl", "tcp"), _ratio(2, "≥ 2×"), "cluster_per_task", needs="mpi"),
+    Row("cluster_submit_tcp", "MPI cluster executor.submit, tiny tasks, tcp "
+        "(stock: MPIPoolExecutor.submit)", "bench_cluster.py",
+        ("--what", "submit", "--btl", "tcp"), _ratio(2, "≥ 2×"), "cluster_per_task", needs="mpi"),
+    Row("cluster_numpy_1mib_tcp", "MPI cluster Pool.map, 1 MiB numpy in and out, tcp "
+        "(stock: MPIPoolExecutor)", "bench_cluster.py",
+        ("--what", "numpy", "--btl", "tcp"), _ratio(1, "≥ 1×"), "cluster_bytes", needs="mpi"),
+    Row("cluster_cpu_2ranks", "MPI cluster CPU-bound speedup, 2 worker ranks over 1 "
+        "(stock: MPIPoolExecutor)", "bench_cluster.py",
+        ("--what", "cpu", "--workers", "2"), None, "cores", needs="mpi"),
+    Row("cluster_cpu_4ranks", "MPI cluster CPU-bound speedup, 4 worker ranks over 1, "
+        "oversubscribed (stock: MPIPoolExecutor)", "bench_cluster.py",
+        ("--what", "cpu", "--workers", "4"), None, "cores", needs="mpi"),
 )
 
 
@@ -259,6 +291,19 @@ def describe_limit(key, limits):
     if key == "startup":
         return (f"python3 -S -c pass {_fmt(g('python_S_pass_ms'))} ms; "
                 f"posix_spawn of /bin/true {_fmt(_ms(g('posix_spawn_true_us')))} ms")
+    if key == "cluster_per_task":
+        d, l = g("pickle_dumps_small_us"), g("pickle_loads_small_us")
+        return (f"rank 0 dispatches every task alone: pickling task and result "
+                f"~{_fmt((d or 0) + (l or 0))} µs, plus one MPI message each way and the "
+                f"worker's wake-up ({_fmt(g('futex_wake_us'))} µs on this machine)")
+    if key == "cluster_chunked":
+        ns = g("pickle_int_list_ns")
+        return (f"chunks are lists: pickle+unpickle {_fmt(ns)} ns per int on rank 0 → ≤ "
+                f"{_fmt(1e9 / ns if ns else None)} tasks/s")
+    if key == "cluster_bytes":
+        return (f"each MiB crosses ranks once each way: memcpy "
+                f"{_fmt(g('memcpy_1mib_stream_gbps'))} GB/s from memory (shared memory), "
+                "the loopback's bandwidth over tcp")
     if key == "startup_import":
         return (f"python3 -c \"import multiprocessing\" "
                 f"{_fmt(g('python_import_mp_ms'))} ms (stdlib modules from disk cache)")

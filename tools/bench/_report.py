@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import _catalog
+import _cluster
 
 STOCK, MPHOST = "stock", "mphost"
 
@@ -423,6 +424,8 @@ def markdown(data):
             f"{cpu_cell(r[STOCK])} | {cpu_cell(r[MPHOST])} | {fmt_ratio(r.get('cpu_ratio'))} | "
             f"{cpu_met_text(r)} | {_md_escape(r['limit'])} |")
     lines += ["", _futex_distance(data), ""] if _futex_distance(data) else []
+    cluster = _cluster.markdown_section(data, fmt, fmt_ratio, cell, met_text, cpu_cell)
+    lines += ["", cluster] if cluster else []
     lines += [
         "",
         "![ratio per scenario against its target](performance.png)",

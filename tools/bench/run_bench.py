@@ -35,6 +35,7 @@ STOCK_PYTHON = "/usr/bin/python3"
 
 sys.path.insert(0, str(HERE))
 import _catalog  # noqa: E402
+import _cluster  # noqa: E402
 import _execute  # noqa: E402
 import _limits  # noqa: E402
 import _report  # noqa: E402
@@ -250,6 +251,13 @@ def main(argv=None):
         return 0
 
     rows = _catalog.select(args.only)
+    if any(_cluster.is_cluster(r) for r in rows):
+        why = _cluster.skip_reason(args.mphost, args.quick)
+        if why:
+            log(f"NOTE: the MPI cluster rows are skipped: {why}")
+            rows = [r for r in rows if not _cluster.is_cluster(r)]
+            if not rows:
+                return 0
     if not rows:
         log(f"no row matches --only {args.only!r} (try --list)")
         return 2
