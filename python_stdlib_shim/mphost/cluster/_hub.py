@@ -17,11 +17,9 @@ import select
 import sys
 import threading
 import traceback
-import weakref
-
-from multiprocessing.pool import WorkerLostError
 
 from . import _wire
+from ._slot import RankWorkerLostError, carried
 
 _current = None            # (pid, Hub) of this job's rank 0
 
@@ -46,7 +44,7 @@ class _Line:
 
     def __init__(self, outqueue):
         self.outqueue = outqueue
-        self.slots = []               # live _SlotWorker objects, in start order
+        self.slots = []               # live SlotWorker objects, in start order
         self.waiting = collections.deque()   # (number, header, parts) not given to a slot
         self.carried = {}             # number -> (job, first, n) of a task message;
                                       # None for a stop sentinel
@@ -62,7 +60,7 @@ class Hub:
         self._line_ids = itertools.count(1)
         self._numbers = itertools.count(1)
         self._lines = {}
-        self._slots = {}              # slot id -> _SlotWorker
+        self._slots = {}              # slot id -> SlotWorker
         self._line_of = {}            # slot id -> its pool's line, also once ended
         self._prepared = set()        # ranks that have the program's main module
         self._preparation = None
@@ -92,7 +90,7 @@ class Hub:
         header, parts = _wire.encode(0, obj, number)
         with self._lock:
             line = self._lines[key]
-            line.carried[number] = _carried(obj)
+            line.carried[number] = carried(obj)
             line.waiting.append((number, header, parts))
             self._feed(line)
 
@@ -180,50 +178,67 @@ class Hub:
         worker = self._slots.get(ident)
         if worker is None:
             if kind == _wire.RETURNED:    # it reached the rank after the slot ended
-                with self._lock:
-                    line = self._line_of[ident]
-                    line.waiting.appendleft((number, header, parts))
-                    self._feed(line)
+                self._take_back(self._line_of[ident], number, header, parts)
             return
-        if kind == _wire.RESULT:
-            try:
-                message = _wire.decode(header, parts)
-            except Exception as e:
-                sys.stderr.write('multiprocessing.pool: a message from a worker could not be '
-                                 'received; the call it answers will not complete:\n')
-                traceback.print_exception(e)
-                message = None
-            with self._lock:
-                if worker.held:
-                    worker.line.carried.pop(worker.held.popleft(), None)
-                self._feed(worker.line)
-            if message is not None:
-                worker.line.outqueue.put(message)
-        elif kind == _wire.STARTED:
-            worker.pid, worker.host = _wire.decode(header, parts)
-        elif kind == _wire.RETURNED:
-            with self._lock:
-                if number in worker.held:
-                    worker.held.remove(number)
-                worker.accepting = False
-                worker.line.waiting.appendleft((number, header, parts))
-                self._feed(worker.line)
-        elif kind in (_wire.EXITED, _wire.FAILED):
-            outcome, lost = _wire.decode(header, parts), 0
-            if kind == _wire.EXITED:
-                outcome, lost = outcome
-            with self._lock:
-                self._slots.pop(ident, None)
-                line = worker.line
-                if worker in line.slots:
-                    line.slots.remove(worker)
-                worker.accepting = False
-                self._feed(line)
-            if kind == _wire.FAILED:
-                worker.start_error = outcome
-                outcome = 1
-            self._fail_lost(worker, outcome, lost)
-            worker.exited(outcome)
+        handle = self._handlers.get(kind)
+        if handle is not None:
+            handle(self, worker, number, header, parts)
+
+    def _on_result(self, worker, number, header, parts):
+        try:
+            message = _wire.decode(header, parts)
+        except Exception as e:
+            sys.stderr.write('multiprocessing.pool: a message from a worker could not be '
+                             'received; the call it answers will not complete:\n')
+            traceback.print_exception(e)
+            message = None
+        with self._lock:
+            if worker.held:
+                worker.line.carried.pop(worker.held.popleft(), None)
+            self._feed(worker.line)
+        if message is not None:
+            worker.line.outqueue.put(message)
+
+    def _on_started(self, worker, number, header, parts):
+        worker.pid, worker.host = _wire.decode(header, parts)
+
+    def _on_returned(self, worker, number, header, parts):
+        with self._lock:
+            if number in worker.held:
+                worker.held.remove(number)
+            worker.accepting = False
+        self._take_back(worker.line, number, header, parts)
+
+    def _take_back(self, line, number, header, parts):
+        """A task a slot never took goes to the front of its pool's line."""
+        with self._lock:
+            line.waiting.appendleft((number, header, parts))
+            self._feed(line)
+
+    def _on_exited(self, worker, number, header, parts):
+        exitcode, lost = _wire.decode(header, parts)
+        self._retire(worker)
+        self._fail_lost(worker, exitcode, lost)
+        worker.exited(exitcode)
+
+    def _on_failed(self, worker, number, header, parts):
+        # The slot's process could not be started: the pool sees it exit.
+        worker.start_error = _wire.decode(header, parts)
+        self._retire(worker)
+        worker.exited(1)
+
+    def _retire(self, worker):
+        with self._lock:
+            self._slots.pop(worker.ident, None)
+            line = worker.line
+            if worker in line.slots:
+                line.slots.remove(worker)
+            worker.accepting = False
+            self._feed(line)
+
+    _handlers = {_wire.RESULT: _on_result, _wire.STARTED: _on_started,
+                 _wire.RETURNED: _on_returned, _wire.EXITED: _on_exited,
+                 _wire.FAILED: _on_failed}
 
     def _fail_lost(self, worker, exitcode, count):
         """Fail the `count` tasks a slot took and never answered: its process
@@ -247,98 +262,10 @@ class Hub:
         """Stop every worker rank, then this rank's link (at exit)."""
         import time
         for rank in range(1, self.rank_count):
-            self.link.send(rank, _wire.SHUTDOWN, bytes(4), [])
+            self.link.send(rank, _wire.SHUTDOWN, _wire.bare(0), [])
         deadline = time.monotonic() + timeout
         while self.link.pending() and time.monotonic() < deadline:
             time.sleep(0.001)
         self._stopping = True
         if self._thread is not threading.current_thread():
             self._thread.join(1.0)
-
-
-def _carried(message):
-    """(job, first index, number of tasks) of an inqueue message; None for
-    a stop sentinel."""
-    if message is None:
-        return None
-    if type(message) is list:
-        return message[0][0], message[0][1], len(message)
-    return message[0], message[1], 1
-
-
-class RankWorkerLostError(WorkerLostError):
-    """WorkerLostError of a worker on another rank: says which host and rank."""
-
-    def __init__(self, pid, exitcode, ntasks, rank, host):
-        super().__init__(pid, exitcode, ntasks)
-        self.rank, self.host = rank, host
-        self.args = (f'{self.args[0]} on host {host}, MPI rank {rank}',)
-
-    def __reduce__(self):
-        return type(self), (self.pid, self.exitcode, self.ntasks, self.rank, self.host)
-
-
-class _SlotWorker:
-    """What the pool sees of one slot: a Process-like object (name, pid,
-    exitcode, sentinel, join, terminate) whose process runs on a worker
-    rank. Its sentinel is a pipe that becomes readable when the slot exits."""
-
-    _counter = itertools.count(1)
-
-    def __init__(self, hub, key, start_args):
-        self._hub, self._key, self._start_args = hub, key, start_args
-        self.name = f'ClusterPoolWorker-{next(self._counter)}'
-        self.daemon = True
-        self.pid = None
-        self.exitcode = None
-        self.ident = self.rank = self.line = self.host = None
-        self.held = collections.deque()   # numbers of the messages it was given, unanswered
-        self.accepting = True
-        self.start_error = None
-        self._done = threading.Event()
-        self._read_end, self._write_end = os.pipe2(os.O_CLOEXEC)
-        weakref.finalize(self, _close_pipe, self._read_end, self._write_end)
-
-    def __repr__(self):
-        state = 'started' if self.exitcode is None else f'exitcode={self.exitcode}'
-        return f'<{type(self).__name__} name={self.name!r} rank={self.rank} {state}>'
-
-    @property
-    def sentinel(self):
-        return self._read_end
-
-    def start(self):
-        self._hub.start_slot(self._key, self, self._start_args)
-        self._start_args = None
-
-    def is_alive(self):
-        return self.exitcode is None
-
-    def join(self, timeout=None):
-        self._done.wait(timeout)
-
-    def terminate(self):
-        self._hub.terminate_slot(self)
-
-    kill = terminate
-
-    def exited(self, exitcode):
-        self.exitcode = exitcode
-        self._done.set()
-        try:
-            os.write(self._write_end, b'x')
-        except OSError:
-            pass
-
-    def close(self):
-        if self.exitcode is None:
-            raise ValueError("Cannot close a process while it is still running. "
-                             "You should first call join() or terminate().")
-
-
-def _close_pipe(*fds):
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass

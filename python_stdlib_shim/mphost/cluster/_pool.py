@@ -4,7 +4,7 @@ ranks of a cluster job.
 The pool's engine is the stdlib pool's own (callbacks, chunking, imap
 order, maxtasksperchild, close/terminate/join behave as on one machine);
 what differs is where its "processes" live: each is a slot the hub starts
-on a rank (_hub._SlotWorker), its inqueue is the hub's line for the pool,
+on a rank (_slot.SlotWorker), its inqueue is the hub's line for the pool,
 and its outqueue an in-process queue the hub fills with the results.
 """
 
@@ -14,7 +14,7 @@ from multiprocessing import pool as _pool
 from multiprocessing._pool_inbox import _LocalResults
 
 from . import _hub
-from ._hub import _SlotWorker
+from ._slot import SlotWorker
 
 
 class _Inqueue:
@@ -35,7 +35,7 @@ class _Inqueue:
     def _worker(self, args):
         # args as the engine gives them to multiprocessing.pool.worker.
         start_args = tuple(args[2:6])          # initializer, initargs, maxtasks, wrap_exception
-        return _SlotWorker(self._hub, self._key, start_args)
+        return SlotWorker(self._hub, self._key, start_args)
 
 
 class ClusterPool(_pool.Pool):

@@ -9,7 +9,6 @@ back the slot's results, and when the slot's process ends, the messages it
 never took (RETURNED) and its exit code (EXITED).
 """
 
-import os
 import select
 import sys
 import threading
